@@ -1,0 +1,202 @@
+// Package autograd is dmlgo's define-by-run reverse-mode differentiation.
+//
+// A Graph records each op as it runs (the tape). Backward on a scalar walks
+// the tape in reverse and calls each op's gradient rule. Rules are written
+// with backend ops only, so they run on every backend; all of them live in
+// ops.go, each next to its forward.
+//
+// Memory: every value and gradient the graph allocates comes from the
+// backend and goes back to it on Reset, so a training loop that calls Reset
+// once per step reaches a steady state without new allocations. Variables
+// made by the graph must not be used after Reset; leaves (parameters,
+// inputs) are owned by the caller and survive it.
+//
+// Gradients accumulate (+=). A contribution is written straight into a
+// gradient that has not been written yet this step and added to it
+// otherwise, so the common single-consumer case costs no extra pass.
+package autograd
+
+import (
+	"fmt"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// Var is a node of the graph: a value, and the gradient of the loss with
+// respect to it when RequiresGrad is set.
+type Var struct {
+	Value        *tensor.Tensor
+	Grad         *tensor.Tensor
+	RequiresGrad bool
+	// Name labels parameters in messages.
+	Name string
+
+	gradWritten bool // Grad holds a contribution from this backward pass
+}
+
+// NewVar wraps a tensor (owned by the caller) as a leaf.
+func NewVar(t *tensor.Tensor, requiresGrad bool) *Var {
+	return &Var{Value: t, RequiresGrad: requiresGrad}
+}
+
+// Shape is the value's shape.
+func (v *Var) Shape() []int { return v.Value.Shape() }
+
+// ZeroGrad marks the gradient as empty: the next contribution overwrites it.
+// (Nothing is written now; a caller reading Grad before any contribution
+// should use Graph.GradOrZero.)
+func (v *Var) ZeroGrad() { v.gradWritten = false }
+
+// HasGrad reports whether the gradient received a contribution since the
+// last ZeroGrad.
+func (v *Var) HasGrad() bool { return v.gradWritten }
+
+type node struct {
+	name     string
+	backward func()
+}
+
+// Graph is a tape over one backend. It is not safe for concurrent use.
+type Graph struct {
+	B      backend.Backend
+	tape   []node
+	noGrad int
+	owned  []tensor.Storage
+	vars   []*Var
+}
+
+// New returns an empty graph on backend b.
+func New(b backend.Backend) *Graph { return &Graph{B: b} }
+
+// NoGrad runs f without recording: values only, as for inference.
+func (g *Graph) NoGrad(f func()) {
+	g.noGrad++
+	defer func() { g.noGrad-- }()
+	f()
+}
+
+// Recording reports whether ops are being recorded.
+func (g *Graph) Recording() bool { return g.noGrad == 0 }
+
+// Tensor allocates a zeroed tensor owned by the graph (freed on Reset).
+func (g *Graph) Tensor(shape ...int) *tensor.Tensor {
+	s := g.B.Alloc(tensor.Numel(shape))
+	g.owned = append(g.owned, s)
+	return tensor.New(s, 0, shape...)
+}
+
+// Upload copies host data into a new graph-owned tensor.
+func (g *Graph) Upload(data []float32, shape ...int) *tensor.Tensor {
+	t := g.Tensor(shape...)
+	g.B.Upload(t, data)
+	return t
+}
+
+// Constant wraps a graph-owned copy of host data as a Var without gradient.
+func (g *Graph) Constant(data []float32, shape ...int) *Var {
+	return &Var{Value: g.Upload(data, shape...)}
+}
+
+// newVar makes an output Var with a fresh value; it needs a gradient when
+// recording and any input needs one.
+func (g *Graph) newVar(shape []int, inputs ...*Var) *Var {
+	v := &Var{Value: g.Tensor(shape...)}
+	if g.noGrad == 0 {
+		for _, in := range inputs {
+			if in != nil && in.RequiresGrad {
+				v.RequiresGrad = true
+				break
+			}
+		}
+	}
+	g.vars = append(g.vars, v)
+	return v
+}
+
+// record appends a gradient rule for out.
+func (g *Graph) record(out *Var, name string, backward func()) {
+	if out.RequiresGrad {
+		g.tape = append(g.tape, node{name: name, backward: backward})
+	}
+}
+
+// Backward computes d(loss)/d(v) for every v that needs it. loss must hold
+// a single element; its gradient is seeded with 1.
+func (g *Graph) Backward(loss *Var) {
+	if loss.Value.Numel() != 1 {
+		panic(fmt.Sprintf("autograd: Backward of a non-scalar %s", tensor.ShapeString(loss.Shape())))
+	}
+	if !loss.RequiresGrad {
+		panic("autograd: Backward of a value that does not depend on any parameter")
+	}
+	dst, done := g.gradTarget(loss)
+	g.B.Fill(dst, 1)
+	done()
+	for i := len(g.tape) - 1; i >= 0; i-- {
+		g.tape[i].backward()
+	}
+	g.tape = g.tape[:0]
+}
+
+// Reset frees every tensor the graph allocated and forgets the tape.
+// Leaves keep their values and gradients.
+func (g *Graph) Reset() {
+	for _, s := range g.owned {
+		g.B.Free(s)
+	}
+	for _, v := range g.vars {
+		v.Value, v.Grad = nil, nil
+	}
+	clear(g.owned)
+	g.owned = g.owned[:0]
+	clear(g.vars)
+	g.vars = g.vars[:0]
+	g.tape = g.tape[:0]
+}
+
+// gradTarget returns where a gradient contribution to v goes and a func to
+// call once it is written: v.Grad itself for the first contribution, else a
+// temporary that done adds into v.Grad.
+func (g *Graph) gradTarget(v *Var) (dst *tensor.Tensor, done func()) {
+	if v.Grad == nil {
+		v.Grad = g.Tensor(v.Value.Shape()...)
+	}
+	if !v.gradWritten {
+		return v.Grad, func() { v.gradWritten = true }
+	}
+	tmp := g.Tensor(v.Value.Shape()...)
+	return tmp, func() { g.B.Axpy(1, tmp, v.Grad) }
+}
+
+// gradAccum returns v.Grad ready for an op that adds into it (+=), zeroed
+// when nothing was written yet this pass.
+func (g *Graph) gradAccum(v *Var) *tensor.Tensor {
+	if v.Grad == nil {
+		v.Grad = g.Tensor(v.Value.Shape()...)
+	} else if !v.gradWritten {
+		g.B.Fill(v.Grad, 0)
+	}
+	v.gradWritten = true
+	return v.Grad
+}
+
+// GradOrZero returns v's gradient, zeroed if nothing was written this pass.
+func (g *Graph) GradOrZero(v *Var) *tensor.Tensor { return g.gradAccum(v) }
+
+// Item downloads a single-element value.
+func (g *Graph) Item(v *Var) float32 {
+	var out [1]float32
+	if v.Value.Numel() != 1 {
+		panic(fmt.Sprintf("autograd: Item of %s", tensor.ShapeString(v.Shape())))
+	}
+	g.B.Download(out[:], v.Value)
+	return out[0]
+}
+
+// Values downloads a value to a new host slice.
+func (g *Graph) Values(v *Var) []float32 {
+	out := make([]float32, v.Value.Numel())
+	g.B.Download(out, v.Value)
+	return out
+}

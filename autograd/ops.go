@@ -1,0 +1,520 @@
+package autograd
+
+// Every differentiable op: the forward, then its gradient rule. Shapes use
+// the legend of package backend (N batch, C/K channels in/out, H×W input
+// plane, P×Q output plane, R×S filter, D embedding size).
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+func opPanic(op string, format string, args ...any) {
+	panic(fmt.Sprintf("autograd: %s: "+format, append([]any{op}, args...)...))
+}
+
+func shp(v *Var) string { return tensor.ShapeString(v.Value.Shape()) }
+
+// MatMul: y = op(a)·op(b), a and b rank 2; op transposes when the flag is set.
+func (g *Graph) MatMul(a, b *Var, transA, transB bool) *Var {
+	if a.Value.Rank() != 2 || b.Value.Rank() != 2 {
+		opPanic("matmul", "operands must be rank 2, got %s and %s", shp(a), shp(b))
+	}
+	m, k := a.Value.Dim(0), a.Value.Dim(1)
+	if transA {
+		m, k = k, m
+	}
+	k2, n := b.Value.Dim(0), b.Value.Dim(1)
+	if transB {
+		k2, n = n, k2
+	}
+	if k != k2 {
+		opPanic("matmul", "inner dimensions differ: %s (trans %v) and %s (trans %v)", shp(a), transA, shp(b), transB)
+	}
+	y := g.newVar([]int{m, n}, a, b)
+	g.B.Gemm(backend.GemmParams{TransA: transA, TransB: transB, M: m, N: n, K: k, Alpha: 1}, a.Value, b.Value, y.Value)
+	g.record(y, "matmul", func() {
+		dy := y.Grad
+		if a.RequiresGrad {
+			beta := g.betaFor(a)
+			if !transA { // dA (M, K) = dy (M, N) · op(B)ᵀ
+				g.B.Gemm(backend.GemmParams{TransA: false, TransB: !transB, M: m, N: k, K: n, Alpha: 1, Beta: beta}, dy, b.Value, a.Grad)
+			} else { // dA (K, M) = op(B) (K, N) · dyᵀ
+				g.B.Gemm(backend.GemmParams{TransA: transB, TransB: true, M: k, N: m, K: n, Alpha: 1, Beta: beta}, b.Value, dy, a.Grad)
+			}
+		}
+		if b.RequiresGrad {
+			beta := g.betaFor(b)
+			if !transB { // dB (K, N) = op(A)ᵀ · dy
+				g.B.Gemm(backend.GemmParams{TransA: !transA, TransB: false, M: k, N: n, K: m, Alpha: 1, Beta: beta}, a.Value, dy, b.Grad)
+			} else { // dB (N, K) = dyᵀ · op(A)
+				g.B.Gemm(backend.GemmParams{TransA: true, TransB: transA, M: n, N: k, K: m, Alpha: 1, Beta: beta}, dy, a.Value, b.Grad)
+			}
+		}
+	})
+	return y
+}
+
+// betaFor prepares v.Grad for a GEMM that writes (beta 0) or adds (beta 1).
+func (g *Graph) betaFor(v *Var) float32 {
+	if v.Grad == nil {
+		v.Grad = g.Tensor(v.Value.Shape()...)
+	}
+	if v.gradWritten {
+		return 1
+	}
+	v.gradWritten = true
+	return 0
+}
+
+// Linear: y (N, Out) = x (N, In) · wᵀ (In, Out) + b (Out); b may be nil.
+func (g *Graph) Linear(x, w, b *Var) *Var {
+	y := g.MatMul(x, w, false, true)
+	if b != nil {
+		y = g.AddRow(y, b)
+	}
+	return y
+}
+
+// AddRow: y (R, n) = x (R, n) + b (n), b repeated on every row (any x whose
+// trailing dimensions hold n elements).
+func (g *Graph) AddRow(x, b *Var) *Var {
+	n := b.Value.Numel()
+	if x.Value.Numel()%n != 0 {
+		opPanic("add_row", "x %s and row %s do not broadcast", shp(x), shp(b))
+	}
+	y := g.newVar(x.Value.Shape(), x, b)
+	g.B.Binary(backend.Add, x.Value, b.Value, y.Value)
+	g.record(y, "add_row", func() {
+		if x.RequiresGrad {
+			g.passGrad(x, y.Grad)
+		}
+		if b.RequiresGrad {
+			rows := x.Value.Numel() / n
+			g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: rows, Inner: n, Accumulate: true}, y.Grad, g.gradAccum(b))
+		}
+	})
+	return y
+}
+
+// passGrad adds dy into v's gradient (same number of elements).
+func (g *Graph) passGrad(v *Var, dy *tensor.Tensor) {
+	dst, done := g.gradTarget(v)
+	g.B.Copy(dst, dy.Reshape(dst.Shape()...))
+	done()
+}
+
+// Add: y = a + b, same shapes.
+func (g *Graph) Add(a, b *Var) *Var {
+	if !a.Value.SameShape(b.Value) {
+		opPanic("add", "shapes differ: %s and %s", shp(a), shp(b))
+	}
+	y := g.newVar(a.Value.Shape(), a, b)
+	g.B.Binary(backend.Add, a.Value, b.Value, y.Value)
+	g.record(y, "add", func() {
+		if a.RequiresGrad {
+			g.passGrad(a, y.Grad)
+		}
+		if b.RequiresGrad {
+			g.passGrad(b, y.Grad)
+		}
+	})
+	return y
+}
+
+// Mul: y = a·b elementwise, same shapes.
+func (g *Graph) Mul(a, b *Var) *Var {
+	if !a.Value.SameShape(b.Value) {
+		opPanic("mul", "shapes differ: %s and %s", shp(a), shp(b))
+	}
+	y := g.newVar(a.Value.Shape(), a, b)
+	g.B.Binary(backend.Mul, a.Value, b.Value, y.Value)
+	g.record(y, "mul", func() {
+		if a.RequiresGrad {
+			dst, done := g.gradTarget(a)
+			g.B.Binary(backend.Mul, y.Grad, b.Value, dst)
+			done()
+		}
+		if b.RequiresGrad {
+			dst, done := g.gradTarget(b)
+			g.B.Binary(backend.Mul, y.Grad, a.Value, dst)
+			done()
+		}
+	})
+	return y
+}
+
+// AddScalarVar: y = x + s, s a single-element Var broadcast over x.
+func (g *Graph) AddScalarVar(x, s *Var) *Var {
+	if s.Value.Numel() != 1 {
+		opPanic("add_scalar_var", "s must have one element, got %s", shp(s))
+	}
+	y := g.newVar(x.Value.Shape(), x, s)
+	g.B.Binary(backend.Add, x.Value, s.Value, y.Value)
+	g.record(y, "add_scalar_var", func() {
+		if x.RequiresGrad {
+			g.passGrad(x, y.Grad)
+		}
+		if s.RequiresGrad {
+			g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: x.Value.Numel(), Inner: 1, Accumulate: true}, y.Grad, g.gradAccum(s))
+		}
+	})
+	return y
+}
+
+// Affine: y = a·x + c for constants a, c.
+func (g *Graph) Affine(x *Var, a, c float32) *Var {
+	y := g.newVar(x.Value.Shape(), x)
+	g.B.Unary(backend.Affine, x.Value, y.Value, a, c)
+	g.record(y, "affine", func() {
+		dst, done := g.gradTarget(x)
+		g.B.Unary(backend.Scale, y.Grad, dst, a, 0)
+		done()
+	})
+	return y
+}
+
+// Relu: y = max(x, 0). The gradient at 0 is 0.
+func (g *Graph) Relu(x *Var) *Var {
+	y := g.newVar(x.Value.Shape(), x)
+	g.B.Unary(backend.Relu, x.Value, y.Value, 0, 0)
+	g.record(y, "relu", func() {
+		dst, done := g.gradTarget(x)
+		g.B.Binary(backend.ReluBackward, y.Value, y.Grad, dst)
+		done()
+	})
+	return y
+}
+
+// Softplus: y = ln(1 + eˣ); dy/dx = sigmoid(x).
+func (g *Graph) Softplus(x *Var) *Var {
+	y := g.newVar(x.Value.Shape(), x)
+	g.B.Unary(backend.Softplus, x.Value, y.Value, 0, 0)
+	g.record(y, "softplus", func() {
+		dst, done := g.gradTarget(x)
+		g.B.Unary(backend.Sigmoid, x.Value, dst, 0, 0)
+		g.B.Binary(backend.Mul, dst, y.Grad, dst)
+		done()
+	})
+	return y
+}
+
+// Clamp: y = min(max(x, lo), hi). The gradient passes where lo ≤ x ≤ hi
+// (PyTorch's convention at the bounds) and is 0 outside.
+func (g *Graph) Clamp(x *Var, lo, hi float32) *Var {
+	y := g.newVar(x.Value.Shape(), x)
+	g.B.Unary(backend.Clamp, x.Value, y.Value, lo, hi)
+	g.record(y, "clamp", func() {
+		// The mask is 1 where y == x (inside the bounds), else 0:
+		// |y − x| is 0 inside and at least the smallest float32 gap outside.
+		n := x.Value.Numel()
+		mask := g.Tensor(n)
+		g.B.Binary(backend.Sub, y.Value.Reshape(n), x.Value.Reshape(n), mask) // 0 inside, ≠0 outside
+		g.B.Unary(backend.Abs, mask, mask, 0, 0)
+		g.B.Unary(backend.Clamp, mask, mask, 0, 1e-30)  // 0 inside, 1e-30 outside
+		g.B.Unary(backend.Affine, mask, mask, -1e30, 1) // 1 inside, 0 outside
+		dst, done := g.gradTarget(x)
+		g.B.Binary(backend.Mul, y.Grad.Reshape(n), mask, dst.Reshape(n))
+		done()
+	})
+	return y
+}
+
+// Sum: y (1) = Σ x.
+func (g *Graph) Sum(x *Var) *Var { return g.reduceAll(x, backend.Sum) }
+
+// Mean: y (1) = Σ x / numel.
+func (g *Graph) Mean(x *Var) *Var { return g.reduceAll(x, backend.Mean) }
+
+func (g *Graph) reduceAll(x *Var, op backend.ReduceOp) *Var {
+	n := x.Value.Numel()
+	y := g.newVar([]int{1}, x)
+	g.B.Reduce(backend.ReduceParams{Op: op, Outer: 1, Len: n, Inner: 1}, x.Value, y.Value)
+	g.record(y, op.String(), func() {
+		dst, done := g.gradTarget(x)
+		g.B.Fill(dst, 0)
+		scale := float32(1)
+		if op == backend.Mean {
+			scale = 1 / float32(n)
+		}
+		// dst = scale·dy broadcast: dst (n) = 0 + dy (1)
+		g.B.Binary(backend.Add, dst.Reshape(n), y.Grad, dst.Reshape(n))
+		if scale != 1 {
+			g.B.Unary(backend.Scale, dst, dst, scale, 0)
+		}
+		done()
+	})
+	return y
+}
+
+// Reshape returns a view of x with a new shape; gradients flow through.
+func (g *Graph) Reshape(x *Var, shape ...int) *Var {
+	y := &Var{Value: x.Value.Reshape(shape...), RequiresGrad: x.RequiresGrad && g.noGrad == 0}
+	g.vars = append(g.vars, y)
+	g.record(y, "reshape", func() {
+		g.passGrad(x, y.Grad)
+	})
+	return y
+}
+
+// Flatten: (N, ...) -> (N, rest).
+func (g *Graph) Flatten(x *Var) *Var { return g.Reshape(x, x.Value.Dim(0), -1) }
+
+// Conv2dOpts are a convolution's stride, padding, dilation and groups.
+type Conv2dOpts struct {
+	Stride, Padding, Dilation, Groups int
+}
+
+// Conv2d: x (N, C, H, W), w (K, C/G, R, S) -> y (N, K, P, Q). No bias.
+func (g *Graph) Conv2d(x, w *Var, o Conv2dOpts) *Var {
+	if x.Value.Rank() != 4 || w.Value.Rank() != 4 {
+		opPanic("conv2d", "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shp(x), shp(w))
+	}
+	groups := max(o.Groups, 1)
+	xs, ws := x.Value.Shape(), w.Value.Shape()
+	p := backend.Conv2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], K: ws[0], R: ws[2], S: ws[3],
+		StrideH: max(o.Stride, 1), StrideW: max(o.Stride, 1), PadH: o.Padding, PadW: o.Padding,
+		DilH: max(o.Dilation, 1), DilW: max(o.Dilation, 1), Groups: groups}
+	if xs[1] != ws[1]*groups || ws[0]%groups != 0 {
+		opPanic("conv2d", "x %s has %d channels but w %s expects %d (groups %d)", shp(x), xs[1], shp(w), ws[1]*groups, groups)
+	}
+	if p.P() < 1 || p.Q() < 1 {
+		opPanic("conv2d", "input %s is smaller than the filter %s (padding %d, dilation %d)", shp(x), shp(w), o.Padding, p.DilH)
+	}
+	y := g.newVar([]int{p.N, p.K, p.P(), p.Q()}, x, w)
+	g.B.Conv2dForward(p, x.Value, w.Value, y.Value)
+	g.record(y, "conv2d", func() {
+		if x.RequiresGrad {
+			dst, done := g.gradTarget(x)
+			g.B.Conv2dBackwardData(p, y.Grad, w.Value, dst)
+			done()
+		}
+		if w.RequiresGrad {
+			dst, done := g.gradTarget(w)
+			g.B.Conv2dBackwardFilter(p, x.Value, y.Grad, dst)
+			done()
+		}
+	})
+	return y
+}
+
+// PoolOpts are a pooling window, stride (0: the window) and padding.
+type PoolOpts struct {
+	Kernel, Stride, Padding int
+}
+
+func poolParams(op string, x *Var, o PoolOpts) backend.Pool2dParams {
+	if x.Value.Rank() != 4 {
+		opPanic(op, "x %s must be (N, C, H, W)", shp(x))
+	}
+	s := o.Stride
+	if s == 0 {
+		s = o.Kernel
+	}
+	xs := x.Value.Shape()
+	p := backend.Pool2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], R: o.Kernel, S: o.Kernel, StrideH: s, StrideW: s, PadH: o.Padding, PadW: o.Padding}
+	if o.Kernel < 1 || p.P() < 1 || p.Q() < 1 || 2*o.Padding > o.Kernel {
+		opPanic(op, "window %d (stride %d, padding %d) does not fit input %s", o.Kernel, s, o.Padding, shp(x))
+	}
+	return p
+}
+
+// MaxPool2d: x (N, C, H, W) -> y (N, C, P, Q).
+func (g *Graph) MaxPool2d(x *Var, o PoolOpts) *Var {
+	p := poolParams("maxpool2d", x, o)
+	y := g.newVar([]int{p.N, p.C, p.P(), p.Q()}, x)
+	arg := g.Tensor(p.N, p.C, p.P(), p.Q())
+	g.B.MaxPool2dForward(p, x.Value, y.Value, arg)
+	g.record(y, "maxpool2d", func() {
+		dst, done := g.gradTarget(x)
+		g.B.MaxPool2dBackward(p, y.Grad, arg, dst)
+		done()
+	})
+	return y
+}
+
+// AvgPool2d: x (N, C, H, W) -> y (N, C, P, Q), padding counted.
+func (g *Graph) AvgPool2d(x *Var, o PoolOpts) *Var {
+	p := poolParams("avgpool2d", x, o)
+	y := g.newVar([]int{p.N, p.C, p.P(), p.Q()}, x)
+	g.B.AvgPool2dForward(p, x.Value, y.Value)
+	g.record(y, "avgpool2d", func() {
+		dst, done := g.gradTarget(x)
+		g.B.AvgPool2dBackward(p, y.Grad, dst)
+		done()
+	})
+	return y
+}
+
+// GlobalAvgPool: x (N, C, H, W) -> y (N, C).
+func (g *Graph) GlobalAvgPool(x *Var) *Var {
+	if x.Value.Rank() != 4 {
+		opPanic("global_avgpool", "x %s must be (N, C, H, W)", shp(x))
+	}
+	y := g.newVar([]int{x.Value.Dim(0), x.Value.Dim(1)}, x)
+	g.B.GlobalAvgPoolForward(x.Value, y.Value)
+	g.record(y, "global_avgpool", func() {
+		dst, done := g.gradTarget(x)
+		g.B.GlobalAvgPoolBackward(y.Grad, dst)
+		done()
+	})
+	return y
+}
+
+// BatchNormOpts configure BatchNorm.
+type BatchNormOpts struct {
+	Training bool
+	Momentum float32
+	Eps      float32
+}
+
+// BatchNorm: x (N, C, H, W) or (N, C) normalised per channel, scaled by
+// gamma (C) and shifted by beta (C). Training uses batch statistics and
+// updates runMean and runVar (C) in place; eval uses them. Gradients are
+// defined for training mode (eval mode is for inference).
+func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o BatchNormOpts) *Var {
+	xs := x.Value.Shape()
+	if len(xs) != 2 && len(xs) != 4 {
+		opPanic("batchnorm", "x %s must be (N, C) or (N, C, H, W)", shp(x))
+	}
+	p := backend.BatchNormParams{N: xs[0], C: xs[1], L: 1, Training: o.Training, Momentum: o.Momentum, Eps: o.Eps}
+	if len(xs) == 4 {
+		p.L = xs[2] * xs[3]
+	}
+	if gamma.Value.Numel() != p.C || beta.Value.Numel() != p.C {
+		opPanic("batchnorm", "x %s has %d channels, gamma %s and beta %s", shp(x), p.C, shp(gamma), shp(beta))
+	}
+	if o.Training && p.N*p.L < 2 {
+		opPanic("batchnorm", "training needs more than one value per channel, got x %s", shp(x))
+	}
+	y := g.newVar(xs, x, gamma, beta)
+	var mean, inv *tensor.Tensor
+	if o.Training {
+		mean, inv = g.Tensor(p.C), g.Tensor(p.C)
+	}
+	g.B.BatchNormForward(p, x.Value, gamma.Value, beta.Value, runMean, runVar, y.Value, mean, inv)
+	g.record(y, "batchnorm", func() {
+		if !o.Training {
+			opPanic("batchnorm", "backward through eval-mode batch norm is not supported; train in training mode or freeze the layer")
+		}
+		dx := g.Tensor(xs...)
+		dgamma := g.gradAccumMaybe(gamma, p.C)
+		dbeta := g.gradAccumMaybe(beta, p.C)
+		g.B.BatchNormBackward(p, x.Value, y.Grad, gamma.Value, mean, inv, dx, dgamma, dbeta)
+		if x.RequiresGrad {
+			g.passGrad(x, dx)
+		}
+	})
+	return y
+}
+
+// gradAccumMaybe is gradAccum for a Var that needs a gradient, else scratch.
+func (g *Graph) gradAccumMaybe(v *Var, n int) *tensor.Tensor {
+	if v.RequiresGrad {
+		return g.gradAccum(v)
+	}
+	return g.Tensor(n)
+}
+
+// Dropout zeroes each element with probability p and scales the rest by
+// 1/(1−p) (inverted dropout), with a mask drawn from rng on the host.
+// With training false or p == 0 it returns x.
+func (g *Graph) Dropout(x *Var, p float32, training bool, rng *rand.Rand) *Var {
+	if !training || p == 0 {
+		return x
+	}
+	if p < 0 || p >= 1 {
+		opPanic("dropout", "probability %g outside [0, 1)", p)
+	}
+	n := x.Value.Numel()
+	m := make([]float32, n)
+	keep := 1 / (1 - p)
+	for i := range m {
+		if rng.Float32() >= p {
+			m[i] = keep
+		}
+	}
+	mask := g.Upload(m, x.Value.Shape()...)
+	y := g.newVar(x.Value.Shape(), x)
+	g.B.Binary(backend.Mul, x.Value, mask, y.Value)
+	g.record(y, "dropout", func() {
+		dst, done := g.gradTarget(x)
+		g.B.Binary(backend.Mul, y.Grad, mask, dst)
+		done()
+	})
+	return y
+}
+
+// L2Normalize: x (N, D) -> y = x/max(|x|, eps) row by row.
+func (g *Graph) L2Normalize(x *Var, eps float32) *Var {
+	if x.Value.Rank() != 2 {
+		opPanic("l2normalize", "x %s must be (N, D)", shp(x))
+	}
+	y := g.newVar(x.Value.Shape(), x)
+	norms := g.Tensor(x.Value.Dim(0))
+	g.B.L2NormalizeForward(eps, x.Value, y.Value, norms)
+	g.record(y, "l2normalize", func() {
+		if x.gradWritten {
+			g.B.L2NormalizeBackward(y.Value, norms, y.Grad, x.Grad, true)
+			return
+		}
+		dst, done := g.gradTarget(x)
+		g.B.L2NormalizeBackward(y.Value, norms, y.Grad, dst, false)
+		done()
+	})
+	return y
+}
+
+// MarginCE is the fused margin-softmax cross-entropy: cos (N, C), labels
+// (N) on the host -> the mean loss (1). For MarginDMLClass, classMargins
+// (C) supplies the negative margins (p.ClassMargins is set from it); mp,
+// when not nil, is a single-element Var whose value is used as p.MP (read
+// from the device once) and which receives ∂L/∂m_p.
+func (g *Graph) MarginCE(cos *Var, labels []int32, p backend.MarginParams, classMargins, mp *Var) *Var {
+	if cos.Value.Rank() != 2 {
+		opPanic("margin_ce", "cos %s must be (N, C)", shp(cos))
+	}
+	p.N, p.C = cos.Value.Dim(0), cos.Value.Dim(1)
+	if classMargins != nil {
+		p.ClassMargins = classMargins.Value
+	}
+	if mp != nil {
+		p.MP = g.Item(mp)
+	}
+	y := g.newVar([]int{1}, cos, classMargins, mp)
+	loss := g.Tensor(p.N)
+	var dcos *tensor.Tensor
+	var grads backend.MarginGrads
+	if y.RequiresGrad {
+		dcos = g.Tensor(p.N, p.C)
+		if classMargins != nil && classMargins.RequiresGrad {
+			grads.ClassMargins = g.Tensor(p.C)
+		}
+		if mp != nil && mp.RequiresGrad {
+			grads.MP = g.Tensor(1)
+		}
+	}
+	g.B.MarginSoftmaxCE(p, cos.Value, labels, loss, dcos, grads)
+	g.B.Reduce(backend.ReduceParams{Op: backend.Mean, Outer: 1, Len: p.N, Inner: 1}, loss, y.Value)
+	g.record(y, "margin_ce", func() {
+		// Every saved gradient is of the mean loss: scale by the upstream dy (1).
+		scaled := func(v *Var, saved *tensor.Tensor) {
+			dst, done := g.gradTarget(v)
+			g.B.Binary(backend.Mul, saved, y.Grad, dst)
+			done()
+		}
+		if cos.RequiresGrad {
+			scaled(cos, dcos)
+		}
+		if grads.ClassMargins != nil {
+			scaled(classMargins, grads.ClassMargins)
+		}
+		if grads.MP != nil {
+			scaled(mp, grads.MP)
+		}
+	})
+	return y
+}

@@ -1,0 +1,217 @@
+package cpu
+
+import (
+	"sync"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// Convolution through GEMM. Per image n and group g:
+//
+//	col   (C/G·R·S, P·Q)  = im2col(x[n, g])
+//	y[n, g]  (K/G, P·Q)   = w[g] (K/G, C/G·R·S) · col
+//	dcol                  = w[g]ᵀ · dy[n, g];   dx[n, g] = col2im(dcol)
+//	dw[g]   += dy[n, g] · colᵀ
+//
+// A 1×1 convolution with stride 1 and no padding uses x itself as col.
+// Images are spread over the threads; each GEMM then runs on one thread, so
+// threads never wait on each other inside a layer.
+
+// isPointwise reports whether col == x for this convolution.
+func isPointwise(p backend.Conv2dParams) bool {
+	return p.R == 1 && p.S == 1 && p.StrideH == 1 && p.StrideW == 1 && p.PadH == 0 && p.PadW == 0
+}
+
+// im2col fills col (C·R·S, P·Q) from one image's channels x (C, H, W).
+func im2col(p backend.Conv2dParams, c int, x, col []float32) {
+	P, Q := p.P(), p.Q()
+	for ci := 0; ci < c; ci++ {
+		plane := x[ci*p.H*p.W : (ci+1)*p.H*p.W]
+		for r := 0; r < p.R; r++ {
+			for s := 0; s < p.S; s++ {
+				dst := col[((ci*p.R+r)*p.S+s)*P*Q:]
+				for oh := 0; oh < P; oh++ {
+					ih := oh*p.StrideH - p.PadH + r*p.DilH
+					row := dst[oh*Q : (oh+1)*Q]
+					if ih < 0 || ih >= p.H {
+						clear(row)
+						continue
+					}
+					src := plane[ih*p.W : (ih+1)*p.W]
+					iw := s*p.DilW - p.PadW
+					if p.StrideW == 1 && iw >= 0 && iw+Q <= p.W {
+						copy(row, src[iw:iw+Q])
+						continue
+					}
+					for ow := range row {
+						if iw >= 0 && iw < p.W {
+							row[ow] = src[iw]
+						} else {
+							row[ow] = 0
+						}
+						iw += p.StrideW
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im adds col (C·R·S, P·Q) into one image's dx (C, H, W), which the
+// caller has zeroed.
+func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
+	P, Q := p.P(), p.Q()
+	for ci := 0; ci < c; ci++ {
+		plane := dx[ci*p.H*p.W : (ci+1)*p.H*p.W]
+		for r := 0; r < p.R; r++ {
+			for s := 0; s < p.S; s++ {
+				src := col[((ci*p.R+r)*p.S+s)*P*Q:]
+				for oh := 0; oh < P; oh++ {
+					ih := oh*p.StrideH - p.PadH + r*p.DilH
+					if ih < 0 || ih >= p.H {
+						continue
+					}
+					row := src[oh*Q : (oh+1)*Q]
+					dst := plane[ih*p.W : (ih+1)*p.W]
+					iw := s*p.DilW - p.PadW
+					if p.StrideW == 1 && iw >= 0 && iw+Q <= p.W {
+						axpy(1, row, dst[iw:iw+Q])
+						continue
+					}
+					for _, v := range row {
+						if iw >= 0 && iw < p.W {
+							dst[iw] += v
+						}
+						iw += p.StrideW
+					}
+				}
+			}
+		}
+	}
+}
+
+var colPool = sync.Pool{New: func() any { return new([]float32) }}
+
+func getCol(n int) *[]float32 {
+	b := colPool.Get().(*[]float32)
+	*b = grow(*b, n)
+	return b
+}
+
+// Conv2dForward implements backend.Ops.
+func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) {
+	backend.CheckConv("conv2d forward", p, x, w, y)
+	p = p.Normalized()
+	X, Wt, Y := x.HostData(), w.HostData(), y.HostData()
+	if b.ref {
+		refConvForward(p, X, Wt, Y)
+		return
+	}
+	G, PQ := p.G(), p.P()*p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	b.split(p.N, func(lo, hi int) {
+		var colBuf *[]float32
+		if !isPointwise(p) {
+			colBuf = getCol(crs * PQ)
+			defer colPool.Put(colBuf)
+		}
+		for n := lo; n < hi; n++ {
+			for g := 0; g < G; g++ {
+				xs := X[(n*p.C+g*cg)*p.H*p.W:]
+				col := xs
+				if colBuf != nil {
+					col = *colBuf
+					im2col(p, cg, xs, col)
+				}
+				sgemm(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, col, PQ, 0, Y[(n*p.K+g*kg)*PQ:], PQ, 1)
+			}
+		}
+	})
+}
+
+// Conv2dBackwardData implements backend.Ops.
+func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.Tensor) {
+	backend.CheckConv("conv2d backward data", p, dx, w, dy)
+	p = p.Normalized()
+	DY, Wt, DX := dy.HostData(), w.HostData(), dx.HostData()
+	if b.ref {
+		refConvBackwardData(p, DY, Wt, DX)
+		return
+	}
+	G, PQ := p.G(), p.P()*p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	b.split(p.N, func(lo, hi int) {
+		var colBuf *[]float32
+		if !isPointwise(p) {
+			colBuf = getCol(crs * PQ)
+			defer colPool.Put(colBuf)
+		}
+		for n := lo; n < hi; n++ {
+			for g := 0; g < G; g++ {
+				dxs := DX[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
+				dcol := dxs
+				if colBuf != nil {
+					dcol = *colBuf
+				}
+				sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, 1)
+				if colBuf != nil {
+					clear(dxs)
+					col2im(p, cg, dcol, dxs)
+				}
+			}
+		}
+	})
+}
+
+// Conv2dBackwardFilter implements backend.Ops.
+func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor.Tensor) {
+	backend.CheckConv("conv2d backward filter", p, x, dw, dy)
+	p = p.Normalized()
+	X, DY, DW := x.HostData(), dy.HostData(), dw.HostData()
+	if b.ref {
+		refConvBackwardFilter(p, X, DY, DW)
+		return
+	}
+	G, PQ := p.G(), p.P()*p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	parts := splitRange(p.N, b.Threads(), 1)
+	partials := make([]*[]float32, len(parts))
+	var wg sync.WaitGroup
+	for t, r := range parts {
+		wg.Add(1)
+		go func(t, lo, hi int) {
+			defer wg.Done()
+			acc := DW
+			if t > 0 {
+				partials[t] = getCol(len(DW))
+				acc = *partials[t]
+			}
+			clear(acc)
+			var colBuf *[]float32
+			if !isPointwise(p) {
+				colBuf = getCol(crs * PQ)
+				defer colPool.Put(colBuf)
+			}
+			for n := lo; n < hi; n++ {
+				for g := 0; g < G; g++ {
+					xs := X[(n*p.C+g*cg)*p.H*p.W:]
+					col := xs
+					if colBuf != nil {
+						col = *colBuf
+						im2col(p, cg, xs, col)
+					}
+					sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, 1)
+				}
+			}
+		}(t, r[0], r[1])
+	}
+	wg.Wait()
+	for _, part := range partials[1:] {
+		axpy(1, *part, DW)
+		colPool.Put(part)
+	}
+}
