@@ -358,3 +358,49 @@ func TestConformance(t *testing.T) {
 		}
 	})
 }
+
+// TestSizeSweep runs the length-dependent ops over every size 1..200 on
+// every backend against the reference: tails of any vector width or split.
+func TestSizeSweep(t *testing.T) {
+	ref := cpu.NewReference()
+	r := rand.New(rand.NewPCG(3, 4))
+	ForEachBackend(t, func(t *testing.T, b backend.Backend) {
+		for n := 1; n <= 200; n++ {
+			x, z, y0 := randn(r, n), randn(r, n), randn(r, n)
+			var cs []opCase
+			for _, op := range []backend.BinaryOp{backend.Add, backend.Mul, backend.ReluBackward} {
+				op := op
+				cs = append(cs, opCase{name: fmt.Sprintf("binary_%v/%d", op, n), tol: 1e-6, data: [][]float32{x, z, y0}, shapes: [][]int{{n}, {n}, {n}}, outputs: []int{2},
+					run: func(b backend.Backend, t []*tensor.Tensor) { b.Binary(op, t[0], t[1], t[2]) }})
+			}
+			for _, op := range []backend.UnaryOp{backend.Relu, backend.Scale, backend.Copy} {
+				op := op
+				cs = append(cs, opCase{name: fmt.Sprintf("unary_%v/%d", op, n), tol: 1e-6, data: [][]float32{x, y0}, shapes: [][]int{{n}, {n}}, outputs: []int{1},
+					run: func(b backend.Backend, t []*tensor.Tensor) { b.Unary(op, t[0], t[1], -1.5, 0) }})
+			}
+			cs = append(cs, opCase{name: fmt.Sprintf("axpy/%d", n), tol: 1e-6, data: [][]float32{x, y0}, shapes: [][]int{{n}, {n}}, outputs: []int{1},
+				run: func(b backend.Backend, t []*tensor.Tensor) { b.Axpy(0.7, t[0], t[1]) }})
+			cs = append(cs, opCase{name: fmt.Sprintf("l2/%d", n), tol: 1e-5, data: [][]float32{x, y0, zeros(1)}, shapes: [][]int{{1, n}, {1, n}, {1}}, outputs: []int{1, 2},
+				run: func(b backend.Backend, t []*tensor.Tensor) { b.L2NormalizeForward(1e-12, t[0], t[1], t[2]) }})
+			cs = append(cs, opCase{name: fmt.Sprintf("sgd/%d", n), tol: 1e-6, data: [][]float32{x, z, y0}, shapes: [][]int{{n}, {n}, {n}}, outputs: []int{0, 2},
+				run: func(b backend.Backend, t []*tensor.Tensor) {
+					b.SGDStep(backend.SGDParams{LR: 0.05, Momentum: 0.9, WeightDecay: 1e-3, Nesterov: true}, t[0], t[1], t[2])
+				}})
+			for _, c := range cs {
+				want, err := runCase(c, ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := runCase(c, b)
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				for _, o := range c.outputs {
+					if msg := Compare(got[o], want[o], c.tol); msg != "" {
+						t.Fatalf("%s: output %d: %s", c.name, o, msg)
+					}
+				}
+			}
+		}
+	})
+}

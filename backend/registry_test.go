@@ -1,0 +1,34 @@
+package backend_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+	_ "github.com/dmlgo/dmlgo/backend/cpu"
+)
+
+func TestSelect(t *testing.T) {
+	b, why, err := backend.Select("cpu")
+	if err != nil || b.Name() != "cpu" || !strings.Contains(why, "cpu") {
+		t.Fatalf("Select(cpu) = %v, %q, %v", b, why, err)
+	}
+	if b2, _, _ := backend.Select("CPU "); b2 != b {
+		t.Error("the same backend should be shared")
+	}
+	_, _, err = backend.Select("tpu")
+	if err == nil || !strings.Contains(err.Error(), `"tpu" is not available`) || !strings.Contains(err.Error(), "cpu") {
+		t.Errorf("unknown backend error: %v", err)
+	}
+	t.Setenv("DMLGO_DEVICE", "nope")
+	_, _, err = backend.Select("")
+	if err == nil || !strings.Contains(err.Error(), "DMLGO_DEVICE") {
+		t.Errorf("DMLGO_DEVICE error should name the variable: %v", err)
+	}
+	t.Setenv("DMLGO_DEVICE", "")
+	b, why, err = backend.Select("auto")
+	if err != nil || !strings.Contains(why, "auto") {
+		t.Fatalf("auto: %v %q", err, why)
+	}
+	t.Log(why)
+}
