@@ -287,3 +287,22 @@ type AdamWParams struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float32
 	Step                               int // 1-based
 }
+
+// HostMemory is implemented by backends whose tensors are Go memory
+// (tensor.HostStorage): host slices can then be used in place.
+type HostMemory interface {
+	HostMemory() bool
+}
+
+// OnDevice returns a tensor holding data on b: the slice itself when b
+// computes in host memory, else an uploaded copy. free releases what was
+// allocated (a no-op for the host case).
+func OnDevice(b Backend, data []float32, shape ...int) (t *tensor.Tensor, free func()) {
+	if h, ok := b.(HostMemory); ok && h.HostMemory() {
+		return tensor.FromSlice(data, shape...), func() {}
+	}
+	s := b.Alloc(tensor.Numel(shape))
+	t = tensor.New(s, 0, shape...)
+	b.Upload(t, data)
+	return t, func() { b.Free(s) }
+}

@@ -123,6 +123,10 @@ func (b *Backend) Copy(dst, src *tensor.Tensor) {
 	copy(dst.HostData(), src.HostData())
 }
 
+// HostMemory reports that tensors of this backend live in Go memory, so
+// callers may wrap host slices (tensor.FromSlice) instead of uploading.
+func (b *Backend) HostMemory() bool { return true }
+
 // Synchronize implements backend.Backend; CPU work is synchronous.
 func (b *Backend) Synchronize() error { return nil }
 

@@ -1,0 +1,202 @@
+package retrieval
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dmlgo/dmlgo/nn/safetensors"
+)
+
+// Index is a gallery of L2-normalised embeddings with their item ids and
+// image paths, and the fingerprint of the model that made them: a query
+// embedded by another model is refused.
+type Index struct {
+	Dim         int
+	Embeddings  []float32 // (N, Dim), rows L2-normalised
+	Items       []int64   // (N)
+	Paths       []string  // (N), may be empty strings
+	Fingerprint string
+	Meta        map[string]string
+}
+
+// Len is the number of gallery rows.
+func (ix *Index) Len() int { return len(ix.Items) }
+
+// Validate checks the index's sizes and that its rows are normalised.
+func (ix *Index) Validate() error {
+	n := len(ix.Items)
+	if ix.Dim < 1 || len(ix.Embeddings) != n*ix.Dim || len(ix.Paths) != n {
+		return fmt.Errorf("index: %d embeddings values, %d items, %d paths for dimension %d", len(ix.Embeddings), n, len(ix.Paths), ix.Dim)
+	}
+	for i := 0; i < n; i++ {
+		var ss float64
+		for _, v := range ix.Embeddings[i*ix.Dim : (i+1)*ix.Dim] {
+			ss += float64(v) * float64(v)
+		}
+		if math.IsNaN(ss) || math.Abs(ss-1) > 1e-3 {
+			return fmt.Errorf("index: row %d has norm² %g, want 1 (not L2-normalised, or not finite)", i, ss)
+		}
+	}
+	return nil
+}
+
+// Normalize scales each row of x (n, d) to unit length in place (rows of
+// norm below 1e-12 stay as they are).
+func Normalize(x []float32, d int) {
+	for i := 0; i+d <= len(x); i += d {
+		var ss float64
+		for _, v := range x[i : i+d] {
+			ss += float64(v) * float64(v)
+		}
+		if n := math.Sqrt(ss); n > 1e-12 {
+			for j := i; j < i+d; j++ {
+				x[j] = float32(float64(x[j]) / n)
+			}
+		}
+	}
+}
+
+// Save writes the index as safetensors (embeddings F32 (N, D), items I64
+// (N)) with paths, fingerprint and metadata in the header, atomically.
+func (ix *Index) Save(path string) error {
+	if err := ix.Validate(); err != nil {
+		return err
+	}
+	paths, _ := json.Marshal(ix.Paths)
+	meta := map[string]string{"format": "dmlgo-index-1", "fingerprint": ix.Fingerprint, "paths": string(paths)}
+	for k, v := range ix.Meta {
+		meta["meta."+k] = v
+	}
+	return safetensors.WriteFile(path, []safetensors.Tensor{
+		safetensors.FromFloat32("embeddings", []int{ix.Len(), ix.Dim}, ix.Embeddings),
+		safetensors.FromInt64("items", []int{ix.Len()}, ix.Items),
+	}, meta)
+}
+
+// LoadIndex reads an index written by Save; errors name the file.
+func LoadIndex(path string) (*Index, error) {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(format string, a ...any) (*Index, error) {
+		return nil, fmt.Errorf("%s: not a dmlgo index: "+format, append([]any{path}, a...)...)
+	}
+	if f.Metadata["format"] != "dmlgo-index-1" {
+		return bad("format %q", f.Metadata["format"])
+	}
+	e, ok1 := f.Get("embeddings")
+	it, ok2 := f.Get("items")
+	if !ok1 || !ok2 || len(e.Shape) != 2 || len(it.Shape) != 1 || it.DType != "I64" || e.Shape[0] != it.Shape[0] {
+		return bad("want embeddings (N, D) and items (N) I64")
+	}
+	emb, err := e.Float32()
+	if err != nil {
+		return bad("%v", err)
+	}
+	items := make([]int64, it.Shape[0])
+	for i := range items {
+		items[i] = int64(binary.LittleEndian.Uint64(it.Data[8*i:]))
+	}
+	ix := &Index{Dim: e.Shape[1], Embeddings: emb, Items: items, Fingerprint: f.Metadata["fingerprint"], Meta: map[string]string{}}
+	if err := json.Unmarshal([]byte(f.Metadata["paths"]), &ix.Paths); err != nil {
+		return bad("paths: %v", err)
+	}
+	for k, v := range f.Metadata {
+		if strings.HasPrefix(k, "meta.") {
+			ix.Meta[strings.TrimPrefix(k, "meta.")] = v
+		}
+	}
+	if err := ix.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ix, nil
+}
+
+// ExportNPY writes dir/embeddings.npy (float32 N×D), dir/items.npy (int64
+// N) and dir/manifest.json (paths, item ids, dimension, fingerprint, metric)
+// for faiss or a vector database.
+func (ix *Index) ExportNPY(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := WriteNPYFloat32(filepath.Join(dir, "embeddings.npy"), ix.Embeddings, ix.Len(), ix.Dim); err != nil {
+		return err
+	}
+	if err := WriteNPYInt64(filepath.Join(dir, "items.npy"), ix.Items); err != nil {
+		return err
+	}
+	type row struct {
+		Row  int    `json:"row"`
+		Item int64  `json:"item_id"`
+		Path string `json:"path"`
+	}
+	rows := make([]row, ix.Len())
+	for i := range rows {
+		rows[i] = row{i, ix.Items[i], ix.Paths[i]}
+	}
+	man, _ := json.MarshalIndent(map[string]any{
+		"embeddings": "embeddings.npy", "items": "items.npy", "count": ix.Len(), "dim": ix.Dim,
+		"metric": "inner_product (rows are L2-normalised: cosine)", "fingerprint": ix.Fingerprint, "rows": rows,
+	}, "", " ")
+	return writeAtomic(filepath.Join(dir, "manifest.json"), man)
+}
+
+// WriteNPYFloat32 writes a little-endian float32 array of shape (n, d).
+func WriteNPYFloat32(path string, x []float32, n, d int) error {
+	body := make([]byte, 4*len(x))
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(body[4*i:], math.Float32bits(v))
+	}
+	return writeAtomic(path, append(npyHeader("<f4", fmt.Sprintf("(%d, %d)", n, d)), body...))
+}
+
+// WriteNPYInt64 writes a little-endian int64 vector.
+func WriteNPYInt64(path string, x []int64) error {
+	body := make([]byte, 8*len(x))
+	for i, v := range x {
+		binary.LittleEndian.PutUint64(body[8*i:], uint64(v))
+	}
+	return writeAtomic(path, append(npyHeader("<i8", fmt.Sprintf("(%d,)", len(x))), body...))
+}
+
+// npyHeader is the NPY 1.0 preamble, padded so the data starts at a
+// multiple of 64 bytes.
+func npyHeader(descr, shape string) []byte {
+	dict := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape)
+	total := 10 + len(dict) + 1
+	pad := (64 - total%64) % 64
+	h := []byte("\x93NUMPY\x01\x00")
+	hl := len(dict) + pad + 1
+	h = append(h, byte(hl), byte(hl>>8))
+	h = append(h, dict...)
+	h = append(h, strings.Repeat(" ", pad)...)
+	return append(h, '\n')
+}
+
+// writeAtomic writes data to a temporary file beside path, syncs it and
+// renames it into place.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,169 @@
+// Package retrieval holds the embedding index, exact cosine top-k search and
+// the retrieval metrics (top-k accuracy, recall@k, precision@1, mAP).
+//
+// Search multiplies blocks of queries with blocks of the gallery through the
+// backend's GEMM and keeps a partial selection (a k-element min-heap) per
+// query, queries spread over goroutines. Memory is bounded by the block
+// sizes, however large the gallery.
+package retrieval
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// Hit is one search result: a gallery row and its cosine score.
+type Hit struct {
+	Row   int
+	Score float32
+}
+
+// SearchOptions tune the blocked search.
+type SearchOptions struct {
+	QueryBlock   int // queries per GEMM (default 256)
+	GalleryBlock int // gallery rows per GEMM (default 8192)
+	Threads      int // goroutines for selection (default GOMAXPROCS)
+}
+
+func (o SearchOptions) withDefaults() SearchOptions {
+	if o.QueryBlock <= 0 {
+		o.QueryBlock = 256
+	}
+	if o.GalleryBlock <= 0 {
+		o.GalleryBlock = 8192
+	}
+	if o.Threads <= 0 {
+		o.Threads = runtime.GOMAXPROCS(0)
+	}
+	return o
+}
+
+// Scan calls visit(q, g0, scores) for every block: scores holds the inner
+// products of query q with gallery rows g0…g0+len(scores)−1. queries (Q, D)
+// and gallery (G, D) are row-major host arrays. visit runs on up to
+// o.Threads goroutines, never twice at once for the same query.
+func Scan(b backend.Backend, queries []float32, q int, gallery []float32, gn, d int, o SearchOptions, visit func(q, g0 int, scores []float32)) error {
+	if len(queries) != q*d || len(gallery) != gn*d {
+		return fmt.Errorf("retrieval: queries hold %d values for %d×%d, gallery %d for %d×%d", len(queries), q, d, len(gallery), gn, d)
+	}
+	o = o.withDefaults()
+	scoreBuf := make([]float32, o.QueryBlock*o.GalleryBlock)
+	for g0 := 0; g0 < gn; g0 += o.GalleryBlock {
+		gb := min(o.GalleryBlock, gn-g0)
+		gt, freeG := backend.OnDevice(b, gallery[g0*d:(g0+gb)*d], gb, d)
+		for q0 := 0; q0 < q; q0 += o.QueryBlock {
+			qb := min(o.QueryBlock, q-q0)
+			qt, freeQ := backend.OnDevice(b, queries[q0*d:(q0+qb)*d], qb, d)
+			st := b.Alloc(qb * gb)
+			s := tensor.New(st, 0, qb, gb)
+			// scores (qb, gb) = queries (qb, D) · galleryᵀ (D, gb)
+			b.Gemm(backend.GemmParams{TransB: true, M: qb, N: gb, K: d, Alpha: 1}, qt, gt, s)
+			scores := scoreBuf[:qb*gb]
+			b.Download(scores, s)
+			b.Free(st)
+			freeQ()
+			var wg sync.WaitGroup
+			per := (qb + o.Threads - 1) / o.Threads
+			for t0 := 0; t0 < qb; t0 += per {
+				wg.Add(1)
+				go func(lo, hi int) {
+					defer wg.Done()
+					for i := lo; i < hi; i++ {
+						visit(q0+i, g0, scores[i*gb:(i+1)*gb])
+					}
+				}(t0, min(qb, t0+per))
+			}
+			wg.Wait()
+		}
+		freeG()
+		if err := b.Synchronize(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Search returns the k best gallery rows for each query, best first
+// (ties: lower row first).
+func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, d, k int, o SearchOptions) ([][]Hit, error) {
+	if k < 1 {
+		return nil, fmt.Errorf("retrieval: k must be at least 1, got %d", k)
+	}
+	k = min(k, gn)
+	heaps := make([]topK, q)
+	for i := range heaps {
+		heaps[i] = topK{k: k, h: make([]Hit, 0, k)}
+	}
+	err := Scan(b, queries, q, gallery, gn, d, o, func(qi, g0 int, scores []float32) {
+		h := &heaps[qi]
+		for j, s := range scores {
+			h.push(Hit{Row: g0 + j, Score: s})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]Hit, q)
+	for i := range heaps {
+		out[i] = heaps[i].sorted()
+	}
+	return out, nil
+}
+
+// topK keeps the k best hits in a min-heap ordered by (score, −row).
+type topK struct {
+	k int
+	h []Hit
+}
+
+// worse reports whether a ranks below b.
+func worse(a, b Hit) bool {
+	if a.Score != b.Score {
+		return a.Score < b.Score || a.Score != a.Score // NaN ranks last
+	}
+	return a.Row > b.Row
+}
+
+func (t *topK) push(x Hit) {
+	if len(t.h) < t.k {
+		t.h = append(t.h, x)
+		for i := len(t.h) - 1; i > 0; {
+			p := (i - 1) / 2
+			if !worse(t.h[i], t.h[p]) {
+				break
+			}
+			t.h[i], t.h[p] = t.h[p], t.h[i]
+			i = p
+		}
+		return
+	}
+	if !worse(t.h[0], x) {
+		return
+	}
+	t.h[0] = x
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(t.h) && worse(t.h[l], t.h[m]) {
+			m = l
+		}
+		if r < len(t.h) && worse(t.h[r], t.h[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		t.h[i], t.h[m] = t.h[m], t.h[i]
+		i = m
+	}
+}
+
+func (t *topK) sorted() []Hit {
+	out := append([]Hit(nil), t.h...)
+	sort.Slice(out, func(i, j int) bool { return worse(out[j], out[i]) })
+	return out
+}
