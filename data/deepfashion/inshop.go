@@ -1,0 +1,80 @@
+package deepfashion
+
+import (
+	"io"
+	"path/filepath"
+
+	"github.com/dmlgo/dmlgo/data"
+)
+
+// In-Shop list headers.
+var (
+	inShopPartitionHeader = []string{"image_name", "item_id", "evaluation_status"}
+	inShopBBoxHeader      = []string{"image_name", "clothes_type", "pose_type", "x_1", "y_1", "x_2", "y_2"}
+)
+
+// LoadInShop reads the In-Shop benchmark under opts.Root:
+// list_eval_partition.txt and list_bbox_inshop.txt, in Eval/ and Anno/ or
+// directly in Root. Images are not opened (see data.Manifest.Check).
+func LoadInShop(opts Options) (*data.Manifest, error) {
+	pf, pname, err := openList(opts.Root, filepath.Join("Eval", "list_eval_partition.txt"), "list_eval_partition.txt")
+	if err != nil {
+		return nil, err
+	}
+	defer pf.Close()
+	bf, bname, err := openList(opts.Root, filepath.Join("Anno", "list_bbox_inshop.txt"), "list_bbox_inshop.txt")
+	if err != nil {
+		return nil, err
+	}
+	defer bf.Close()
+	m, err := ParseInShop(pf, pname, bf, bname)
+	if err != nil {
+		return nil, err
+	}
+	m.Root = opts.imageRoot()
+	return m, nil
+}
+
+// ParseInShop builds the manifest from the partition list and the bbox list
+// (bbox may be nil). Every row has domain shop; status train, query or
+// gallery is its split.
+func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string) (*data.Manifest, error) {
+	pt, err := readTable(partition, partitionName, inShopPartitionHeader)
+	if err != nil {
+		return nil, err
+	}
+	boxes := map[string]bboxRow{}
+	if bbox != nil {
+		if _, boxes, err = readBoxes(bbox, bboxName, inShopBBoxHeader); err != nil {
+			return nil, err
+		}
+	}
+	m := &data.Manifest{
+		Name:          "deepfashion-inshop",
+		Warnings:      data.NewWarnings(),
+		CategoryNames: map[int32]string{1: "upper-body", 2: "lower-body", 3: "full-body"},
+	}
+	seen := map[string]int{}
+	for i, f := range pt.rows {
+		item, err := parseItemID(f[1])
+		if err != nil {
+			return nil, pt.errorf(i, "%v", err)
+		}
+		split, ok := splitOf(f[2], data.Train, data.Query, data.Gallery)
+		if !ok {
+			return nil, pt.errorf(i, "evaluation_status %q is not train, query or gallery", f[2])
+		}
+		if prev, dup := seen[f[0]]; dup {
+			return nil, pt.errorf(i, "image %s is listed again (first at %s)", f[0], pt.where(prev))
+		}
+		seen[f[0]] = i
+		row := data.Row{Path: f[0], Item: item, Domain: data.Shop, Split: split, Category: data.NoCategory}
+		if b, ok := boxes[f[0]]; ok {
+			row.Box, row.Category = b.box, int32(b.kind)
+		} else if bbox != nil {
+			m.Warnings.Add(data.WarnNoBox, f[0])
+		}
+		m.Rows = append(m.Rows, row)
+	}
+	return m, nil
+}
