@@ -13,12 +13,12 @@ import (
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
-// WritePlots draws loss.png (the loss of every step, and its moving
+// WritePlots draws, for the run labelled label, loss.png (the loss of every step, and its moving
 // average) and topk.png (top-k accuracy against k at the last evaluation).
-func WritePlots(dir string, st RunState, cfg TrainConfig) error {
+func WritePlots(dir string, st RunState, label string) error {
 	if len(st.Losses) > 0 {
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("training loss: %s, %s", cfg.Loss, cfg.Model)
+		p.Title.Text = "training loss: " + label
 		p.X.Label.Text = "step"
 		p.Y.Label.Text = "loss"
 		raw := make(plotter.XYs, len(st.Losses))
@@ -61,7 +61,7 @@ func WritePlots(dir string, st RunState, cfg TrainConfig) error {
 		}
 	}
 	if len(st.Evals) > 0 {
-		return TopKPlot(filepath.Join(dir, "topk.png"), "top-k accuracy", []Curve{{Label: cfg.Loss, Metrics: st.Evals[len(st.Evals)-1].Metrics}})
+		return TopKPlot(filepath.Join(dir, "topk.png"), "top-k accuracy: "+label, []Curve{{Label: label, Metrics: st.Evals[len(st.Evals)-1].Metrics}})
 	}
 	return nil
 }

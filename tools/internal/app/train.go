@@ -189,9 +189,8 @@ func (t *Trainer) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	fmt.Fprintf(t.Stderr, "%s\n", t.DS.Summary())
 	fmt.Fprintf(t.Stderr, "model %s (%d parameters), head %s over %d classes, %d steps of %d epochs\n",
-		cfg.Model, nn.NumParams(t.Net), cfg.Loss, t.DS.Train.NumClasses, t.TotalSteps(), cfg.Epochs)
+		cfg.Model, nn.NumParams(t.Net), t.Head.Describe(), t.DS.Train.NumClasses, t.TotalSteps(), cfg.Epochs)
 	if t.State.Epoch >= cfg.Epochs {
 		fmt.Fprintf(t.Stderr, "the run is already complete (%d epochs)\n", t.State.Epoch)
 		return t.finish()
@@ -354,7 +353,7 @@ func (t *Trainer) finish() error {
 	if err := writeFileAtomic(filepath.Join(t.Cfg.Out, "metrics.json"), append(raw, '\n')); err != nil {
 		return err
 	}
-	if err := WritePlots(t.Cfg.Out, t.State, t.Cfg); err != nil {
+	if err := WritePlots(t.Cfg.Out, t.State, t.Head.Name()+", "+t.Cfg.Model); err != nil {
 		return fmt.Errorf("plots: %w", err)
 	}
 	if err := WriteReport(t.Cfg.Out, t); err != nil {
