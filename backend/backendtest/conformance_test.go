@@ -8,6 +8,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
+	_ "github.com/dmlgo/dmlgo/backend/cuda"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
@@ -66,7 +67,7 @@ func cases() []opCase {
 		add(opCase{name: "gemm_batched/5x9x11x13", tol: 1e-5,
 			data:   [][]float32{randn(r, 5*9*13), randn(r, 5*11*13), randn(r, 5*9*11)},
 			shapes: [][]int{{5 * 9 * 13}, {5 * 11 * 13}, {5 * 9 * 11}}, outputs: []int{2},
-			run:    func(b backend.Backend, t []*tensor.Tensor) { b.GemmBatched(p, 5, t[0], t[1], t[2]) },
+			run: func(b backend.Backend, t []*tensor.Tensor) { b.GemmBatched(p, 5, t[0], t[1], t[2]) },
 		})
 	}
 

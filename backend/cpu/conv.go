@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"sync"
-
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
 )
@@ -16,7 +14,8 @@ import (
 //
 // A 1×1 convolution with stride 1 and no padding uses x itself as col.
 // Images are spread over the threads; each GEMM then runs on one thread, so
-// threads never wait on each other inside a layer.
+// threads never wait on each other inside a layer. A batch smaller than the
+// thread count gives each image's GEMMs the threads left over (gemmThreads).
 
 // isPointwise reports whether col == x for this convolution.
 func isPointwise(p backend.Conv2dParams) bool {
@@ -91,10 +90,14 @@ func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
 	}
 }
 
-var colPool = sync.Pool{New: func() any { return new([]float32) }}
+// gemmThreads is how many threads each image's GEMMs get when n images
+// share threads.
+func gemmThreads(threads, n int) int { return max(1, threads/max(1, n)) }
+
+var colPool freeList[[]float32]
 
 func getCol(n int) *[]float32 {
-	b := colPool.Get().(*[]float32)
+	b := colPool.get()
 	*b = grow(*b, n)
 	return b
 }
@@ -111,11 +114,12 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
+	gt := gemmThreads(b.Threads(), p.N)
 	b.split(p.N, func(lo, hi int) {
 		var colBuf *[]float32
 		if !isPointwise(p) {
 			colBuf = getCol(crs * PQ)
-			defer colPool.Put(colBuf)
+			defer colPool.put(colBuf)
 		}
 		for n := lo; n < hi; n++ {
 			for g := 0; g < G; g++ {
@@ -125,7 +129,7 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 					col = *colBuf
 					im2col(p, cg, xs, col)
 				}
-				sgemm(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, col, PQ, 0, Y[(n*p.K+g*kg)*PQ:], PQ, 1)
+				sgemm(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, col, PQ, 0, Y[(n*p.K+g*kg)*PQ:], PQ, gt)
 			}
 		}
 	})
@@ -143,11 +147,12 @@ func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.T
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
+	gt := gemmThreads(b.Threads(), p.N)
 	b.split(p.N, func(lo, hi int) {
 		var colBuf *[]float32
 		if !isPointwise(p) {
 			colBuf = getCol(crs * PQ)
-			defer colPool.Put(colBuf)
+			defer colPool.put(colBuf)
 		}
 		for n := lo; n < hi; n++ {
 			for g := 0; g < G; g++ {
@@ -156,7 +161,7 @@ func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.T
 				if colBuf != nil {
 					dcol = *colBuf
 				}
-				sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, 1)
+				sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, gt)
 				if colBuf != nil {
 					clear(dxs)
 					col2im(p, cg, dcol, dxs)
@@ -179,12 +184,10 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
 	parts := splitRange(p.N, b.Threads(), 1)
+	gt := gemmThreads(b.Threads(), p.N)
 	partials := make([]*[]float32, len(parts))
-	var wg sync.WaitGroup
-	for t, r := range parts {
-		wg.Add(1)
-		go func(t, lo, hi int) {
-			defer wg.Done()
+	parallelFor(len(parts), b.Threads(), func(t0, t1 int) {
+		for t := t0; t < t1; t++ {
 			acc := DW
 			if t > 0 {
 				partials[t] = getCol(len(DW))
@@ -194,9 +197,8 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 			var colBuf *[]float32
 			if !isPointwise(p) {
 				colBuf = getCol(crs * PQ)
-				defer colPool.Put(colBuf)
 			}
-			for n := lo; n < hi; n++ {
+			for n := parts[t][0]; n < parts[t][1]; n++ {
 				for g := 0; g < G; g++ {
 					xs := X[(n*p.C+g*cg)*p.H*p.W:]
 					col := xs
@@ -204,14 +206,16 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 						col = *colBuf
 						im2col(p, cg, xs, col)
 					}
-					sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, 1)
+					sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
 				}
 			}
-		}(t, r[0], r[1])
-	}
-	wg.Wait()
+			if colBuf != nil {
+				colPool.put(colBuf)
+			}
+		}
+	})
 	for _, part := range partials[1:] {
 		axpy(1, *part, DW)
-		colPool.Put(part)
+		colPool.put(part)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -377,21 +378,19 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 		GCM = g.ClassMargins.HostData()
 		cmParts = make([][]float32, len(parts))
 	}
-	var wg sync.WaitGroup
-	for k, r := range parts {
-		wg.Add(1)
-		go func(k, lo, hi int) {
-			defer wg.Done()
+	// Each part of the rows has its own partial sums, added in part order
+	// below, so the result does not depend on which goroutine ran it.
+	parallelFor(len(parts), th, func(k0, k1 int) {
+		for k := k0; k < k1; k++ {
 			z, dz := make([]float64, p.C), make([]float64, p.C)
 			var cm []float32
 			if cmParts != nil {
 				cm = make([]float32, p.C)
 				cmParts[k] = cm
 			}
-			mp[k] = marginRows(&p, lo, hi, COS, labels, CM, L, DC, cm, z, dz)
-		}(k, r[0], r[1])
-	}
-	wg.Wait()
+			mp[k] = marginRows(&p, parts[k][0], parts[k][1], COS, labels, CM, L, DC, cm, z, dz)
+		}
+	})
 	if g.MP != nil {
 		var sum float64
 		for _, v := range mp {
@@ -449,22 +448,29 @@ func (b *Backend) splitElems(n int, f func(lo, hi int)) {
 	parallelFor(n, b.Threads(), f)
 }
 
-// parallelFor runs f on up to threads contiguous ranges of [0, n).
+// parallelFor runs f over contiguous ranges that cover [0, n), on the
+// calling goroutine and up to threads-1 helpers of the team (team.go). The
+// ranges (about four per thread) are handed out as goroutines ask, so a
+// helper that arrives late or runs on a busy core takes fewer of them.
 func parallelFor(n, threads int, f func(lo, hi int)) {
 	if threads <= 1 || n <= 1 {
 		f(0, n)
 		return
 	}
-	parts := splitRange(n, threads, 1)
-	var wg sync.WaitGroup
-	for _, r := range parts[1:] {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			f(lo, hi)
-		}(r[0], r[1])
+	parts := splitRange(n, 4*threads, 1)
+	var next, done atomic.Int64
+	total := int64(len(parts))
+	teamRun(threads-1, func() {
+		for {
+			t := next.Add(1) - 1
+			if t >= total {
+				return
+			}
+			f(parts[t][0], parts[t][1])
+			done.Add(1)
+		}
+	})
+	for done.Load() < total {
+		relax()
 	}
-	f(parts[0][0], parts[0][1])
-	wg.Wait()
 }
-

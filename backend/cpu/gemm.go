@@ -1,36 +1,56 @@
 package cpu
 
-import (
-	"sync"
-)
+import "sync/atomic"
 
 // The fast SGEMM: BLIS-style blocking with packed panels around a
 // register-blocked micro-kernel.
 //
-//	for jc in N by nc:            B block (kc × nc) packed into NR-wide panels
+//	for jc in N by nc:            B block (kc × nc) packed into NR-wide panels, kept in L2
 //	  for pc in K by kc:
 //	    for ic in M by mc:        A block (mc × kc) packed into MR-tall panels
-//	      for each MR×NR tile:    micro-kernel: C_tile += alpha · Apanel · Bpanel
+//	      for each MR-tall panel: kept in L1 while
+//	        for each NR-wide panel:   micro-kernel: C_tile += alpha · Apanel · Bpanel
 //
-// The micro-kernel is the only part that changes per SIMD level (see
-// kernel.go); everything here is plain Go. Threads split C into column
-// (or row) strips that run the whole algorithm independently.
+// The micro-kernels broadcast one value of the A panel per row and k step
+// and multiply it into vectors of the B panel, so a C tile is MR rows of NR
+// contiguous values. The A panel (MR·kc values) is the one re-read from L1
+// for every tile of a row of tiles; the B panels stream from L2.
+//
+// The micro-kernel and the packers are the only parts that change per SIMD
+// level (see simd.go and kernels_amd64.go); everything here is plain Go.
+// On several threads (gemmParallel) the goroutines share each packed B
+// block and take row groups of C from a counter.
 
 // microKernel computes C[0:MR, 0:NR] += alpha · a · b where a is an MR-tall
 // packed panel (kc columns of MR values) and b an NR-wide packed panel (kc
 // rows of NR values); c has row stride ldc.
 type microKernel func(kc int, a, b []float32, c []float32, ldc int, alpha float32)
 
-// gemmKernel is one micro-kernel and its tile size.
+// edgeKernel is a microKernel for a partial tile: it computes the whole
+// zero-padded tile but reads and writes only C[0:mm, 0:nn].
+type edgeKernel func(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
+
+// rowPacker is: for r < rows, l < kb: dst[l*ldd+r] = src[r*lds+l]
+// (it moves rows of a row-major matrix into the interleaved panel layout).
+type rowPacker func(src []float32, lds, rows, kb int, dst []float32, ldd int)
+
+// gemmKernel is one micro-kernel, its tile size and its helpers.
 type gemmKernel struct {
 	name   string
 	mr, nr int
 	fn     microKernel
+	// edge, when set, handles partial tiles in place; without it they are
+	// computed into a scratch tile whose valid part is added to C.
+	edge edgeKernel
+	// packRows, when set, is a faster packRowsGo for whole panels (rows =
+	// MR of a non-transposed A, or NR of a transposed B).
+	packRows rowPacker
 }
 
-// Block sizes: a kc×nr panel of B stays in L1 across a row of tiles, an
-// mc×kc block of A in L2, the kc×nc block of B in L3. Set by setBlocking.
-var blk = struct{ mc, kc, nc int }{mc: 96, kc: 256, nc: 4096}
+// Block sizes, set from the cache sizes by initBlocking: kc·MR values of A
+// stay in L1 across a row of tiles, the kc×nc block of B in L2. mc bounds
+// the packed A block (its panels are each used for one row of tiles).
+var blk = struct{ mc, kc, nc int }{mc: 1024, kc: 256, nc: 512}
 
 // gemmKernelGeneric is the pure-Go micro-kernel: a 4×4 register block.
 func gemmKernelGeneric(kc int, a, b []float32, c []float32, ldc int, alpha float32) {
@@ -87,7 +107,7 @@ type gemmBuffers struct {
 	a, b, tile []float32
 }
 
-var bufPool = sync.Pool{New: func() any { return new(gemmBuffers) }}
+var bufPool freeList[gemmBuffers]
 
 func grow(s []float32, n int) []float32 {
 	if cap(s) < n {
@@ -95,6 +115,10 @@ func grow(s []float32, n int) []float32 {
 	}
 	return s[:n]
 }
+
+// minParallelFlops: below this a second goroutine costs more than it saves
+// (a variable so tests can reach the parallel code with small products).
+var minParallelFlops = 1 << 21
 
 // sgemm computes C = alpha·op(A)·op(B) + beta·C with leading dimensions
 // (BLAS semantics, row-major), on up to `threads` goroutines.
@@ -107,44 +131,183 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		return
 	}
 	kern := activeKernel()
-	// Below a few MFLOP a second goroutine costs more than it saves.
-	if threads > 1 && 2*m*n*k < 1<<20 {
-		threads = 1
-	}
-	if threads <= 1 {
+	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
+	if threads == 1 {
 		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc)
 		return
 	}
-	// Split the larger dimension into strips that are whole tiles.
-	var wg sync.WaitGroup
-	if n >= m {
-		strips := splitRange(n, threads, kern.nr)
-		for _, s := range strips {
-			wg.Add(1)
-			go func(j0, j1 int) {
-				defer wg.Done()
-				bs := b[j0:]
-				if transB {
-					bs = b[j0*ldb:]
-				}
-				gemmSerial(kern, transA, transB, m, j1-j0, k, alpha, a, lda, bs, ldb, c[j0:], ldc)
-			}(s[0], s[1])
-		}
-	} else {
-		strips := splitRange(m, threads, kern.mr)
-		for _, s := range strips {
-			wg.Add(1)
-			go func(i0, i1 int) {
-				defer wg.Done()
-				as := a[i0:]
-				if !transA {
-					as = a[i0*lda:]
-				}
-				gemmSerial(kern, transA, transB, i1-i0, n, k, alpha, as, lda, b, ldb, c[i0*ldc:], ldc)
-			}(s[0], s[1])
+	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, threads)
+}
+
+// gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B).
+func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	mr, nr := kern.mr, kern.nr
+	mc := max(mr, blk.mc/mr*mr)
+	nc := max(nr, blk.nc/nr*nr)
+	kc := blk.kc
+	buf := bufPool.get()
+	defer bufPool.put(buf)
+	for jc := 0; jc < n; jc += nc {
+		nb := min(nc, n-jc)
+		np := (nb + nr - 1) / nr
+		for pc := 0; pc < k; pc += kc {
+			kb := min(kc, k-pc)
+			buf.b = grow(buf.b, np*nr*kb)
+			packB(kern, transB, kb, nb, b, ldb, pc, jc, buf.b)
+			for ic := 0; ic < m; ic += mc {
+				mb := min(mc, m-ic)
+				buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
+				packA(kern, transA, mb, kb, a, lda, ic, pc, buf.a)
+				macroKernel(kern, kb, buf.a, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
+			}
 		}
 	}
-	wg.Wait()
+}
+
+// macroKernel runs the micro-kernel over an mb×nb block of C (c at its
+// top-left corner) from mb/MR packed A panels and nb/NR packed B panels of
+// depth kb: each A panel stays in L1 while it meets every B panel.
+func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb int, alpha float32, c []float32, ldc int, buf *gemmBuffers) {
+	mr, nr := kern.mr, kern.nr
+	for i := 0; i < mb; i += mr {
+		mm := min(mr, mb-i)
+		a := ap[i*kb : i*kb+mr*kb]
+		for j := 0; j < nb; j += nr {
+			nn := min(nr, nb-j)
+			b := bp[j*kb : j*kb+nr*kb]
+			// The slice bounds check that the whole tile is in c.
+			ct := c[i*ldc+j : (i+mm-1)*ldc+j+nn]
+			switch {
+			case mm == mr && nn == nr:
+				kern.fn(kb, a, b, ct, ldc, alpha)
+			case kern.edge != nil:
+				kern.edge(kb, a, b, ct, ldc, alpha, mm, nn)
+			default:
+				buf.tile = grow(buf.tile, mr*nr)
+				edgeScratch(kern, kb, a, b, ct, ldc, alpha, mm, nn, buf.tile)
+			}
+		}
+	}
+}
+
+// gemmParallel is the blocked algorithm on `threads` goroutines that share
+// the packed B. For each chunk of nc columns of C, two phases:
+//
+//	pack:    all of op(B)[:, chunk] into NR-wide panels, one (kc block,
+//	         panel) per task;
+//	compute: C[rows, cols] += alpha·op(A)[rows, :]·op(B)[:, cols] for a grid
+//	         of row groups (whole MR panels) × column groups (whole NR
+//	         panels), each task packing its own rows of A.
+//
+// The goroutines are the caller and the helper team (team.go). Tasks are
+// handed out from an atomic counter, so the calling goroutine starts at
+// once and a helper that arrives late (or shares a busy core) simply takes
+// fewer; a phase begins when every task of the previous one is done.
+func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, threads int) {
+	mr, nr := kern.mr, kern.nr
+	g := &gemmJob{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, kc: blk.kc}
+	// A packed chunk holds all k rows: narrower chunks keep it within
+	// maxSharedB values when k is long.
+	nc := max(nr, min(blk.nc, maxSharedB/k)/nr*nr)
+	kblocks := (k + g.kc - 1) / g.kc
+	// Task grid of the compute phase: about 4 tasks per thread, row groups
+	// first (they pack disjoint rows of A), column groups when M is short.
+	mp := (m + mr - 1) / mr
+	rowGroups := min(mp, 4*threads)
+	g.rowsPer = (mp + rowGroups - 1) / rowGroups * mr
+	rowGroups = (m + g.rowsPer - 1) / g.rowsPer
+
+	g.phases = make([]gemmPhase, 2*((n+nc-1)/nc))
+	for i := 0; i < len(g.phases); i += 2 {
+		pack, comp := &g.phases[i], &g.phases[i+1]
+		jc := i / 2 * nc
+		nb := min(nc, n-jc)
+		np := (nb + nr - 1) / nr
+		colGroups := min(np, max(1, (4*threads+rowGroups-1)/rowGroups))
+		colsPer := (np + colGroups - 1) / colGroups * nr
+		colGroups = (nb + colsPer - 1) / colsPer
+		*pack = gemmPhase{pack: true, jc: jc, nb: nb, np: np, tasks: kblocks * np}
+		*comp = gemmPhase{jc: jc, nb: nb, np: np, colGroups: colGroups, colsPer: colsPer, tasks: rowGroups * colGroups}
+	}
+	shared := bufPool.get()
+	shared.b = grow(shared.b, k*min(nc, (n+nr-1)/nr*nr))
+	g.bp = shared.b
+	teamRun(threads-1, g.runPhases)
+	bufPool.put(shared)
+}
+
+// maxSharedB bounds the packed B chunk of gemmParallel (4 MiB).
+const maxSharedB = 1 << 20
+
+// gemmJob is one call of gemmParallel.
+type gemmJob struct {
+	kern           gemmKernel
+	transA, transB bool
+	m, n, k        int
+	alpha          float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+	kc, rowsPer    int
+	bp             []float32 // the packed chunk of B: kc block pb at pb·kc·np·NR, its panel q at q·NR·kb
+	phases         []gemmPhase
+}
+
+// gemmPhase is one phase of a gemmJob: packing or computing one chunk of
+// columns jc..jc+nb (np panels; column groups of colsPer columns).
+type gemmPhase struct {
+	pack                      bool
+	jc, nb, np                int
+	colGroups, colsPer, tasks int
+	next, done                atomic.Int64
+}
+
+// runPhases takes tasks phase after phase until none is left, and returns
+// when the last phase is complete. A goroutine that arrives late finds
+// earlier phases taken and done, and runs nothing of them.
+func (g *gemmJob) runPhases() {
+	var buf *gemmBuffers
+	for i := range g.phases {
+		ph := &g.phases[i]
+		for {
+			t := int(ph.next.Add(1) - 1)
+			if t >= ph.tasks {
+				break
+			}
+			if buf == nil {
+				buf = bufPool.get()
+			}
+			g.task(ph, t, buf)
+			ph.done.Add(1)
+		}
+		// The other goroutines finish their last tasks of this phase: at
+		// most one task's time, too short to park for.
+		for ph.done.Load() < int64(ph.tasks) {
+			relax()
+		}
+	}
+	if buf != nil {
+		bufPool.put(buf)
+	}
+}
+
+// task runs task t of phase ph.
+func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
+	mr, nr, kc, np := g.kern.mr, g.kern.nr, g.kc, ph.np
+	if ph.pack {
+		pc, j := t/np*kc, t%np*nr
+		kb := min(kc, g.k-pc)
+		packB(g.kern, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
+		return
+	}
+	i0, j0 := (t/ph.colGroups)*g.rowsPer, (t%ph.colGroups)*ph.colsPer
+	mb, cb := min(g.rowsPer, g.m-i0), min(ph.colsPer, ph.nb-j0)
+	for pc := 0; pc < g.k; pc += kc {
+		kb := min(kc, g.k-pc)
+		buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
+		packA(g.kern, g.transA, mb, kb, g.a, g.lda, i0, pc, buf.a)
+		macroKernel(g.kern, kb, buf.a, mb, g.bp[pc*np*nr+j0*kb:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
+	}
 }
 
 // splitRange cuts [0, n) into at most parts ranges whose boundaries are
@@ -175,112 +338,117 @@ func scaleC(m, n int, beta float32, c []float32, ldc int) {
 			clear(row)
 			continue
 		}
-		for j := range row {
-			row[j] *= beta
+		scale(beta, row, row)
+	}
+}
+
+// edgeScratch computes a partial tile into the scratch tile t and adds its
+// valid mm×nn part to c.
+func edgeScratch(kern gemmKernel, kb int, ap, bp, c []float32, ldc int, alpha float32, mm, nn int, t []float32) {
+	nr := kern.nr
+	clear(t)
+	kern.fn(kb, ap, bp, t, nr, alpha)
+	for ii := 0; ii < mm; ii++ {
+		row := c[ii*ldc : ii*ldc+nn]
+		for jj, v := range t[ii*nr : ii*nr+nn] {
+			row[jj] += v
 		}
 	}
 }
 
-// gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B).
-func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	mr, nr := kern.mr, kern.nr
-	mc := max(mr, blk.mc/mr*mr)
-	nc := max(nr, blk.nc/nr*nr)
-	kc := blk.kc
-	buf := bufPool.Get().(*gemmBuffers)
-	defer bufPool.Put(buf)
-	buf.tile = grow(buf.tile, mr*nr)
-	for jc := 0; jc < n; jc += nc {
-		nb := min(nc, n-jc)
-		npanels := (nb + nr - 1) / nr
-		for pc := 0; pc < k; pc += kc {
-			kb := min(kc, k-pc)
-			buf.b = grow(buf.b, npanels*nr*kb)
-			packB(transB, kb, nb, nr, b, ldb, pc, jc, buf.b)
-			for ic := 0; ic < m; ic += mc {
-				mb := min(mc, m-ic)
-				mpanels := (mb + mr - 1) / mr
-				buf.a = grow(buf.a, mpanels*mr*kb)
-				packA(transA, mb, kb, mr, a, lda, ic, pc, buf.a)
-				for jp := 0; jp < npanels; jp++ {
-					j := jc + jp*nr
-					nn := min(nr, n-j)
-					bp := buf.b[jp*nr*kb : (jp+1)*nr*kb]
-					for ip := 0; ip < mpanels; ip++ {
-						i := ic + ip*mr
-						mm := min(mr, m-i)
-						ap := buf.a[ip*mr*kb : (ip+1)*mr*kb]
-						if mm == mr && nn == nr {
-							kern.fn(kb, ap, bp, c[i*ldc+j:], ldc, alpha)
-							continue
-						}
-						// Edge tile: compute into a zeroed scratch tile, add the valid part.
-						t := buf.tile
-						clear(t)
-						kern.fn(kb, ap, bp, t, nr, alpha)
-						for ii := 0; ii < mm; ii++ {
-							row := c[(i+ii)*ldc+j : (i+ii)*ldc+j+nn]
-							for jj := range row {
-								row[jj] += t[ii*nr+jj]
-							}
-						}
-					}
-				}
-			}
+// packRowsGo is: for r < rows, l < kb: dst[l*ldd+r] = src[r*lds+l]
+func packRowsGo(src []float32, lds, rows, kb int, dst []float32, ldd int) {
+	for r := 0; r < rows; r++ {
+		s := src[r*lds : r*lds+kb]
+		for l, v := range s {
+			dst[l*ldd+r] = v
+		}
+	}
+}
+
+// copyRows is: for l < kb: dst[l*w : l*w+w] = src[l*lds : l*lds+w]
+// with fixed-size copies for the panel widths the kernels use.
+func copyRows(src []float32, lds, w, kb int, dst []float32) {
+	switch w {
+	case 4:
+		for l := 0; l < kb; l++ {
+			*(*[4]float32)(dst[l*4:]) = *(*[4]float32)(src[l*lds:])
+		}
+	case 6:
+		for l := 0; l < kb; l++ {
+			*(*[6]float32)(dst[l*6:]) = *(*[6]float32)(src[l*lds:])
+		}
+	case 8:
+		for l := 0; l < kb; l++ {
+			*(*[8]float32)(dst[l*8:]) = *(*[8]float32)(src[l*lds:])
+		}
+	case 16:
+		for l := 0; l < kb; l++ {
+			*(*[16]float32)(dst[l*16:]) = *(*[16]float32)(src[l*lds:])
+		}
+	case 32:
+		for l := 0; l < kb; l++ {
+			*(*[32]float32)(dst[l*32:]) = *(*[32]float32)(src[l*lds:])
+		}
+	default:
+		for l := 0; l < kb; l++ {
+			copy(dst[l*w:l*w+w], src[l*lds:l*lds+w])
 		}
 	}
 }
 
 // packA copies the mb×kb block of op(A) at (i0, l0) into MR-tall panels:
 // panel p holds, for each l, the MR values op(A)[i0+p·MR+r][l0+l], zero-padded.
-func packA(trans bool, mb, kb, mr int, a []float32, lda, i0, l0 int, dst []float32) {
+func packA(kern gemmKernel, trans bool, mb, kb int, a []float32, lda, i0, l0 int, dst []float32) {
+	mr := kern.mr
 	for p := 0; p*mr < mb; p++ {
 		d := dst[p*mr*kb : (p+1)*mr*kb]
 		rows := min(mr, mb-p*mr)
-		if !trans {
-			for r := 0; r < rows; r++ {
-				src := a[(i0+p*mr+r)*lda+l0:]
+		i := i0 + p*mr
+		switch {
+		case rows < mr:
+			clear(d)
+			if trans {
 				for l := 0; l < kb; l++ {
-					d[l*mr+r] = src[l]
+					copy(d[l*mr:l*mr+rows], a[(l0+l)*lda+i:])
 				}
+			} else {
+				packRowsGo(a[i*lda+l0:], lda, rows, kb, d, mr)
 			}
-		} else {
-			for l := 0; l < kb; l++ {
-				src := a[(l0+l)*lda+i0+p*mr:]
-				copy(d[l*mr:l*mr+rows], src[:rows])
-			}
-		}
-		if rows < mr {
-			for l := 0; l < kb; l++ {
-				clear(d[l*mr+rows : (l+1)*mr])
-			}
+		case trans:
+			copyRows(a[l0*lda+i:], lda, mr, kb, d)
+		case kern.packRows != nil:
+			kern.packRows(a[i*lda+l0:], lda, mr, kb, d, mr)
+		default:
+			packRowsGo(a[i*lda+l0:], lda, mr, kb, d, mr)
 		}
 	}
 }
 
 // packB copies the kb×nb block of op(B) at (l0, j0) into NR-wide panels:
 // panel p holds, for each l, the NR values op(B)[l0+l][j0+p·NR+c], zero-padded.
-func packB(trans bool, kb, nb, nr int, b []float32, ldb, l0, j0 int, dst []float32) {
+func packB(kern gemmKernel, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32) {
+	nr := kern.nr
 	for p := 0; p*nr < nb; p++ {
 		d := dst[p*nr*kb : (p+1)*nr*kb]
 		cols := min(nr, nb-p*nr)
-		if !trans {
-			for l := 0; l < kb; l++ {
-				src := b[(l0+l)*ldb+j0+p*nr:]
-				copy(d[l*nr:l*nr+cols], src[:cols])
-			}
-		} else {
-			for cc := 0; cc < cols; cc++ {
-				src := b[(j0+p*nr+cc)*ldb+l0:]
+		j := j0 + p*nr
+		switch {
+		case cols < nr:
+			clear(d)
+			if trans {
+				packRowsGo(b[j*ldb+l0:], ldb, cols, kb, d, nr)
+			} else {
 				for l := 0; l < kb; l++ {
-					d[l*nr+cc] = src[l]
+					copy(d[l*nr:l*nr+cols], b[(l0+l)*ldb+j:])
 				}
 			}
-		}
-		if cols < nr {
-			for l := 0; l < kb; l++ {
-				clear(d[l*nr+cols : (l+1)*nr])
-			}
+		case !trans:
+			copyRows(b[l0*ldb+j:], ldb, nr, kb, d)
+		case kern.packRows != nil:
+			kern.packRows(b[j*ldb+l0:], ldb, nr, kb, d, nr)
+		default:
+			packRowsGo(b[j*ldb+l0:], ldb, nr, kb, d, nr)
 		}
 	}
 }

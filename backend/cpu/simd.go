@@ -43,7 +43,7 @@ func ParseLevel(s string) (Level, error) {
 }
 
 // kernels holds the GEMM micro-kernel of each level this build and CPU
-// support; the assembly files add theirs at init (see kernels_amd64.go).
+// support; initLevel adds the assembly ones (see kernels_amd64.go).
 var kernels = map[Level]gemmKernel{Generic: genericKernel}
 
 var (
@@ -86,6 +86,7 @@ func activeKernel() gemmKernel { return kernels[ActiveLevel()] }
 
 // initLevel picks the best level, or the one DMLGO_SIMD forces.
 func initLevel() {
+	addAsmKernels(kernels)
 	best := Best()
 	level.Store(int32(best))
 	env := os.Getenv("DMLGO_SIMD")

@@ -1,0 +1,326 @@
+package main
+
+import "fmt"
+
+// An elementwise kernel runs a loop over whole vectors: its Go caller passes
+// slices whose length is a multiple of the vector width (8 for AVX2, 16 for
+// AVX-512) and does the remaining elements itself. Each op has an AVX2 and
+// an AVX-512 variant in one file.
+type elemOp struct {
+	name    string   // base name: <name>AVX2, <name>AVX512
+	file    string   // output file
+	sig     string   // Go parameters and results, for the comment
+	frame   int      // argument size in bytes
+	loop    string   // the Go loop it computes, for the comment
+	scalars []scalar // broadcast once
+	ptrs    []ptr    // slice bases
+	count   string   // argument with the length
+	ntmp    int      // vector temporaries per unrolled step
+	nacc    int      // accumulators per unrolled step (reductions)
+	f64     bool     // accumulators hold float64
+	results []result // reductions: where each sum goes
+	unroll  [2]int   // unroll for AVX2, AVX-512
+	body    func(b *elemBody)
+}
+
+type scalar struct {
+	arg string // "a+0(FP)", or "" for zero
+	f64 bool
+}
+
+type ptr struct{ arg, reg string }
+
+type result struct {
+	arg  string
+	accs []int // accumulators summed into it
+}
+
+// elemBody emits one unrolled step u at byte offset off.
+type elemBody struct {
+	w    *asm
+	s    isa
+	op   *elemOp
+	u    int // unrolled step
+	off  int // byte offset of this step's vector
+	half int // byte offset of its second half (the float64 converts)
+}
+
+func (b *elemBody) p(format string, args ...any) { b.w.p(format, args...) }
+
+// t is temporary i of this step, a accumulator i, sc scalar i.
+func (b *elemBody) t(i int) string { return b.s.v(b.u*b.op.ntmp + i) }
+func (b *elemBody) a(i int) string {
+	return b.s.v(b.s.nregs - len(b.op.scalars) - 1 - (b.u*b.op.nacc + i))
+}
+func (b *elemBody) sc(i int) string { return b.s.v(b.s.nregs - 1 - i) }
+
+// k is this step's mask register (AVX-512).
+func (b *elemBody) k() string { return fmt.Sprintf("K%d", b.u+1) }
+
+var elementwiseOps = []elemOp{
+	{
+		name: "axpy", file: "axpy_amd64.s", sig: "(a float32, x, y []float32)", frame: 56,
+		loop:    "for i, v := range x { y[i] += a * v }",
+		scalars: []scalar{{arg: "a+0(FP)"}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"y_base+32(FP)", "DI"}},
+		count:   "x_len+16(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVFMADD213PS %d(DI), %s, %s", b.off, b.sc(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "scale", file: "scale_amd64.s", sig: "(a float32, x, y []float32)", frame: 56,
+		loop:    "for i, v := range x { y[i] = a * v }",
+		scalars: []scalar{{arg: "a+0(FP)"}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"y_base+32(FP)", "DI"}},
+		count:   "x_len+16(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMULPS %d(SI), %s, %s", b.off, b.sc(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "affine", file: "affine_amd64.s", sig: "(a, c float32, x, y []float32)", frame: 56,
+		loop:    "for i, v := range x { y[i] = a*v + c } (one rounding: a fused multiply-add)",
+		scalars: []scalar{{arg: "a+0(FP)"}, {arg: "c+4(FP)"}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"y_base+32(FP)", "DI"}},
+		count:   "x_len+16(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVFMADD213PS %s, %s, %s", b.sc(1), b.sc(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "add", file: "add_amd64.s", sig: "(x, z, y []float32)", frame: 72,
+		loop:  "for i, v := range x { y[i] = v + z[i] }",
+		ptrs:  []ptr{{"x_base+0(FP)", "SI"}, {"z_base+24(FP)", "BX"}, {"y_base+48(FP)", "DI"}},
+		count: "x_len+8(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVADDPS %d(BX), %s, %s", b.off, b.t(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "mul", file: "mul_amd64.s", sig: "(x, z, y []float32)", frame: 72,
+		loop:  "for i, v := range x { y[i] = v * z[i] }",
+		ptrs:  []ptr{{"x_base+0(FP)", "SI"}, {"z_base+24(FP)", "BX"}, {"y_base+48(FP)", "DI"}},
+		count: "x_len+8(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVMULPS %d(BX), %s, %s", b.off, b.t(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "relu", file: "relu_amd64.s", sig: "(x, y []float32)", frame: 48,
+		loop: "for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }\n" +
+			"// (MAXPS returns its second operand, 0, when v is NaN, as the loop does.)",
+		scalars: []scalar{{}},
+		ptrs:    []ptr{{"x_base+0(FP)", "SI"}, {"y_base+24(FP)", "DI"}},
+		count:   "x_len+8(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVMAXPS %s, %s, %s", b.sc(0), b.t(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "reluBackward", file: "relubackward_amd64.s", sig: "(x, z, y []float32)", frame: 72,
+		loop:    "for i, v := range x { if v > 0 { y[i] = z[i] } else { y[i] = 0 } }",
+		scalars: []scalar{{}},
+		ptrs:    []ptr{{"x_base+0(FP)", "SI"}, {"z_base+24(FP)", "BX"}, {"y_base+48(FP)", "DI"}},
+		count:   "x_len+8(FP)", ntmp: 2, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			// Predicate 0x1e: greater than, ordered, quiet (false for NaN).
+			if b.s.name == "avx512" {
+				b.p("\tVCMPPS $0x1e, %s, %s, %s", b.sc(0), b.t(0), b.k())
+				b.p("\tVMOVUPS.Z %d(BX), %s, %s", b.off, b.k(), b.t(1))
+				b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
+				return
+			}
+			b.p("\tVCMPPS $0x1e, %s, %s, %s", b.sc(0), b.t(0), b.t(0))
+			b.p("\tVANDPS %d(BX), %s, %s", b.off, b.t(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "bnDx", file: "bndx_amd64.s", sig: "(p, q, r, m float32, d, x, y []float32)", frame: 88,
+		loop:    "for i, v := range d { y[i] = p*v + (q*(x[i]-m) + r) } (fused multiply-adds)",
+		scalars: []scalar{{arg: "p+0(FP)"}, {arg: "q+4(FP)"}, {arg: "r+8(FP)"}, {arg: "m+12(FP)"}},
+		ptrs:    []ptr{{"d_base+16(FP)", "SI"}, {"x_base+40(FP)", "BX"}, {"y_base+64(FP)", "DI"}},
+		count:   "d_len+24(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(BX), %s", b.off, b.t(0))
+			b.p("\tVSUBPS %s, %s, %s", b.sc(3), b.t(0), b.t(0))
+			b.p("\tVFMADD213PS %s, %s, %s", b.sc(2), b.sc(1), b.t(0))
+			b.p("\tVFMADD231PS %d(SI), %s, %s", b.off, b.sc(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "bnSums", file: "bnsums_amd64.s", sig: "(m float32, d, x []float32) (sd, sdx float32)", frame: 64,
+		loop:    "for i, v := range d { sd += v; sdx += v * (x[i] - m) } (in another order)",
+		scalars: []scalar{{arg: "m+0(FP)"}},
+		ptrs:    []ptr{{"d_base+8(FP)", "SI"}, {"x_base+32(FP)", "BX"}},
+		count:   "d_len+16(FP)", ntmp: 2, nacc: 2, unroll: [2]int{3, 4},
+		results: []result{{"sd+56(FP)", []int{0}}, {"sdx+60(FP)", []int{1}}},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVADDPS %s, %s, %s", b.t(0), b.a(0), b.a(0))
+			b.p("\tVMOVUPS %d(BX), %s", b.off, b.t(1))
+			b.p("\tVSUBPS %s, %s, %s", b.sc(0), b.t(1), b.t(1))
+			b.p("\tVFMADD231PS %s, %s, %s", b.t(1), b.t(0), b.a(1))
+		},
+	},
+	{
+		name: "sum64", file: "sum64_amd64.s", sig: "(x []float32) float64", frame: 32,
+		loop:  "for _, v := range x { s += float64(v) } (in another order)",
+		ptrs:  []ptr{{"x_base+0(FP)", "SI"}},
+		count: "x_len+8(FP)", ntmp: 2, nacc: 2, f64: true, unroll: [2]int{3, 4},
+		results: []result{{"ret+24(FP)", []int{0, 1}}},
+		body: func(b *elemBody) {
+			b.p("\tVCVTPS2PD %d(SI), %s", b.off, b.t(0))
+			b.p("\tVADDPD %s, %s, %s", b.t(0), b.a(0), b.a(0))
+			b.p("\tVCVTPS2PD %d(SI), %s", b.off+b.half, b.t(1))
+			b.p("\tVADDPD %s, %s, %s", b.t(1), b.a(1), b.a(1))
+		},
+	},
+	{
+		name: "sumSqDev64", file: "sumsqdev64_amd64.s", sig: "(m float64, x []float32) float64", frame: 40,
+		loop:    "for _, v := range x { d := float64(v) - m; s += d * d } (in another order)",
+		scalars: []scalar{{arg: "m+0(FP)", f64: true}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}},
+		count:   "x_len+16(FP)", ntmp: 2, nacc: 2, f64: true, unroll: [2]int{3, 4},
+		results: []result{{"ret+32(FP)", []int{0, 1}}},
+		body: func(b *elemBody) {
+			b.p("\tVCVTPS2PD %d(SI), %s", b.off, b.t(0))
+			b.p("\tVSUBPD %s, %s, %s", b.sc(0), b.t(0), b.t(0))
+			b.p("\tVFMADD231PD %s, %s, %s", b.t(0), b.t(0), b.a(0))
+			b.p("\tVCVTPS2PD %d(SI), %s", b.off+b.half, b.t(1))
+			b.p("\tVSUBPD %s, %s, %s", b.sc(0), b.t(1), b.t(1))
+			b.p("\tVFMADD231PD %s, %s, %s", b.t(1), b.t(1), b.a(1))
+		},
+	},
+}
+
+func elementwiseFile(op elemOp) []byte {
+	var w asm
+	w.header()
+	for i, s := range []isa{avx2, avx512} {
+		elementwiseFunc(&w, &op, s, op.unroll[i])
+	}
+	return w.Bytes()
+}
+
+func elementwiseFunc(w *asm, op *elemOp, s isa, unroll int) {
+	name := op.name + map[string]string{"avx2": "AVX2", "avx512": "AVX512"}[s.name]
+	need := map[string]string{"avx2": "AVX2 and FMA", "avx512": "AVX-512 F"}[s.name]
+	if unroll*(op.ntmp+op.nacc)+len(op.scalars) > s.nregs {
+		panic(name + ": too many registers")
+	}
+	vb := s.vbytes()
+	w.p("")
+	w.p("// func %s%s", name, op.sig)
+	w.p("//")
+	w.p("// %s", op.loop)
+	w.p("// over len(x) a multiple of %d. Needs %s.", s.lanes, need)
+	w.p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, op.frame)
+	w.p("\tMOVQ %s, CX", op.count)
+	w.p("\tSHRQ $%d, CX", log2(s.lanes))
+	for _, p := range op.ptrs {
+		w.p("\tMOVQ %s, %s", p.arg, p.reg)
+	}
+	b := &elemBody{w: w, s: s, op: op, half: vb / 2}
+	for i, sc := range op.scalars {
+		switch {
+		case sc.arg == "":
+			s.zero(w, b.sc(i))
+		case sc.f64:
+			w.p("\tVBROADCASTSD %s, %s", sc.arg, b.sc(i))
+		default:
+			w.p("\tVBROADCASTSS %s, %s", sc.arg, b.sc(i))
+		}
+	}
+	for u := 0; u < unroll; u++ {
+		b.u = u
+		for i := 0; i < op.nacc; i++ {
+			s.zero(w, b.a(i))
+		}
+	}
+	w.p("\tCMPQ CX, $%d", unroll)
+	w.p("\tJLT  one")
+	w.p("")
+	w.p("loop:")
+	for u := 0; u < unroll; u++ {
+		b.u, b.off = u, u*vb
+		op.body(b)
+	}
+	for _, p := range op.ptrs {
+		w.p("\tADDQ $%d, %s", unroll*vb, p.reg)
+	}
+	w.p("\tSUBQ $%d, CX", unroll)
+	w.p("\tCMPQ CX, $%d", unroll)
+	w.p("\tJGE  loop")
+	w.p("")
+	w.p("one:")
+	w.p("\tTESTQ CX, CX")
+	w.p("\tJZ   done")
+	w.p("")
+	w.p("loop1:")
+	b.u, b.off = 0, 0
+	op.body(b)
+	for _, p := range op.ptrs {
+		w.p("\tADDQ $%d, %s", vb, p.reg)
+	}
+	w.p("\tDECQ CX")
+	w.p("\tJNZ  loop1")
+	w.p("")
+	w.p("done:")
+	for ri, r := range op.results {
+		reduce(w, op, s, unroll, ri, r)
+	}
+	w.p("\tVZEROUPPER")
+	w.p("\tRET")
+}
+
+// reduce sums the accumulators of result r over the unrolled steps and
+// lanes into register ri, using register len(results) as scratch, and
+// stores the sum.
+func reduce(w *asm, op *elemOp, s isa, unroll, ri int, r result) {
+	add, hadd, mov := "VADDPS", "VHADDPS", "VMOVSS"
+	if op.f64 {
+		add, hadd, mov = "VADDPD", "VHADDPD", "VMOVSD"
+	}
+	b := &elemBody{s: s, op: op}
+	dst, tmp := s.v(ri), s.v(len(op.results))
+	first := true
+	for _, ai := range r.accs {
+		for u := 0; u < unroll; u++ {
+			b.u = u
+			if first {
+				w.p("\tVMOVUPS %s, %s", b.a(ai), dst)
+				first = false
+				continue
+			}
+			w.p("\t%s %s, %s, %s", add, b.a(ai), dst, dst)
+		}
+	}
+	y := func(r string) string { return "Y" + r[1:] }
+	x := func(r string) string { return "X" + r[1:] }
+	if s.name == "avx512" {
+		w.p("\tVEXTRACTF64X4 $1, %s, %s", dst, y(tmp))
+		w.p("\t%s %s, %s, %s", add, y(tmp), y(dst), y(dst))
+	}
+	w.p("\tVEXTRACTF128 $1, %s, %s", y(dst), x(tmp))
+	w.p("\t%s %s, %s, %s", add, x(tmp), x(dst), x(dst))
+	w.p("\t%s %s, %s, %s", hadd, x(dst), x(dst), x(dst))
+	if !op.f64 {
+		w.p("\t%s %s, %s, %s", hadd, x(dst), x(dst), x(dst))
+	}
+	w.p("\t%s %s, %s", mov, x(dst), r.arg)
+}

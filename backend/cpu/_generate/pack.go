@@ -1,0 +1,183 @@
+package main
+
+import "fmt"
+
+// The packers move rows of a row-major matrix into the interleaved panel
+// layout the micro-kernels read, a register-tile transpose at a time:
+//
+//	for r := 0; r < rows; r++ {
+//		for l := 0; l < cols&^(W-1); l++ {
+//			dst[l*ldd+r] = src[r*lds+l]
+//		}
+//	}
+//
+// W = 16 for AVX-512 (a 16×16 transpose, rows 1..16 stored under a mask) and
+// 8 for AVX2 (an 8×8 transpose, one function per row count). The callers
+// pack the last cols mod W columns in Go.
+
+// packAVX512 writes packT16AVX512.
+func packAVX512() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	p("")
+	p("// func packT16AVX512(src []float32, lds, rows, cols int, dst []float32, ldd int)")
+	p("//")
+	p("// Needs AVX-512 F. The frame holds the byte offset of each of the 16 rows")
+	p("// loaded; rows past the last real one repeat it and are masked off (K1) at")
+	p("// the stores. SI: src, DX: lds in bytes, DI: dst, R10: ldd in bytes,")
+	p("// R9: 16-column blocks left.")
+	p("TEXT ·packT16AVX512(SB), NOSPLIT, $128-80")
+	p("\tMOVQ src_base+0(FP), SI")
+	p("\tMOVQ lds+24(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ rows+32(FP), CX")
+	p("\tMOVQ cols+40(FP), R9")
+	p("\tSHRQ $4, R9")
+	p("\tJZ   done")
+	p("\tMOVQ dst_base+48(FP), DI")
+	p("\tMOVQ ldd+72(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("")
+	p("\t// offsets[i] = min(i, rows-1)·lds")
+	p("\tXORQ AX, AX")
+	for i := 0; i < 16; i++ {
+		p("\tMOVQ AX, %d(SP)", i*8)
+		if i < 15 {
+			p("\tLEAQ (AX)(DX*1), R11")
+			p("\tCMPQ CX, $%d", i+1)
+			p("\tCMOVQGT R11, AX")
+		}
+	}
+	p("")
+	p("loop:")
+	for i := 0; i < 16; i++ {
+		p("\tMOVQ %d(SP), R11", i*8)
+		p("\tVMOVUPS (SI)(R11*1), %s", z(i))
+	}
+	p("\t// Interleave pairs of rows, then pairs of pairs: Z0..Z15 then hold,")
+	p("\t// in 128-bit lane k of Z(4g+c), rows 4g..4g+3 of column 4k+c.")
+	for i := 0; i < 16; i += 2 {
+		p("\tVUNPCKLPS %s, %s, %s", z(i+1), z(i), z(16+i))
+		p("\tVUNPCKHPS %s, %s, %s", z(i+1), z(i), z(16+i+1))
+	}
+	for g := 0; g < 4; g++ {
+		b := 16 + 4*g
+		p("\tVUNPCKLPD %s, %s, %s", z(b+2), z(b), z(4*g))
+		p("\tVUNPCKHPD %s, %s, %s", z(b+2), z(b), z(4*g+1))
+		p("\tVUNPCKLPD %s, %s, %s", z(b+3), z(b+1), z(4*g+2))
+		p("\tVUNPCKHPD %s, %s, %s", z(b+3), z(b+1), z(4*g+3))
+	}
+	p("\t// Transpose the 4×4 grid of 128-bit lanes: column 4k+c into Z(4k+c).")
+	for c := 0; c < 4; c++ {
+		a, b, cc, d := z(c), z(4+c), z(8+c), z(12+c)
+		o := 16 + 4*c
+		p("\tVSHUFF32X4 $0x44, %s, %s, %s", b, a, z(o))
+		p("\tVSHUFF32X4 $0xEE, %s, %s, %s", b, a, z(o+1))
+		p("\tVSHUFF32X4 $0x44, %s, %s, %s", d, cc, z(o+2))
+		p("\tVSHUFF32X4 $0xEE, %s, %s, %s", d, cc, z(o+3))
+	}
+	for c := 0; c < 4; c++ {
+		o := 16 + 4*c
+		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(o+2), z(o), z(c))
+		p("\tVSHUFF32X4 $0xDD, %s, %s, %s", z(o+2), z(o), z(4+c))
+		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(o+3), z(o+1), z(8+c))
+		p("\tVSHUFF32X4 $0xDD, %s, %s, %s", z(o+3), z(o+1), z(12+c))
+	}
+	for j := 0; j < 16; j++ {
+		p("\tVMOVUPS %s, K1, (DI)", z(j))
+		p("\tADDQ R10, DI")
+	}
+	p("\tADDQ $64, SI")
+	p("\tDECQ R9")
+	p("\tJNZ  loop")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
+
+// packAVX2 writes packT8x{8,6,4}AVX2, which differ in how many rows they
+// load and how many lanes each store writes.
+func packAVX2() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	y := func(i int) string { return fmt.Sprintf("Y%d", i) }
+	x := func(i int) string { return fmt.Sprintf("X%d", i) }
+	for _, rows := range []int{8, 6, 4} {
+		name := fmt.Sprintf("packT8x%dAVX2", rows)
+		p("")
+		p("// func %s(src []float32, lds, cols int, dst []float32, ldd int)", name)
+		p("//")
+		p("// Needs AVX2. Transposes %d rows, 8 columns at a time. SI: src, DX: lds", rows)
+		p("// in bytes, R8: 3·lds, DI: dst, R10: ldd in bytes, R9: blocks left.")
+		p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+		p("\tMOVQ src_base+0(FP), SI")
+		p("\tMOVQ lds+24(FP), DX")
+		p("\tSHLQ $2, DX")
+		p("\tLEAQ (DX)(DX*2), R8")
+		p("\tMOVQ cols+32(FP), R9")
+		p("\tSHRQ $3, R9")
+		p("\tJZ   done")
+		p("\tMOVQ dst_base+40(FP), DI")
+		p("\tMOVQ ldd+64(FP), R10")
+		p("\tSHLQ $2, R10")
+		p("")
+		p("loop:")
+		// Rows 0..3 from SI, rows 4..7 from BX = SI + 4·lds.
+		p("\tLEAQ (SI)(DX*4), BX")
+		addr := []string{"(SI)", "(SI)(DX*1)", "(SI)(DX*2)", "(SI)(R8*1)", "(BX)", "(BX)(DX*1)", "(BX)(DX*2)", "(BX)(R8*1)"}
+		for i := 0; i < 8; i++ {
+			if i < rows {
+				p("\tVMOVUPS %s, %s", addr[i], y(i))
+			} else {
+				p("\tVXORPS %s, %s, %s", y(i), y(i), y(i))
+			}
+		}
+		for i := 0; i < 8; i += 2 {
+			p("\tVUNPCKLPS %s, %s, %s", y(i+1), y(i), y(8+i))
+			p("\tVUNPCKHPS %s, %s, %s", y(i+1), y(i), y(8+i+1))
+		}
+		for g := 0; g < 2; g++ {
+			b := 8 + 4*g
+			p("\tVUNPCKLPD %s, %s, %s", y(b+2), y(b), y(4*g))
+			p("\tVUNPCKHPD %s, %s, %s", y(b+2), y(b), y(4*g+1))
+			p("\tVUNPCKLPD %s, %s, %s", y(b+3), y(b+1), y(4*g+2))
+			p("\tVUNPCKHPD %s, %s, %s", y(b+3), y(b+1), y(4*g+3))
+		}
+		// Column c from the low lanes of Y(c), Y(4+c); column 4+c from the high ones.
+		for c := 0; c < 4; c++ {
+			p("\tVPERM2F128 $0x20, %s, %s, %s", y(4+c), y(c), y(8+c))
+			p("\tVPERM2F128 $0x31, %s, %s, %s", y(4+c), y(c), y(12+c))
+		}
+		for j := 0; j < 8; j++ {
+			r := 8 + j
+			switch rows {
+			case 8:
+				p("\tVMOVUPS %s, (DI)", y(r))
+			case 6:
+				p("\tVMOVUPS %s, (DI)", x(r))
+				p("\tVEXTRACTF128 $1, %s, %s", y(r), x(0))
+				p("\tVMOVQ %s, 16(DI)", x(0))
+			case 4:
+				p("\tVMOVUPS %s, (DI)", x(r))
+			}
+			p("\tADDQ R10, DI")
+		}
+		p("\tADDQ $32, SI")
+		p("\tDECQ R9")
+		p("\tJNZ  loop")
+		p("")
+		p("done:")
+		p("\tVZEROUPPER")
+		p("\tRET")
+	}
+	return w.Bytes()
+}

@@ -1,0 +1,239 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// Feature sets, exactly as the assembly uses them: the AVX2 level's code
+// needs AVX2 and FMA; the AVX-512 level's needs AVX-512 F and, for the
+// horizontal sums and VZEROUPPER, AVX (VEX-encoded 128/256-bit forms).
+// x/sys/cpu reports a feature only when the OS also saves its registers.
+var (
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX
+)
+
+// addAsmKernels registers the assembly micro-kernels this CPU can run.
+//
+// AVX-512 is the default where present: on the Zen 5 EPYC this was tuned on
+// it runs the SGEMM at about twice the AVX2 speed (two 512-bit FMA pipes),
+// see BenchmarkSgemm. On CPUs that lower the clock for 512-bit code the
+// difference is smaller; DMLGO_SIMD=avx2 forces the other kernels.
+func addAsmKernels(k map[Level]gemmKernel) {
+	if hasAVX2 {
+		k[AVX2] = gemmKernel{name: "avx2 6x16", mr: 6, nr: 16, fn: gemmKernelAVX2, packRows: packRowsAVX2}
+	}
+	if hasAVX512 {
+		k[AVX512] = gemmKernel{name: "avx512 8x32", mr: 8, nr: 32, fn: gemmKernelAVX512,
+			edge: gemmKernelAVX512Edge, packRows: packRowsAVX512}
+	}
+}
+
+// checkPack panics unless src and dst hold what a rowPacker touches.
+func checkPack(src []float32, lds, rows, kb int, dst []float32, ldd int) {
+	if rows < 1 || kb < 1 || rows > ldd || len(src) < (rows-1)*lds+kb || len(dst) < (kb-1)*ldd+rows {
+		panic("cpu: pack: slices too short")
+	}
+}
+
+// packRowsAVX512 is packRowsGo with 16×16 register transposes.
+func packRowsAVX512(src []float32, lds, rows, kb int, dst []float32, ldd int) {
+	checkPack(src, lds, rows, kb, dst, ldd)
+	for r0 := 0; r0 < rows; r0 += 16 {
+		packT16AVX512(src[r0*lds:], lds, min(16, rows-r0), kb, dst[r0:], ldd)
+	}
+	if k16 := kb &^ 15; k16 < kb {
+		packRowsGo(src[k16:], lds, rows, kb-k16, dst[k16*ldd:], ldd)
+	}
+}
+
+// packRowsAVX2 is packRowsGo with 8×8 register transposes, for 8, 6 or 4
+// rows at a time.
+func packRowsAVX2(src []float32, lds, rows, kb int, dst []float32, ldd int) {
+	checkPack(src, lds, rows, kb, dst, ldd)
+	k8 := kb &^ 7
+	for r0 := 0; r0 < rows; r0 += 8 {
+		r := min(8, rows-r0)
+		s, d := src[r0*lds:], dst[r0:]
+		switch r {
+		case 8:
+			packT8x8AVX2(s, lds, kb, d, ldd)
+		case 6:
+			packT8x6AVX2(s, lds, kb, d, ldd)
+		case 4:
+			packT8x4AVX2(s, lds, kb, d, ldd)
+		default:
+			packRowsGo(s, lds, r, kb, d, ldd)
+			continue
+		}
+		if k8 < kb {
+			packRowsGo(s[k8:], lds, r, kb-k8, d[k8*ldd:], ldd)
+		}
+	}
+}
+
+// vecLen is how much of an n-element slice the elementwise kernels of
+// level l take: whole vectors (0 for the generic level).
+func vecLen(l Level, n int) int {
+	switch l {
+	case AVX512:
+		return n &^ 15
+	case AVX2:
+		return n &^ 7
+	}
+	return 0
+}
+
+// The *Vec functions run the active level's elementwise kernel over the
+// longest whole-vector prefix of the slices and return its length; the
+// caller finishes the slice in Go. y (and z) are at least as long as x.
+
+func axpyVec(a float32, x, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		axpyAVX512(a, x[:n], y[:n])
+	} else {
+		axpyAVX2(a, x[:n], y[:n])
+	}
+	return n
+}
+
+func scaleVec(a float32, x, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		scaleAVX512(a, x[:n], y[:n])
+	} else {
+		scaleAVX2(a, x[:n], y[:n])
+	}
+	return n
+}
+
+func affineVec(a, c float32, x, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		affineAVX512(a, c, x[:n], y[:n])
+	} else {
+		affineAVX2(a, c, x[:n], y[:n])
+	}
+	return n
+}
+
+func addVec(x, z, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		addAVX512(x[:n], z[:n], y[:n])
+	} else {
+		addAVX2(x[:n], z[:n], y[:n])
+	}
+	return n
+}
+
+func mulVec(x, z, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		mulAVX512(x[:n], z[:n], y[:n])
+	} else {
+		mulAVX2(x[:n], z[:n], y[:n])
+	}
+	return n
+}
+
+func reluVec(x, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		reluAVX512(x[:n], y[:n])
+	} else {
+		reluAVX2(x[:n], y[:n])
+	}
+	return n
+}
+
+func reluBackwardVec(x, z, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		reluBackwardAVX512(x[:n], z[:n], y[:n])
+	} else {
+		reluBackwardAVX2(x[:n], z[:n], y[:n])
+	}
+	return n
+}
+
+func bnDxVec(p, q, r, m float32, d, x, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(d))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		bnDxAVX512(p, q, r, m, d[:n], x[:n], y[:n])
+	} else {
+		bnDxAVX2(p, q, r, m, d[:n], x[:n], y[:n])
+	}
+	return n
+}
+
+func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32) {
+	l := ActiveLevel()
+	n = vecLen(l, len(d))
+	if n == 0 {
+		return 0, 0, 0
+	}
+	if l == AVX512 {
+		sd, sdx = bnSumsAVX512(m, d[:n], x[:n])
+	} else {
+		sd, sdx = bnSumsAVX2(m, d[:n], x[:n])
+	}
+	return n, sd, sdx
+}
+
+func sum64Vec(x []float32) (n int, s float64) {
+	l := ActiveLevel()
+	n = vecLen(l, len(x))
+	if n == 0 {
+		return 0, 0
+	}
+	if l == AVX512 {
+		return n, sum64AVX512(x[:n])
+	}
+	return n, sum64AVX2(x[:n])
+}
+
+func sumSqDev64Vec(m float64, x []float32) (n int, s float64) {
+	l := ActiveLevel()
+	n = vecLen(l, len(x))
+	if n == 0 {
+		return 0, 0
+	}
+	if l == AVX512 {
+		return n, sumSqDev64AVX512(m, x[:n])
+	}
+	return n, sumSqDev64AVX2(m, x[:n])
+}

@@ -1,0 +1,32 @@
+package cpu
+
+import "sync"
+
+// freeList keeps scratch buffers (GEMM packing buffers, im2col columns)
+// across calls and garbage collections. A sync.Pool drops what it holds at
+// garbage collections, and buffers of megabytes would then be allocated
+// again every training step; a freeList keeps at most as many as were in
+// use at once, at the largest size each grew to.
+type freeList[T any] struct {
+	mu   sync.Mutex
+	free []*T
+}
+
+// get returns a kept buffer, or a new zero one.
+func (f *freeList[T]) get() *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.free); n > 0 {
+		t := f.free[n-1]
+		f.free = f.free[:n-1]
+		return t
+	}
+	return new(T)
+}
+
+// put hands a buffer back for reuse.
+func (f *freeList[T]) put(t *T) {
+	f.mu.Lock()
+	f.free = append(f.free, t)
+	f.mu.Unlock()
+}

@@ -1,0 +1,21 @@
+//go:build !amd64 || noasm
+
+package cpu
+
+// Without assembly (another architecture, or the noasm build tag) only the
+// generic level exists: the *Vec functions take nothing, and the Go loops in
+// fast.go and gemm.go do all the work.
+
+func addAsmKernels(map[Level]gemmKernel) {}
+
+func axpyVec(a float32, x, y []float32) int                        { return 0 }
+func scaleVec(a float32, x, y []float32) int                       { return 0 }
+func affineVec(a, c float32, x, y []float32) int                   { return 0 }
+func addVec(x, z, y []float32) int                                 { return 0 }
+func mulVec(x, z, y []float32) int                                 { return 0 }
+func reluVec(x, y []float32) int                                   { return 0 }
+func reluBackwardVec(x, z, y []float32) int                        { return 0 }
+func bnDxVec(p, q, r, m float32, d, x, y []float32) int            { return 0 }
+func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32) { return 0, 0, 0 }
+func sum64Vec(x []float32) (n int, s float64)                      { return 0, 0 }
+func sumSqDev64Vec(m float64, x []float32) (n int, s float64)      { return 0, 0 }

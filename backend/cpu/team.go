@@ -1,0 +1,127 @@
+package cpu
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The helper team: goroutines that run the parallel parts of the kernels
+// (gemmParallel, parallelFor) beside the calling goroutine.
+//
+// A goroutine started for each call would be too slow to arrive: the OS
+// takes about 0.1 ms (median; several ms at worst) to wake a parked thread
+// on the KVM guest this was tuned on, longer than many whole kernels (a
+// 256³ SGEMM takes 0.14 ms on one core). So the helpers stay: after a job
+// they spin for teamSpin (yielding to other goroutines and threads, see
+// relax), during which a new job reaches them in about a microsecond, and
+// only then park. Back-to-back kernels, the common case in training, keep
+// them hot; an idle program has them all parked.
+//
+// A job is a function every participant runs once; it hands out its own
+// work (an atomic counter) and returns on the calling goroutine only when
+// all of it is done, so a helper that arrives late finds nothing left and
+// returns at once. One job runs at a time; a concurrent caller gets fresh
+// goroutines instead.
+
+// relax is one step of a wait for work that another goroutine does: it
+// lets this program's other goroutines run (Gosched) and other threads
+// that share this CPU (yieldThread). On an oversubscribed machine the
+// thread a waiter waits for may share its CPU, and a waiter that kept the
+// CPU would hold it up for a whole OS time slice.
+func relax() {
+	runtime.Gosched()
+	yieldThread()
+}
+
+// teamSpin is how long an idle helper waits for the next job before it
+// parks.
+const teamSpin = 200 * time.Microsecond
+
+type teamJob struct {
+	fn      func()
+	helpers int32        // how many helpers may join
+	joined  atomic.Int32 // how many did
+}
+
+var team struct {
+	mu      sync.Mutex // held by the caller of the running job
+	job     atomic.Pointer[teamJob]
+	gen     atomic.Uint64 // bumped with each job
+	parked  atomic.Int32
+	wake    chan struct{}
+	started int // helpers started, under mu
+}
+
+// teamRun runs fn on the calling goroutine and on up to helpers more.
+func teamRun(helpers int, fn func()) {
+	helpers = min(helpers, runtime.GOMAXPROCS(0)-1)
+	if helpers <= 0 {
+		fn()
+		return
+	}
+	if !team.mu.TryLock() {
+		for range helpers {
+			go fn()
+		}
+		fn()
+		return
+	}
+	defer team.mu.Unlock()
+	if team.wake == nil {
+		team.wake = make(chan struct{}, runtime.NumCPU())
+	}
+	for ; team.started < helpers && team.started < cap(team.wake); team.started++ {
+		go teamHelper()
+	}
+	team.job.Store(&teamJob{fn: fn, helpers: int32(helpers)})
+	team.gen.Add(1)
+	for n := team.parked.Load(); n > 0; n-- {
+		select {
+		case team.wake <- struct{}{}:
+		default:
+		}
+	}
+	fn()
+}
+
+// teamHelper runs each new job, spinning between jobs for teamSpin.
+func teamHelper() {
+	var seen uint64
+	for {
+		gen := team.gen.Load()
+		if gen == seen {
+			if !teamWait(seen) {
+				// Park; re-check after announcing it, so that a job
+				// published in between is not missed.
+				team.parked.Add(1)
+				if team.gen.Load() == seen {
+					<-team.wake
+				}
+				team.parked.Add(-1)
+			}
+			continue
+		}
+		seen = gen
+		j := team.job.Load()
+		if j.joined.Add(1) <= j.helpers {
+			j.fn()
+		}
+	}
+}
+
+// teamWait spins until a job newer than seen is published (true) or
+// teamSpin has passed (false).
+func teamWait(seen uint64) bool {
+	start := time.Now()
+	for i := 0; ; i++ {
+		if team.gen.Load() != seen {
+			return true
+		}
+		if i%16 == 15 && time.Since(start) > teamSpin {
+			return false
+		}
+		relax()
+	}
+}
