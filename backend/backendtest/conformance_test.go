@@ -8,7 +8,6 @@ import (
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
-	_ "github.com/dmlgo/dmlgo/backend/cuda"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
@@ -401,6 +400,49 @@ func TestSizeSweep(t *testing.T) {
 						t.Fatalf("%s: output %d: %s", c.name, o, msg)
 					}
 				}
+			}
+		}
+	})
+}
+
+// TestConvRandomShapes runs convolutions of random shapes (padding up to the
+// filter size, strides, dilations, groups, planes smaller than the filter's
+// reach) on every backend against the reference, all three passes.
+func TestConvRandomShapes(t *testing.T) {
+	ref := cpu.NewReference()
+	r := rand.New(rand.NewPCG(7, 7))
+	var cs []opCase
+	for len(cs) < 3*150 {
+		g := 1 + r.IntN(2)
+		p := backend.Conv2dParams{N: 1 + r.IntN(3), C: g * (1 + r.IntN(4)), H: 1 + r.IntN(12), W: 1 + r.IntN(12),
+			K: g * (1 + r.IntN(4)), R: 1 + r.IntN(5), S: 1 + r.IntN(5), StrideH: 1 + r.IntN(3), StrideW: 1 + r.IntN(3),
+			DilH: 1 + r.IntN(2), DilW: 1 + r.IntN(2), Groups: g}
+		p.PadH, p.PadW = r.IntN(p.R), r.IntN(p.S)
+		if p.P() < 1 || p.Q() < 1 {
+			continue
+		}
+		xs, ws, ys := p.N*p.C*p.H*p.W, p.K*(p.C/g)*p.R*p.S, p.N*p.K*p.P()*p.Q()
+		tag := fmt.Sprintf("%+v", p)
+		cs = append(cs,
+			opCase{name: "conv_fwd/" + tag, tol: 1e-5, data: [][]float32{randn(r, xs), randn(r, ws), randn(r, ys)}, shapes: [][]int{{xs}, {ws}, {ys}}, outputs: []int{2},
+				run: func(b backend.Backend, t []*tensor.Tensor) { b.Conv2dForward(p, t[0], t[1], t[2]) }},
+			opCase{name: "conv_bwd_data/" + tag, tol: 1e-5, data: [][]float32{randn(r, ys), randn(r, ws), randn(r, xs)}, shapes: [][]int{{ys}, {ws}, {xs}}, outputs: []int{2},
+				run: func(b backend.Backend, t []*tensor.Tensor) { b.Conv2dBackwardData(p, t[0], t[1], t[2]) }},
+			opCase{name: "conv_bwd_filter/" + tag, tol: 1e-5, data: [][]float32{randn(r, xs), randn(r, ys), randn(r, ws)}, shapes: [][]int{{xs}, {ys}, {ws}}, outputs: []int{2},
+				run: func(b backend.Backend, t []*tensor.Tensor) { b.Conv2dBackwardFilter(p, t[0], t[1], t[2]) }})
+	}
+	ForEachBackend(t, func(t *testing.T, b backend.Backend) {
+		for _, c := range cs {
+			want, err := runCase(c, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := runCase(c, b)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if msg := Compare(got[2], want[2], c.tol); msg != "" {
+				t.Fatalf("%s: %s", c.name, msg)
 			}
 		}
 	})

@@ -30,31 +30,48 @@ func im2col(p backend.Conv2dParams, c int, x, col []float32) {
 		for r := 0; r < p.R; r++ {
 			for s := 0; s < p.S; s++ {
 				dst := col[((ci*p.R+r)*p.S+s)*P*Q:]
+				// Output columns [q0, q1) read inside the row; the rest is padding.
+				off := s*p.DilW - p.PadW
+				q0, q1 := validRange(off, p.StrideW, p.W, Q)
 				for oh := 0; oh < P; oh++ {
 					ih := oh*p.StrideH - p.PadH + r*p.DilH
 					row := dst[oh*Q : (oh+1)*Q]
-					if ih < 0 || ih >= p.H {
+					if ih < 0 || ih >= p.H || q0 >= q1 {
 						clear(row)
 						continue
 					}
 					src := plane[ih*p.W : (ih+1)*p.W]
-					iw := s*p.DilW - p.PadW
-					if p.StrideW == 1 && iw >= 0 && iw+Q <= p.W {
-						copy(row, src[iw:iw+Q])
+					clear(row[:q0])
+					clear(row[q1:])
+					if p.StrideW == 1 {
+						copy(row[q0:q1], src[off+q0:off+q1])
 						continue
 					}
-					for ow := range row {
-						if iw >= 0 && iw < p.W {
-							row[ow] = src[iw]
-						} else {
-							row[ow] = 0
-						}
+					iw := off + q0*p.StrideW
+					for ow := q0; ow < q1; ow++ {
+						row[ow] = src[iw]
 						iw += p.StrideW
 					}
 				}
 			}
 		}
 	}
+}
+
+// validRange returns the output columns [q0, q1) of a filter column whose
+// input column ow·stride + off falls inside [0, w).
+func validRange(off, stride, w, q int) (q0, q1 int) {
+	// ow·stride + off ≥ 0  ⇔  ow ≥ ⌈−off/stride⌉
+	if off < 0 {
+		q0 = (-off + stride - 1) / stride
+	}
+	// ow·stride + off ≤ w − 1  ⇔  ow ≤ ⌊(w − 1 − off)/stride⌋
+	if last := w - 1 - off; last < 0 {
+		q1 = 0
+	} else {
+		q1 = min(q, last/stride+1)
+	}
+	return min(q0, q), max(q1, min(q0, q))
 }
 
 // col2im adds col (C·R·S, P·Q) into one image's dx (C, H, W), which the
@@ -66,6 +83,11 @@ func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
 		for r := 0; r < p.R; r++ {
 			for s := 0; s < p.S; s++ {
 				src := col[((ci*p.R+r)*p.S+s)*P*Q:]
+				off := s*p.DilW - p.PadW
+				q0, q1 := validRange(off, p.StrideW, p.W, Q)
+				if q0 >= q1 {
+					continue
+				}
 				for oh := 0; oh < P; oh++ {
 					ih := oh*p.StrideH - p.PadH + r*p.DilH
 					if ih < 0 || ih >= p.H {
@@ -73,15 +95,13 @@ func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
 					}
 					row := src[oh*Q : (oh+1)*Q]
 					dst := plane[ih*p.W : (ih+1)*p.W]
-					iw := s*p.DilW - p.PadW
-					if p.StrideW == 1 && iw >= 0 && iw+Q <= p.W {
-						axpy(1, row, dst[iw:iw+Q])
+					if p.StrideW == 1 {
+						axpy(1, row[q0:q1], dst[off+q0:off+q1])
 						continue
 					}
-					for _, v := range row {
-						if iw >= 0 && iw < p.W {
-							dst[iw] += v
-						}
+					iw := off + q0*p.StrideW
+					for ow := q0; ow < q1; ow++ {
+						dst[iw] += row[ow]
 						iw += p.StrideW
 					}
 				}
