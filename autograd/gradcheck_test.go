@@ -235,7 +235,9 @@ func TestShapeErrorsNameOpAndShapes(t *testing.T) {
 	}{
 		{func() { g.MatMul(a, b, false, false) }, []string{"matmul", "(2, 3)", "(4, 5)"}},
 		{func() { g.Add(a, b) }, []string{"add", "(2, 3)", "(4, 5)"}},
-		{func() { g.Conv2d(NewVar(tensor.Zeros(1, 3, 8, 8), false), NewVar(tensor.Zeros(4, 2, 3, 3), true), Conv2dOpts{}) }, []string{"conv2d", "(1, 3, 8, 8)", "(4, 2, 3, 3)"}},
+		{func() {
+			g.Conv2d(NewVar(tensor.Zeros(1, 3, 8, 8), false), NewVar(tensor.Zeros(4, 2, 3, 3), true), Conv2dOpts{})
+		}, []string{"conv2d", "(1, 3, 8, 8)", "(4, 2, 3, 3)"}},
 	}
 	for _, c := range cases {
 		m := msg(c.f)
