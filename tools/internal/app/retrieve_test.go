@@ -1,0 +1,549 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/data"
+	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/retrieval"
+)
+
+// trainTiny trains the tiny FMNIST-C2S run of app_test.go and returns it.
+func trainTiny(t *testing.T, dir string) *Trainer {
+	t.Helper()
+	tr := newTrainer(t, tinyConfig(t, dir), false)
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// saveUntrained writes a checkpoint of a freshly initialised model: enough
+// for everything but the quality of the results.
+func saveUntrained(t *testing.T, path, arch string, dim int, seed uint64) string {
+	t.Helper()
+	cfg := tinyConfig(t, filepath.Dir(path))
+	cfg.Model, cfg.Dim, cfg.Seed = arch, dim, seed
+	b := backend.MustSelect("cpu")
+	net, err := NewModel(b, ModelConfig{Arch: arch, Dim: dim, InChannels: 1}, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveCheckpoint(path, b, Parts{Model: net}, RunState{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func loadModel(t *testing.T, path string) *Model {
+	t.Helper()
+	m, err := LoadModel(path, ModelOptions{Device: "cpu", Batch: 64}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func pngBytes(t *testing.T, img image.Image) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func sameImage(a, b image.Image) bool {
+	if a.Bounds().Size() != b.Bounds().Size() {
+		return false
+	}
+	ab, bb := a.Bounds(), b.Bounds()
+	for y := 0; y < ab.Dy(); y++ {
+		for x := 0; x < ab.Dx(); x++ {
+			r1, g1, b1, a1 := a.At(ab.Min.X+x, ab.Min.Y+y).RGBA()
+			r2, g2, b2, a2 := b.At(bb.Min.X+x, bb.Min.Y+y).RGBA()
+			if r1 != r2 || g1 != g2 || b1 != b2 || a1 != a2 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// TestRetrieveEndToEnd trains a few steps, then indexes the data set's
+// gallery, a folder and a TSV manifest, queries, evaluates and checks that
+// every path agrees with training's own evaluation.
+func TestRetrieveEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	tr := trainTiny(t, filepath.Join(dir, "run"))
+	ckpt := filepath.Join(dir, "run", "last.ckpt")
+	m := loadModel(t, ckpt)
+	if want := Fingerprint(tr.B, tr.Net, "resnet-s"); m.Fingerprint != want {
+		t.Fatalf("fingerprint of the loaded model %s, of the trained one %s", m.Fingerprint, want)
+	}
+	if m.Transform.Channels != 1 || m.Transform.Size != 32 {
+		t.Fatalf("transform %+v, want FMNIST-C2S greyscale 32×32", m.Transform)
+	}
+	ctx := context.Background()
+
+	// The data set's gallery: the same embeddings as training's evaluation.
+	spec := m.Run.Config.Data
+	ix, rep, err := BuildIndex(ctx, m, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := tr.DS
+	if ix.Len() != ds.Gallery.Len() || rep.Rows != ix.Len() || rep.Skipped != 0 {
+		t.Fatalf("index of %d rows (report %+v), gallery %d", ix.Len(), rep, ds.Gallery.Len())
+	}
+	want, _, err := Embed(m.B, m.Net, ds.Gallery, m.Transform, 64, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if d := math.Abs(float64(want[i] - ix.Embeddings[i])); d > 1e-5 {
+			t.Fatalf("embedding value %d: index %g, Embed %g", i, ix.Embeddings[i], want[i])
+		}
+	}
+	for i, r := range ds.Gallery.Rows {
+		if ix.Items[i] != ds.Manifest.Rows[r].Item || ix.Paths[i] != fmt.Sprintf("%s%d", FMNISTRowPrefix, r) {
+			t.Fatalf("index row %d: item %d path %q, gallery row %d item %d", i, ix.Items[i], ix.Paths[i], r, ds.Manifest.Rows[r].Item)
+		}
+	}
+	if ix.Meta["data"] == "" || ix.Meta["arch"] != "resnet-s" || ix.Fingerprint != m.Fingerprint {
+		t.Errorf("index meta %v, fingerprint %s", ix.Meta, ix.Fingerprint)
+	}
+	ixPath := filepath.Join(dir, "gallery.safetensors")
+	if err := ix.Save(ixPath); err != nil {
+		t.Fatal(err)
+	}
+	ix, err = retrieval.LoadIndex(ixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CheckIndex(ix, ixPath); err != nil {
+		t.Fatal(err)
+	}
+
+	// Evaluation: the numbers training reported.
+	res, err := m.EvaluateData(ctx, spec, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tr.State.Evals[len(tr.State.Evals)-1].Metrics
+	for _, k := range MetricsKeys {
+		if math.Abs(res.Metrics[k]-last[k]) > 1e-9 {
+			t.Errorf("%s: eval %g, training %g", k, res.Metrics[k], last[k])
+		}
+	}
+	evalDir := filepath.Join(dir, "eval")
+	if err := WriteEval(evalDir, res, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(evalDir, "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mj map[string]float64
+	if err := json.Unmarshal(raw, &mj); err != nil || len(mj) != len(MetricsKeys) {
+		t.Errorf("metrics.json %s: %v", raw, err)
+	}
+	for _, f := range []string{"eval.json", "topk.png"} {
+		if _, err := os.Stat(filepath.Join(evalDir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if s := EvalTables(res.Metrics); !strings.Contains(s, "recall@10") || !strings.Contains(s, "precision@1") || !strings.Contains(s, "top-50") {
+		t.Errorf("tables:\n%s", s)
+	}
+
+	// Every query of the data set through the index: the same top-k.
+	gal := NewGallery(ix, sets.Spec{}, io.Discard)
+	qs, err := gal.DataQueries(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != ds.Query.Len() {
+		t.Fatalf("%d data queries, the data set has %d", len(qs), ds.Query.Len())
+	}
+	results, err := Query(ctx, m, ix, qs, ix.Len())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []int{1, 5, 10} {
+		hits := 0
+		for _, r := range results {
+			if r.FirstHit > 0 && r.FirstHit <= k {
+				hits++
+			}
+		}
+		if got := float64(hits) / float64(len(results)); math.Abs(got-last[fmt.Sprintf("top%d", k)]) > 1e-9 {
+			t.Errorf("top-%d through the index %g, training's evaluation %g", k, got, last[fmt.Sprintf("top%d", k)])
+		}
+	}
+	for i, r := range results {
+		if r.Item == nil || *r.Item != ds.Manifest.Rows[ds.Query.Rows[i]].Item {
+			t.Fatalf("query %d (%s): item %v, want %d", i, r.Query, r.Item, ds.Manifest.Rows[ds.Query.Rows[i]].Item)
+		}
+		for j := 1; j < len(r.Matches); j++ {
+			if r.Matches[j].Score > r.Matches[j-1].Score {
+				t.Fatalf("query %d: results not sorted: %+v", i, r.Matches)
+			}
+		}
+	}
+
+	// Gallery images rendered again from the index's data spec (test items
+	// only) are the data set's.
+	for i, r := range ds.Gallery.Rows {
+		img, err := gal.Image(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameImage(img, ds.Manifest.Rows[r].Image) {
+			t.Fatalf("gallery row %d renders differently from manifest row %d", i, r)
+		}
+	}
+	// EmbedImages gives the index's embeddings back.
+	imgs := make([]image.Image, ix.Len())
+	for i := range imgs {
+		imgs[i], _ = gal.Image(i)
+	}
+	again, err := m.EmbedImages(ctx, imgs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if d := math.Abs(float64(again[i] - ix.Embeddings[i])); d > 1e-5 {
+			t.Fatalf("EmbedImages value %d: %g, index %g", i, again[i], ix.Embeddings[i])
+		}
+	}
+	q0, err := gal.LoadQuery(qs[0].Name)
+	if err != nil || !q0.HasItem || q0.Item != qs[0].Item || !sameImage(q0.Image, qs[0].Image) {
+		t.Errorf("LoadQuery(%s): %+v %v", qs[0].Name, q0, err)
+	}
+	// A train row needs the whole benchmark.
+	tq, err := gal.LoadQuery(FMNISTRowPrefix + "1")
+	if err != nil || !sameImage(tq.Image, ds.Manifest.Rows[1].Image) || tq.Item != ds.Manifest.Rows[1].Item {
+		t.Errorf("train row 1: %v", err)
+	}
+	if _, err := gal.LoadQuery(FMNISTRowPrefix + "99999"); err == nil || !strings.Contains(err.Error(), "rows") {
+		t.Errorf("row past the end: %v", err)
+	}
+
+	// The grid: a blue query frame, then green or red frames.
+	grid := Grid(qs[:3], results[:3], gal, GridOptions{Thumb: 40, Title: "test"})
+	cell := 40 + 2*gridBorder
+	top := gridPad + 2*gridLine
+	if c := grid.RGBAAt(gridPad+1, top+1); c != gridQuery {
+		t.Errorf("query frame colour %v", c)
+	}
+	for i, r := range results[:3] {
+		y := top + i*(cell+2*gridLine+4+gridPad) + 1
+		for j, mt := range r.Matches {
+			x := gridPad + cell + gridGap + j*(cell+gridPad) + 1
+			want := gridOther
+			if *mt.SameItem {
+				want = gridSame
+			}
+			if c := grid.RGBAAt(x, y); c != want {
+				t.Fatalf("query %d match %d: frame %v, want %v", i, j, c, want)
+			}
+		}
+	}
+	gridPath := filepath.Join(dir, "grid.png")
+	if err := WritePNG(gridPath, grid); err != nil {
+		t.Fatal(err)
+	}
+	if img, err := data.DecodeFile(gridPath); err != nil || img.Bounds() != grid.Bounds() {
+		t.Errorf("grid.png: %v", err)
+	}
+
+	// A folder of the gallery's images, one folder per item: each image
+	// finds itself first.
+	shop := filepath.Join(dir, "shop")
+	for i := 0; i < ix.Len(); i++ {
+		img, _ := gal.Image(i)
+		sub := filepath.Join(shop, fmt.Sprint(ix.Items[i]))
+		if i == 0 {
+			sub = filepath.Join(shop, fmt.Sprintf("id_%08d", ix.Items[i]))
+		}
+		os.MkdirAll(sub, 0o755)
+		if err := os.WriteFile(filepath.Join(sub, "shop_01.png"), pngBytes(t, img), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(shop, "README.txt"), []byte("not an image"), 0o644)
+	os.WriteFile(filepath.Join(shop, ".DS_Store"), []byte("ignored"), 0o644)
+	os.WriteFile(filepath.Join(shop, "broken.jpg"), []byte("not a JPEG"), 0o644)
+	fix, frep, err := BuildIndex(ctx, m, IndexSource{Dir: shop, ItemsFrom: ItemsFromDirname}, EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fix.Len() != ix.Len() || frep.Skipped != 2 || frep.Warnings.Count(WarnNotImage) != 1 || frep.Warnings.Count(data.WarnCorruptImage) != 1 {
+		t.Fatalf("folder index: %d rows, report %v", fix.Len(), frep)
+	}
+	if distinctItems(fix.Items) != distinctItems(ix.Items) {
+		t.Errorf("folder items %v, gallery items %v", fix.Items, ix.Items)
+	}
+	for i, p := range fix.Paths {
+		if !filepath.IsAbs(p) || !strings.HasSuffix(p, "shop_01.png") {
+			t.Fatalf("folder index path %d: %q", i, p)
+		}
+	}
+	fgal := NewGallery(fix, sets.Spec{}, io.Discard)
+	var self []QueryImage
+	for i := range fix.Paths {
+		q, err := fgal.LoadQuery(fix.Paths[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Item, q.HasItem = fix.Items[i], true
+		self = append(self, q)
+	}
+	sr, err := Query(ctx, m, fix, self, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range sr {
+		if r.Matches[0].Row != i && r.Matches[0].Score < r.Matches[1].Score+1e-6 {
+			continue // an exact tie with another image
+		}
+		if r.Matches[0].Row != i || r.FirstHit != 1 || r.Matches[0].Score < 0.999 {
+			t.Errorf("image %d finds row %d first (score %g)", i, r.Matches[0].Row, r.Matches[0].Score)
+		}
+	}
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Dir: shop}, EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "README.txt") {
+		t.Errorf("strict folder index with a text file: %v", err)
+	}
+	os.Remove(filepath.Join(shop, "README.txt"))
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Dir: shop}, EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "broken.jpg") {
+		t.Errorf("strict folder index with a broken JPEG: %v", err)
+	}
+
+	// A TSV manifest with named items: its test shop rows.
+	tsv := filepath.Join("..", "..", "..", "data", "testdata", "manifest", "example.tsv")
+	tix, trep, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, _ := data.ReadTSV(tsv)
+	// The fixture lacks grey-dress's shop image: skipped and counted.
+	if want := manifestGallery(man, false); tix.Len() != len(want)-1 || trep.Skipped != 1 || trep.Warnings.Count(data.WarnMissingImage) != 1 {
+		t.Fatalf("manifest index %d rows, report %v; gallery rows %d", tix.Len(), trep, len(want))
+	}
+	id, err := ParseItem(tix, "cyan-jeans")
+	if err != nil || ItemNames(tix)[id] != "cyan-jeans" {
+		t.Errorf("item names %v: %d %v", ItemNames(tix), id, err)
+	}
+	known, err := ManifestItems(tsv)
+	if err != nil || len(known) != len(man.Rows) {
+		t.Errorf("ManifestItems: %d rows, %v", len(known), err)
+	}
+
+	// The service answers the same as Query.
+	t.Run("serve", func(t *testing.T) { testServe(t, m, ix, ixPath, gal) })
+}
+
+// TestRetrieveOtherModel: an index is refused by any other model, with a
+// message naming both fingerprints and both files.
+func TestRetrieveOtherModel(t *testing.T) {
+	dir := t.TempDir()
+	a := loadModel(t, saveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 16, 1))
+	b := loadModel(t, saveUntrained(t, filepath.Join(dir, "b.ckpt"), "resnet-s", 16, 2))
+	r18 := loadModel(t, saveUntrained(t, filepath.Join(dir, "r18.ckpt"), "resnet18", 16, 1))
+	if a.Fingerprint == b.Fingerprint || a.Fingerprint == r18.Fingerprint {
+		t.Fatalf("fingerprints %s %s %s", a.Fingerprint, b.Fingerprint, r18.Fingerprint)
+	}
+	spec := a.Run.Config.Data
+	ix, _, err := BuildIndex(context.Background(), a, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ixPath := filepath.Join(dir, "a.safetensors")
+	if err := ix.Save(ixPath); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []*Model{b, r18} {
+		err := other.CheckIndex(ix, ixPath)
+		if err == nil {
+			t.Fatalf("%s accepted an index of %s", other.Path, a.Path)
+		}
+		for _, s := range []string{a.Fingerprint, other.Fingerprint, ixPath, other.Path, a.Path} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("message %q does not name %s", err, s)
+			}
+		}
+		if _, err := NewServer(other, ix, ixPath, NewGallery(ix, spec, io.Discard), DefaultServerConfig()); err == nil {
+			t.Errorf("NewServer accepted an index of another model")
+		}
+	}
+	// Same weights, another embedding size: refused too.
+	ix2 := *ix
+	ix2.Dim = 8
+	if err := a.CheckIndex(&ix2, ixPath); err == nil || !strings.Contains(err.Error(), "8-dimensional") {
+		t.Errorf("dimension mismatch: %v", err)
+	}
+	// An index is not a checkpoint, and the reverse.
+	if _, err := LoadModel(ixPath, ModelOptions{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), "not a dmlgo checkpoint") {
+		t.Errorf("index as checkpoint: %v", err)
+	}
+	if _, err := retrieval.LoadIndex(a.Path); err == nil || !strings.Contains(err.Error(), "not a dmlgo index") {
+		t.Errorf("checkpoint as index: %v", err)
+	}
+	if _, err := LoadModel(filepath.Join(dir, "missing.ckpt"), ModelOptions{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.ckpt") {
+		t.Errorf("missing checkpoint: %v", err)
+	}
+}
+
+func TestRetrieveIndexSourceErrors(t *testing.T) {
+	dir := t.TempDir()
+	m := loadModel(t, saveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1))
+	ctx := context.Background()
+	empty := filepath.Join(dir, "empty")
+	os.MkdirAll(filepath.Join(empty, "sub"), 0o755)
+	os.WriteFile(filepath.Join(empty, "sub", "notes.txt"), nil, 0o644)
+	bad := sets.DefaultSpec()
+	bad.Kind, bad.Path = sets.DeepFashionC2S, filepath.Join(dir, "no-such-folder")
+	cases := []struct {
+		src  IndexSource
+		want string
+	}{
+		{IndexSource{Dir: filepath.Join(dir, "nope")}, "nope"},
+		{IndexSource{Dir: empty}, "holds no .jpg"},
+		{IndexSource{Dir: m.Path}, "not a folder"},
+		{IndexSource{Dir: empty, ItemsFrom: "parent"}, "-items-from"},
+		{IndexSource{Manifest: filepath.Join(dir, "none.tsv")}, "none.tsv"},
+		{IndexSource{Data: &bad}, "no-such-folder"},
+		{IndexSource{}, "exactly one"},
+		{IndexSource{Dir: empty, Manifest: "x.tsv"}, "exactly one"},
+	}
+	for _, c := range cases {
+		_, _, err := BuildIndex(ctx, m, c.src, EmbedOptions{}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one containing %q", c.src, err, c.want)
+		}
+	}
+	// A manifest whose images are all missing: nothing to index.
+	tsv := filepath.Join(dir, "m.tsv")
+	os.WriteFile(tsv, []byte("gone1.jpg\t1\tshop\ttest\ngone2.jpg\t2\tshop\ttest\n"), 0o644)
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, EmbedOptions{}, io.Discard); err == nil || !strings.Contains(err.Error(), "no image could be indexed") {
+		t.Errorf("all missing: %v", err)
+	}
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "gone1.jpg") {
+		t.Errorf("strict, missing: %v", err)
+	}
+	// A cancelled build stops.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	spec := m.Run.Config.Data
+	if _, _, err := BuildIndex(cctx, m, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard); err == nil {
+		t.Errorf("cancelled build returned no error")
+	}
+}
+
+func TestDirItem(t *testing.T) {
+	for dir, want := range map[string]int64{"12": 12, "a/b/0042": 42, "id_00000007": 7, "x/id_9": 9} {
+		if got, ok := dirItem(dir); !ok || got != want {
+			t.Errorf("dirItem(%q) = %d, %v; want %d", dir, got, ok, want)
+		}
+	}
+	for _, dir := range []string{".", "", "misc", "-3", "+3", "id_", "12a", "99999999999999999999"} {
+		if got, ok := dirItem(dir); ok {
+			t.Errorf("dirItem(%q) = %d, want no item", dir, got)
+		}
+	}
+}
+
+func TestSizesAndBoxes(t *testing.T) {
+	for s, want := range map[string]int64{"10MiB": 10 << 20, "512 KiB": 512 << 10, "1048576": 1 << 20, "2k": 2048, "1.5M": 3 << 19, "7B": 7, "1gb": 1 << 30} {
+		if got, err := ParseBytes(s); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "MiB", "10XB", "-5", "0", "1e3"} {
+		if _, err := ParseBytes(s); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", s)
+		}
+	}
+	for n, want := range map[int64]string{10 << 20: "10 MiB", 1536: "1.5 KiB", 100: "100 B"} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if b, err := ParseBox("1, 2,30,40"); err != nil || b != image.Rect(1, 2, 30, 40) {
+		t.Errorf("ParseBox: %v %v", b, err)
+	}
+	for _, s := range []string{"1,2,3", "1,2,1,5", "a,b,c,d", "5,5,4,9"} {
+		if _, err := ParseBox(s); err == nil {
+			t.Errorf("ParseBox(%q) accepted", s)
+		}
+	}
+}
+
+func TestGridMissingImage(t *testing.T) {
+	ix := &retrieval.Index{Dim: 1, Embeddings: []float32{1}, Items: []int64{3}, Paths: []string{"/no/such/file.png"}, Meta: map[string]string{}}
+	gal := NewGallery(ix, sets.Spec{}, io.Discard)
+	if _, err := gal.Image(0); err == nil {
+		t.Fatal("a missing gallery file gave no error")
+	}
+	if _, err := gal.Image(1); err == nil {
+		t.Fatal("a row outside the index gave no error")
+	}
+	q := QueryImage{Name: "q", Image: image.NewGray(image.Rect(0, 0, 10, 20))}
+	same := false
+	res := []QueryResult{{Query: "q", Matches: []Match{{Rank: 1, Row: 0, Item: 3, Score: 0.5, SameItem: &same}}}}
+	img := Grid([]QueryImage{q}, res, gal, GridOptions{Thumb: 32})
+	if c := img.RGBAAt(gridPad+32+2*gridBorder+gridGap+1, gridPad+1); c != gridOther {
+		t.Errorf("frame %v, want red", c)
+	}
+	if c := img.RGBAAt(gridPad+1, gridPad+1); c != (color.RGBA{R: 40, G: 90, B: 200, A: 255}) {
+		t.Errorf("query frame %v", c)
+	}
+}
+
+// TestTransformFor: the transform a model expects is the one sets.Open
+// gives its training data, for every kind.
+func TestTransformFor(t *testing.T) {
+	root := filepath.Join("..", "..", "..", "data", "testdata")
+	for kind, path := range map[string]string{
+		sets.FMNISTC2S:         filepath.Join(root, "fmnist", "fashion-mnist-synthetic.tgz"),
+		sets.DeepFashionC2S:    filepath.Join(root, "deepfashion", "consumer2shop"),
+		sets.DeepFashionInShop: filepath.Join(root, "deepfashion", "inshop"),
+		sets.TSV:               filepath.Join(root, "manifest", "example.tsv"),
+	} {
+		spec := sets.DefaultSpec()
+		spec.Kind, spec.Path = kind, path
+		if kind == sets.FMNISTC2S {
+			spec.TrainItems, spec.TestItems = 10, 10
+		}
+		set, err := sets.Open(spec, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		got, err := TransformFor(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := set.Transform
+		want.Augment = nil
+		if got != want {
+			t.Errorf("%s: TransformFor %+v, sets.Open %+v", kind, got, want)
+		}
+	}
+	if _, err := TransformFor("imagenet"); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
