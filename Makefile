@@ -35,6 +35,10 @@ data:
 DEMO_OUT ?= runs/demo
 demo: data
 	$(GO) run ./tools/train -out $(DEMO_OUT)
+	$(GO) run ./tools/retrieve index -ckpt $(DEMO_OUT)/best.ckpt -out $(DEMO_OUT)/gallery.index
+	$(GO) run ./tools/retrieve query -ckpt $(DEMO_OUT)/best.ckpt -index $(DEMO_OUT)/gallery.index \
+		-data-queries 6 -k 5 -grid $(DEMO_OUT)/grid.png
+	@echo "retrieval grid: $(DEMO_OUT)/grid.png (query, then its 5 best shop images; green = the same item)"
 
 # Speed against the anchors (OpenBLAS through numpy, PyTorch), side by side.
 bench:
