@@ -3,7 +3,7 @@ GO ?= go
 DMLGO_DATA ?= .cache/data
 export DMLGO_DATA
 
-.PHONY: all build test test-short vet fmt-check data demo bench compare clean
+.PHONY: all build test test-short vet fmt-check data demo bench compare ptx clean
 
 all: build
 
@@ -43,6 +43,10 @@ demo: data
 # Speed against the anchors (OpenBLAS through numpy, PyTorch), side by side.
 bench:
 	$(GO) run ./tools/bench -anchors all
+
+# Regenerate the CUDA kernels' PTX (needs nvcc; see backend/cuda/kernels/gen.sh).
+ptx:
+	sh backend/cuda/kernels/gen.sh
 
 test-short:
 	$(GO) test -short ./...

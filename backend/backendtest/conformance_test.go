@@ -8,6 +8,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
+	_ "github.com/dmlgo/dmlgo/backend/cuda"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 

@@ -27,6 +27,7 @@ import (
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
+	_ "github.com/dmlgo/dmlgo/backend/cuda"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/tensor"
