@@ -141,3 +141,29 @@ func TestResumeErrors(t *testing.T) {
 		t.Errorf("resume from garbage: %v", err)
 	}
 }
+
+// TestDivergenceStopsWithAdvice: a run whose loss becomes NaN or Inf stops
+// naming the step and suggesting a lower learning rate, and keeps the last
+// good checkpoint (none is written for the diverged step).
+func TestDivergenceStopsWithAdvice(t *testing.T) {
+	dir := t.TempDir()
+	c := tinyConfig(t, dir)
+	c.Loss, c.LR, c.Schedule, c.Epochs = "softmax", 1e6, "constant", 3
+	tr := newTrainer(t, c, false)
+	err := tr.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "diverged at step") || !strings.Contains(err.Error(), "--lr") {
+		t.Fatalf("error %v, want the divergence message", err)
+	}
+	st := tr.State
+	if _, statErr := os.Stat(filepath.Join(dir, "last.ckpt")); st.Epoch > 0 && statErr != nil {
+		t.Errorf("the last good checkpoint (epoch %d) is missing: %v", st.Epoch, statErr)
+	}
+	var saved RunState
+	if _, rerr := ReadState(filepath.Join(dir, "last.ckpt"), &saved); rerr == nil {
+		for _, l := range saved.Losses {
+			if math.IsNaN(l) || math.IsInf(l, 0) {
+				t.Fatalf("the checkpoint holds a non-finite loss: %v", saved.Losses)
+			}
+		}
+	}
+}
