@@ -23,11 +23,35 @@ func checkContig(op, name string, t *tensor.Tensor) {
 	}
 }
 
-func checkNumel(op, name string, t *tensor.Tensor, n int, want string) {
-	checkContig(op, name, t)
-	if t.Numel() != n {
-		fail(op, "%s has shape %s (%d elements), want %s (%d elements)", name, tensor.ShapeString(t.Shape()), t.Numel(), want, n)
+// checkNumel checks that t is contiguous and holds as many elements as the
+// shape want. The message is built only on failure: the checks run on every
+// op call and must not allocate.
+func checkNumel(op, name string, t *tensor.Tensor, want ...int) {
+	checkNumelIdx(op, name, -1, t, want...)
+}
+
+// checkNumelIdx is checkNumel for the i-th of several arguments named name.
+func checkNumelIdx(op, name string, i int, t *tensor.Tensor, want ...int) {
+	if t == nil {
+		fail(op, "%s is nil", argName(name, i))
 	}
+	n := 1
+	for _, d := range want {
+		n *= d
+	}
+	if !t.Contiguous() {
+		fail(op, "%s %s is not contiguous", argName(name, i), tensor.ShapeString(t.Shape()))
+	}
+	if t.Numel() != n {
+		fail(op, "%s has shape %s (%d elements), want %s (%d elements)", argName(name, i), tensor.ShapeString(t.Shape()), t.Numel(), tensor.ShapeString(want), n)
+	}
+}
+
+func argName(name string, i int) string {
+	if i < 0 {
+		return name
+	}
+	return fmt.Sprintf("%s %d", name, i)
 }
 
 // CheckGemm validates a (batched) GEMM.
@@ -43,9 +67,9 @@ func CheckGemm(p GemmParams, batch int, a, b, c *tensor.Tensor) {
 	if p.TransB {
 		br, bc = bc, br
 	}
-	checkNumel("gemm", "A", a, batch*ar*ac, fmt.Sprintf("%d×(%d, %d)", batch, ar, ac))
-	checkNumel("gemm", "B", b, batch*br*bc, fmt.Sprintf("%d×(%d, %d)", batch, br, bc))
-	checkNumel("gemm", "C", c, batch*p.M*p.N, fmt.Sprintf("%d×(%d, %d)", batch, p.M, p.N))
+	checkNumel("gemm", "A", a, batch, ar, ac)
+	checkNumel("gemm", "B", b, batch, br, bc)
+	checkNumel("gemm", "C", c, batch, p.M, p.N)
 }
 
 // CheckConv validates a convolution's tensors: x (N,C,H,W), w (K,C/G,R,S), y (N,K,P,Q).
@@ -54,9 +78,9 @@ func CheckConv(op string, p Conv2dParams, x, w, y *tensor.Tensor) {
 	if p.N < 1 || p.C < 1 || p.K < 1 || p.R < 1 || p.S < 1 || p.P() < 1 || p.Q() < 1 || p.C%g != 0 || p.K%g != 0 {
 		fail(op, "bad parameters %+v (output %d×%d)", p, p.P(), p.Q())
 	}
-	checkNumel(op, "x", x, p.N*p.C*p.H*p.W, tensor.ShapeString([]int{p.N, p.C, p.H, p.W}))
-	checkNumel(op, "w", w, p.K*(p.C/g)*p.R*p.S, tensor.ShapeString([]int{p.K, p.C / g, p.R, p.S}))
-	checkNumel(op, "y", y, p.N*p.K*p.P()*p.Q(), tensor.ShapeString([]int{p.N, p.K, p.P(), p.Q()}))
+	checkNumel(op, "x", x, p.N, p.C, p.H, p.W)
+	checkNumel(op, "w", w, p.K, p.C/g, p.R, p.S)
+	checkNumel(op, "y", y, p.N, p.K, p.P(), p.Q())
 }
 
 // CheckPool validates pooling tensors: x (N,C,H,W), y (N,C,P,Q) and any extra of y's size.
@@ -64,28 +88,27 @@ func CheckPool(op string, p Pool2dParams, x, y *tensor.Tensor, extra ...*tensor.
 	if p.N < 1 || p.C < 1 || p.R < 1 || p.S < 1 || p.P() < 1 || p.Q() < 1 || 2*p.PadH > p.R || 2*p.PadW > p.S {
 		fail(op, "bad parameters %+v", p)
 	}
-	checkNumel(op, "x", x, p.N*p.C*p.H*p.W, tensor.ShapeString([]int{p.N, p.C, p.H, p.W}))
-	ys := tensor.ShapeString([]int{p.N, p.C, p.P(), p.Q()})
-	checkNumel(op, "y", y, p.N*p.C*p.P()*p.Q(), ys)
+	checkNumel(op, "x", x, p.N, p.C, p.H, p.W)
+	checkNumel(op, "y", y, p.N, p.C, p.P(), p.Q())
 	for _, e := range extra {
-		checkNumel(op, "argmax", e, p.N*p.C*p.P()*p.Q(), ys)
+		checkNumel(op, "argmax", e, p.N, p.C, p.P(), p.Q())
 	}
 }
 
 // CheckSame validates that every tensor has n elements.
 func CheckSame(op string, n int, ts ...*tensor.Tensor) {
 	for i, t := range ts {
-		checkNumel(op, fmt.Sprintf("argument %d", i), t, n, fmt.Sprint(n))
+		checkNumelIdx(op, "argument", i, t, n)
 	}
 }
 
 // CheckBinary validates x, y of equal size and z of x's size, of its trailing
 // dimensions (a row repeated), or a single element.
 func CheckBinary(op BinaryOp, x, z, y *tensor.Tensor) {
-	name := "binary " + op.String()
+	name := checkName(binaryCheckNames[:], "binary ", op, op.String)
 	checkContig(name, "x", x)
 	checkContig(name, "z", z)
-	checkNumel(name, "y", y, x.Numel(), tensor.ShapeString(x.Shape()))
+	checkNumel(name, "y", y, x.Numel())
 	n, zn := x.Numel(), z.Numel()
 	if zn != n && zn != 1 && (zn == 0 || lastDims(x, zn) < 0) {
 		fail(name, "x %s and z %s do not broadcast (z must match x or its trailing dimensions)", tensor.ShapeString(x.Shape()), tensor.ShapeString(z.Shape()))
@@ -112,23 +135,23 @@ func CheckBatchNorm(op string, p BatchNormParams, x, y *tensor.Tensor, perChanne
 	if p.Training && p.N*p.L < 2 {
 		fail(op, "training needs more than one value per channel, got N=%d L=%d", p.N, p.L)
 	}
-	checkNumel(op, "x", x, p.N*p.C*p.L, tensor.ShapeString([]int{p.N, p.C, p.L}))
-	checkNumel(op, "y", y, p.N*p.C*p.L, tensor.ShapeString([]int{p.N, p.C, p.L}))
+	checkNumel(op, "x", x, p.N, p.C, p.L)
+	checkNumel(op, "y", y, p.N, p.C, p.L)
 	for i, t := range perChannel {
 		if t != nil {
-			checkNumel(op, fmt.Sprintf("per-channel argument %d", i), t, p.C, fmt.Sprintf("(%d)", p.C))
+			checkNumelIdx(op, "per-channel argument", i, t, p.C)
 		}
 	}
 }
 
 // CheckReduce validates a reduction.
 func CheckReduce(p ReduceParams, x, y *tensor.Tensor) {
-	name := "reduce " + p.Op.String()
+	name := checkName(reduceCheckNames[:], "reduce ", p.Op, p.Op.String)
 	if p.Outer < 1 || p.Len < 1 || p.Inner < 1 {
 		fail(name, "bad sizes %+v", p)
 	}
-	checkNumel(name, "x", x, p.Outer*p.Len*p.Inner, tensor.ShapeString([]int{p.Outer, p.Len, p.Inner}))
-	checkNumel(name, "y", y, p.Outer*p.Inner, tensor.ShapeString([]int{p.Outer, p.Inner}))
+	checkNumel(name, "x", x, p.Outer, p.Len, p.Inner)
+	checkNumel(name, "y", y, p.Outer, p.Inner)
 }
 
 // CheckRows validates (N, D) tensors and (N) vectors of an L2 normalisation.
@@ -138,16 +161,16 @@ func CheckRows(op string, x *tensor.Tensor, same []*tensor.Tensor, rows []*tenso
 		fail(op, "x must be (N, D), got %s", tensor.ShapeString(x.Shape()))
 	}
 	for _, t := range same {
-		checkNumel(op, "argument", t, x.Numel(), tensor.ShapeString(x.Shape()))
+		checkNumel(op, "argument", t, x.Dim(0), x.Dim(1))
 	}
 	for _, t := range rows {
-		checkNumel(op, "norms", t, x.Dim(0), fmt.Sprintf("(%d)", x.Dim(0)))
+		checkNumel(op, "norms", t, x.Dim(0))
 	}
 }
 
 // CheckMargin validates a fused margin-softmax call.
 func CheckMargin(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos *tensor.Tensor, g MarginGrads) {
-	op := "margin softmax " + p.Kind.String()
+	op := checkName(marginCheckNames[:], "margin softmax ", p.Kind, p.Kind.String)
 	if p.Kind < 0 || p.Kind >= numMarginKinds {
 		fail(op, "unknown kind")
 	}
@@ -162,25 +185,50 @@ func CheckMargin(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos 
 			fail(op, "label %d of sample %d is outside [0, %d)", l, i, p.C)
 		}
 	}
-	nc := tensor.ShapeString([]int{p.N, p.C})
-	checkNumel(op, "cos", cos, p.N*p.C, nc)
-	checkNumel(op, "loss", loss, p.N, fmt.Sprintf("(%d)", p.N))
+	checkNumel(op, "cos", cos, p.N, p.C)
+	checkNumel(op, "loss", loss, p.N)
 	if dcos != nil {
-		checkNumel(op, "dcos", dcos, p.N*p.C, nc)
+		checkNumel(op, "dcos", dcos, p.N, p.C)
 	}
 	if p.Kind == MarginDMLClass {
 		if p.ClassMargins == nil {
 			fail(op, "ClassMargins is nil")
 		}
-		checkNumel(op, "ClassMargins", p.ClassMargins, p.C, fmt.Sprintf("(%d)", p.C))
+		checkNumel(op, "ClassMargins", p.ClassMargins, p.C)
 	}
 	if g.ClassMargins != nil {
-		checkNumel(op, "grad ClassMargins", g.ClassMargins, p.C, fmt.Sprintf("(%d)", p.C))
+		checkNumel(op, "grad ClassMargins", g.ClassMargins, p.C)
 	}
 	if g.MP != nil {
-		checkNumel(op, "grad MP", g.MP, 1, "(1)")
+		checkNumel(op, "grad MP", g.MP, 1)
 	}
 	if p.Kind == MarginSphereFace && (p.M < 1 || p.M != float32(int(p.M))) {
 		fail(op, "sphereface margin must be an integer ≥ 1, got %g", p.M)
 	}
+}
+
+// The ops' names in messages, built once so the checks do not allocate.
+var (
+	binaryCheckNames [numBinaryOps]string
+	reduceCheckNames [numReduceOps]string
+	marginCheckNames [numMarginKinds]string
+)
+
+func init() {
+	for i := range binaryCheckNames {
+		binaryCheckNames[i] = "binary " + BinaryOp(i).String()
+	}
+	for i := range reduceCheckNames {
+		reduceCheckNames[i] = "reduce " + ReduceOp(i).String()
+	}
+	for i := range marginCheckNames {
+		marginCheckNames[i] = "margin softmax " + MarginKind(i).String()
+	}
+}
+
+func checkName[E ~int](names []string, prefix string, e E, str func() string) string {
+	if e >= 0 && int(e) < len(names) {
+		return names[e]
+	}
+	return prefix + str()
 }

@@ -381,14 +381,16 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	// Each part of the rows has its own partial sums, added in part order
 	// below, so the result does not depend on which goroutine ran it.
 	parallelFor(len(parts), th, func(k0, k1 int) {
+		sc := marginScratch.get()
+		defer marginScratch.put(sc)
+		sc.z, sc.dz = growF64(sc.z, p.C), growF64(sc.dz, p.C)
 		for k := k0; k < k1; k++ {
-			z, dz := make([]float64, p.C), make([]float64, p.C)
 			var cm []float32
 			if cmParts != nil {
 				cm = make([]float32, p.C)
 				cmParts[k] = cm
 			}
-			mp[k] = marginRows(&p, parts[k][0], parts[k][1], COS, labels, CM, L, DC, cm, z, dz)
+			mp[k] = marginRows(&p, parts[k][0], parts[k][1], COS, labels, CM, L, DC, cm, sc.z, sc.dz)
 		}
 	})
 	if g.MP != nil {
@@ -403,6 +405,19 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 			GCM[c] += v
 		}
 	}
+}
+
+// marginBuffers are one goroutine's logits and their derivatives (C values
+// each), kept across calls.
+type marginBuffers struct{ z, dz []float64 }
+
+var marginScratch freeList[marginBuffers]
+
+func growF64(s []float64, n int) []float64 {
+	if cap(s) < n {
+		return make([]float64, n)
+	}
+	return s[:n]
 }
 
 // SGDStep implements backend.Ops.
