@@ -120,9 +120,18 @@ func run(args []string) int {
 	// The report.
 	var b strings.Builder
 	fmt.Fprintf(&b, "# FMNIST-C2S: the loss comparison\n\n")
-	fmt.Fprintf(&b, "Produced by `go run ./tools/compare %s` (`make compare`) on %s, %s, %d threads, on %s.\n",
+	var total float64
+	runs := 0
+	for _, r := range all {
+		for _, s := range r.seconds {
+			total += s
+			runs++
+		}
+	}
+	fmt.Fprintf(&b, "Produced by `go run ./tools/compare %s` on %s, %s, %d threads, on %s.\n",
 		strings.Join(args, " "), cpuName(), runtime.GOARCH, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(&b, "Wall time of this invocation: %.0f s (runs already done earlier are reused).\n\n", time.Since(start).Seconds())
+	fmt.Fprintf(&b, "Training and evaluation took %.0f minutes for the %d runs (the s/run column; this invocation itself took %.0f s, reusing finished runs).\n\n",
+		total/60, runs, time.Since(start).Seconds())
 	fmt.Fprintf(&b, "## Settings (the same for every loss)\n\n")
 	fmt.Fprintf(&b, "- data: %s\n", orDash(desc))
 	fmt.Fprintf(&b, "- model %s, embedding %d; %d epochs, batch %d, %s sampler; %s lr %g (%s), momentum %g, nesterov %v, weight decay %g\n",
@@ -137,6 +146,10 @@ func run(args []string) int {
 			mu, sd, n := stats(r.metrics, k)
 			if n == 0 {
 				row += " diverged |"
+				continue
+			}
+			if n == 1 {
+				row += fmt.Sprintf(" %.4f |", mu)
 				continue
 			}
 			row += fmt.Sprintf(" %.4f ± %.4f |", mu, sd)
