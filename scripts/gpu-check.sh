@@ -6,7 +6,7 @@
 #       backend/cuda, nn and tools/internal/app and the bench command
 #       (with the cuda backend linked in) into bin/gpu-check/, and copies
 #       ../shared/bench/torch_anchor.py there. bin/ is ignored by git: the
-#       device call must carry bin/gpu-check (see backend/cuda/README-section.md).
+#       device call must carry bin/gpu-check (see README.md, "The CUDA backend").
 #
 #   sh scripts/gpu-check.sh device    (on the GPU machine, from the repo
 #       root, $OUT set by the device tool) runs, each step under its own
