@@ -29,5 +29,5 @@
 // are tested on machines without a GPU against a stand-in driver that runs
 // the kernels' C++ on the CPU (internal/fakecuda). Whether the PTX loads
 // and gives the same results on a real GPU is checked by scripts/gpu-check.sh
-// on a GPU machine; see README-section.md for what has and has not run there.
+// on a GPU machine; see the README's CUDA section for what has and has not run there.
 package cuda
