@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCompareTiny runs two losses over two seeds on tiny data, checks
+// RESULTS.md and the plot, and that a second invocation reuses the runs.
+func TestCompareTiny(t *testing.T) {
+	dir := t.TempDir()
+	archive := filepath.Join("..", "..", "data", "testdata", "fmnist", "fashion-mnist-synthetic.tgz")
+	results := filepath.Join(dir, "RESULTS.md")
+	args := []string{"-data-path", archive, "-train-items", "24", "-test-items", "10", "-epochs", "1", "-batch", "16",
+		"-threads", "2", "-losses", "cosface:s=16,dml/fixed", "-seeds", "1,2", "-out", filepath.Join(dir, "runs"), "-results", results}
+	if code := run(args); code != 0 {
+		t.Fatalf("compare exited %d", code)
+	}
+	raw, err := os.ReadFile(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	for _, want := range []string{"| `cosface:s=16` |", "| `dml/fixed` |", " ± ", "seeds 1,2", "resnet-s", "results_topk.png"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", want, text)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results_topk.png")); err != nil {
+		t.Error(err)
+	}
+	for _, run := range []string{"cosface:s=16/seed1", "cosface:s=16/seed2", "dml-fixed/seed1", "dml-fixed/seed2"} {
+		if _, err := os.Stat(filepath.Join(dir, "runs", run, "metrics.json")); err != nil {
+			t.Errorf("run %s: %v", run, err)
+		}
+	}
+	// Finished runs are reused: a second invocation trains nothing.
+	before, _ := os.Stat(filepath.Join(dir, "runs", "dml-fixed", "seed2", "last.ckpt"))
+	if code := run(args); code != 0 {
+		t.Fatalf("second compare exited %d", code)
+	}
+	after, _ := os.Stat(filepath.Join(dir, "runs", "dml-fixed", "seed2", "last.ckpt"))
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a finished run was trained again")
+	}
+	if code := run([]string{"-losses", "nosuchloss"}); code != 2 {
+		t.Errorf("an unknown loss exited %d, want 2", code)
+	}
+}
