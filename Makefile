@@ -54,8 +54,9 @@ test-short:
 clean:
 	rm -rf bin
 
-# The paper's comparison: every loss, 3 seeds, the demo's budget (about 75
-# minutes on 2 cores); writes RESULTS.md and results_topk.png.
+# The paper's comparison: every loss, 3 seeds, the demo's budget (76 minutes
+# on 2 cores); writes RESULTS.md (with docs/compare_notes.md appended) and
+# results_topk.png.
 COMPARE_LOSSES ?= softmax,normface,sphereface,cosface:s=30,arcface:s=30,dml/fixed,dml/class,dml/adaptive
 compare: data
-	$(GO) run ./tools/compare -losses "$(COMPARE_LOSSES)" -seeds 1,2,3 -out runs/compare -results RESULTS.md
+	$(GO) run ./tools/compare -losses "$(COMPARE_LOSSES)" -seeds 1,2,3 -out runs/compare -results RESULTS.md -notes docs/compare_notes.md

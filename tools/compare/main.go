@@ -42,6 +42,7 @@ func run(args []string) int {
 	losses := fs.String("losses", defaultLosses, "comma-separated head specs (each run gets -loss SPEC)")
 	seeds := fs.String("seeds", "1,2,3", "comma-separated seeds")
 	results := fs.String("results", "RESULTS.md", "the report to write")
+	notes := fs.String("notes", "", "a markdown file appended to the report (what the numbers say)")
 	cfg.BindFlags(fs)
 	cfg.Out = filepath.Join("runs", "compare")
 	fs.Lookup("out").DefValue = cfg.Out
@@ -87,6 +88,9 @@ func run(args []string) int {
 			c.Loss, c.Seed = spec, seed
 			c.Out = filepath.Join(cfg.Out, strings.ReplaceAll(spec, "/", "-"), fmt.Sprintf("seed%d", seed))
 			m, secs, err := loadDone(c.Out)
+			if err == nil && desc == "" {
+				desc = dataLine(c.Out)
+			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "compare: %s seed %d\n", spec, seed)
 				t, err := app.NewTrainer(c, false, io.Discard, os.Stderr)
@@ -168,6 +172,14 @@ func run(args []string) int {
 		return 1
 	}
 	fmt.Fprintf(&b, "\n![top-k accuracy of every loss](%s)\n\nEach run's report, metrics and checkpoints are under `%s/<loss>/seed<N>/`.\n", filepath.Base(plotPath), cfg.Out)
+	if *notes != "" {
+		raw, err := os.ReadFile(*notes)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "compare: -notes: %v\n", err)
+			return 2
+		}
+		b.WriteString("\n" + string(raw))
+	}
 	if err := os.WriteFile(*results, []byte(b.String()), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "compare: %v\n", err)
 		return 1
@@ -191,6 +203,20 @@ func loadDone(dir string) (map[string]float64, float64, error) {
 		secs, _ = strconv.ParseFloat(strings.TrimSpace(string(raw)), 64)
 	}
 	return m, secs, nil
+}
+
+// dataLine reads the data set's description from a finished run's report.
+func dataLine(dir string) string {
+	raw, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		return ""
+	}
+	_, after, ok := strings.Cut(string(raw), "## Data\n\n")
+	if !ok {
+		return ""
+	}
+	line, _, _ := strings.Cut(after, "\n")
+	return line
 }
 
 func writeTime(dir string, secs float64) {
