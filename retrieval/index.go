@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dmlgo/dmlgo/data/npy"
+	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/nn/safetensors"
 )
 
@@ -125,10 +127,10 @@ func (ix *Index) ExportNPY(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := WriteNPYFloat32(filepath.Join(dir, "embeddings.npy"), ix.Embeddings, ix.Len(), ix.Dim); err != nil {
+	if err := npy.WriteFile(filepath.Join(dir, "embeddings.npy"), []int{ix.Len(), ix.Dim}, ix.Embeddings); err != nil {
 		return err
 	}
-	if err := WriteNPYInt64(filepath.Join(dir, "items.npy"), ix.Items); err != nil {
+	if err := npy.WriteFile(filepath.Join(dir, "items.npy"), []int{ix.Len()}, ix.Items); err != nil {
 		return err
 	}
 	type row struct {
@@ -144,62 +146,5 @@ func (ix *Index) ExportNPY(dir string) error {
 		"embeddings": "embeddings.npy", "items": "items.npy", "count": ix.Len(), "dim": ix.Dim,
 		"metric": "inner_product (rows are L2-normalised: cosine)", "fingerprint": ix.Fingerprint, "rows": rows,
 	}, "", " ")
-	return writeAtomic(filepath.Join(dir, "manifest.json"), man)
-}
-
-// WriteNPYFloat32 writes a little-endian float32 array of shape (n, d).
-func WriteNPYFloat32(path string, x []float32, n, d int) error {
-	body := make([]byte, 4*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint32(body[4*i:], math.Float32bits(v))
-	}
-	return writeAtomic(path, append(npyHeader("<f4", fmt.Sprintf("(%d, %d)", n, d)), body...))
-}
-
-// WriteNPYInt64 writes a little-endian int64 vector.
-func WriteNPYInt64(path string, x []int64) error {
-	body := make([]byte, 8*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint64(body[8*i:], uint64(v))
-	}
-	return writeAtomic(path, append(npyHeader("<i8", fmt.Sprintf("(%d,)", len(x))), body...))
-}
-
-// npyHeader is the NPY 1.0 preamble, padded so the data starts at a
-// multiple of 64 bytes.
-func npyHeader(descr, shape string) []byte {
-	dict := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape)
-	total := 10 + len(dict) + 1
-	pad := (64 - total%64) % 64
-	h := []byte("\x93NUMPY\x01\x00")
-	hl := len(dict) + pad + 1
-	h = append(h, byte(hl), byte(hl>>8))
-	h = append(h, dict...)
-	h = append(h, strings.Repeat(" ", pad)...)
-	return append(h, '\n')
-}
-
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it into place.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteBytes(filepath.Join(dir, "manifest.json"), man)
 }

@@ -18,9 +18,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/dmlgo/dmlgo/internal/atomicfile"
 )
 
 // Elem lists the element types that can be written.
@@ -132,17 +133,13 @@ func Write[T Elem](w io.Writer, shape []int, data []T) error {
 	return bw.Flush()
 }
 
-// WriteFile writes an array to a new file at path.
+// WriteFile writes an array to path atomically (package atomicfile): the
+// file holds the old contents or the whole new array, never a part.
 func WriteFile[T Elem](path string, shape []int, data []T) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
+	if err := atomicfile.Write(path, func(w io.Writer) error { return Write(w, shape, data) }); err != nil {
+		return fmt.Errorf("npy: %w", err)
 	}
-	if err := Write(f, shape, data); err != nil {
-		f.Close()
-		return fmt.Errorf("npy: %s: %w", path, err)
-	}
-	return f.Close()
+	return nil
 }
 
 // Array is an array read from a .npy file: its type string, shape and raw

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/nn"
 )
 
@@ -35,5 +36,5 @@ func WriteReport(dir string, t *Trainer) error {
 		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "![loss](loss.png)\n\n![top-k](topk.png)\n\nFiles: `metrics.json`, `metrics.jsonl`, `last.ckpt`, `best.ckpt` (safetensors; the model under `model.` with torchvision names).\n")
-	return writeFileAtomic(filepath.Join(dir, "report.md"), []byte(b.String()))
+	return atomicfile.WriteBytes(filepath.Join(dir, "report.md"), []byte(b.String()))
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
@@ -82,11 +83,11 @@ func WriteEval(dir string, r *EvalResult, label string) error {
 		short[k] = r.Metrics[k]
 	}
 	raw, _ := json.MarshalIndent(short, "", "  ")
-	if err := writePublicAtomic(filepath.Join(dir, "metrics.json"), append(raw, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, "metrics.json"), append(raw, '\n')); err != nil {
 		return err
 	}
 	raw, _ = json.MarshalIndent(r, "", "  ")
-	if err := writePublicAtomic(filepath.Join(dir, "eval.json"), append(raw, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, "eval.json"), append(raw, '\n')); err != nil {
 		return err
 	}
 	return plotAtomic(filepath.Join(dir, "topk.png"), "top-k accuracy: "+r.Data, []Curve{{Label: label, Metrics: r.Metrics}})

@@ -17,6 +17,7 @@ import (
 	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/dml"
+	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
@@ -350,7 +351,7 @@ func (t *Trainer) finish() error {
 		out[k] = final.Metrics[k]
 	}
 	raw, _ := json.MarshalIndent(out, "", "  ")
-	if err := writeFileAtomic(filepath.Join(t.Cfg.Out, "metrics.json"), append(raw, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(t.Cfg.Out, "metrics.json"), append(raw, '\n')); err != nil {
 		return err
 	}
 	if err := WritePlots(t.Cfg.Out, t.State, t.Head.Name()+", "+t.Cfg.Model); err != nil {
@@ -380,27 +381,4 @@ func MetricsTable(m map[string]float64) string {
 	sep += "---|"
 	row += fmt.Sprintf(" %.4f |", m["map"])
 	return s + "\n" + sep + "\n" + row
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
