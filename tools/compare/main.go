@@ -39,7 +39,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 func run(args []string) int {
 	cfg := app.DefaultTrainConfig()
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	losses := fs.String("losses", defaultLosses, "comma-separated head specs (each run gets -loss SPEC)")
+	losses := fs.String("losses", defaultLosses, "head specs separated by commas, or by semicolons when specs carry options (\"cosface:s=16,m=0.2;dml/class:s=16\"); each run gets -loss SPEC")
 	seeds := fs.String("seeds", "1,2,3", "comma-separated seeds")
 	results := fs.String("results", "RESULTS.md", "the report to write")
 	notes := fs.String("notes", "", "a markdown file appended to the report (what the numbers say)")
@@ -61,7 +61,11 @@ func run(args []string) int {
 		}
 		seedList = append(seedList, v)
 	}
-	specs := strings.Split(*losses, ",")
+	sep := ","
+	if strings.Contains(*losses, ";") {
+		sep = ";"
+	}
+	specs := strings.Split(*losses, sep)
 	for _, spec := range specs {
 		c := cfg
 		c.Loss = strings.TrimSpace(spec)

@@ -45,6 +45,9 @@ func TestCompareTiny(t *testing.T) {
 	if !after.ModTime().Equal(before.ModTime()) {
 		t.Error("a finished run was trained again")
 	}
+	if code := run([]string{"-losses", "cosface:s=16,m=0.2;nosuchloss"}); code != 2 {
+		t.Errorf("a semicolon list with an unknown loss exited %d, want 2", code)
+	}
 	if code := run([]string{"-losses", "nosuchloss"}); code != 2 {
 		t.Errorf("an unknown loss exited %d, want 2", code)
 	}
