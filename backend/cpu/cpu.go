@@ -383,7 +383,7 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	parallelFor(len(parts), th, func(k0, k1 int) {
 		sc := marginScratch.get()
 		defer marginScratch.put(sc)
-		sc.z, sc.dz = growF64(sc.z, p.C), growF64(sc.dz, p.C)
+		sc.z, sc.dz = grow(sc.z, p.C), grow(sc.dz, p.C)
 		for k := k0; k < k1; k++ {
 			var cm []float32
 			if cmParts != nil {
@@ -412,13 +412,6 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 type marginBuffers struct{ z, dz []float64 }
 
 var marginScratch freeList[marginBuffers]
-
-func growF64(s []float64, n int) []float64 {
-	if cap(s) < n {
-		return make([]float64, n)
-	}
-	return s[:n]
-}
 
 // SGDStep implements backend.Ops.
 func (b *Backend) SGDStep(p backend.SGDParams, w, g, mom *tensor.Tensor) {

@@ -109,9 +109,11 @@ type gemmBuffers struct {
 
 var bufPool freeList[gemmBuffers]
 
-func grow(s []float32, n int) []float32 {
+// grow returns s resized to n elements, reallocating only when its capacity
+// is too small (the contents are not kept).
+func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]float32, n)
+		return make([]T, n)
 	}
 	return s[:n]
 }
