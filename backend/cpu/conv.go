@@ -131,6 +131,10 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 		refConvForward(p, X, Wt, Y)
 		return
 	}
+	if implicitForward(p) {
+		b.convImplicitForward(p, X, Wt, Y)
+		return
+	}
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
@@ -162,6 +166,10 @@ func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.T
 	DY, Wt, DX := dy.HostData(), w.HostData(), dx.HostData()
 	if b.ref {
 		refConvBackwardData(p, DY, Wt, DX)
+		return
+	}
+	if implicitBackwardData(p) {
+		b.convImplicitBackwardData(p, DY, Wt, DX)
 		return
 	}
 	G, PQ := p.G(), p.P()*p.Q()
@@ -198,6 +206,10 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 	X, DY, DW := x.HostData(), dy.HostData(), dw.HostData()
 	if b.ref {
 		refConvBackwardFilter(p, X, DY, DW)
+		return
+	}
+	if implicitBackwardFilter(p, X) {
+		b.convImplicitBackwardFilter(p, X, DY, DW)
 		return
 	}
 	G, PQ := p.G(), p.P()*p.Q()

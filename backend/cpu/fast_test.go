@@ -207,6 +207,20 @@ func TestBackendFastVsReference(t *testing.T) {
 		{N: 3, C: 8, H: 9, W: 9, K: 12, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
 		{N: 2, C: 16, H: 8, W: 8, K: 33, R: 1, S: 1, StrideH: 1, StrideW: 1},
 		{N: 1, C: 32, H: 16, W: 16, K: 64, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		// resnet-s's planes: panel rows of one (32), two (16) and four (8)
+		// output rows, depths over one kc block, and a single image whose
+		// GEMM runs on both threads.
+		{N: 2, C: 32, H: 32, W: 32, K: 32, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 3, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 1, C: 128, H: 8, W: 8, K: 128, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		// Rows that do not divide the panel width, vertical stride only,
+		// dilation, no padding, uneven padding and groups.
+		{N: 2, C: 5, H: 11, W: 33, K: 7, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 2, C: 6, H: 13, W: 19, K: 9, R: 3, S: 5, StrideH: 2, StrideW: 1, PadH: 1, PadW: 2},
+		{N: 2, C: 4, H: 14, W: 14, K: 8, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 2, PadW: 2, DilH: 2, DilW: 2},
+		{N: 2, C: 3, H: 10, W: 12, K: 5, R: 3, S: 2, StrideH: 1, StrideW: 1},
+		{N: 2, C: 8, H: 9, W: 7, K: 6, R: 5, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 2},
+		{N: 3, C: 8, H: 10, W: 10, K: 12, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, Groups: 4},
 	}
 	bns := []backend.BatchNormParams{
 		{N: 3, C: 5, L: 37, Eps: 1e-5, Momentum: 0.1, Training: true},
@@ -222,15 +236,16 @@ func TestBackendFastVsReference(t *testing.T) {
 			for _, p := range convs {
 				p = p.Normalized()
 				xs := []int{p.N, p.C, p.H, p.W}
-				ws := []int{p.K, p.C, p.R, p.S}
+				ws := []int{p.K, p.C / p.G(), p.R, p.S}
 				ys := []int{p.N, p.K, p.P(), p.Q()}
 				x, w, dy := randSlice(r, prod(xs)), randSlice(r, prod(ws)), randSlice(r, prod(ys))
 				name := fmt.Sprintf("%v threads=%d conv %+v", l, threads, p)
-				compareOp(t, name+" forward", 1e-5, fast, ref, [][]float32{x, w, make([]float32, prod(ys))}, [][]int{xs, ws, ys}, 2,
+				// The outputs start as garbage: every pass overwrites its output.
+				compareOp(t, name+" forward", 1e-5, fast, ref, [][]float32{x, w, randSlice(r, prod(ys))}, [][]int{xs, ws, ys}, 2,
 					func(b backend.Backend, ts []*tensor.Tensor) { b.Conv2dForward(p, ts[0], ts[1], ts[2]) })
-				compareOp(t, name+" backward data", 1e-5, fast, ref, [][]float32{dy, w, make([]float32, prod(xs))}, [][]int{ys, ws, xs}, 2,
+				compareOp(t, name+" backward data", 1e-5, fast, ref, [][]float32{dy, w, randSlice(r, prod(xs))}, [][]int{ys, ws, xs}, 2,
 					func(b backend.Backend, ts []*tensor.Tensor) { b.Conv2dBackwardData(p, ts[0], ts[1], ts[2]) })
-				compareOp(t, name+" backward filter", 1e-5, fast, ref, [][]float32{x, dy, make([]float32, prod(ws))}, [][]int{xs, ys, ws}, 2,
+				compareOp(t, name+" backward filter", 1e-5, fast, ref, [][]float32{x, dy, randSlice(r, prod(ws))}, [][]int{xs, ys, ws}, 2,
 					func(b backend.Backend, ts []*tensor.Tensor) { b.Conv2dBackwardFilter(p, ts[0], ts[1], ts[2]) })
 			}
 			for _, p := range bns {

@@ -132,17 +132,24 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	if k == 0 || alpha == 0 {
 		return
 	}
+	gemmDispatch(transA, transB, m, n, k, alpha, a, lda, b, ldb, nil, c, ldc, threads)
+}
+
+// gemmDispatch is C += alpha·op(A)·op(B) on up to `threads` goroutines,
+// with B read through cb when it is not nil (then b and ldb are unused;
+// see convB).
+func gemmDispatch(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
 	if threads == 1 {
-		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc)
+		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, cb, c, ldc)
 		return
 	}
-	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, threads)
+	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, cb, c, ldc, threads)
 }
 
 // gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B).
-func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
 	mc := max(mr, blk.mc/mr*mr)
 	nc := max(nr, blk.nc/nr*nr)
@@ -155,7 +162,11 @@ func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
 			buf.b = grow(buf.b, np*nr*kb)
-			packB(kern, transB, kb, nb, b, ldb, pc, jc, buf.b)
+			if cb != nil {
+				cb.packOp(transB, kern.nr, kb, nb, pc, jc, buf.b)
+			} else {
+				packB(kern, transB, kb, nb, b, ldb, pc, jc, buf.b)
+			}
 			for ic := 0; ic < m; ic += mc {
 				mb := min(mc, m-ic)
 				buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
@@ -205,10 +216,10 @@ func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb
 // handed out from an atomic counter, so the calling goroutine starts at
 // once and a helper that arrives late (or shares a busy core) simply takes
 // fewer; a phase begins when every task of the previous one is done.
-func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, threads int) {
+func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	mr, nr := kern.mr, kern.nr
 	g := &gemmJob{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, kc: blk.kc}
+		a: a, lda: lda, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: blk.kc}
 	// A packed chunk holds all k rows: narrower chunks keep it within
 	// maxSharedB values when k is long.
 	nc := max(nr, min(blk.nc, maxSharedB/k)/nr*nr)
@@ -250,6 +261,7 @@ type gemmJob struct {
 	alpha          float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
+	cb             *convB // when set, B is read through it
 	kc, rowsPer    int
 	bp             []float32 // the packed chunk of B: kc block pb at pb·kc·np·NR, its panel q at q·NR·kb
 	phases         []gemmPhase
@@ -299,7 +311,11 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 	if ph.pack {
 		pc, j := t/np*kc, t%np*nr
 		kb := min(kc, g.k-pc)
-		packB(g.kern, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
+		if g.cb != nil {
+			g.cb.packOp(g.transB, nr, kb, min(nr, ph.nb-j), pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
+		} else {
+			packB(g.kern, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
+		}
 		return
 	}
 	i0, j0 := (t/ph.colGroups)*g.rowsPer, (t%ph.colGroups)*ph.colsPer

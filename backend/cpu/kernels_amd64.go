@@ -237,3 +237,49 @@ func sumSqDev64Vec(m float64, x []float32) (n int, s float64) {
 	}
 	return n, sumSqDev64AVX2(m, x[:n])
 }
+
+// gatherRowsVec is, when the active level has vectors and n is a multiple
+// of 8: for l, o := range offs { copy(dst[l*ldd:l*ldd+n], src[o+base:o+base+n]) }.
+// It reports false, having done nothing, otherwise. offs must be ascending
+// (convB's tables are, and convB.setup checks it): the bounds are checked
+// on its first and last entries, and it panics (before touching memory)
+// when a row would fall outside dst or src.
+func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, base, n int) bool {
+	if ActiveLevel() == Generic || n%8 != 0 || n == 0 || len(offs) == 0 {
+		return false
+	}
+	lo, hi := offs[0], offs[len(offs)-1]
+	if lo+base < 0 || hi+base+n > len(src) || ldd < n || (len(offs)-1)*ldd+n > len(dst) {
+		panic("cpu: gatherRows: slices too short")
+	}
+	gatherRowsAVX2(dst, ldd, src, offs, base, n/8)
+	return true
+}
+
+// packRowsOffVec is, at the AVX-512 level, packRowsGo for rows at the
+// element offsets offs (for r < len(offs), l < kb&^15:
+// dst[l*ldd+r] = src[offs[r]+l]); it returns how many columns it packed
+// (kb&^15, or 0 at other levels), the caller packs the rest. It panics
+// (before touching memory) when a row would fall outside src or dst.
+func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) int {
+	k16 := kb &^ 15
+	if ActiveLevel() != AVX512 || k16 == 0 || len(offs) == 0 {
+		return 0
+	}
+	lo, hi := offs[0], offs[0]
+	for _, o := range offs[1:] {
+		lo, hi = min(lo, o), max(hi, o)
+	}
+	if lo < 0 || hi+k16 > len(src) || len(offs) > ldd || (k16-1)*ldd+len(offs) > len(dst) {
+		panic("cpu: packRowsOff: slices too short")
+	}
+	for r0 := 0; r0 < len(offs); r0 += 16 {
+		rows := min(16, len(offs)-r0)
+		var t [16]int
+		for i := range t {
+			t[i] = offs[r0+min(i, rows-1)]
+		}
+		packT16OffAVX512(src, &t, rows, k16, dst[r0:], ldd)
+	}
+	return k16
+}

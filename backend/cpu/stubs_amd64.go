@@ -188,3 +188,24 @@ func sumSqDev64AVX2(m float64, x []float32) float64
 //
 //go:noescape
 func sumSqDev64AVX512(m float64, x []float32) float64
+
+// gatherRowsAVX2 is, for n8 ≥ 1 (AVX):
+//
+//	for l, o := range offs {
+//		copy(dst[l*ldd:l*ldd+8*n8], src[o+base:o+base+8*n8])
+//	}
+//
+//go:noescape
+func gatherRowsAVX2(dst []float32, ldd int, src []float32, offs []int, base, n8 int)
+
+// packT16OffAVX512 is packT16AVX512 with row i at src[offs[i]:] for
+// i < rows (AVX-512 F):
+//
+//	for r := 0; r < rows; r++ {
+//		for l := 0; l < cols&^15; l++ {
+//			dst[l*ldd+r] = src[offs[r]+l]
+//		}
+//	}
+//
+//go:noescape
+func packT16OffAVX512(src []float32, offs *[16]int, rows, cols int, dst []float32, ldd int)

@@ -19,3 +19,9 @@ func bnDxVec(p, q, r, m float32, d, x, y []float32) int            { return 0 }
 func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32) { return 0, 0, 0 }
 func sum64Vec(x []float32) (n int, s float64)                      { return 0, 0 }
 func sumSqDev64Vec(m float64, x []float32) (n int, s float64)      { return 0, 0 }
+
+func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, base, n int) bool {
+	return false
+}
+
+func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) int { return 0 }

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -46,7 +47,7 @@ type options struct {
 
 func main() {
 	var o options
-	var sizes string
+	var sizes, cpuProfile string
 	flag.IntVar(&o.threads, "threads", runtime.GOMAXPROCS(0), "threads for the multi-threaded figures (and the PyTorch anchor)")
 	flag.IntVar(&o.batch, "batch", 128, "batch size for train and embed")
 	flag.IntVar(&o.classes, "classes", 10000, "classes of the cosface head in the train suite")
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.anchorsDir, "anchors-dir", filepath.Join("..", "shared", "bench"), "folder of blas_anchor.py, torch_anchor.py, search_anchor.py")
 	flag.StringVar(&o.device, "device", "", "backend: auto, cpu or cuda (default $DMLGO_DEVICE or auto)")
 	flag.StringVar(&sizes, "sizes", "256,512,1024,2048", "GEMM sizes N (N×N×N)")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|all]...\n")
 		flag.PrintDefaults()
@@ -76,6 +78,21 @@ func main() {
 		fatalf("%v", err)
 	}
 	fmt.Fprintln(os.Stderr, why)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fatalf("--cpuprofile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("--cpuprofile: %v", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fatalf("--cpuprofile: %v", err)
+			}
+		}()
+	}
 	for _, s := range suites {
 		switch s {
 		case "gemm":

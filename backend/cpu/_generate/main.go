@@ -24,10 +24,12 @@ func main() {
 	out := flag.String("out", "..", "directory the .s files are written to")
 	flag.Parse()
 	files := map[string][]byte{
-		"gemm_avx2_amd64.s":   gemmFile(avx2Kernel),
-		"gemm_avx512_amd64.s": gemmFile(avx512Kernel),
-		"pack_avx2_amd64.s":   packAVX2(),
-		"pack_avx512_amd64.s": packAVX512(),
+		"gemm_avx2_amd64.s":      gemmFile(avx2Kernel),
+		"gemm_avx512_amd64.s":    gemmFile(avx512Kernel),
+		"pack_avx2_amd64.s":      packAVX2(),
+		"pack_avx512_amd64.s":    packAVX512(),
+		"gather_avx2_amd64.s":    gatherAVX2(),
+		"packoff_avx512_amd64.s": packOffAVX512(),
 	}
 	for _, op := range elementwiseOps {
 		files[op.file] = elementwiseFile(op)

@@ -60,6 +60,24 @@ func packAVX512() []byte {
 		p("\tMOVQ %d(SP), R11", i*8)
 		p("\tVMOVUPS (SI)(R11*1), %s", z(i))
 	}
+	transpose16(w.p, z)
+	for j := 0; j < 16; j++ {
+		p("\tVMOVUPS %s, K1, (DI)", z(j))
+		p("\tADDQ R10, DI")
+	}
+	p("\tADDQ $64, SI")
+	p("\tDECQ R9")
+	p("\tJNZ  loop")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
+
+// transpose16 transposes Z0..Z15 (row i in Z(i)) into columns (column j in
+// Z(j)), with Z16..Z31 as temporaries.
+func transpose16(p func(string, ...any), z func(int) string) {
 	p("\t// Interleave pairs of rows, then pairs of pairs: Z0..Z15 then hold,")
 	p("\t// in 128-bit lane k of Z(4g+c), rows 4g..4g+3 of column 4k+c.")
 	for i := 0; i < 16; i += 2 {
@@ -89,18 +107,6 @@ func packAVX512() []byte {
 		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(o+3), z(o+1), z(8+c))
 		p("\tVSHUFF32X4 $0xDD, %s, %s, %s", z(o+3), z(o+1), z(12+c))
 	}
-	for j := 0; j < 16; j++ {
-		p("\tVMOVUPS %s, K1, (DI)", z(j))
-		p("\tADDQ R10, DI")
-	}
-	p("\tADDQ $64, SI")
-	p("\tDECQ R9")
-	p("\tJNZ  loop")
-	p("")
-	p("done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
-	return w.Bytes()
 }
 
 // packAVX2 writes packT8x{8,6,4}AVX2, which differ in how many rows they
@@ -179,5 +185,121 @@ func packAVX2() []byte {
 		p("\tVZEROUPPER")
 		p("\tRET")
 	}
+	return w.Bytes()
+}
+
+// gatherAVX2 writes gatherRowsAVX2, the row copy of the implicit-GEMM
+// convolution's packer: whole 8-value vectors from rows at arbitrary offsets
+// into a panel. (Go moves short fixed-size arrays between slices with a
+// memmove call each; here a row is a few vector loads and stores.)
+func gatherAVX2() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	p("")
+	p("// func gatherRowsAVX2(dst []float32, ldd int, src []float32, offs []int, base, n8 int)")
+	p("//")
+	p("// Needs AVX. For each row l: 8·n8 values from src[offs[l]+base:] to")
+	p("// dst[l·ldd:]. DI: dst row, R10: ldd in bytes, SI: src + base, R8: offs,")
+	p("// CX: rows left, DX: n8.")
+	p("TEXT ·gatherRowsAVX2(SB), NOSPLIT, $0-96")
+	p("\tMOVQ dst_base+0(FP), DI")
+	p("\tMOVQ ldd+24(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVQ src_base+32(FP), SI")
+	p("\tMOVQ offs_base+56(FP), R8")
+	p("\tMOVQ offs_len+64(FP), CX")
+	p("\tMOVQ base+80(FP), AX")
+	p("\tLEAQ (SI)(AX*4), SI")
+	p("\tMOVQ n8+88(FP), DX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	p("\tTESTQ DX, DX")
+	p("\tJZ   done")
+	p("")
+	p("row:")
+	p("\tMOVQ (R8), AX")
+	p("\tLEAQ (SI)(AX*4), BX")
+	p("\tMOVQ DI, R11")
+	p("\tMOVQ DX, R9")
+	// Pairs of vectors while two are left, then the odd one.
+	p("\tCMPQ R9, $2")
+	p("\tJB   one")
+	p("")
+	p("two:")
+	p("\tVMOVUPS (BX), Y0")
+	p("\tVMOVUPS 32(BX), Y1")
+	p("\tVMOVUPS Y0, (R11)")
+	p("\tVMOVUPS Y1, 32(R11)")
+	p("\tADDQ $64, BX")
+	p("\tADDQ $64, R11")
+	p("\tSUBQ $2, R9")
+	p("\tCMPQ R9, $2")
+	p("\tJAE  two")
+	p("\tTESTQ R9, R9")
+	p("\tJZ   next")
+	p("")
+	p("one:")
+	p("\tVMOVUPS (BX), Y0")
+	p("\tVMOVUPS Y0, (R11)")
+	p("")
+	p("next:")
+	p("\tADDQ $8, R8")
+	p("\tADDQ R10, DI")
+	p("\tDECQ CX")
+	p("\tJNZ  row")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
+
+// packOffAVX512 writes packT16OffAVX512: packT16AVX512 with the 16 rows at
+// the element offsets of a table instead of a fixed stride (the transposed
+// packer of the implicit-GEMM convolution, whose rows are filter taps).
+func packOffAVX512() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	p("")
+	p("// func packT16OffAVX512(src []float32, offs *[16]int, rows, cols int, dst []float32, ldd int)")
+	p("//")
+	p("// Needs AVX-512 F. Row i is at src[offs[i]:]; rows past the last real one")
+	p("// are masked off (K1) at the stores. SI: src, R8: offs, DI: dst,")
+	p("// R10: ldd in bytes, R9: 16-column blocks left.")
+	p("TEXT ·packT16OffAVX512(SB), NOSPLIT, $0-80")
+	p("\tMOVQ src_base+0(FP), SI")
+	p("\tMOVQ offs+24(FP), R8")
+	p("\tMOVQ rows+32(FP), CX")
+	p("\tMOVQ cols+40(FP), R9")
+	p("\tSHRQ $4, R9")
+	p("\tJZ   done")
+	p("\tMOVQ dst_base+48(FP), DI")
+	p("\tMOVQ ldd+72(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("")
+	p("loop:")
+	for i := 0; i < 16; i++ {
+		p("\tMOVQ %d(R8), R11", i*8)
+		p("\tVMOVUPS (SI)(R11*4), %s", z(i))
+	}
+	transpose16(w.p, z)
+	for j := 0; j < 16; j++ {
+		p("\tVMOVUPS %s, K1, (DI)", z(j))
+		p("\tADDQ R10, DI")
+	}
+	p("\tADDQ $64, SI")
+	p("\tDECQ R9")
+	p("\tJNZ  loop")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
 	return w.Bytes()
 }

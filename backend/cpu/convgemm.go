@@ -1,0 +1,344 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/dmlgo/dmlgo/backend"
+)
+
+// Implicit-GEMM convolution for unit column stride. Instead of expanding an
+// image into the (C·R·S)×(P·Q) column matrix and then packing that matrix
+// again for the GEMM, the GEMM's B packer reads the column matrix straight
+// from a zero-padded copy of the image:
+//
+//	B[(c, r, s)][(oh, ow)] = xpad[c][oh·strideH + r·dilH][ow + s·dilW]
+//	                       = src[rowOff[(c, r, s)] + colOff[(oh, ow)]]
+//
+// Along a row of output pixels colOff steps by one, so a packed panel row is
+// one or a few contiguous copies (one per output row it spans). The padded
+// copy costs C·Hp·Wp values per image against im2col's C·R·S·P·Q.
+//
+// Backward data with unit strides is the same computation on the padded
+// output gradient with the filter flipped and its two channel axes swapped:
+//
+//	dx[c][h][w] = Σ_k Σ_r' Σ_s' w[k][c][R−1−r'][S−1−s'] · dypad[k][h + r'·dilH][w + s'·dilW]
+//
+// with dy padded by dil·(R−1) − pad rows (and the same for columns), so
+// dx = w' · B with no col2im and no clearing of dx beforehand.
+
+// convB is the B operand of a convolution GEMM read from an image:
+// B[l][j] = src[rowOff[l] + colOff[j]].
+type convB struct {
+	src    []float32
+	rowOff []int
+	colOff []int
+	// run[j] is how many columns from j on are contiguous in src (colOff
+	// stepping by one), so a panel row is copied run by run.
+	run []int
+}
+
+// setup fills the offset tables for an image of ch channels of hp×wp
+// (already padded), filters r×s with dilations dh, dw, vertical stride sh
+// and an output of p×q pixels.
+func (cb *convB) setup(ch, hp, wp, r, s, dh, dw, sh, p, q int) {
+	cb.rowOff = grow(cb.rowOff, ch*r*s)
+	l := 0
+	for c := 0; c < ch; c++ {
+		for i := 0; i < r; i++ {
+			for j := 0; j < s; j++ {
+				cb.rowOff[l] = c*hp*wp + i*dh*wp + j*dw
+				l++
+			}
+		}
+	}
+	// gatherRowsVec bounds-checks a row table by its ends.
+	for i := 1; i < len(cb.rowOff); i++ {
+		if cb.rowOff[i] <= cb.rowOff[i-1] {
+			panic("cpu: convB: filter taps overlap")
+		}
+	}
+	cb.colOff = grow(cb.colOff, p*q)
+	cb.run = grow(cb.run, p*q)
+	for oh := 0; oh < p; oh++ {
+		for ow := 0; ow < q; ow++ {
+			cb.colOff[oh*q+ow] = oh*sh*wp + ow
+			cb.run[oh*q+ow] = q - ow
+		}
+	}
+}
+
+// setupGrid is setup for unit strides with the output taken on the padded
+// grid of p rows of wp pixels: the columns are one contiguous run, and the
+// wp − q extra pixels of each row read values the caller cancels (backward
+// filter multiplies them by zero gradients).
+func (cb *convB) setupGrid(ch, hp, wp, r, s, dh, dw, p int) {
+	cb.setup(ch, hp, wp, r, s, dh, dw, 1, 1, p*wp)
+}
+
+// packOp packs op(B): B itself (pack) or its transpose (packT).
+func (cb *convB) packOp(trans bool, nr, kb, nb, l0, j0 int, dst []float32) {
+	if trans {
+		cb.packT(nr, kb, nb, l0, j0, dst)
+	} else {
+		cb.pack(nr, kb, nb, l0, j0, dst)
+	}
+}
+
+// packT is packB of Bᵀ: the kb×nb block of Bᵀ at (l0, j0), i.e. taps
+// j0..j0+nb of pixels l0..l0+kb, which must be one contiguous run
+// (setupGrid). Each panel is a transpose of nr tap rows.
+func (cb *convB) packT(nr, kb, nb, l0, j0 int, dst []float32) {
+	if cb.run[l0] < kb || nr > 32 {
+		panic("cpu: convB: transposed packing needs contiguous pixels")
+	}
+	base := cb.colOff[l0]
+	var offs [32]int
+	for p := 0; p*nr < nb; p++ {
+		d := dst[p*nr*kb : (p+1)*nr*kb]
+		cols := min(nr, nb-p*nr)
+		j := j0 + p*nr
+		if cols < nr {
+			clear(d)
+		}
+		o := offs[:cols]
+		for c := range o {
+			o[c] = cb.rowOff[j+c] + base
+		}
+		done := packRowsOffVec(cb.src, o, kb, d, nr)
+		for c, off := range o {
+			for l, v := range cb.src[off+done : off+kb] {
+				d[(done+l)*nr+c] = v
+			}
+		}
+	}
+}
+
+// pack is packB for this operand: the kb×nb block at (l0, j0) into
+// nr-wide panels, zero-padded.
+func (cb *convB) pack(nr, kb, nb, l0, j0 int, dst []float32) {
+	rows := cb.rowOff[l0 : l0+kb]
+	src := cb.src
+	for p := 0; p*nr < nb; p++ {
+		d := dst[p*nr*kb : (p+1)*nr*kb]
+		cols := min(nr, nb-p*nr)
+		j := j0 + p*nr
+		if cols < nr {
+			clear(d)
+		}
+		for c := 0; c < cols; {
+			n := min(cb.run[j+c], cols-c)
+			base := cb.colOff[j+c]
+			switch {
+			case gatherRowsVec(d[c:], nr, src, rows, base, n):
+			case n == 8:
+				for l, ro := range rows {
+					*(*[8]float32)(d[l*nr+c:]) = *(*[8]float32)(src[ro+base:])
+				}
+			default:
+				for l, ro := range rows {
+					copy(d[l*nr+c:l*nr+c+n], src[ro+base:ro+base+n])
+				}
+			}
+			c += n
+		}
+	}
+}
+
+// padImage copies ch planes of h×w from x into dst as planes of
+// (h+2·ph)×(w+2·pw) with zero borders.
+func padImage(x []float32, ch, h, w, ph, pw int, dst []float32) {
+	hp, wp := h+2*ph, w+2*pw
+	for c := 0; c < ch; c++ {
+		plane := dst[c*hp*wp : (c+1)*hp*wp]
+		clear(plane[:ph*wp+pw])
+		clear(plane[(ph+h)*wp-pw:])
+		src := x[c*h*w : (c+1)*h*w]
+		for i := 0; i < h; i++ {
+			row := plane[(ph+i)*wp+pw:]
+			copy(row[:w], src[i*w:(i+1)*w])
+			if i < h-1 {
+				clear(row[w : w+2*pw])
+			}
+		}
+	}
+}
+
+// implicitForward reports whether the forward convolution takes the
+// implicit-GEMM path: unit column stride, and the filter's reach inside
+// the padded plane (P rounds a negative span up to one row, which im2col
+// reads as padding).
+func implicitForward(p backend.Conv2dParams) bool {
+	return p.StrideW == 1 && !isPointwise(p) &&
+		(p.P()-1)*p.StrideH+p.DilH*(p.R-1) < p.H+2*p.PadH
+}
+
+// implicitBackwardData reports whether backward data takes the implicit
+// path: unit strides and padding no larger than the filter's reach.
+func implicitBackwardData(p backend.Conv2dParams) bool {
+	return p.StrideH == 1 && p.StrideW == 1 && !isPointwise(p) &&
+		p.PadH <= p.DilH*(p.R-1) && p.PadW <= p.DilW*(p.S-1)
+}
+
+// convScratch is one goroutine's state for the implicit path.
+type convScratch struct {
+	pad, dy []float32
+	cb      convB
+}
+
+var convScratchPool freeList[convScratch]
+
+// convImplicitForward is Conv2dForward on the implicit path (p normalised).
+func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32) {
+	G, P, Q := p.G(), p.P(), p.Q()
+	PQ := P * Q
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	hp, wp := p.H+2*p.PadH, p.W+2*p.PadW
+	gt := gemmThreads(b.Threads(), p.N)
+	b.split(p.N, func(lo, hi int) {
+		st := convScratchPool.get()
+		defer convScratchPool.put(st)
+		st.cb.setup(cg, hp, wp, p.R, p.S, p.DilH, p.DilW, p.StrideH, P, Q)
+		padded := p.PadH > 0 || p.PadW > 0
+		if padded {
+			st.pad = grow(st.pad, p.C*hp*wp)
+		}
+		for n := lo; n < hi; n++ {
+			src := X[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+			if padded {
+				padImage(src, p.C, p.H, p.W, p.PadH, p.PadW, st.pad)
+				src = st.pad
+			}
+			for g := 0; g < G; g++ {
+				st.cb.src = src[g*cg*hp*wp : (g+1)*cg*hp*wp]
+				y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
+				clear(y)
+				gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, nil, 0, &st.cb, y, PQ, gt)
+			}
+		}
+		st.cb.src = nil
+	})
+}
+
+var flipPool freeList[[]float32]
+
+// convImplicitBackwardData is Conv2dBackwardData on the implicit path (p
+// normalised, unit strides).
+func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []float32) {
+	G, P, Q := p.G(), p.P(), p.Q()
+	cg, kg := p.C/G, p.K/G
+	rs := p.R * p.S
+	krs := kg * rs
+	// The flipped filter: per group, a cg × (kg·R·S) matrix.
+	fb := flipPool.get()
+	defer flipPool.put(fb)
+	*fb = grow(*fb, G*cg*krs)
+	flip := *fb
+	for g := 0; g < G; g++ {
+		for k := 0; k < kg; k++ {
+			wk := Wt[(g*kg+k)*cg*rs:]
+			for c := 0; c < cg; c++ {
+				dst := flip[(g*cg+c)*krs+k*rs:]
+				src := wk[c*rs : (c+1)*rs]
+				for i := range rs {
+					dst[i] = src[rs-1-i]
+				}
+			}
+		}
+	}
+	ph, pw := p.DilH*(p.R-1)-p.PadH, p.DilW*(p.S-1)-p.PadW
+	hp, wp := P+2*ph, Q+2*pw
+	HW := p.H * p.W
+	gt := gemmThreads(b.Threads(), p.N)
+	b.split(p.N, func(lo, hi int) {
+		st := convScratchPool.get()
+		defer convScratchPool.put(st)
+		st.cb.setup(kg, hp, wp, p.R, p.S, p.DilH, p.DilW, 1, p.H, p.W)
+		padded := ph > 0 || pw > 0
+		if padded {
+			st.pad = grow(st.pad, p.K*hp*wp)
+		}
+		for n := lo; n < hi; n++ {
+			src := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
+			if padded {
+				padImage(src, p.K, P, Q, ph, pw, st.pad)
+				src = st.pad
+			}
+			for g := 0; g < G; g++ {
+				st.cb.src = src[g*kg*hp*wp : (g+1)*kg*hp*wp]
+				dx := DX[(n*p.C+g*cg)*HW : (n*p.C+(g+1)*cg)*HW]
+				clear(dx)
+				gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, nil, 0, &st.cb, dx, HW, gt)
+			}
+		}
+		st.cb.src = nil
+	})
+}
+
+// implicitBackwardFilter reports whether backward filter takes the
+// implicit path: unit strides, and x finite (the path multiplies values
+// outside the filter's reach by zero, which would turn an Inf into a NaN
+// where the direct sum has none).
+func implicitBackwardFilter(p backend.Conv2dParams, x []float32) bool {
+	if p.StrideH != 1 || p.StrideW != 1 || isPointwise(p) {
+		return false
+	}
+	s := sum64(x)
+	return !math.IsNaN(s) && !math.IsInf(s, 0)
+}
+
+// convImplicitBackwardFilter is Conv2dBackwardFilter on the implicit path
+// (p normalised, unit strides). Per image and group,
+//
+//	dw += dy' · Bᵀ
+//
+// on the padded grid of P rows of Wp pixels: dy' is dy with each row
+// widened to Wp by zeros, and B (taps × pixels) reads the padded image with
+// one contiguous run per tap, packed by transposing tap rows (convB.packT).
+func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW []float32) {
+	G, P, Q := p.G(), p.P(), p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	hp, wp := p.H+2*p.PadH, p.W+2*p.PadW
+	plane := hp * wp
+	grid := P * wp
+	// The last tap's run ends (S−1)·dilW values past the last plane.
+	tail := (p.S - 1) * p.DilW
+	parts := splitRange(p.N, b.Threads(), 1)
+	gt := gemmThreads(b.Threads(), p.N)
+	partials := make([]*[]float32, len(parts))
+	parallelFor(len(parts), b.Threads(), func(t0, t1 int) {
+		for t := t0; t < t1; t++ {
+			acc := DW
+			if t > 0 {
+				partials[t] = getCol(len(DW))
+				acc = *partials[t]
+			}
+			clear(acc)
+			st := convScratchPool.get()
+			st.cb.setupGrid(cg, hp, wp, p.R, p.S, p.DilH, p.DilW, P)
+			st.pad = grow(st.pad, p.C*plane+tail)
+			clear(st.pad[p.C*plane:])
+			st.dy = grow(st.dy, p.K*grid)
+			for n := parts[t][0]; n < parts[t][1]; n++ {
+				padImage(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], p.C, p.H, p.W, p.PadH, p.PadW, st.pad)
+				dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
+				for r := 0; r < p.K*P; r++ {
+					row := st.dy[r*wp : (r+1)*wp]
+					copy(row[:Q], dy[r*Q:(r+1)*Q])
+					clear(row[Q:])
+				}
+				for g := 0; g < G; g++ {
+					st.cb.src = st.pad[g*cg*plane:]
+					gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
+				}
+			}
+			st.cb.src = nil
+			convScratchPool.put(st)
+		}
+	})
+	for _, part := range partials[1:] {
+		axpy(1, *part, DW)
+		colPool.put(part)
+	}
+}

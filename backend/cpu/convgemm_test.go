@@ -1,0 +1,166 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+)
+
+// TestGatherRows checks the row gather of the implicit convolution against
+// a Go loop at every level: row counts, widths (multiples of 8 go to the
+// assembly), unaligned offsets, and sentinels after the panel.
+func TestGatherRows(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(21, uint64(l)))
+		for iter := 0; iter < 300; iter++ {
+			rows, n := 1+r.IntN(40), 1+r.IntN(72)
+			if iter%2 == 0 {
+				n = 8 * (1 + r.IntN(6))
+			}
+			ldd := n + r.IntN(5)
+			src := randSlice(r, 2000)
+			offs := make([]int, rows)
+			o := r.IntN(7)
+			for i := range offs {
+				offs[i] = o
+				o += 1 + r.IntN(30)
+			}
+			base := r.IntN(9)
+			if offs[rows-1]+base+n > len(src) {
+				continue
+			}
+			off := r.IntN(5)
+			d, whole := elemOutput(r, (rows-1)*ldd+n, off)
+			want := slices.Clone(d)
+			for i, o := range offs {
+				copy(want[i*ldd:i*ldd+n], src[o+base:o+base+n])
+			}
+			if !gatherRowsVec(d, ldd, src, offs, base, n) {
+				for i, o := range offs {
+					copy(d[i*ldd:i*ldd+n], src[o+base:o+base+n])
+				}
+			}
+			for i := range d {
+				if !sameBits(d[i], want[i]) {
+					t.Fatalf("rows %d n %d ldd %d: dst[%d] = %v, want %v", rows, n, ldd, i, d[i], want[i])
+				}
+			}
+			checkGuard(t, fmt.Sprintf("gather rows %d n %d", rows, n), whole, off+len(d))
+		}
+	})
+}
+
+// TestPackRowsOff checks the transposing packer with a row table against
+// packRowsGo's loop at every level.
+func TestPackRowsOff(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(22, uint64(l)))
+		for iter := 0; iter < 300; iter++ {
+			rows, kb := 1+r.IntN(33), 1+r.IntN(80)
+			ldd := rows + r.IntN(4)
+			src := randSlice(r, 3000)
+			offs := make([]int, rows)
+			for i := range offs {
+				offs[i] = r.IntN(len(src) - kb)
+			}
+			off := r.IntN(5)
+			d, whole := elemOutput(r, (kb-1)*ldd+rows, off)
+			want := slices.Clone(d)
+			for i, o := range offs {
+				for c := 0; c < kb; c++ {
+					want[c*ldd+i] = src[o+c]
+				}
+			}
+			done := packRowsOffVec(src, offs, kb, d, ldd)
+			if l == AVX512 && done != kb&^15 {
+				t.Fatalf("packed %d columns of %d", done, kb)
+			}
+			for i, o := range offs {
+				for c := done; c < kb; c++ {
+					d[c*ldd+i] = src[o+c]
+				}
+			}
+			for i := range d {
+				if !sameBits(d[i], want[i]) {
+					t.Fatalf("rows %d kb %d ldd %d: dst[%d] = %v, want %v", rows, kb, ldd, i, d[i], want[i])
+				}
+			}
+			checkGuard(t, fmt.Sprintf("pack rows %d kb %d", rows, kb), whole, off+len(d))
+		}
+	})
+}
+
+// TestConvBPacking checks that convB packs exactly what packB packs from
+// the explicit column matrix (im2col of the same image), plain and
+// transposed, for blocks at every offset.
+func TestConvBPacking(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		kern := activeKernel()
+		r := rand.New(rand.NewPCG(23, uint64(l)))
+		for _, p := range []backend.Conv2dParams{
+			{N: 1, C: 3, H: 9, W: 33, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+			{N: 1, C: 4, H: 8, W: 8, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+			{N: 1, C: 2, H: 16, W: 16, K: 1, R: 5, S: 3, StrideH: 1, StrideW: 1, PadH: 2, PadW: 1},
+			{N: 1, C: 2, H: 11, W: 7, K: 1, R: 3, S: 3, StrideH: 2, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 2},
+		} {
+			p = p.Normalized()
+			P, Q := p.P(), p.Q()
+			hp, wp := p.H+2*p.PadH, p.W+2*p.PadW
+			x := randSlice(r, p.C*p.H*p.W)
+			crs, pq := p.C*p.R*p.S, P*Q
+			col := make([]float32, crs*pq)
+			im2col(p, p.C, x, col)
+			var cb convB
+			cb.setup(p.C, hp, wp, p.R, p.S, p.DilH, p.DilW, p.StrideH, P, Q)
+			cb.src = make([]float32, p.C*hp*wp)
+			padImage(x, p.C, p.H, p.W, p.PadH, p.PadW, cb.src)
+			for _, blk := range [][4]int{{0, 0, crs, pq}, {1, 3, crs - 1, pq - 3}, {5, 17, 7, 40}} {
+				l0, j0, kb, nb := blk[0], blk[1], min(blk[2], crs-blk[0]), min(blk[3], pq-blk[1])
+				np := (nb + kern.nr - 1) / kern.nr
+				want := make([]float32, np*kern.nr*kb)
+				got := make([]float32, len(want))
+				for i := range got {
+					got[i] = sentinel // packing must also write the zero padding
+				}
+				packB(kern, false, kb, nb, col, pq, l0, j0, want)
+				cb.pack(kern.nr, kb, nb, l0, j0, got)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%+v block %v: convB.pack differs from packB of im2col", p, blk)
+				}
+			}
+			if p.StrideH != 1 {
+				continue
+			}
+			// Transposed, on the padded grid: Bᵀ[pixel][tap], pixels of
+			// whole padded rows. The explicit matrix reads the same values.
+			grid := P * wp
+			var ct convB
+			ct.setupGrid(p.C, hp, wp, p.R, p.S, p.DilH, p.DilW, P)
+			tail := (p.S - 1) * p.DilW
+			ct.src = append(slices.Clone(cb.src), make([]float32, tail)...)
+			bt := make([]float32, grid*crs) // Bᵀ, row-major (grid × crs)
+			for j := 0; j < crs; j++ {
+				for i := 0; i < grid; i++ {
+					bt[i*crs+j] = ct.src[ct.rowOff[j]+i]
+				}
+			}
+			for _, blk := range [][4]int{{0, 0, grid, crs}, {3, 2, 37, crs - 2}, {16, 31, grid - 16, 9}} {
+				l0, j0, kb, nb := blk[0], blk[1], min(blk[2], grid-blk[0]), min(blk[3], crs-blk[1])
+				np := (nb + kern.nr - 1) / kern.nr
+				want := make([]float32, np*kern.nr*kb)
+				got := make([]float32, len(want))
+				for i := range got {
+					got[i] = sentinel
+				}
+				packB(kern, false, kb, nb, bt, crs, l0, j0, want)
+				ct.packT(kern.nr, kb, nb, l0, j0, got)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%+v block %v: convB.packT differs from packB of the explicit Bᵀ", p, blk)
+				}
+			}
+		}
+	})
+}
