@@ -89,6 +89,18 @@ func (g *Graph) Tensor(shape ...int) *tensor.Tensor {
 	return tensor.New(s, 0, shape...)
 }
 
+// tensorUninit is Tensor without the clearing where the backend allows it,
+// for values an op overwrites whole.
+func (g *Graph) tensorUninit(shape ...int) *tensor.Tensor {
+	u, ok := g.B.(backend.UninitAllocator)
+	if !ok {
+		return g.Tensor(shape...)
+	}
+	s := u.AllocUninit(tensor.Numel(shape))
+	g.owned = append(g.owned, s)
+	return tensor.New(s, 0, shape...)
+}
+
 // Upload copies host data into a new graph-owned tensor.
 func (g *Graph) Upload(data []float32, shape ...int) *tensor.Tensor {
 	t := g.Tensor(shape...)
@@ -104,7 +116,7 @@ func (g *Graph) Constant(data []float32, shape ...int) *Var {
 // newVar makes an output Var with a fresh value; it needs a gradient when
 // recording and any input needs one.
 func (g *Graph) newVar(shape []int, inputs ...*Var) *Var {
-	v := &Var{Value: g.Tensor(shape...)}
+	v := &Var{Value: g.tensorUninit(shape...)}
 	if g.noGrad == 0 {
 		for _, in := range inputs {
 			if in != nil && in.RequiresGrad {
@@ -165,9 +177,10 @@ func (g *Graph) Reset() {
 	g.tape = g.tape[:0]
 }
 
-// allocGrad gives v a zeroed gradient owned by the graph.
+// allocGrad gives v a gradient owned by the graph, not cleared: the first
+// contribution overwrites it (gradTarget, betaFor) or gradAccum zeroes it.
 func (g *Graph) allocGrad(v *Var) {
-	v.Grad = g.Tensor(v.Value.Shape()...)
+	v.Grad = g.tensorUninit(v.Value.Shape()...)
 	g.gradded = append(g.gradded, v)
 }
 
@@ -181,7 +194,7 @@ func (g *Graph) gradTarget(v *Var) (dst *tensor.Tensor, done func()) {
 	if !v.gradWritten {
 		return v.Grad, func() { v.gradWritten = true }
 	}
-	tmp := g.Tensor(v.Value.Shape()...)
+	tmp := g.tensorUninit(v.Value.Shape()...)
 	return tmp, func() { g.B.Axpy(1, tmp, v.Grad) }
 }
 
@@ -190,7 +203,8 @@ func (g *Graph) gradTarget(v *Var) (dst *tensor.Tensor, done func()) {
 func (g *Graph) gradAccum(v *Var) *tensor.Tensor {
 	if v.Grad == nil {
 		g.allocGrad(v)
-	} else if !v.gradWritten {
+	}
+	if !v.gradWritten {
 		g.B.Fill(v.Grad, 0)
 	}
 	v.gradWritten = true

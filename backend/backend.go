@@ -24,6 +24,15 @@ import (
 // ErrUnsupported is the panic value (wrapped) of an op a backend lacks.
 var ErrUnsupported = errors.New("backend: op not supported")
 
+// UninitAllocator is implemented by backends that can hand out storage
+// without clearing it, for outputs an op overwrites whole (every op of the
+// set writes all of its outputs). Callers that need zeros use Alloc.
+type UninitAllocator interface {
+	// AllocUninit returns storage for n float32 elements with unspecified
+	// contents.
+	AllocUninit(n int) tensor.Storage
+}
+
 // Backend is memory plus the op set.
 type Backend interface {
 	// Name is the registry name ("cpu", "cuda").

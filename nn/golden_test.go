@@ -82,6 +82,63 @@ func TestGoldenTraining(t *testing.T) {
 	for _, l := range cpu.Supported() {
 		restore, _ := cpu.SetLevel(l)
 		check("cpu/"+l.String(), goldenRun(cpu.New(2)))
+		// Buffers handed out uncleared hold NaN: an op that read one
+		// before writing it would show in the losses.
+		poisoned := cpu.New(2)
+		poisoned.SetPoison(true)
+		check("cpu/"+l.String()+"/poisoned", goldenRun(poisoned))
 		restore()
+	}
+}
+
+// TestUninitBuffersResNetS trains resnet-s with a cosine head for three
+// steps twice, once with uncleared buffers poisoned with NaN: every loss and
+// the final weights must be equal, so no op of the model reads memory it
+// has not written.
+func TestUninitBuffersResNetS(t *testing.T) {
+	run := func(b *cpu.Backend) ([]float32, []float32) {
+		net, err := NewResNet(b, ResNetConfig{Arch: "resnet-s", Out: 16, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := tensor.RandNormal(4, 0, 0.1, 10, 16)
+		w := &autograd.Var{Value: head, RequiresGrad: true}
+		params := append(Params(net), Named[*Param]{Name: "head", V: &Param{Name: "head", Var: w}})
+		ps := NewParamSet(b, GroupSpec{Name: "all", Params: params})
+		opt := NewSGD(ps, 0.9, 5e-4, false)
+		x := tensor.RandNormal(6, 0, 1, 6, 1, 32, 32).HostData()
+		labels := []int32{0, 3, 5, 9, 3, 1}
+		g := autograd.New(b)
+		var losses []float32
+		for step := 0; step < 3; step++ {
+			ps.ZeroGrad()
+			emb := g.L2Normalize(net.Forward(g, g.Constant(x, 6, 1, 32, 32)), 1e-6)
+			cos := g.MatMul(emb, g.L2Normalize(w, 1e-6), false, true)
+			loss := g.MarginCE(cos, labels, backend.MarginParams{Kind: backend.MarginCosFace, S: 30, M: 0.35}, nil, nil)
+			losses = append(losses, g.Item(loss))
+			g.Backward(loss)
+			opt.Step(0.05)
+			g.Reset()
+		}
+		return losses, append([]float32(nil), head.HostData()...)
+	}
+	for _, l := range cpu.Supported() {
+		restore, _ := cpu.SetLevel(l)
+		plain := cpu.New(2)
+		poisoned := cpu.New(2)
+		poisoned.SetPoison(true)
+		l1, w1 := run(plain)
+		l2, w2 := run(poisoned)
+		restore()
+		for i := range l1 {
+			if l1[i] != l2[i] || math.IsNaN(float64(l1[i])) {
+				t.Fatalf("%v: step %d loss %v, poisoned %v", l, i, l1[i], l2[i])
+			}
+		}
+		for i := range w1 {
+			if w1[i] != w2[i] {
+				t.Fatalf("%v: head weight %d %v, poisoned %v", l, i, w1[i], w2[i])
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ func init() {
 type Backend struct {
 	ref     bool // reference kernels only
 	threads int  // 0: GOMAXPROCS at each call
+	poison  bool // AllocUninit fills NaN (SetPoison)
 	pool    pool
 }
 
@@ -80,12 +82,35 @@ type pool struct {
 
 // Alloc implements backend.Backend: zeroed storage.
 func (b *Backend) Alloc(n int) tensor.Storage {
+	s := b.take(n)
+	clear(s.Data)
+	return s
+}
+
+// AllocUninit implements backend.UninitAllocator: a pooled buffer as it was
+// left, or NaN everywhere after SetPoison(true).
+func (b *Backend) AllocUninit(n int) tensor.Storage {
+	s := b.take(n)
+	if b.poison {
+		nan := float32(math.NaN())
+		for i := range s.Data {
+			s.Data[i] = nan
+		}
+	}
+	return s
+}
+
+// SetPoison makes AllocUninit fill its buffers with NaN, so that a reader
+// of memory no op has written shows in its results (for tests).
+func (b *Backend) SetPoison(on bool) { b.poison = on }
+
+// take returns a pooled buffer of n elements, or a new (zeroed) one.
+func (b *Backend) take(n int) *tensor.HostStorage {
 	b.pool.mu.Lock()
 	if l := b.pool.free[n]; len(l) > 0 {
 		s := l[len(l)-1]
 		b.pool.free[n] = l[:len(l)-1]
 		b.pool.mu.Unlock()
-		clear(s.Data)
 		return s
 	}
 	b.pool.mu.Unlock()
