@@ -6,17 +6,26 @@ import (
 	"github.com/dmlgo/dmlgo/backend"
 )
 
-// Implicit-GEMM convolution for unit column stride. Instead of expanding an
-// image into the (C·R·S)×(P·Q) column matrix and then packing that matrix
-// again for the GEMM, the GEMM's B packer reads the column matrix straight
-// from a zero-padded copy of the image:
+// Implicit-GEMM convolution. Instead of expanding an image into the
+// (C·R·S)×(P·Q) column matrix and then packing that matrix again for the
+// GEMM, the GEMM's B packer reads the column matrix straight from a
+// zero-padded copy of the image.
 //
-//	B[(c, r, s)][(oh, ow)] = xpad[c][oh·strideH + r·dilH][ow + s·dilW]
-//	                       = src[rowOff[(c, r, s)] + colOff[(oh, ow)]]
+// Strides are taken out first: the padded image is split into sh×sw phase
+// planes by row and column remainder (space-to-depth),
 //
-// Along a row of output pixels colOff steps by one, so a packed panel row is
-// one or a few contiguous copies (one per output row it spans). The padded
-// copy costs C·Hp·Wp values per image against im2col's C·R·S·P·Q.
+//	phase (i mod sh, j mod sw), position (i div sh, j div sw)  ←  xpad[i][j]
+//
+// so that the tap (c, r, s) of output pixel (oh, ow), which reads
+// xpad[c][oh·sh + r·dilH][ow·sw + s·dilW], reads its phase plane at
+// (oh + ⌊r·dilH/sh⌋, ow + ⌊s·dilW/sw⌋):
+//
+//	B[(c, r, s)][(oh, ow)] = src[rowOff[(c, r, s)] + colOff[(oh, ow)]],  colOff = oh·Wpe + ow
+//
+// Along a row of output pixels colOff steps by one, so a packed panel row
+// is one or a few contiguous copies (one per output row it spans). With
+// unit strides the phase plane is the padded image itself. The copy costs
+// C·Hp·Wp values per image against im2col's C·R·S·P·Q.
 //
 // Backward data with unit strides is the same computation on the padded
 // output gradient with the filter flipped and its two channel axes swapped:
@@ -24,55 +33,127 @@ import (
 //	dx[c][h][w] = Σ_k Σ_r' Σ_s' w[k][c][R−1−r'][S−1−s'] · dypad[k][h + r'·dilH][w + s'·dilW]
 //
 // with dy padded by dil·(R−1) − pad rows (and the same for columns), so
-// dx = w' · B with no col2im and no clearing of dx beforehand.
+// dx = w' · B with no col2im and no clearing of dx beforehand. (Strided
+// backward data keeps col2im.)
+//
+// Backward filter takes the output on the grid of whole phase-plane rows
+// (P rows of Wpe pixels, dy widened by zeros), where the pixels of a tap
+// are one contiguous run, and packs Bᵀ by transposing tap rows.
+
+// phased is the geometry of a padded image split into phase planes.
+type phased struct {
+	ch, h, w, ph, pw, sh, sw int
+	hpe, wpe                 int // a phase plane's rows and columns
+}
+
+func newPhased(ch, h, w, ph, pw, sh, sw int) phased {
+	hp, wp := h+2*ph, w+2*pw
+	return phased{ch: ch, h: h, w: w, ph: ph, pw: pw, sh: sh, sw: sw,
+		hpe: (hp + sh - 1) / sh, wpe: (wp + sw - 1) / sw}
+}
+
+// plane is the size of one phase plane; chan the size of one channel.
+func (g phased) plane() int { return g.hpe * g.wpe }
+func (g phased) chan_() int { return g.sh * g.sw * g.plane() }
+func (g phased) size() int  { return g.ch * g.chan_() }
+
+// at is the offset of padded position (i, j) of channel c.
+func (g phased) at(c, i, j int) int {
+	return c*g.chan_() + ((i%g.sh)*g.sw+j%g.sw)*g.plane() + i/g.sh*g.wpe + j/g.sw
+}
+
+// fill writes the ch planes of h×w of x into dst (size()), zeros around.
+func (g phased) fill(x, dst []float32) {
+	if g.sh == 1 && g.sw == 1 {
+		padImage(x, g.ch, g.h, g.w, g.ph, g.pw, dst)
+		return
+	}
+	clear(dst[:g.size()])
+	pl, chs := g.plane(), g.chan_()
+	// Per column phase b: the first x with (x + pw) mod sw = b, how many
+	// columns it has, and where they start in the phase row.
+	type colPhase struct{ x0, n, off int }
+	phases := make([]colPhase, 0, 4)
+	for b := 0; b < g.sw; b++ {
+		x0 := ((b-g.pw)%g.sw + g.sw) % g.sw
+		if x0 < g.w {
+			phases = append(phases, colPhase{x0, (g.w - x0 + g.sw - 1) / g.sw, b*pl + (x0+g.pw)/g.sw})
+		}
+	}
+	for c := 0; c < g.ch; c++ {
+		src := x[c*g.h*g.w : (c+1)*g.h*g.w]
+		// Row i = y + ph is row ii of row phase a.
+		a, ii := g.ph%g.sh, g.ph/g.sh
+		for y := 0; y < g.h; y++ {
+			rowBase := c*chs + a*g.sw*pl + ii*g.wpe
+			row := src[y*g.w : (y+1)*g.w]
+			for _, cp := range phases {
+				d := dst[rowBase+cp.off:][:cp.n]
+				r := row[cp.x0:]
+				if g.sw == 2 {
+					r = r[:2*cp.n-1]
+					for k := range d {
+						d[k] = r[2*k]
+					}
+					continue
+				}
+				for k := range d {
+					d[k] = r[k*g.sw]
+				}
+			}
+			if a++; a == g.sh {
+				a, ii = 0, ii+1
+			}
+		}
+	}
+}
 
 // convB is the B operand of a convolution GEMM read from an image:
 // B[l][j] = src[rowOff[l] + colOff[j]].
 type convB struct {
 	src    []float32
 	rowOff []int
+	lo, hi int // the smallest and largest rowOff
 	colOff []int
 	// run[j] is how many columns from j on are contiguous in src (colOff
 	// stepping by one), so a panel row is copied run by run.
 	run []int
 }
 
-// setup fills the offset tables for an image of ch channels of hp×wp
-// (already padded), filters r×s with dilations dh, dw, vertical stride sh
-// and an output of p×q pixels.
-func (cb *convB) setup(ch, hp, wp, r, s, dh, dw, sh, p, q int) {
+// setup fills the offset tables for the first ch channels of the phased
+// image g, filters r×s with dilations dh, dw, and an output of p×q pixels
+// (colOff = oh·Wpe + ow).
+func (cb *convB) setup(ch int, g phased, r, s, dh, dw, p, q int) {
 	cb.rowOff = grow(cb.rowOff, ch*r*s)
 	l := 0
 	for c := 0; c < ch; c++ {
 		for i := 0; i < r; i++ {
 			for j := 0; j < s; j++ {
-				cb.rowOff[l] = c*hp*wp + i*dh*wp + j*dw
+				cb.rowOff[l] = g.at(c, i*dh, j*dw)
 				l++
 			}
 		}
 	}
-	// gatherRowsVec bounds-checks a row table by its ends.
-	for i := 1; i < len(cb.rowOff); i++ {
-		if cb.rowOff[i] <= cb.rowOff[i-1] {
-			panic("cpu: convB: filter taps overlap")
-		}
+	cb.lo, cb.hi = cb.rowOff[0], cb.rowOff[0]
+	for _, o := range cb.rowOff {
+		cb.lo, cb.hi = min(cb.lo, o), max(cb.hi, o)
 	}
 	cb.colOff = grow(cb.colOff, p*q)
 	cb.run = grow(cb.run, p*q)
 	for oh := 0; oh < p; oh++ {
 		for ow := 0; ow < q; ow++ {
-			cb.colOff[oh*q+ow] = oh*sh*wp + ow
+			cb.colOff[oh*q+ow] = oh*g.wpe + ow
 			cb.run[oh*q+ow] = q - ow
 		}
 	}
 }
 
-// setupGrid is setup for unit strides with the output taken on the padded
-// grid of p rows of wp pixels: the columns are one contiguous run, and the
-// wp − q extra pixels of each row read values the caller cancels (backward
-// filter multiplies them by zero gradients).
-func (cb *convB) setupGrid(ch, hp, wp, r, s, dh, dw, p int) {
-	cb.setup(ch, hp, wp, r, s, dh, dw, 1, 1, p*wp)
+// setupGrid is setup with the output taken on the grid of p whole rows of
+// Wpe pixels: the columns are one contiguous run, and the extra pixels of
+// each row read values the caller cancels (backward filter multiplies them
+// by zero gradients).
+func (cb *convB) setupGrid(ch int, g phased, r, s, dh, dw, p int) {
+	cb.setup(ch, g, r, s, dh, dw, 1, p*g.wpe)
 }
 
 // packOp packs op(B): B itself (pack) or its transpose (packT).
@@ -129,7 +210,7 @@ func (cb *convB) pack(nr, kb, nb, l0, j0 int, dst []float32) {
 			n := min(cb.run[j+c], cols-c)
 			base := cb.colOff[j+c]
 			switch {
-			case gatherRowsVec(d[c:], nr, src, rows, base, n):
+			case gatherRowsVec(d[c:], nr, src, rows, cb.lo, cb.hi, base, n):
 			case n == 8:
 				for l, ro := range rows {
 					*(*[8]float32)(d[l*nr+c:]) = *(*[8]float32)(src[ro+base:])
@@ -164,12 +245,13 @@ func padImage(x []float32, ch, h, w, ph, pw int, dst []float32) {
 }
 
 // implicitForward reports whether the forward convolution takes the
-// implicit-GEMM path: unit column stride, and the filter's reach inside
-// the padded plane (P rounds a negative span up to one row, which im2col
-// reads as padding).
+// implicit-GEMM path: not a pointwise convolution (those use x itself), and
+// the filter's reach inside the padded plane (P rounds a negative span up
+// to one row, which im2col reads as padding).
 func implicitForward(p backend.Conv2dParams) bool {
-	return p.StrideW == 1 && !isPointwise(p) &&
-		(p.P()-1)*p.StrideH+p.DilH*(p.R-1) < p.H+2*p.PadH
+	return !isPointwise(p) &&
+		(p.P()-1)*p.StrideH+p.DilH*(p.R-1) < p.H+2*p.PadH &&
+		(p.Q()-1)*p.StrideW+p.DilW*(p.S-1) < p.W+2*p.PadW
 }
 
 // implicitBackwardData reports whether backward data takes the implicit
@@ -177,6 +259,18 @@ func implicitForward(p backend.Conv2dParams) bool {
 func implicitBackwardData(p backend.Conv2dParams) bool {
 	return p.StrideH == 1 && p.StrideW == 1 && !isPointwise(p) &&
 		p.PadH <= p.DilH*(p.R-1) && p.PadW <= p.DilW*(p.S-1)
+}
+
+// implicitBackwardFilter reports whether backward filter takes the
+// implicit path: as forward, and x finite (the path multiplies values
+// outside the filter's reach by zero, which would turn an Inf into a NaN
+// where the direct sum has none).
+func implicitBackwardFilter(p backend.Conv2dParams, x []float32) bool {
+	if !implicitForward(p) {
+		return false
+	}
+	s := sum64(x)
+	return !math.IsNaN(s) && !math.IsInf(s, 0)
 }
 
 // convScratch is one goroutine's state for the implicit path.
@@ -193,24 +287,26 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32
 	PQ := P * Q
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	hp, wp := p.H+2*p.PadH, p.W+2*p.PadW
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	chw := geo.chan_()
 	gt := gemmThreads(b.Threads(), p.N)
 	b.split(p.N, func(lo, hi int) {
 		st := convScratchPool.get()
 		defer convScratchPool.put(st)
-		st.cb.setup(cg, hp, wp, p.R, p.S, p.DilH, p.DilW, p.StrideH, P, Q)
-		padded := p.PadH > 0 || p.PadW > 0
-		if padded {
-			st.pad = grow(st.pad, p.C*hp*wp)
+		st.cb.setup(cg, geo, p.R, p.S, p.DilH, p.DilW, P, Q)
+		// An unpadded image with unit strides is its own phase plane.
+		direct := p.PadH == 0 && p.PadW == 0 && p.StrideH == 1 && p.StrideW == 1
+		if !direct {
+			st.pad = grow(st.pad, geo.size())
 		}
 		for n := lo; n < hi; n++ {
 			src := X[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
-			if padded {
-				padImage(src, p.C, p.H, p.W, p.PadH, p.PadW, st.pad)
+			if !direct {
+				geo.fill(src, st.pad)
 				src = st.pad
 			}
 			for g := 0; g < G; g++ {
-				st.cb.src = src[g*cg*hp*wp : (g+1)*cg*hp*wp]
+				st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
 				y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
 				clear(y)
 				gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, nil, 0, &st.cb, y, PQ, gt)
@@ -246,26 +342,26 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 			}
 		}
 	}
-	ph, pw := p.DilH*(p.R-1)-p.PadH, p.DilW*(p.S-1)-p.PadW
-	hp, wp := P+2*ph, Q+2*pw
+	geo := newPhased(p.K, P, Q, p.DilH*(p.R-1)-p.PadH, p.DilW*(p.S-1)-p.PadW, 1, 1)
+	khw := geo.chan_()
 	HW := p.H * p.W
 	gt := gemmThreads(b.Threads(), p.N)
 	b.split(p.N, func(lo, hi int) {
 		st := convScratchPool.get()
 		defer convScratchPool.put(st)
-		st.cb.setup(kg, hp, wp, p.R, p.S, p.DilH, p.DilW, 1, p.H, p.W)
-		padded := ph > 0 || pw > 0
+		st.cb.setup(kg, geo, p.R, p.S, p.DilH, p.DilW, p.H, p.W)
+		padded := geo.ph > 0 || geo.pw > 0
 		if padded {
-			st.pad = grow(st.pad, p.K*hp*wp)
+			st.pad = grow(st.pad, geo.size())
 		}
 		for n := lo; n < hi; n++ {
 			src := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
 			if padded {
-				padImage(src, p.K, P, Q, ph, pw, st.pad)
+				geo.fill(src, st.pad)
 				src = st.pad
 			}
 			for g := 0; g < G; g++ {
-				st.cb.src = src[g*kg*hp*wp : (g+1)*kg*hp*wp]
+				st.cb.src = src[g*kg*khw : (g+1)*kg*khw]
 				dx := DX[(n*p.C+g*cg)*HW : (n*p.C+(g+1)*cg)*HW]
 				clear(dx)
 				gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, nil, 0, &st.cb, dx, HW, gt)
@@ -275,35 +371,24 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 	})
 }
 
-// implicitBackwardFilter reports whether backward filter takes the
-// implicit path: unit strides, and x finite (the path multiplies values
-// outside the filter's reach by zero, which would turn an Inf into a NaN
-// where the direct sum has none).
-func implicitBackwardFilter(p backend.Conv2dParams, x []float32) bool {
-	if p.StrideH != 1 || p.StrideW != 1 || isPointwise(p) {
-		return false
-	}
-	s := sum64(x)
-	return !math.IsNaN(s) && !math.IsInf(s, 0)
-}
-
 // convImplicitBackwardFilter is Conv2dBackwardFilter on the implicit path
-// (p normalised, unit strides). Per image and group,
+// (p normalised). Per image and group,
 //
 //	dw += dy' · Bᵀ
 //
-// on the padded grid of P rows of Wp pixels: dy' is dy with each row
-// widened to Wp by zeros, and B (taps × pixels) reads the padded image with
-// one contiguous run per tap, packed by transposing tap rows (convB.packT).
+// on the grid of P whole phase-plane rows of Wpe pixels: dy' is dy with
+// each row widened to Wpe by zeros, and B (taps × pixels) reads the phased
+// image with one contiguous run per tap, packed by transposing tap rows
+// (convB.packT).
 func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW []float32) {
 	G, P, Q := p.G(), p.P(), p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	hp, wp := p.H+2*p.PadH, p.W+2*p.PadW
-	plane := hp * wp
-	grid := P * wp
-	// The last tap's run ends (S−1)·dilW values past the last plane.
-	tail := (p.S - 1) * p.DilW
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	chw, wpe := geo.chan_(), geo.wpe
+	grid := P * wpe
+	// The runs of the last taps end up to Wpe values past the last plane.
+	tail := wpe
 	parts := splitRange(p.N, b.Threads(), 1)
 	gt := gemmThreads(b.Threads(), p.N)
 	partials := make([]*[]float32, len(parts))
@@ -316,20 +401,20 @@ func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW [
 			}
 			clear(acc)
 			st := convScratchPool.get()
-			st.cb.setupGrid(cg, hp, wp, p.R, p.S, p.DilH, p.DilW, P)
-			st.pad = grow(st.pad, p.C*plane+tail)
-			clear(st.pad[p.C*plane:])
+			st.cb.setupGrid(cg, geo, p.R, p.S, p.DilH, p.DilW, P)
+			st.pad = grow(st.pad, geo.size()+tail)
+			clear(st.pad[geo.size():])
 			st.dy = grow(st.dy, p.K*grid)
 			for n := parts[t][0]; n < parts[t][1]; n++ {
-				padImage(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], p.C, p.H, p.W, p.PadH, p.PadW, st.pad)
+				geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
 				dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
 				for r := 0; r < p.K*P; r++ {
-					row := st.dy[r*wp : (r+1)*wp]
+					row := st.dy[r*wpe : (r+1)*wpe]
 					copy(row[:Q], dy[r*Q:(r+1)*Q])
 					clear(row[Q:])
 				}
 				for g := 0; g < G; g++ {
-					st.cb.src = st.pad[g*cg*plane:]
+					st.cb.src = st.pad[g*cg*chw:]
 					gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
 				}
 			}

@@ -240,15 +240,13 @@ func sumSqDev64Vec(m float64, x []float32) (n int, s float64) {
 
 // gatherRowsVec is, when the active level has vectors and n is a multiple
 // of 8: for l, o := range offs { copy(dst[l*ldd:l*ldd+n], src[o+base:o+base+n]) }.
-// It reports false, having done nothing, otherwise. offs must be ascending
-// (convB's tables are, and convB.setup checks it): the bounds are checked
-// on its first and last entries, and it panics (before touching memory)
-// when a row would fall outside dst or src.
-func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, base, n int) bool {
+// It reports false, having done nothing, otherwise. lo and hi bound the
+// entries of offs (convB keeps them for its tables): it panics, before
+// touching memory, when a row within them would fall outside src or dst.
+func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int) bool {
 	if ActiveLevel() == Generic || n%8 != 0 || n == 0 || len(offs) == 0 {
 		return false
 	}
-	lo, hi := offs[0], offs[len(offs)-1]
 	if lo+base < 0 || hi+base+n > len(src) || ldd < n || (len(offs)-1)*ldd+n > len(dst) {
 		panic("cpu: gatherRows: slices too short")
 	}

@@ -20,7 +20,7 @@ func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32) { return 0, 0
 func sum64Vec(x []float32) (n int, s float64)                      { return 0, 0 }
 func sumSqDev64Vec(m float64, x []float32) (n int, s float64)      { return 0, 0 }
 
-func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, base, n int) bool {
+func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int) bool {
 	return false
 }
 
