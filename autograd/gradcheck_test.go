@@ -158,6 +158,17 @@ func TestGradElementwise(t *testing.T) {
 	gradCheck(t, "l2normalize", []gcInput{rnd(12, 4, 6)}, func(g *Graph, in []*Var) *Var {
 		return g.L2Normalize(in[0], 1e-12)
 	})
+	// Gradient buffers handed on by passGrad (Add, AddRow, Reshape) must
+	// not be shared by two Vars that later receive more contributions.
+	gradCheck(t, "add_self", []gcInput{rnd(14, 4, 3)}, func(g *Graph, in []*Var) *Var {
+		return g.Mul(g.Add(in[0], in[0]), in[0])
+	})
+	gradCheck(t, "residual_chain", []gcInput{rnd(15, 2, 9), rnd(16, 9)}, func(g *Graph, in []*Var) *Var {
+		h := g.Relu(in[0])
+		y := g.AddRow(g.Add(h, in[0]), in[1])
+		r := g.Reshape(y, 3, 6)
+		return g.Add(g.Mul(r, r), g.Reshape(g.Add(y, h), 3, 6))
+	})
 	gradCheck(t, "l2normalize_twice_used", []gcInput{rnd(13, 3, 5)}, func(g *Graph, in []*Var) *Var {
 		y := g.L2Normalize(in[0], 1e-12)
 		return g.Add(y, g.L2Normalize(g.Affine(in[0], 2, 0.5), 1e-12))

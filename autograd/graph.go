@@ -33,6 +33,7 @@ type Var struct {
 	Name string
 
 	gradWritten bool // Grad holds a contribution from this backward pass
+	lent        bool // Grad was handed on as another Var's gradient (passGrad)
 }
 
 // NewVar wraps a tensor (owned by the caller) as a leaf.
@@ -163,7 +164,7 @@ func (g *Graph) Reset() {
 		g.B.Free(s)
 	}
 	for _, v := range g.vars {
-		v.Value, v.Grad = nil, nil
+		v.Value, v.Grad, v.lent = nil, nil, false
 	}
 	clear(g.owned)
 	g.owned = g.owned[:0]

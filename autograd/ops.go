@@ -90,7 +90,7 @@ func (g *Graph) AddRow(x, b *Var) *Var {
 	g.B.Binary(backend.Add, x.Value, b.Value, y.Value)
 	g.record(y, "add_row", func() {
 		if x.RequiresGrad {
-			g.passGrad(x, y.Grad)
+			g.passGrad(x, y)
 		}
 		if b.RequiresGrad {
 			rows := x.Value.Numel() / n
@@ -100,10 +100,19 @@ func (g *Graph) AddRow(x, b *Var) *Var {
 	return y
 }
 
-// passGrad adds dy into v's gradient (same number of elements).
-func (g *Graph) passGrad(v *Var, dy *tensor.Tensor) {
+// passGrad adds y's gradient into v's (same number of elements). When v has
+// no gradient buffer yet, y's is handed on instead of copied: y's rule is
+// the last reader of y.Grad, and a buffer is handed on once, so later
+// additions into v's gradient touch no other Var's.
+func (g *Graph) passGrad(v, y *Var) {
+	if v.Grad == nil && !y.lent && y.Grad != nil {
+		y.lent = true
+		v.Grad, v.gradWritten = y.Grad.Reshape(v.Value.Shape()...), true
+		g.gradded = append(g.gradded, v)
+		return
+	}
 	dst, done := g.gradTarget(v)
-	g.B.Copy(dst, dy.Reshape(dst.Shape()...))
+	g.B.Copy(dst, y.Grad.Reshape(dst.Shape()...))
 	done()
 }
 
@@ -116,10 +125,10 @@ func (g *Graph) Add(a, b *Var) *Var {
 	g.B.Binary(backend.Add, a.Value, b.Value, y.Value)
 	g.record(y, "add", func() {
 		if a.RequiresGrad {
-			g.passGrad(a, y.Grad)
+			g.passGrad(a, y)
 		}
 		if b.RequiresGrad {
-			g.passGrad(b, y.Grad)
+			g.passGrad(b, y)
 		}
 	})
 	return y
@@ -156,7 +165,7 @@ func (g *Graph) AddScalarVar(x, s *Var) *Var {
 	g.B.Binary(backend.Add, x.Value, s.Value, y.Value)
 	g.record(y, "add_scalar_var", func() {
 		if x.RequiresGrad {
-			g.passGrad(x, y.Grad)
+			g.passGrad(x, y)
 		}
 		if s.RequiresGrad {
 			g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: x.Value.Numel(), Inner: 1, Accumulate: true}, y.Grad, g.gradAccum(s))
@@ -255,7 +264,7 @@ func (g *Graph) Reshape(x *Var, shape ...int) *Var {
 	y := &Var{Value: x.Value.Reshape(shape...), RequiresGrad: x.RequiresGrad && g.noGrad == 0}
 	g.vars = append(g.vars, y)
 	g.record(y, "reshape", func() {
-		g.passGrad(x, y.Grad)
+		g.passGrad(x, y)
 	})
 	return y
 }
@@ -400,13 +409,19 @@ func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o
 		if !o.Training {
 			opPanic("batchnorm", "backward through eval-mode batch norm is not supported; train in training mode or freeze the layer")
 		}
-		dx := g.Tensor(xs...)
+		// dx goes straight into x's gradient when it is the first
+		// contribution (gradTarget).
+		var dx *tensor.Tensor
+		done := func() {}
+		if x.RequiresGrad {
+			dx, done = g.gradTarget(x)
+		} else {
+			dx = g.tensorUninit(xs...)
+		}
 		dgamma := g.gradAccumMaybe(gamma, p.C)
 		dbeta := g.gradAccumMaybe(beta, p.C)
 		g.B.BatchNormBackward(p, x.Value, y.Grad, gamma.Value, mean, inv, dx, dgamma, dbeta)
-		if x.RequiresGrad {
-			g.passGrad(x, dx)
-		}
+		done()
 	})
 	return y
 }
