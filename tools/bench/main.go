@@ -47,7 +47,7 @@ type options struct {
 
 func main() {
 	var o options
-	var sizes, cpuProfile string
+	var sizes, cpuProfile, memProfile string
 	flag.IntVar(&o.threads, "threads", runtime.GOMAXPROCS(0), "threads for the multi-threaded figures (and the PyTorch anchor)")
 	flag.IntVar(&o.batch, "batch", 128, "batch size for train and embed")
 	flag.IntVar(&o.classes, "classes", 10000, "classes of the cosface head in the train suite")
@@ -57,6 +57,7 @@ func main() {
 	flag.StringVar(&o.device, "device", "", "backend: auto, cpu or cuda (default $DMLGO_DEVICE or auto)")
 	flag.StringVar(&sizes, "sizes", "256,512,1024,2048", "GEMM sizes N (N×N×N)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	flag.StringVar(&memProfile, "memprofile", "", "write an allocation profile (every allocation sampled) to this file at the end")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|all]...\n")
 		flag.PrintDefaults()
@@ -90,6 +91,22 @@ func main() {
 			pprof.StopCPUProfile()
 			if err := f.Close(); err != nil {
 				fatalf("--cpuprofile: %v", err)
+			}
+		}()
+	}
+	if memProfile != "" {
+		runtime.MemProfileRate = 1
+		defer func() {
+			runtime.GC() // the profile is as of the last collection
+			f, err := os.Create(memProfile)
+			if err != nil {
+				fatalf("--memprofile: %v", err)
+			}
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fatalf("--memprofile: %v", err)
+			}
+			if err := f.Close(); err != nil {
+				fatalf("--memprofile: %v", err)
 			}
 		}()
 	}
