@@ -93,13 +93,25 @@ func (g *Graph) Tensor(shape ...int) *tensor.Tensor {
 // tensorUninit is Tensor without the clearing where the backend allows it,
 // for values an op overwrites whole.
 func (g *Graph) tensorUninit(shape ...int) *tensor.Tensor {
-	u, ok := g.B.(backend.UninitAllocator)
-	if !ok {
-		return g.Tensor(shape...)
-	}
-	s := u.AllocUninit(tensor.Numel(shape))
-	g.owned = append(g.owned, s)
+	s := g.allocUninit(tensor.Numel(shape))
 	return tensor.New(s, 0, shape...)
+}
+
+// tensorLike is tensorUninit with the shape of like.
+func (g *Graph) tensorLike(like *tensor.Tensor) *tensor.Tensor {
+	return tensor.NewLike(g.allocUninit(like.Numel()), 0, like)
+}
+
+// allocUninit is graph-owned storage, uncleared where the backend allows.
+func (g *Graph) allocUninit(n int) tensor.Storage {
+	var s tensor.Storage
+	if u, ok := g.B.(backend.UninitAllocator); ok {
+		s = u.AllocUninit(n)
+	} else {
+		s = g.B.Alloc(n)
+	}
+	g.owned = append(g.owned, s)
+	return s
 }
 
 // Upload copies host data into a new graph-owned tensor.
@@ -117,7 +129,16 @@ func (g *Graph) Constant(data []float32, shape ...int) *Var {
 // newVar makes an output Var with a fresh value; it needs a gradient when
 // recording and any input needs one.
 func (g *Graph) newVar(shape []int, inputs ...*Var) *Var {
-	v := &Var{Value: g.tensorUninit(shape...)}
+	return g.addVar(&Var{Value: g.tensorUninit(shape...)}, inputs)
+}
+
+// newVarLike is newVar with the shape of like.
+func (g *Graph) newVarLike(like *tensor.Tensor, inputs ...*Var) *Var {
+	return g.addVar(&Var{Value: g.tensorLike(like)}, inputs)
+}
+
+// addVar sets whether v needs a gradient and lists it for Reset.
+func (g *Graph) addVar(v *Var, inputs []*Var) *Var {
 	if g.noGrad == 0 {
 		for _, in := range inputs {
 			if in != nil && in.RequiresGrad {
@@ -146,9 +167,9 @@ func (g *Graph) Backward(loss *Var) {
 	if !loss.RequiresGrad {
 		panic("autograd: Backward of a value that does not depend on any parameter")
 	}
-	dst, done := g.gradTarget(loss)
+	dst := g.gradTarget(loss)
 	g.B.Fill(dst, 1)
-	done()
+	g.gradDone(loss, dst)
 	for i := len(g.tape) - 1; i >= 0; i-- {
 		g.tape[i].backward()
 	}
@@ -181,22 +202,30 @@ func (g *Graph) Reset() {
 // allocGrad gives v a gradient owned by the graph, not cleared: the first
 // contribution overwrites it (gradTarget, betaFor) or gradAccum zeroes it.
 func (g *Graph) allocGrad(v *Var) {
-	v.Grad = g.tensorUninit(v.Value.Shape()...)
+	v.Grad = g.tensorLike(v.Value)
 	g.gradded = append(g.gradded, v)
 }
 
-// gradTarget returns where a gradient contribution to v goes and a func to
-// call once it is written: v.Grad itself for the first contribution, else a
-// temporary that done adds into v.Grad.
-func (g *Graph) gradTarget(v *Var) (dst *tensor.Tensor, done func()) {
+// gradTarget returns where a gradient contribution to v goes, to
+// pass to gradDone once it is written: v.Grad itself for the first
+// contribution, else a temporary that gradDone adds into v.Grad.
+func (g *Graph) gradTarget(v *Var) *tensor.Tensor {
 	if v.Grad == nil {
 		g.allocGrad(v)
 	}
 	if !v.gradWritten {
-		return v.Grad, func() { v.gradWritten = true }
+		return v.Grad
 	}
-	tmp := g.tensorUninit(v.Value.Shape()...)
-	return tmp, func() { g.B.Axpy(1, tmp, v.Grad) }
+	return g.tensorLike(v.Value)
+}
+
+// gradDone completes a contribution written to dst = gradTarget(v).
+func (g *Graph) gradDone(v *Var, dst *tensor.Tensor) {
+	if dst == v.Grad {
+		v.gradWritten = true
+		return
+	}
+	g.B.Axpy(1, dst, v.Grad)
 }
 
 // gradAccum returns v.Grad ready for an op that adds into it (+=), zeroed

@@ -86,7 +86,7 @@ func (g *Graph) AddRow(x, b *Var) *Var {
 	if x.Value.Numel()%n != 0 {
 		opPanic("add_row", "x %s and row %s do not broadcast", shp(x), shp(b))
 	}
-	y := g.newVar(x.Value.Shape(), x, b)
+	y := g.newVarLike(x.Value, x, b)
 	g.B.Binary(backend.Add, x.Value, b.Value, y.Value)
 	g.record(y, "add_row", func() {
 		if x.RequiresGrad {
@@ -111,9 +111,9 @@ func (g *Graph) passGrad(v, y *Var) {
 		g.gradded = append(g.gradded, v)
 		return
 	}
-	dst, done := g.gradTarget(v)
-	g.B.Copy(dst, y.Grad.Reshape(dst.Shape()...))
-	done()
+	dst := g.gradTarget(v)
+	g.B.Copy(dst, y.Grad.Reshape(v.Value.Shape()...))
+	g.gradDone(v, dst)
 }
 
 // Add: y = a + b, same shapes.
@@ -121,7 +121,7 @@ func (g *Graph) Add(a, b *Var) *Var {
 	if !a.Value.SameShape(b.Value) {
 		opPanic("add", "shapes differ: %s and %s", shp(a), shp(b))
 	}
-	y := g.newVar(a.Value.Shape(), a, b)
+	y := g.newVarLike(a.Value, a, b)
 	g.B.Binary(backend.Add, a.Value, b.Value, y.Value)
 	g.record(y, "add", func() {
 		if a.RequiresGrad {
@@ -139,18 +139,18 @@ func (g *Graph) Mul(a, b *Var) *Var {
 	if !a.Value.SameShape(b.Value) {
 		opPanic("mul", "shapes differ: %s and %s", shp(a), shp(b))
 	}
-	y := g.newVar(a.Value.Shape(), a, b)
+	y := g.newVarLike(a.Value, a, b)
 	g.B.Binary(backend.Mul, a.Value, b.Value, y.Value)
 	g.record(y, "mul", func() {
 		if a.RequiresGrad {
-			dst, done := g.gradTarget(a)
+			dst := g.gradTarget(a)
 			g.B.Binary(backend.Mul, y.Grad, b.Value, dst)
-			done()
+			g.gradDone(a, dst)
 		}
 		if b.RequiresGrad {
-			dst, done := g.gradTarget(b)
+			dst := g.gradTarget(b)
 			g.B.Binary(backend.Mul, y.Grad, a.Value, dst)
-			done()
+			g.gradDone(b, dst)
 		}
 	})
 	return y
@@ -161,7 +161,7 @@ func (g *Graph) AddScalarVar(x, s *Var) *Var {
 	if s.Value.Numel() != 1 {
 		opPanic("add_scalar_var", "s must have one element, got %s", shp(s))
 	}
-	y := g.newVar(x.Value.Shape(), x, s)
+	y := g.newVarLike(x.Value, x, s)
 	g.B.Binary(backend.Add, x.Value, s.Value, y.Value)
 	g.record(y, "add_scalar_var", func() {
 		if x.RequiresGrad {
@@ -176,37 +176,37 @@ func (g *Graph) AddScalarVar(x, s *Var) *Var {
 
 // Affine: y = a·x + c for constants a, c.
 func (g *Graph) Affine(x *Var, a, c float32) *Var {
-	y := g.newVar(x.Value.Shape(), x)
+	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Affine, x.Value, y.Value, a, c)
 	g.record(y, "affine", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.Unary(backend.Scale, y.Grad, dst, a, 0)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
 
 // Relu: y = max(x, 0). The gradient at 0 is 0.
 func (g *Graph) Relu(x *Var) *Var {
-	y := g.newVar(x.Value.Shape(), x)
+	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Relu, x.Value, y.Value, 0, 0)
 	g.record(y, "relu", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.Binary(backend.ReluBackward, y.Value, y.Grad, dst)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
 
 // Softplus: y = ln(1 + eˣ); dy/dx = sigmoid(x).
 func (g *Graph) Softplus(x *Var) *Var {
-	y := g.newVar(x.Value.Shape(), x)
+	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Softplus, x.Value, y.Value, 0, 0)
 	g.record(y, "softplus", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.Unary(backend.Sigmoid, x.Value, dst, 0, 0)
 		g.B.Binary(backend.Mul, dst, y.Grad, dst)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -214,7 +214,7 @@ func (g *Graph) Softplus(x *Var) *Var {
 // Clamp: y = min(max(x, lo), hi). The gradient passes where lo ≤ x ≤ hi
 // (PyTorch's convention at the bounds) and is 0 outside.
 func (g *Graph) Clamp(x *Var, lo, hi float32) *Var {
-	y := g.newVar(x.Value.Shape(), x)
+	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Clamp, x.Value, y.Value, lo, hi)
 	g.record(y, "clamp", func() {
 		// The mask is 1 where y == x (inside the bounds), else 0:
@@ -225,9 +225,9 @@ func (g *Graph) Clamp(x *Var, lo, hi float32) *Var {
 		g.B.Unary(backend.Abs, mask, mask, 0, 0)
 		g.B.Unary(backend.Clamp, mask, mask, 0, 1e-30)  // 0 inside, 1e-30 outside
 		g.B.Unary(backend.Affine, mask, mask, -1e30, 1) // 1 inside, 0 outside
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.Binary(backend.Mul, y.Grad.Reshape(n), mask, dst.Reshape(n))
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -243,7 +243,7 @@ func (g *Graph) reduceAll(x *Var, op backend.ReduceOp) *Var {
 	y := g.newVar([]int{1}, x)
 	g.B.Reduce(backend.ReduceParams{Op: op, Outer: 1, Len: n, Inner: 1}, x.Value, y.Value)
 	g.record(y, op.String(), func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.Fill(dst, 0)
 		scale := float32(1)
 		if op == backend.Mean {
@@ -254,7 +254,7 @@ func (g *Graph) reduceAll(x *Var, op backend.ReduceOp) *Var {
 		if scale != 1 {
 			g.B.Unary(backend.Scale, dst, dst, scale, 0)
 		}
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -297,14 +297,14 @@ func (g *Graph) Conv2d(x, w *Var, o Conv2dOpts) *Var {
 	g.B.Conv2dForward(p, x.Value, w.Value, y.Value)
 	g.record(y, "conv2d", func() {
 		if x.RequiresGrad {
-			dst, done := g.gradTarget(x)
+			dst := g.gradTarget(x)
 			g.B.Conv2dBackwardData(p, y.Grad, w.Value, dst)
-			done()
+			g.gradDone(x, dst)
 		}
 		if w.RequiresGrad {
-			dst, done := g.gradTarget(w)
+			dst := g.gradTarget(w)
 			g.B.Conv2dBackwardFilter(p, x.Value, y.Grad, dst)
-			done()
+			g.gradDone(w, dst)
 		}
 	})
 	return y
@@ -338,9 +338,9 @@ func (g *Graph) MaxPool2d(x *Var, o PoolOpts) *Var {
 	arg := g.Tensor(p.N, p.C, p.P(), p.Q())
 	g.B.MaxPool2dForward(p, x.Value, y.Value, arg)
 	g.record(y, "maxpool2d", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.MaxPool2dBackward(p, y.Grad, arg, dst)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -351,9 +351,9 @@ func (g *Graph) AvgPool2d(x *Var, o PoolOpts) *Var {
 	y := g.newVar([]int{p.N, p.C, p.P(), p.Q()}, x)
 	g.B.AvgPool2dForward(p, x.Value, y.Value)
 	g.record(y, "avgpool2d", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.AvgPool2dBackward(p, y.Grad, dst)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -366,9 +366,9 @@ func (g *Graph) GlobalAvgPool(x *Var) *Var {
 	y := g.newVar([]int{x.Value.Dim(0), x.Value.Dim(1)}, x)
 	g.B.GlobalAvgPoolForward(x.Value, y.Value)
 	g.record(y, "global_avgpool", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.GlobalAvgPoolBackward(y.Grad, dst)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -412,16 +412,17 @@ func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o
 		// dx goes straight into x's gradient when it is the first
 		// contribution (gradTarget).
 		var dx *tensor.Tensor
-		done := func() {}
 		if x.RequiresGrad {
-			dx, done = g.gradTarget(x)
+			dx = g.gradTarget(x)
 		} else {
-			dx = g.tensorUninit(xs...)
+			dx = g.tensorLike(x.Value)
 		}
 		dgamma := g.gradAccumMaybe(gamma, p.C)
 		dbeta := g.gradAccumMaybe(beta, p.C)
 		g.B.BatchNormBackward(p, x.Value, y.Grad, gamma.Value, mean, inv, dx, dgamma, dbeta)
-		done()
+		if x.RequiresGrad {
+			g.gradDone(x, dx)
+		}
 	})
 	return y
 }
@@ -453,12 +454,12 @@ func (g *Graph) Dropout(x *Var, p float32, training bool, rng *rand.Rand) *Var {
 		}
 	}
 	mask := g.Upload(m, x.Value.Shape()...)
-	y := g.newVar(x.Value.Shape(), x)
+	y := g.newVarLike(x.Value, x)
 	g.B.Binary(backend.Mul, x.Value, mask, y.Value)
 	g.record(y, "dropout", func() {
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.Binary(backend.Mul, y.Grad, mask, dst)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -468,7 +469,7 @@ func (g *Graph) L2Normalize(x *Var, eps float32) *Var {
 	if x.Value.Rank() != 2 {
 		opPanic("l2normalize", "x %s must be (N, D)", shp(x))
 	}
-	y := g.newVar(x.Value.Shape(), x)
+	y := g.newVarLike(x.Value, x)
 	norms := g.Tensor(x.Value.Dim(0))
 	g.B.L2NormalizeForward(eps, x.Value, y.Value, norms)
 	g.record(y, "l2normalize", func() {
@@ -476,9 +477,9 @@ func (g *Graph) L2Normalize(x *Var, eps float32) *Var {
 			g.B.L2NormalizeBackward(y.Value, norms, y.Grad, x.Grad, true)
 			return
 		}
-		dst, done := g.gradTarget(x)
+		dst := g.gradTarget(x)
 		g.B.L2NormalizeBackward(y.Value, norms, y.Grad, dst, false)
-		done()
+		g.gradDone(x, dst)
 	})
 	return y
 }
@@ -517,9 +518,9 @@ func (g *Graph) MarginCE(cos *Var, labels []int32, p backend.MarginParams, class
 	g.record(y, "margin_ce", func() {
 		// Every saved gradient is of the mean loss: scale by the upstream dy (1).
 		scaled := func(v *Var, saved *tensor.Tensor) {
-			dst, done := g.gradTarget(v)
+			dst := g.gradTarget(v)
 			g.B.Binary(backend.Mul, saved, y.Grad, dst)
-			done()
+			g.gradDone(v, dst)
 		}
 		if cos.RequiresGrad {
 			scaled(cos, dcos)

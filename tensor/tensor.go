@@ -39,6 +39,38 @@ type Tensor struct {
 	strides []int
 	offset  int
 	storage Storage
+	// dims holds shape and strides for ranks up to inlineDims, so that a
+	// view is one allocation.
+	dims [2 * inlineDims]int
+}
+
+// inlineDims is the largest rank whose shape and strides live in the
+// Tensor itself.
+const inlineDims = 4
+
+// header returns a view of s with the given shape and strides (row-major
+// when strides is nil), copying both.
+func header(s Storage, offset int, shape, strides []int) *Tensor {
+	t := &Tensor{offset: offset, storage: s}
+	r := len(shape)
+	var buf []int
+	if r <= inlineDims {
+		buf = t.dims[: 2*r : 2*r]
+	} else {
+		buf = make([]int, 2*r)
+	}
+	t.shape, t.strides = buf[:r:r], buf[r:]
+	copy(t.shape, shape)
+	if strides != nil {
+		copy(t.strides, strides)
+		return t
+	}
+	n := 1
+	for i := r - 1; i >= 0; i-- {
+		t.strides[i] = n
+		n *= shape[i]
+	}
+	return t
 }
 
 // New returns a contiguous tensor of the given shape over s, starting at
@@ -48,7 +80,17 @@ func New(s Storage, offset int, shape ...int) *Tensor {
 	if offset < 0 || offset+n > s.Len() {
 		panic(fmt.Sprintf("tensor: shape %v at offset %d does not fit a storage of %d elements", shape, offset, s.Len()))
 	}
-	return &Tensor{shape: cloneInts(shape), strides: ContiguousStrides(shape), offset: offset, storage: s}
+	return header(s, offset, shape, nil)
+}
+
+// NewLike is New with the shape of like (a contiguous tensor over s at
+// offset, like's strides aside).
+func NewLike(s Storage, offset int, like *Tensor) *Tensor {
+	n := like.Numel()
+	if offset < 0 || offset+n > s.Len() {
+		panic(fmt.Sprintf("tensor: shape %v at offset %d does not fit a storage of %d elements", like.shape, offset, s.Len()))
+	}
+	return header(s, offset, like.shape, nil)
 }
 
 // Numel is the number of elements of a shape (1 for a scalar shape).
@@ -134,7 +176,8 @@ func (t *Tensor) Reshape(shape ...int) *Tensor {
 	if !t.Contiguous() {
 		panic(fmt.Sprintf("tensor: Reshape of a non-contiguous view %v", t.shape))
 	}
-	shape = cloneInts(shape)
+	var buf [inlineDims]int
+	shape = append(buf[:0], shape...)
 	infer, known := -1, 1
 	for i, d := range shape {
 		switch {
@@ -157,7 +200,7 @@ func (t *Tensor) Reshape(shape ...int) *Tensor {
 	if known != n {
 		panic(fmt.Sprintf("tensor: Reshape %v (%d elements) -> %v (%d elements)", t.shape, n, shape, known))
 	}
-	return &Tensor{shape: shape, strides: ContiguousStrides(shape), offset: t.offset, storage: t.storage}
+	return header(t.storage, t.offset, shape, nil)
 }
 
 // Slice returns the view of rows [start, end) along the first axis.
@@ -165,9 +208,9 @@ func (t *Tensor) Slice(start, end int) *Tensor {
 	if len(t.shape) == 0 || start < 0 || end > t.shape[0] || start > end {
 		panic(fmt.Sprintf("tensor: Slice [%d, %d) of shape %v", start, end, t.shape))
 	}
-	shape := cloneInts(t.shape)
-	shape[0] = end - start
-	return &Tensor{shape: shape, strides: cloneInts(t.strides), offset: t.offset + start*t.strides[0], storage: t.storage}
+	v := header(t.storage, t.offset+start*t.strides[0], t.shape, t.strides)
+	v.shape[0] = end - start
+	return v
 }
 
 // Transpose2D returns the (cols, rows) view of a rank-2 tensor without
@@ -177,7 +220,7 @@ func (t *Tensor) Transpose2D() *Tensor {
 	if len(t.shape) != 2 {
 		panic(fmt.Sprintf("tensor: Transpose2D of shape %v", t.shape))
 	}
-	return &Tensor{shape: []int{t.shape[1], t.shape[0]}, strides: []int{t.strides[1], t.strides[0]}, offset: t.offset, storage: t.storage}
+	return header(t.storage, t.offset, []int{t.shape[1], t.shape[0]}, []int{t.strides[1], t.strides[0]})
 }
 
 // HostData returns the elements of a contiguous host tensor as a slice that

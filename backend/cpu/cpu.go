@@ -490,20 +490,31 @@ func parallelFor(n, threads int, f func(lo, hi int)) {
 		f(0, n)
 		return
 	}
-	parts := splitRange(n, 4*threads, 1)
-	var next, done atomic.Int64
-	total := int64(len(parts))
-	teamRun(threads-1, func() {
-		for {
-			t := next.Add(1) - 1
-			if t >= total {
-				return
-			}
-			f(parts[t][0], parts[t][1])
-			done.Add(1)
-		}
-	})
-	for done.Load() < total {
+	j := &forJob{f: f, n: n, parts: int64(min(n, 4*threads))}
+	j.teamJob.j = j
+	teamRun(threads-1, &j.teamJob)
+	for j.done.Load() < j.parts {
 		relax()
+	}
+}
+
+// forJob is one call of parallelFor: range t of parts is
+// [t·n/parts, (t+1)·n/parts).
+type forJob struct {
+	teamJob
+	f          func(lo, hi int)
+	n          int
+	parts      int64
+	next, done atomic.Int64
+}
+
+func (j *forJob) run() {
+	for {
+		t := j.next.Add(1) - 1
+		if t >= j.parts {
+			return
+		}
+		j.f(int(t*int64(j.n)/j.parts), int((t+1)*int64(j.n)/j.parts))
+		j.done.Add(1)
 	}
 }

@@ -246,7 +246,8 @@ func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float
 	shared := bufPool.get()
 	shared.b = grow(shared.b, k*min(nc, (n+nr-1)/nr*nr))
 	g.bp = shared.b
-	teamRun(threads-1, g.runPhases)
+	g.teamJob.j = g
+	teamRun(threads-1, &g.teamJob)
 	bufPool.put(shared)
 }
 
@@ -255,6 +256,7 @@ const maxSharedB = 1 << 20
 
 // gemmJob is one call of gemmParallel.
 type gemmJob struct {
+	teamJob
 	kern           gemmKernel
 	transA, transB bool
 	m, n, k        int
@@ -276,10 +278,10 @@ type gemmPhase struct {
 	next, done                atomic.Int64
 }
 
-// runPhases takes tasks phase after phase until none is left, and returns
+// run takes tasks phase after phase until none is left, and returns
 // when the last phase is complete. A goroutine that arrives late finds
 // earlier phases taken and done, and runs nothing of them.
-func (g *gemmJob) runPhases() {
+func (g *gemmJob) run() {
 	var buf *gemmBuffers
 	for i := range g.phases {
 		ph := &g.phases[i]

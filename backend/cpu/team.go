@@ -39,8 +39,14 @@ func relax() {
 // parks.
 const teamSpin = 200 * time.Microsecond
 
+// job is a parallel kernel's work: run is called on the calling goroutine
+// and on each helper that joins.
+type job interface{ run() }
+
+// teamJob is what the team sees of a job; kernels embed it in their job
+// state (gemmJob, forJob), so a call allocates that one object.
 type teamJob struct {
-	fn      func()
+	j       job
 	helpers int32        // how many helpers may join
 	joined  atomic.Int32 // how many did
 }
@@ -54,18 +60,19 @@ var team struct {
 	started int // helpers started, under mu
 }
 
-// teamRun runs fn on the calling goroutine and on up to helpers more.
-func teamRun(helpers int, fn func()) {
+// teamRun runs tj.j on the calling goroutine and on up to helpers more.
+// tj must be new (not run before).
+func teamRun(helpers int, tj *teamJob) {
 	helpers = min(helpers, runtime.GOMAXPROCS(0)-1)
 	if helpers <= 0 {
-		fn()
+		tj.j.run()
 		return
 	}
 	if !team.mu.TryLock() {
 		for range helpers {
-			go fn()
+			go tj.j.run()
 		}
-		fn()
+		tj.j.run()
 		return
 	}
 	defer team.mu.Unlock()
@@ -75,7 +82,8 @@ func teamRun(helpers int, fn func()) {
 	for ; team.started < helpers && team.started < cap(team.wake); team.started++ {
 		go teamHelper()
 	}
-	team.job.Store(&teamJob{fn: fn, helpers: int32(helpers)})
+	tj.helpers = int32(helpers)
+	team.job.Store(tj)
 	team.gen.Add(1)
 	for n := team.parked.Load(); n > 0; n-- {
 		select {
@@ -83,7 +91,7 @@ func teamRun(helpers int, fn func()) {
 		default:
 		}
 	}
-	fn()
+	tj.j.run()
 }
 
 // teamHelper runs each new job, spinning between jobs for teamSpin.
@@ -106,7 +114,7 @@ func teamHelper() {
 		seen = gen
 		j := team.job.Load()
 		if j.joined.Add(1) <= j.helpers {
-			j.fn()
+			j.j.run()
 		}
 	}
 }
