@@ -58,7 +58,10 @@ func (b *Backend) Describe() string {
 	if b.ref {
 		return "cpu reference kernels, 1 thread"
 	}
-	s := fmt.Sprintf("cpu %s, SIMD %v, %d threads", cpuName(), ActiveLevel(), b.Threads())
+	s := fmt.Sprintf("cpu %s, SIMD %v, %d thread", cpuName(), ActiveLevel(), b.Threads())
+	if b.Threads() != 1 {
+		s += "s"
+	}
 	if levelNote != "" {
 		s += " (" + levelNote + ")"
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -100,10 +101,13 @@ func LoadModel(path string, opts ModelOptions, log io.Writer) (*Model, error) {
 		return nil, &DeviceError{err}
 	}
 	if opts.Threads > 0 {
+		desc := b.Describe()
 		runtime.GOMAXPROCS(opts.Threads)
 		if c, ok := b.(*cpu.Backend); ok {
 			c.SetThreads(opts.Threads)
 		}
+		// The line names the thread count in use.
+		why = strings.TrimSuffix(why, desc) + b.Describe()
 	}
 	fmt.Fprintln(log, why)
 	net, err := NewModel(b, ModelConfig{Arch: cfg.Model, Dim: cfg.Dim, InChannels: tf.Channels}, 0)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/dmlgo/dmlgo/autograd"
@@ -91,10 +92,13 @@ func NewTrainer(cfg TrainConfig, resume bool, stdout, stderr io.Writer) (*Traine
 	}
 	t.B = b
 	if cfg.Threads > 0 {
+		desc := b.Describe()
 		runtime.GOMAXPROCS(cfg.Threads)
 		if c, ok := b.(*cpu.Backend); ok {
 			c.SetThreads(cfg.Threads)
 		}
+		// The line names the thread count in use.
+		why = strings.TrimSuffix(why, desc) + b.Describe()
 	}
 	fmt.Fprintf(stderr, "%s\n", why)
 	ds, trainT, evalT, err := OpenDataset(cfg, stderr)
