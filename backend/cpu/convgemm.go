@@ -52,14 +52,14 @@ func newPhased(ch, h, w, ph, pw, sh, sw int) phased {
 		hpe: (hp + sh - 1) / sh, wpe: (wp + sw - 1) / sw}
 }
 
-// plane is the size of one phase plane; chan the size of one channel.
+// plane is the size of one phase plane, chanSize that of one channel.
 func (g phased) plane() int { return g.hpe * g.wpe }
-func (g phased) chan_() int { return g.sh * g.sw * g.plane() }
-func (g phased) size() int  { return g.ch * g.chan_() }
+func (g phased) chanSize() int { return g.sh * g.sw * g.plane() }
+func (g phased) size() int  { return g.ch * g.chanSize() }
 
 // at is the offset of padded position (i, j) of channel c.
 func (g phased) at(c, i, j int) int {
-	return c*g.chan_() + ((i%g.sh)*g.sw+j%g.sw)*g.plane() + i/g.sh*g.wpe + j/g.sw
+	return c*g.chanSize() + ((i%g.sh)*g.sw+j%g.sw)*g.plane() + i/g.sh*g.wpe + j/g.sw
 }
 
 // fill writes the ch planes of h×w of x into dst (size()), zeros around.
@@ -69,7 +69,7 @@ func (g phased) fill(x, dst []float32) {
 		return
 	}
 	clear(dst[:g.size()])
-	pl, chs := g.plane(), g.chan_()
+	pl, chs := g.plane(), g.chanSize()
 	// Per column phase b: the first x with (x + pw) mod sw = b, how many
 	// columns it has, and where they start in the phase row.
 	type colPhase struct{ x0, n, off int }
@@ -288,7 +288,7 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	chw := geo.chan_()
+	chw := geo.chanSize()
 	gt := gemmThreads(b.Threads(), p.N)
 	b.split(p.N, func(lo, hi int) {
 		st := convScratchPool.get()
@@ -343,7 +343,7 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 		}
 	}
 	geo := newPhased(p.K, P, Q, p.DilH*(p.R-1)-p.PadH, p.DilW*(p.S-1)-p.PadW, 1, 1)
-	khw := geo.chan_()
+	khw := geo.chanSize()
 	HW := p.H * p.W
 	gt := gemmThreads(b.Threads(), p.N)
 	b.split(p.N, func(lo, hi int) {
@@ -385,7 +385,7 @@ func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW [
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	chw, wpe := geo.chan_(), geo.wpe
+	chw, wpe := geo.chanSize(), geo.wpe
 	grid := P * wpe
 	// The runs of the last taps end up to Wpe values past the last plane.
 	tail := wpe
