@@ -107,12 +107,12 @@ func (g *Graph) AddRow(x, b *Var) *Var {
 func (g *Graph) passGrad(v, y *Var) {
 	if v.Grad == nil && !y.lent && y.Grad != nil {
 		y.lent = true
-		v.Grad, v.gradWritten = y.Grad.Reshape(v.Value.Shape()...), true
+		v.Grad, v.gradWritten = y.Grad.ViewAs(v.Value), true
 		g.gradded = append(g.gradded, v)
 		return
 	}
 	dst := g.gradTarget(v)
-	g.B.Copy(dst, y.Grad.Reshape(v.Value.Shape()...))
+	g.B.Copy(dst, y.Grad.ViewAs(v.Value))
 	g.gradDone(v, dst)
 }
 
@@ -283,7 +283,10 @@ func (g *Graph) Conv2d(x, w *Var, o Conv2dOpts) *Var {
 		opPanic("conv2d", "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shp(x), shp(w))
 	}
 	groups := max(o.Groups, 1)
-	xs, ws := x.Value.Shape(), w.Value.Shape()
+	var xs, ws [4]int
+	for i := range 4 {
+		xs[i], ws[i] = x.Value.Dim(i), w.Value.Dim(i)
+	}
 	p := backend.Conv2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], K: ws[0], R: ws[2], S: ws[3],
 		StrideH: max(o.Stride, 1), StrideW: max(o.Stride, 1), PadH: o.Padding, PadW: o.Padding,
 		DilH: max(o.Dilation, 1), DilW: max(o.Dilation, 1), Groups: groups}
@@ -323,8 +326,8 @@ func poolParams(op string, x *Var, o PoolOpts) backend.Pool2dParams {
 	if s == 0 {
 		s = o.Kernel
 	}
-	xs := x.Value.Shape()
-	p := backend.Pool2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], R: o.Kernel, S: o.Kernel, StrideH: s, StrideW: s, PadH: o.Padding, PadW: o.Padding}
+	x0, x1, x2, x3 := x.Value.Dim(0), x.Value.Dim(1), x.Value.Dim(2), x.Value.Dim(3)
+	p := backend.Pool2dParams{N: x0, C: x1, H: x2, W: x3, R: o.Kernel, S: o.Kernel, StrideH: s, StrideW: s, PadH: o.Padding, PadW: o.Padding}
 	if o.Kernel < 1 || p.P() < 1 || p.Q() < 1 || 2*o.Padding > o.Kernel {
 		opPanic(op, "window %d (stride %d, padding %d) does not fit input %s", o.Kernel, s, o.Padding, shp(x))
 	}
@@ -385,13 +388,13 @@ type BatchNormOpts struct {
 // updates runMean and runVar (C) in place; eval uses them. Gradients are
 // defined for training mode (eval mode is for inference).
 func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o BatchNormOpts) *Var {
-	xs := x.Value.Shape()
-	if len(xs) != 2 && len(xs) != 4 {
+	rank := x.Value.Rank()
+	if rank != 2 && rank != 4 {
 		opPanic("batchnorm", "x %s must be (N, C) or (N, C, H, W)", shp(x))
 	}
-	p := backend.BatchNormParams{N: xs[0], C: xs[1], L: 1, Training: o.Training, Momentum: o.Momentum, Eps: o.Eps}
-	if len(xs) == 4 {
-		p.L = xs[2] * xs[3]
+	p := backend.BatchNormParams{N: x.Value.Dim(0), C: x.Value.Dim(1), L: 1, Training: o.Training, Momentum: o.Momentum, Eps: o.Eps}
+	if rank == 4 {
+		p.L = x.Value.Dim(2) * x.Value.Dim(3)
 	}
 	if gamma.Value.Numel() != p.C || beta.Value.Numel() != p.C {
 		opPanic("batchnorm", "x %s has %d channels, gamma %s and beta %s", shp(x), p.C, shp(gamma), shp(beta))
@@ -399,7 +402,7 @@ func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o
 	if o.Training && p.N*p.L < 2 {
 		opPanic("batchnorm", "training needs more than one value per channel, got x %s", shp(x))
 	}
-	y := g.newVar(xs, x, gamma, beta)
+	y := g.newVarLike(x.Value, x, gamma, beta)
 	var mean, inv *tensor.Tensor
 	if o.Training {
 		mean, inv = g.Tensor(p.C), g.Tensor(p.C)

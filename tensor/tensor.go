@@ -203,6 +203,18 @@ func (t *Tensor) Reshape(shape ...int) *Tensor {
 	return header(t.storage, t.offset, shape, nil)
 }
 
+// ViewAs returns a view of t with like's shape (the same number of
+// elements; t contiguous).
+func (t *Tensor) ViewAs(like *Tensor) *Tensor {
+	if !t.Contiguous() {
+		panic(fmt.Sprintf("tensor: ViewAs of a non-contiguous view %v", t.shape))
+	}
+	if t.Numel() != like.Numel() {
+		panic(fmt.Sprintf("tensor: ViewAs %v (%d elements) as %v (%d elements)", t.shape, t.Numel(), like.shape, like.Numel()))
+	}
+	return header(t.storage, t.offset, like.shape, nil)
+}
+
 // Slice returns the view of rows [start, end) along the first axis.
 func (t *Tensor) Slice(start, end int) *Tensor {
 	if len(t.shape) == 0 || start < 0 || end > t.shape[0] || start > end {

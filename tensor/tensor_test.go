@@ -39,6 +39,22 @@ func TestViews(t *testing.T) {
 	panics(t, "Slice [2, 5)", func() { x.Slice(2, 5) })
 	panics(t, "does not fit", func() { New(&HostStorage{Data: make([]float32, 3)}, 1, 3) })
 	panics(t, "FromSlice", func() { FromSlice(make([]float32, 5), 2, 3) })
+	v := s.ViewAs(FromSlice(make([]float32, 8), 4, 2))
+	if !EqualShapes(v.Shape(), []int{4, 2}) || v.Offset() != 4 || !v.Contiguous() {
+		t.Errorf("ViewAs %v offset %d", v.Shape(), v.Offset())
+	}
+	l := NewLike(x.Storage(), 0, tr)
+	if !EqualShapes(l.Shape(), []int{4, 3}) || !l.Contiguous() {
+		t.Errorf("NewLike %v contiguous %v", l.Shape(), l.Contiguous())
+	}
+	panics(t, "12 elements", func() { x.ViewAs(s) })
+	panics(t, "non-contiguous", func() { tr.ViewAs(x) })
+	panics(t, "does not fit", func() { NewLike(x.Storage(), 1, x) })
+	// Rank 5 keeps its shape and strides outside the header.
+	big := Zeros(2, 1, 3, 1, 2)
+	if got := big.Reshape(3, 1, 1, 2, 2); !EqualShapes(got.Shape(), []int{3, 1, 1, 2, 2}) || got.Strides()[0] != 4 {
+		t.Errorf("rank-5 reshape %v strides %v", got.Shape(), got.Strides())
+	}
 	// Shape returns a copy.
 	sh := x.Shape()
 	sh[0] = 99
