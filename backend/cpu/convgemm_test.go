@@ -15,13 +15,15 @@ import (
 func TestGatherRows(t *testing.T) {
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(21, uint64(l)))
-		for iter := 0; iter < 300; iter++ {
-			rows, n := 1+r.IntN(40), 1+r.IntN(72)
-			if iter%2 == 0 {
-				n = 8 * (1 + r.IntN(6))
+		// Every row count and every width 1..300, the other dimension
+		// random (widths that are multiples of 8 go to the assembly).
+		for iter := 0; iter < 600; iter++ {
+			rows, n := 1+iter%300, 8*(1+r.IntN(8))
+			if iter >= 300 {
+				rows, n = 1+r.IntN(40), 1+iter%300
 			}
 			ldd := n + r.IntN(5)
-			src := randSlice(r, 2000)
+			src := randSlice(r, 20000)
 			offs := make([]int, rows)
 			o := r.IntN(7)
 			for i := range offs {
@@ -58,8 +60,13 @@ func TestGatherRows(t *testing.T) {
 func TestPackRowsOff(t *testing.T) {
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(22, uint64(l)))
-		for iter := 0; iter < 300; iter++ {
-			rows, kb := 1+r.IntN(33), 1+r.IntN(80)
+		// Every row count and every column count 1..300, the other
+		// dimension random.
+		for iter := 0; iter < 600; iter++ {
+			rows, kb := 1+iter%300, 1+r.IntN(80)
+			if iter >= 300 {
+				rows, kb = 1+r.IntN(40), 1+iter%300
+			}
 			ldd := rows + r.IntN(4)
 			src := randSlice(r, 3000)
 			offs := make([]int, rows)
