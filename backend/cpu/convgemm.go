@@ -185,10 +185,15 @@ func (cb *convB) packT(nr, kb, nb, l0, j0 int, dst []float32) {
 		for c := range o {
 			o[c] = cb.rowOff[j+c] + base
 		}
-		done := packRowsOffVec(cb.src, o, kb, d, nr)
+		// The vector packer does rows [0, rv) × columns [0, cv); Go the rest.
+		rv, cv := packRowsOffVec(cb.src, o, kb, d, nr)
 		for c, off := range o {
-			for l, v := range cb.src[off+done : off+kb] {
-				d[(done+l)*nr+c] = v
+			l0 := cv
+			if c >= rv {
+				l0 = 0
+			}
+			for l, v := range cb.src[off+l0 : off+kb] {
+				d[(l0+l)*nr+c] = v
 			}
 		}
 	}

@@ -254,30 +254,43 @@ func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, ba
 	return true
 }
 
-// packRowsOffVec is, at the AVX-512 level, packRowsGo for rows at the
-// element offsets offs (for r < len(offs), l < kb&^15:
-// dst[l*ldd+r] = src[offs[r]+l]); it returns how many columns it packed
-// (kb&^15, or 0 at other levels), the caller packs the rest. It panics
-// (before touching memory) when a row would fall outside src or dst.
-func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) int {
-	k16 := kb &^ 15
-	if ActiveLevel() != AVX512 || k16 == 0 || len(offs) == 0 {
-		return 0
+// packRowsOffVec is packRowsGo for rows at the element offsets offs (for
+// r < len(offs), l < kb: dst[l*ldd+r] = src[offs[r]+l]) with register
+// transposes: at the AVX-512 level every row, kb&^15 columns; at the AVX2
+// level whole groups of 8 rows, kb&^7 columns. It returns how many rows and
+// columns it packed (0, 0 at the generic level); the caller packs the
+// rest. It panics (before touching memory) when a row would fall outside
+// src or dst.
+func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) (rows, cols int) {
+	switch l := ActiveLevel(); {
+	case l == AVX512:
+		rows, cols = len(offs), kb&^15
+	case l == AVX2:
+		rows, cols = len(offs)&^7, kb&^7
+	}
+	if rows == 0 || cols == 0 {
+		return 0, 0
 	}
 	lo, hi := offs[0], offs[0]
 	for _, o := range offs[1:] {
 		lo, hi = min(lo, o), max(hi, o)
 	}
-	if lo < 0 || hi+k16 > len(src) || len(offs) > ldd || (k16-1)*ldd+len(offs) > len(dst) {
+	if lo < 0 || hi+cols > len(src) || len(offs) > ldd || (cols-1)*ldd+len(offs) > len(dst) {
 		panic("cpu: packRowsOff: slices too short")
 	}
-	for r0 := 0; r0 < len(offs); r0 += 16 {
-		rows := min(16, len(offs)-r0)
+	if ActiveLevel() == AVX2 {
+		for r0 := 0; r0 < rows; r0 += 8 {
+			packT8OffAVX2(src, (*[8]int)(offs[r0:]), cols, dst[r0:], ldd)
+		}
+		return rows, cols
+	}
+	for r0 := 0; r0 < rows; r0 += 16 {
+		n := min(16, rows-r0)
 		var t [16]int
 		for i := range t {
-			t[i] = offs[r0+min(i, rows-1)]
+			t[i] = offs[r0+min(i, n-1)]
 		}
-		packT16OffAVX512(src, &t, rows, k16, dst[r0:], ldd)
+		packT16OffAVX512(src, &t, n, cols, dst[r0:], ldd)
 	}
-	return k16
+	return rows, cols
 }

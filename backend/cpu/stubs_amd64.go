@@ -209,3 +209,14 @@ func gatherRowsAVX2(dst []float32, ldd int, src []float32, offs []int, base, n8 
 //
 //go:noescape
 func packT16OffAVX512(src []float32, offs *[16]int, rows, cols int, dst []float32, ldd int)
+
+// packT8OffAVX2 is packT8x8AVX2 with row i at src[offs[i]:] (AVX2):
+//
+//	for r := 0; r < 8; r++ {
+//		for l := 0; l < cols&^7; l++ {
+//			dst[l*ldd+r] = src[offs[r]+l]
+//		}
+//	}
+//
+//go:noescape
+func packT8OffAVX2(src []float32, offs *[8]int, cols int, dst []float32, ldd int)

@@ -24,4 +24,6 @@ func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, ba
 	return false
 }
 
-func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) int { return 0 }
+func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) (rows, cols int) {
+	return 0, 0
+}

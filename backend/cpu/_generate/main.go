@@ -30,6 +30,7 @@ func main() {
 		"pack_avx512_amd64.s":    packAVX512(),
 		"gather_avx2_amd64.s":    gatherAVX2(),
 		"packoff_avx512_amd64.s": packOffAVX512(),
+		"packoff_avx2_amd64.s":   packOffAVX2(),
 	}
 	for _, op := range elementwiseOps {
 		files[op.file] = elementwiseFile(op)

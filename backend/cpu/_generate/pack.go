@@ -147,22 +147,7 @@ func packAVX2() []byte {
 				p("\tVXORPS %s, %s, %s", y(i), y(i), y(i))
 			}
 		}
-		for i := 0; i < 8; i += 2 {
-			p("\tVUNPCKLPS %s, %s, %s", y(i+1), y(i), y(8+i))
-			p("\tVUNPCKHPS %s, %s, %s", y(i+1), y(i), y(8+i+1))
-		}
-		for g := 0; g < 2; g++ {
-			b := 8 + 4*g
-			p("\tVUNPCKLPD %s, %s, %s", y(b+2), y(b), y(4*g))
-			p("\tVUNPCKHPD %s, %s, %s", y(b+2), y(b), y(4*g+1))
-			p("\tVUNPCKLPD %s, %s, %s", y(b+3), y(b+1), y(4*g+2))
-			p("\tVUNPCKHPD %s, %s, %s", y(b+3), y(b+1), y(4*g+3))
-		}
-		// Column c from the low lanes of Y(c), Y(4+c); column 4+c from the high ones.
-		for c := 0; c < 4; c++ {
-			p("\tVPERM2F128 $0x20, %s, %s, %s", y(4+c), y(c), y(8+c))
-			p("\tVPERM2F128 $0x31, %s, %s, %s", y(4+c), y(c), y(12+c))
-		}
+		transpose8(p, y)
 		for j := 0; j < 8; j++ {
 			r := 8 + j
 			switch rows {
@@ -295,6 +280,69 @@ func packOffAVX512() []byte {
 		p("\tADDQ R10, DI")
 	}
 	p("\tADDQ $64, SI")
+	p("\tDECQ R9")
+	p("\tJNZ  loop")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
+
+// transpose8 transposes Y0..Y7 (row i in Y(i)) into Y8..Y15 (column j in
+// Y(8+j)), with Y0..Y7 as temporaries.
+func transpose8(p func(string, ...any), y func(int) string) {
+	for i := 0; i < 8; i += 2 {
+		p("\tVUNPCKLPS %s, %s, %s", y(i+1), y(i), y(8+i))
+		p("\tVUNPCKHPS %s, %s, %s", y(i+1), y(i), y(8+i+1))
+	}
+	for g := 0; g < 2; g++ {
+		b := 8 + 4*g
+		p("\tVUNPCKLPD %s, %s, %s", y(b+2), y(b), y(4*g))
+		p("\tVUNPCKHPD %s, %s, %s", y(b+2), y(b), y(4*g+1))
+		p("\tVUNPCKLPD %s, %s, %s", y(b+3), y(b+1), y(4*g+2))
+		p("\tVUNPCKHPD %s, %s, %s", y(b+3), y(b+1), y(4*g+3))
+	}
+	// Column c from the low lanes of Y(c), Y(4+c); column 4+c from the high ones.
+	for c := 0; c < 4; c++ {
+		p("\tVPERM2F128 $0x20, %s, %s, %s", y(4+c), y(c), y(8+c))
+		p("\tVPERM2F128 $0x31, %s, %s, %s", y(4+c), y(c), y(12+c))
+	}
+}
+
+// packOffAVX2 writes packT8OffAVX2: the 8-row AVX2 transpose of packAVX2
+// with the rows at the element offsets of a table.
+func packOffAVX2() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	y := func(i int) string { return fmt.Sprintf("Y%d", i) }
+	p("")
+	p("// func packT8OffAVX2(src []float32, offs *[8]int, cols int, dst []float32, ldd int)")
+	p("//")
+	p("// Needs AVX2. Row i is at src[offs[i]:]. SI: src, R8: offs, DI: dst,")
+	p("// R10: ldd in bytes, R9: 8-column blocks left.")
+	p("TEXT ·packT8OffAVX2(SB), NOSPLIT, $0-72")
+	p("\tMOVQ src_base+0(FP), SI")
+	p("\tMOVQ offs+24(FP), R8")
+	p("\tMOVQ cols+32(FP), R9")
+	p("\tSHRQ $3, R9")
+	p("\tJZ   done")
+	p("\tMOVQ dst_base+40(FP), DI")
+	p("\tMOVQ ldd+64(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("")
+	p("loop:")
+	for i := 0; i < 8; i++ {
+		p("\tMOVQ %d(R8), R11", i*8)
+		p("\tVMOVUPS (SI)(R11*4), %s", y(i))
+	}
+	transpose8(p, y)
+	for j := 0; j < 8; j++ {
+		p("\tVMOVUPS %s, (DI)", y(8+j))
+		p("\tADDQ R10, DI")
+	}
+	p("\tADDQ $32, SI")
 	p("\tDECQ R9")
 	p("\tJNZ  loop")
 	p("")
