@@ -53,9 +53,9 @@ func newPhased(ch, h, w, ph, pw, sh, sw int) phased {
 }
 
 // plane is the size of one phase plane, chanSize that of one channel.
-func (g phased) plane() int { return g.hpe * g.wpe }
+func (g phased) plane() int    { return g.hpe * g.wpe }
 func (g phased) chanSize() int { return g.sh * g.sw * g.plane() }
-func (g phased) size() int  { return g.ch * g.chanSize() }
+func (g phased) size() int     { return g.ch * g.chanSize() }
 
 // at is the offset of padded position (i, j) of channel c.
 func (g phased) at(c, i, j int) int {
