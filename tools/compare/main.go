@@ -136,8 +136,12 @@ func run(args []string) int {
 			runs++
 		}
 	}
-	fmt.Fprintf(&b, "Produced by `go run ./tools/compare %s` on %s, %s, %d threads, on %s.\n",
-		strings.Join(args, " "), cpuName(), runtime.GOARCH, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
+	threads := fmt.Sprintf("%d threads", runtime.GOMAXPROCS(0))
+	if runtime.GOMAXPROCS(0) == 1 {
+		threads = "1 thread"
+	}
+	fmt.Fprintf(&b, "Produced by `go run ./tools/compare %s` on %s, %s, %s, on %s.\n",
+		shellJoin(args), cpuName(), runtime.GOARCH, threads, time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "Training and evaluation took %.0f minutes for the %d runs (the s/run column; this invocation itself took %.0f s, reusing finished runs).\n\n",
 		total/60, runs, time.Since(start).Seconds())
 	fmt.Fprintf(&b, "## Settings (the same for every loss)\n\n")
@@ -269,4 +273,17 @@ func orDash(s string) string {
 
 func cpuName() string {
 	return strings.SplitN(cpu.New(0).Describe(), ",", 2)[0]
+}
+
+// shellJoin joins args as a shell would need them typed: an argument with
+// a character the shell treats specially goes in single quotes.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t;&|<>()$`\\\"'*?[]#~{}") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }

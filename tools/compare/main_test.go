@@ -52,3 +52,11 @@ func TestCompareTiny(t *testing.T) {
 		t.Errorf("an unknown loss exited %d, want 2", code)
 	}
 }
+
+func TestShellJoin(t *testing.T) {
+	got := shellJoin([]string{"-losses", "cosface:s=16,m=0.2;dml/class", "-notes", "it's.md", ""})
+	want := `-losses 'cosface:s=16,m=0.2;dml/class' -notes 'it'\''s.md' ''`
+	if got != want {
+		t.Errorf("shellJoin = %s, want %s", got, want)
+	}
+}
