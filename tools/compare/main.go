@@ -39,7 +39,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 func run(args []string) int {
 	cfg := app.DefaultTrainConfig()
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	losses := fs.String("losses", defaultLosses, "head specs separated by commas, or by semicolons when specs carry options (\"cosface:s=16,m=0.2;dml/class:s=16\"); each run gets -loss SPEC")
+	losses := fs.String("losses", defaultLosses, "head specs separated by commas or semicolons (\"cosface:s=16,m=0.2,dml/class:s=16\"); each run gets -loss SPEC")
 	seeds := fs.String("seeds", "1,2,3", "comma-separated seeds")
 	results := fs.String("results", "RESULTS.md", "the report to write")
 	notes := fs.String("notes", "", "a markdown file appended to the report (what the numbers say)")
@@ -61,11 +61,7 @@ func run(args []string) int {
 		}
 		seedList = append(seedList, v)
 	}
-	sep := ","
-	if strings.Contains(*losses, ";") {
-		sep = ";"
-	}
-	specs := strings.Split(*losses, sep)
+	specs := splitSpecs(*losses)
 	for _, spec := range specs {
 		c := cfg
 		c.Loss = strings.TrimSpace(spec)
@@ -273,6 +269,31 @@ func orDash(s string) string {
 
 func cpuName() string {
 	return strings.SplitN(cpu.New(0).Describe(), ",", 2)[0]
+}
+
+// splitSpecs splits -losses: at semicolons when there is one, else at
+// commas, where a part with "=" but no ":" is an option of the spec before
+// it ("cosface:s=30,m=0.55,arcface" is two specs).
+func splitSpecs(list string) []string {
+	if strings.Contains(list, ";") {
+		var out []string
+		for _, s := range strings.Split(list, ";") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	var out []string
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if len(out) > 0 && strings.Contains(part, "=") && !strings.Contains(part, ":") {
+			out[len(out)-1] += "," + part
+			continue
+		}
+		out = append(out, part)
+	}
+	return out
 }
 
 // shellJoin joins args as a shell would need them typed: an argument with

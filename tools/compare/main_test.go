@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,5 +59,18 @@ func TestShellJoin(t *testing.T) {
 	want := `-losses 'cosface:s=16,m=0.2;dml/class' -notes 'it'\''s.md' ''`
 	if got != want {
 		t.Errorf("shellJoin = %s, want %s", got, want)
+	}
+}
+
+func TestSplitSpecs(t *testing.T) {
+	for in, want := range map[string][]string{
+		"softmax,cosface":     {"softmax", "cosface"},
+		"cosface:s=30,m=0.55": {"cosface:s=30,m=0.55"},
+		"cosface:s=30,m=0.55,arcface,dml/class:s=16,margin_reg=32": {"cosface:s=30,m=0.55", "arcface", "dml/class:s=16,margin_reg=32"},
+		"cosface:s=16,m=0.2;dml/class:s=16;":                       {"cosface:s=16,m=0.2", "dml/class:s=16"},
+	} {
+		if got := splitSpecs(in); !slices.Equal(got, want) {
+			t.Errorf("splitSpecs(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
