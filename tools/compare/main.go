@@ -11,17 +11,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,8 +92,16 @@ func run(args []string) int {
 			c.Loss, c.Seed = spec, seed
 			c.Out = filepath.Join(cfg.Out, strings.ReplaceAll(spec, "/", "-"), fmt.Sprintf("seed%d", seed))
 			m, secs, err := loadDone(c.Out)
-			if err == nil && desc == "" {
-				desc = dataLine(c.Out)
+			if err == nil {
+				// A finished run is reused only if it was trained as this
+				// comparison would train it.
+				if why := mismatch(c.Out, c); why != "" {
+					fmt.Fprintf(os.Stderr, "compare: %s holds a finished run with other settings (%s): remove it, or pass another -out\n", c.Out, why)
+					return 1
+				}
+				if desc == "" {
+					desc = dataLine(c.Out)
+				}
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "compare: %s seed %d\n", spec, seed)
@@ -208,6 +220,48 @@ func loadDone(dir string) (map[string]float64, float64, error) {
 	}
 	return m, secs, nil
 }
+
+// mismatch says how the finished run in dir differs from c, or "" when it
+// does not: its head as its report resolved it against c's head as the
+// current defaults resolve it, then the settings in its checkpoint (all
+// but device, threads, workers, folder and evaluation batching, which do
+// not change the result).
+func mismatch(dir string, c app.TrainConfig) string {
+	name, hc, err := app.HeadConfig(c)
+	if err != nil {
+		return err.Error()
+	}
+	want := hc.Describe(name)
+	if raw, err := os.ReadFile(filepath.Join(dir, "report.md")); err == nil {
+		if m := headLine.FindSubmatch(raw); m != nil && string(m[1]) != want {
+			return fmt.Sprintf("head %s, here %s", m[1], want)
+		}
+	}
+	var st app.RunState
+	if _, err := app.ReadState(filepath.Join(dir, "last.ckpt"), &st); err != nil {
+		return "" // an older run without a checkpoint: its report had to do
+	}
+	norm := func(t app.TrainConfig) map[string]any {
+		t.Device, t.Threads, t.Workers, t.Out, t.EvalBatch, t.EvalEvery = "", 0, 0, "", 0, 0
+		raw, _ := json.Marshal(t)
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		return m
+	}
+	had, now := norm(st.Config), norm(c)
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(now)) {
+		a, _ := json.Marshal(had[k])
+		b, _ := json.Marshal(now[k])
+		if !bytes.Equal(a, b) {
+			diffs = append(diffs, fmt.Sprintf("%s %s, here %s", k, a, b))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// headLine finds the resolved head in a run's report.
+var headLine = regexp.MustCompile(`(?m)^- loss: .* over \d+ classes: (\S+)$`)
 
 // dataLine reads the data set's description from a finished run's report.
 func dataLine(dir string) string {

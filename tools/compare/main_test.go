@@ -46,6 +46,26 @@ func TestCompareTiny(t *testing.T) {
 	if !after.ModTime().Equal(before.ModTime()) {
 		t.Error("a finished run was trained again")
 	}
+	// Another thread count reuses the runs; other settings, or a head whose
+	// defaults have changed since, are refused rather than mixed in.
+	if code := run(append(slices.Clone(args), "-threads", "1")); code != 0 {
+		t.Fatalf("compare with another thread count exited %d", code)
+	}
+	if code := run(append(slices.Clone(args), "-epochs", "2")); code != 1 {
+		t.Errorf("compare with other epochs over finished runs exited %d, want 1", code)
+	}
+	report := filepath.Join(dir, "runs", "dml-fixed", "seed1", "report.md")
+	raw, err = os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := headLine.ReplaceAll(raw, []byte("- loss: dml/fixed over 24 classes: dml/fixed:s=30,m_p=0.05,m_n=0.3"))
+	if err := os.WriteFile(report, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(args); code != 1 {
+		t.Errorf("compare over a run of other head defaults exited %d, want 1", code)
+	}
 	if code := run([]string{"-losses", "cosface:s=16,m=0.2;nosuchloss"}); code != 2 {
 		t.Errorf("a semicolon list with an unknown loss exited %d, want 2", code)
 	}
