@@ -369,7 +369,11 @@ func TestInitialMargins(t *testing.T) {
 	if h.Name() != NameDMLClass {
 		t.Fatalf(`"dml" built %s, want %s`, h.Name(), NameDMLClass)
 	}
-	want := map[string]float64{"m_p": 0.1, "m_n.mean": 0.25, "m_n.min": 0.25, "m_n.max": 0.25, "margin_term": -0.25 * h.Config().MarginReg}
+	c, err := DefaultConfig(NameDMLClass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"m_p": c.MP, "m_n.mean": c.MN, "m_n.min": c.MN, "m_n.max": c.MN, "margin_term": -c.MN * c.MarginReg}
 	for _, s := range h.Margins() {
 		if math.Abs(s.Value-want[s.Name]) > 1e-6 {
 			t.Errorf("%s = %g, want %g", s.Name, s.Value, want[s.Name])

@@ -87,18 +87,34 @@ func (g phased) fill(x, dst []float32) {
 		for y := 0; y < g.h; y++ {
 			rowBase := c*chs + a*g.sw*pl + ii*g.wpe
 			row := src[y*g.w : (y+1)*g.w]
-			for _, cp := range phases {
-				d := dst[rowBase+cp.off:][:cp.n]
-				r := row[cp.x0:]
-				if g.sw == 2 {
-					r = r[:2*cp.n-1]
-					for k := range d {
-						d[k] = r[2*k]
-					}
-					continue
+			if g.sw == 2 && len(phases) == 2 {
+				// Both column phases in one pass over the row.
+				ev, od := phases[0], phases[1]
+				if ev.x0 != 0 {
+					ev, od = od, ev
 				}
-				for k := range d {
-					d[k] = r[k*g.sw]
+				de, do := dst[rowBase+ev.off:][:ev.n], dst[rowBase+od.off:][:od.n]
+				r := row[:2*od.n]
+				for k := range do {
+					de[k], do[k] = r[2*k], r[2*k+1]
+				}
+				if ev.n > od.n {
+					de[od.n] = row[2*od.n]
+				}
+			} else {
+				for _, cp := range phases {
+					d := dst[rowBase+cp.off:][:cp.n]
+					r := row[cp.x0:]
+					if g.sw == 2 {
+						r = r[:2*cp.n-1]
+						for k := range d {
+							d[k] = r[2*k]
+						}
+						continue
+					}
+					for k := range d {
+						d[k] = r[k*g.sw]
+					}
 				}
 			}
 			if a++; a == g.sh {
