@@ -311,6 +311,9 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
 	chw := geo.chanSize()
 	gt := gemmThreads(b.Threads(), p.N)
+	fp := packFilters(G, kg, crs, Wt)
+	defer filterPool.put(fp)
+	filt := *fp
 	b.split(p.N, func(lo, hi int) {
 		st := convScratchPool.get()
 		defer convScratchPool.put(st)
@@ -330,7 +333,7 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32
 				st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
 				y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
 				clear(y)
-				gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, nil, 0, &st.cb, y, PQ, gt)
+				gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, y, PQ, gt)
 			}
 		}
 		st.cb.src = nil
@@ -338,6 +341,23 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32
 }
 
 var flipPool freeList[[]float32]
+
+var filterPool freeList[[]packedA]
+
+// packFilters packs each group's filter matrix (m×k at w[g·m·k:]) once for
+// the GEMMs of every image.
+func packFilters(groups, m, k int, w []float32) *[]packedA {
+	fp := filterPool.get()
+	if cap(*fp) < groups {
+		*fp = make([]packedA, groups)
+	}
+	*fp = (*fp)[:groups]
+	kern := activeKernel()
+	for g := range *fp {
+		(*fp)[g].pack(kern, false, m, k, w[g*m*k:], k)
+	}
+	return fp
+}
 
 // convImplicitBackwardData is Conv2dBackwardData on the implicit path (p
 // normalised, unit strides).
@@ -367,6 +387,9 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 	khw := geo.chanSize()
 	HW := p.H * p.W
 	gt := gemmThreads(b.Threads(), p.N)
+	fp := packFilters(G, cg, krs, flip)
+	defer filterPool.put(fp)
+	filt := *fp
 	b.split(p.N, func(lo, hi int) {
 		st := convScratchPool.get()
 		defer convScratchPool.put(st)
@@ -385,7 +408,7 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 				st.cb.src = src[g*kg*khw : (g+1)*kg*khw]
 				dx := DX[(n*p.C+g*cg)*HW : (n*p.C+(g+1)*cg)*HW]
 				clear(dx)
-				gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, nil, 0, &st.cb, dx, HW, gt)
+				gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, &filt[g], nil, 0, &st.cb, dx, HW, gt)
 			}
 		}
 		st.cb.src = nil
@@ -436,7 +459,7 @@ func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW [
 				}
 				for g := 0; g < G; g++ {
 					st.cb.src = st.pad[g*cg*chw:]
-					gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
+					gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
 				}
 			}
 			st.cb.src = nil

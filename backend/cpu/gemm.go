@@ -132,24 +132,28 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	if k == 0 || alpha == 0 {
 		return
 	}
-	gemmDispatch(transA, transB, m, n, k, alpha, a, lda, b, ldb, nil, c, ldc, threads)
+	gemmDispatch(transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, nil, c, ldc, threads)
 }
 
 // gemmDispatch is C += alpha·op(A)·op(B) on up to `threads` goroutines,
 // with B read through cb when it is not nil (then b and ldb are unused;
-// see convB).
-func gemmDispatch(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
+// see convB), and A taken from pa when it is not nil and was packed for
+// the active kernel (the serial path; the parallel one packs a and lda).
+func gemmDispatch(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
 	if threads == 1 {
-		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, cb, c, ldc)
+		if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k) {
+			pa = nil
+		}
+		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc)
 		return
 	}
 	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, cb, c, ldc, threads)
 }
 
 // gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B).
-func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int) {
+func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
 	mc := max(mr, blk.mc/mr*mr)
 	nc := max(nr, blk.nc/nr*nr)
@@ -169,12 +173,44 @@ func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32
 			}
 			for ic := 0; ic < m; ic += mc {
 				mb := min(mc, m-ic)
-				buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
-				packA(kern, transA, mb, kb, a, lda, ic, pc, buf.a)
-				macroKernel(kern, kb, buf.a, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
+				ap := buf.a
+				if pa != nil {
+					ap = pa.block(ic, pc, kb)
+				} else {
+					buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
+					packA(kern, transA, mb, kb, a, lda, ic, pc, buf.a)
+					ap = buf.a
+				}
+				macroKernel(kern, kb, ap, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
 			}
 		}
 	}
+}
+
+// packedA is op(A) packed once into the micro-kernel's panels, for many
+// products with the same A (a convolution's filter over the images of a
+// batch): the kc block at depth pc starts at pc·mpad (mpad = M rounded up
+// to MR), laid out as packA lays out a block of all M rows.
+type packedA struct {
+	mr, m, k, mpad int
+	buf            []float32
+}
+
+// pack fills p with op(A) (m×k) for kern, reusing p's buffer.
+func (p *packedA) pack(kern gemmKernel, trans bool, m, k int, a []float32, lda int) {
+	p.mr, p.m, p.k = kern.mr, m, k
+	p.mpad = (m + kern.mr - 1) / kern.mr * kern.mr
+	p.buf = grow(p.buf, p.mpad*k)
+	for pc := 0; pc < k; pc += blk.kc {
+		kb := min(blk.kc, k-pc)
+		packA(kern, trans, m, kb, a, lda, 0, pc, p.buf[pc*p.mpad:pc*p.mpad+p.mpad*kb])
+	}
+}
+
+// block is the packed rows from ic (a multiple of MR) of the kc block at
+// depth pc, kb deep.
+func (p *packedA) block(ic, pc, kb int) []float32 {
+	return p.buf[pc*p.mpad+ic*kb : pc*p.mpad+p.mpad*kb]
 }
 
 // macroKernel runs the micro-kernel over an mb×nb block of C (c at its
