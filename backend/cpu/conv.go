@@ -215,39 +215,47 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	parts := splitRange(p.N, b.Threads(), 1)
 	gt := gemmThreads(b.Threads(), p.N)
-	partials := make([]*[]float32, len(parts))
-	parallelFor(len(parts), b.Threads(), func(t0, t1 int) {
-		for t := t0; t < t1; t++ {
-			acc := DW
-			if t > 0 {
-				partials[t] = getCol(len(DW))
-				acc = *partials[t]
-			}
-			clear(acc)
-			var colBuf *[]float32
-			if !isPointwise(p) {
-				colBuf = getCol(crs * PQ)
-			}
-			for n := parts[t][0]; n < parts[t][1]; n++ {
-				for g := 0; g < G; g++ {
-					xs := X[(n*p.C+g*cg)*p.H*p.W:]
-					col := xs
-					if colBuf != nil {
-						col = *colBuf
-						im2col(p, cg, xs, col)
-					}
-					sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
+	b.sumOverImages(p.N, DW, func(acc []float32, lo, hi int) {
+		var colBuf *[]float32
+		if !isPointwise(p) {
+			colBuf = getCol(crs * PQ)
+			defer colPool.put(colBuf)
+		}
+		for n := lo; n < hi; n++ {
+			for g := 0; g < G; g++ {
+				xs := X[(n*p.C+g*cg)*p.H*p.W:]
+				col := xs
+				if colBuf != nil {
+					col = *colBuf
+					im2col(p, cg, xs, col)
 				}
-			}
-			if colBuf != nil {
-				colPool.put(colBuf)
+				sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
 			}
 		}
 	})
+}
+
+// sumOverImages runs body over n images split across the threads, each
+// part adding into its own zeroed accumulator (the first part into dw
+// itself), then adds the others into dw: a weight gradient summed over the
+// batch without threads writing the same memory.
+func (b *Backend) sumOverImages(n int, dw []float32, body func(acc []float32, lo, hi int)) {
+	parts := splitRange(n, b.Threads(), 1)
+	partials := make([]*[]float32, len(parts))
+	parallelFor(len(parts), b.Threads(), func(t0, t1 int) {
+		for t := t0; t < t1; t++ {
+			acc := dw
+			if t > 0 {
+				partials[t] = getCol(len(dw))
+				acc = *partials[t]
+			}
+			clear(acc)
+			body(acc, parts[t][0], parts[t][1])
+		}
+	})
 	for _, part := range partials[1:] {
-		axpy(1, *part, DW)
+		axpy(1, *part, dw)
 		colPool.put(part)
 	}
 }

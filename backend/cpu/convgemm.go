@@ -433,41 +433,27 @@ func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW [
 	grid := P * wpe
 	// The runs of the last taps end up to Wpe values past the last plane.
 	tail := wpe
-	parts := splitRange(p.N, b.Threads(), 1)
 	gt := gemmThreads(b.Threads(), p.N)
-	partials := make([]*[]float32, len(parts))
-	parallelFor(len(parts), b.Threads(), func(t0, t1 int) {
-		for t := t0; t < t1; t++ {
-			acc := DW
-			if t > 0 {
-				partials[t] = getCol(len(DW))
-				acc = *partials[t]
+	b.sumOverImages(p.N, DW, func(acc []float32, lo, hi int) {
+		st := convScratchPool.get()
+		defer convScratchPool.put(st)
+		st.cb.setupGrid(cg, geo, p.R, p.S, p.DilH, p.DilW, P)
+		st.pad = grow(st.pad, geo.size()+tail)
+		clear(st.pad[geo.size():])
+		st.dy = grow(st.dy, p.K*grid)
+		for n := lo; n < hi; n++ {
+			geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
+			dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
+			for r := 0; r < p.K*P; r++ {
+				row := st.dy[r*wpe : (r+1)*wpe]
+				copy(row[:Q], dy[r*Q:(r+1)*Q])
+				clear(row[Q:])
 			}
-			clear(acc)
-			st := convScratchPool.get()
-			st.cb.setupGrid(cg, geo, p.R, p.S, p.DilH, p.DilW, P)
-			st.pad = grow(st.pad, geo.size()+tail)
-			clear(st.pad[geo.size():])
-			st.dy = grow(st.dy, p.K*grid)
-			for n := parts[t][0]; n < parts[t][1]; n++ {
-				geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
-				dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
-				for r := 0; r < p.K*P; r++ {
-					row := st.dy[r*wpe : (r+1)*wpe]
-					copy(row[:Q], dy[r*Q:(r+1)*Q])
-					clear(row[Q:])
-				}
-				for g := 0; g < G; g++ {
-					st.cb.src = st.pad[g*cg*chw:]
-					gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
-				}
+			for g := 0; g < G; g++ {
+				st.cb.src = st.pad[g*cg*chw:]
+				gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
 			}
-			st.cb.src = nil
-			convScratchPool.put(st)
 		}
+		st.cb.src = nil
 	})
-	for _, part := range partials[1:] {
-		axpy(1, *part, DW)
-		colPool.put(part)
-	}
 }
