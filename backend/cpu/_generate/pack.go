@@ -15,23 +15,40 @@ import "fmt"
 // 8 for AVX2 (an 8×8 transpose, one function per row count). The callers
 // pack the last cols mod W columns in Go.
 
-// packAVX512 writes packT16AVX512.
-func packAVX512() []byte {
+// packAVX512 writes packT16AVX512 (rows lds apart) and packOffAVX512
+// writes packT16OffAVX512 (rows at the element offsets of a table: the
+// transposed packer of the implicit-GEMM convolution, whose rows are
+// filter taps). Only how the 16 row addresses are found differs.
+func packAVX512() []byte    { return packT16(false) }
+func packOffAVX512() []byte { return packT16(true) }
+
+func packT16(table bool) []byte {
 	var w asm
 	p := w.p
 	w.header()
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	p("")
-	p("// func packT16AVX512(src []float32, lds, rows, cols int, dst []float32, ldd int)")
-	p("//")
-	p("// Needs AVX-512 F. The frame holds the byte offset of each of the 16 rows")
-	p("// loaded; rows past the last real one repeat it and are masked off (K1) at")
-	p("// the stores. SI: src, DX: lds in bytes, DI: dst, R10: ldd in bytes,")
-	p("// R9: 16-column blocks left.")
-	p("TEXT ·packT16AVX512(SB), NOSPLIT, $128-80")
-	p("\tMOVQ src_base+0(FP), SI")
-	p("\tMOVQ lds+24(FP), DX")
-	p("\tSHLQ $2, DX")
+	if table {
+		p("// func packT16OffAVX512(src []float32, offs *[16]int, rows, cols int, dst []float32, ldd int)")
+		p("//")
+		p("// Needs AVX-512 F. Row i is at src[offs[i]:]; rows past the last real one")
+		p("// are masked off (K1) at the stores. SI: src, R8: offs, DI: dst,")
+		p("// R10: ldd in bytes, R9: 16-column blocks left.")
+		p("TEXT ·packT16OffAVX512(SB), NOSPLIT, $0-80")
+		p("\tMOVQ src_base+0(FP), SI")
+		p("\tMOVQ offs+24(FP), R8")
+	} else {
+		p("// func packT16AVX512(src []float32, lds, rows, cols int, dst []float32, ldd int)")
+		p("//")
+		p("// Needs AVX-512 F. The frame holds the byte offset of each of the 16 rows")
+		p("// loaded; rows past the last real one repeat it and are masked off (K1) at")
+		p("// the stores. SI: src, DX: lds in bytes, DI: dst, R10: ldd in bytes,")
+		p("// R9: 16-column blocks left.")
+		p("TEXT ·packT16AVX512(SB), NOSPLIT, $128-80")
+		p("\tMOVQ src_base+0(FP), SI")
+		p("\tMOVQ lds+24(FP), DX")
+		p("\tSHLQ $2, DX")
+	}
 	p("\tMOVQ rows+32(FP), CX")
 	p("\tMOVQ cols+40(FP), R9")
 	p("\tSHRQ $4, R9")
@@ -44,21 +61,28 @@ func packAVX512() []byte {
 	p("\tDECL AX")
 	p("\tKMOVW AX, K1")
 	p("")
-	p("\t// offsets[i] = min(i, rows-1)·lds")
-	p("\tXORQ AX, AX")
-	for i := 0; i < 16; i++ {
-		p("\tMOVQ AX, %d(SP)", i*8)
-		if i < 15 {
-			p("\tLEAQ (AX)(DX*1), R11")
-			p("\tCMPQ CX, $%d", i+1)
-			p("\tCMOVQGT R11, AX")
+	if !table {
+		p("\t// offsets[i] = min(i, rows-1)·lds")
+		p("\tXORQ AX, AX")
+		for i := 0; i < 16; i++ {
+			p("\tMOVQ AX, %d(SP)", i*8)
+			if i < 15 {
+				p("\tLEAQ (AX)(DX*1), R11")
+				p("\tCMPQ CX, $%d", i+1)
+				p("\tCMOVQGT R11, AX")
+			}
 		}
+		p("")
 	}
-	p("")
 	p("loop:")
 	for i := 0; i < 16; i++ {
-		p("\tMOVQ %d(SP), R11", i*8)
-		p("\tVMOVUPS (SI)(R11*1), %s", z(i))
+		if table {
+			p("\tMOVQ %d(R8), R11", i*8)
+			p("\tVMOVUPS (SI)(R11*4), %s", z(i))
+		} else {
+			p("\tMOVQ %d(SP), R11", i*8)
+			p("\tVMOVUPS (SI)(R11*1), %s", z(i))
+		}
 	}
 	transpose16(w.p, z)
 	for j := 0; j < 16; j++ {
@@ -233,55 +257,6 @@ func gatherAVX2() []byte {
 	p("\tADDQ R10, DI")
 	p("\tDECQ CX")
 	p("\tJNZ  row")
-	p("")
-	p("done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
-	return w.Bytes()
-}
-
-// packOffAVX512 writes packT16OffAVX512: packT16AVX512 with the 16 rows at
-// the element offsets of a table instead of a fixed stride (the transposed
-// packer of the implicit-GEMM convolution, whose rows are filter taps).
-func packOffAVX512() []byte {
-	var w asm
-	p := w.p
-	w.header()
-	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
-	p("")
-	p("// func packT16OffAVX512(src []float32, offs *[16]int, rows, cols int, dst []float32, ldd int)")
-	p("//")
-	p("// Needs AVX-512 F. Row i is at src[offs[i]:]; rows past the last real one")
-	p("// are masked off (K1) at the stores. SI: src, R8: offs, DI: dst,")
-	p("// R10: ldd in bytes, R9: 16-column blocks left.")
-	p("TEXT ·packT16OffAVX512(SB), NOSPLIT, $0-80")
-	p("\tMOVQ src_base+0(FP), SI")
-	p("\tMOVQ offs+24(FP), R8")
-	p("\tMOVQ rows+32(FP), CX")
-	p("\tMOVQ cols+40(FP), R9")
-	p("\tSHRQ $4, R9")
-	p("\tJZ   done")
-	p("\tMOVQ dst_base+48(FP), DI")
-	p("\tMOVQ ldd+72(FP), R10")
-	p("\tSHLQ $2, R10")
-	p("\tMOVL $1, AX")
-	p("\tSHLL CX, AX")
-	p("\tDECL AX")
-	p("\tKMOVW AX, K1")
-	p("")
-	p("loop:")
-	for i := 0; i < 16; i++ {
-		p("\tMOVQ %d(R8), R11", i*8)
-		p("\tVMOVUPS (SI)(R11*4), %s", z(i))
-	}
-	transpose16(w.p, z)
-	for j := 0; j < 16; j++ {
-		p("\tVMOVUPS %s, K1, (DI)", z(j))
-		p("\tADDQ R10, DI")
-	}
-	p("\tADDQ $64, SI")
-	p("\tDECQ R9")
-	p("\tJNZ  loop")
 	p("")
 	p("done:")
 	p("\tVZEROUPPER")
