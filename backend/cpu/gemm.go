@@ -166,14 +166,10 @@ func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
 			buf.b = grow(buf.b, np*nr*kb)
-			if cb != nil {
-				cb.packOp(transB, kern.nr, kb, nb, pc, jc, buf.b)
-			} else {
-				packB(kern, transB, kb, nb, b, ldb, pc, jc, buf.b)
-			}
+			packBOp(kern, cb, transB, kb, nb, b, ldb, pc, jc, buf.b)
 			for ic := 0; ic < m; ic += mc {
 				mb := min(mc, m-ic)
-				ap := buf.a
+				var ap []float32
 				if pa != nil {
 					ap = pa.block(ic, pc, kb)
 				} else {
@@ -349,11 +345,7 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 	if ph.pack {
 		pc, j := t/np*kc, t%np*nr
 		kb := min(kc, g.k-pc)
-		if g.cb != nil {
-			g.cb.packOp(g.transB, nr, kb, min(nr, ph.nb-j), pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
-		} else {
-			packB(g.kern, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
-		}
+		packBOp(g.kern, g.cb, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
 		return
 	}
 	i0, j0 := (t/ph.colGroups)*g.rowsPer, (t%ph.colGroups)*ph.colsPer
@@ -479,6 +471,15 @@ func packA(kern gemmKernel, trans bool, mb, kb int, a []float32, lda, i0, l0 int
 			packRowsGo(a[i*lda+l0:], lda, mr, kb, d, mr)
 		}
 	}
+}
+
+// packBOp is packB, or cb's packer when B is a convolution's image.
+func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32) {
+	if cb != nil {
+		cb.packOp(trans, kern.nr, kb, nb, l0, j0, dst)
+		return
+	}
+	packB(kern, trans, kb, nb, b, ldb, l0, j0, dst)
 }
 
 // packB copies the kb×nb block of op(B) at (l0, j0) into NR-wide panels:
