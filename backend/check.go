@@ -102,6 +102,11 @@ func CheckSame(op string, n int, ts ...*tensor.Tensor) {
 	}
 }
 
+// CheckUnary validates x and y of the same number of elements.
+func CheckUnary(op UnaryOp, x, y *tensor.Tensor) {
+	CheckSame(checkName(unaryCheckNames[:], "unary ", op, op.String), x.Numel(), x, y)
+}
+
 // CheckBinary validates x, y of equal size and z of x's size, of its trailing
 // dimensions (a row repeated), or a single element.
 func CheckBinary(op BinaryOp, x, z, y *tensor.Tensor) {
@@ -209,12 +214,16 @@ func CheckMargin(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos 
 
 // The ops' names in messages, built once so the checks do not allocate.
 var (
+	unaryCheckNames  [numUnaryOps]string
 	binaryCheckNames [numBinaryOps]string
 	reduceCheckNames [numReduceOps]string
 	marginCheckNames [numMarginKinds]string
 )
 
 func init() {
+	for i := range unaryCheckNames {
+		unaryCheckNames[i] = "unary " + UnaryOp(i).String()
+	}
 	for i := range binaryCheckNames {
 		binaryCheckNames[i] = "binary " + BinaryOp(i).String()
 	}

@@ -135,28 +135,31 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 		b.convImplicitForward(p, X, Wt, Y)
 		return
 	}
+	splitN(b, &convLoops, p.N, convLoop{pass: im2colForward, p: p, x: X, w: Wt, y: Y, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// im2colForward is Conv2dForward's explicit path for images [lo, hi).
+func (k *convLoop) im2colForward(lo, hi int) {
+	p, X, Wt, Y, gt := k.p, k.x, k.w, k.y, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	gt := gemmThreads(b.Threads(), p.N)
-	b.split(p.N, func(lo, hi int) {
-		var colBuf *[]float32
-		if !isPointwise(p) {
-			colBuf = getCol(crs * PQ)
-			defer colPool.put(colBuf)
-		}
-		for n := lo; n < hi; n++ {
-			for g := 0; g < G; g++ {
-				xs := X[(n*p.C+g*cg)*p.H*p.W:]
-				col := xs
-				if colBuf != nil {
-					col = *colBuf
-					im2col(p, cg, xs, col)
-				}
-				sgemm(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, col, PQ, 0, Y[(n*p.K+g*kg)*PQ:], PQ, gt)
+	var colBuf *[]float32
+	if !isPointwise(p) {
+		colBuf = getCol(crs * PQ)
+		defer colPool.put(colBuf)
+	}
+	for n := lo; n < hi; n++ {
+		for g := 0; g < G; g++ {
+			xs := X[(n*p.C+g*cg)*p.H*p.W:]
+			col := xs
+			if colBuf != nil {
+				col = *colBuf
+				im2col(p, cg, xs, col)
 			}
+			sgemm(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, col, PQ, 0, Y[(n*p.K+g*kg)*PQ:], PQ, gt)
 		}
-	})
+	}
 }
 
 // Conv2dBackwardData implements backend.Ops.
@@ -172,31 +175,35 @@ func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.T
 		b.convImplicitBackwardData(p, DY, Wt, DX)
 		return
 	}
+	splitN(b, &convLoops, p.N, convLoop{pass: col2imBackwardData, p: p, x: DX, w: Wt, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// col2imBackwardData is Conv2dBackwardData's explicit path for images
+// [lo, hi) (k.x is dx, k.y is dy).
+func (k *convLoop) col2imBackwardData(lo, hi int) {
+	p, DX, Wt, DY, gt := k.p, k.x, k.w, k.y, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	gt := gemmThreads(b.Threads(), p.N)
-	b.split(p.N, func(lo, hi int) {
-		var colBuf *[]float32
-		if !isPointwise(p) {
-			colBuf = getCol(crs * PQ)
-			defer colPool.put(colBuf)
-		}
-		for n := lo; n < hi; n++ {
-			for g := 0; g < G; g++ {
-				dxs := DX[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
-				dcol := dxs
-				if colBuf != nil {
-					dcol = *colBuf
-				}
-				sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, gt)
-				if colBuf != nil {
-					clear(dxs)
-					col2im(p, cg, dcol, dxs)
-				}
+	var colBuf *[]float32
+	if !isPointwise(p) {
+		colBuf = getCol(crs * PQ)
+		defer colPool.put(colBuf)
+	}
+	for n := lo; n < hi; n++ {
+		for g := 0; g < G; g++ {
+			dxs := DX[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
+			dcol := dxs
+			if colBuf != nil {
+				dcol = *colBuf
+			}
+			sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, gt)
+			if colBuf != nil {
+				clear(dxs)
+				col2im(p, cg, dcol, dxs)
 			}
 		}
-	})
+	}
 }
 
 // Conv2dBackwardFilter implements backend.Ops.
@@ -212,50 +219,122 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 		b.convImplicitBackwardFilter(p, X, DY, DW)
 		return
 	}
+	b.sumOverImages(p.N, DW, convLoop{pass: im2colBackwardFilter, p: p, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// im2colBackwardFilter is Conv2dBackwardFilter's explicit path: the sum
+// over images [lo, hi) added into acc (k.y is dy).
+func (k *convLoop) im2colBackwardFilter(acc []float32, lo, hi int) {
+	p, X, DY, gt := k.p, k.x, k.y, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	gt := gemmThreads(b.Threads(), p.N)
-	b.sumOverImages(p.N, DW, func(acc []float32, lo, hi int) {
-		var colBuf *[]float32
-		if !isPointwise(p) {
-			colBuf = getCol(crs * PQ)
-			defer colPool.put(colBuf)
-		}
-		for n := lo; n < hi; n++ {
-			for g := 0; g < G; g++ {
-				xs := X[(n*p.C+g*cg)*p.H*p.W:]
-				col := xs
-				if colBuf != nil {
-					col = *colBuf
-					im2col(p, cg, xs, col)
-				}
-				sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
+	var colBuf *[]float32
+	if !isPointwise(p) {
+		colBuf = getCol(crs * PQ)
+		defer colPool.put(colBuf)
+	}
+	for n := lo; n < hi; n++ {
+		for g := 0; g < G; g++ {
+			xs := X[(n*p.C+g*cg)*p.H*p.W:]
+			col := xs
+			if colBuf != nil {
+				col = *colBuf
+				im2col(p, cg, xs, col)
 			}
+			sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
 		}
-	})
+	}
 }
 
-// sumOverImages runs body over n images split across the threads, each
-// part adding into its own zeroed accumulator (the first part into dw
-// itself), then adds the others into dw: a weight gradient summed over the
-// batch without threads writing the same memory.
-func (b *Backend) sumOverImages(n int, dw []float32, body func(acc []float32, lo, hi int)) {
-	parts := splitRange(n, b.Threads(), 1)
-	partials := make([]*[]float32, len(parts))
-	parallelFor(len(parts), b.Threads(), func(t0, t1 int) {
-		for t := t0; t < t1; t++ {
-			acc := dw
-			if t > 0 {
-				partials[t] = getCol(len(dw))
-				acc = *partials[t]
-			}
-			clear(acc)
-			body(acc, parts[t][0], parts[t][1])
-		}
-	})
-	for _, part := range partials[1:] {
+// convLoop is a convolution pass's loop over images: the arguments of one
+// call and which pass it is. x, w and y are the pass's input image,
+// filter and output (or their gradients, as each method says).
+type convLoop struct {
+	pass    int
+	p       backend.Conv2dParams
+	geo     phased
+	x, w, y []float32
+	filt    []packedA // implicit paths: each group's packed filter
+	gt      int       // threads per GEMM
+}
+
+const (
+	im2colForward = iota
+	col2imBackwardData
+	im2colBackwardFilter
+	implicitForwardPass
+	implicitBackwardDataPass
+	implicitBackwardFilterPass
+)
+
+var convLoops freeList[convLoop]
+
+func (k *convLoop) chunk(lo, hi int) {
+	switch k.pass {
+	case im2colForward:
+		k.im2colForward(lo, hi)
+	case col2imBackwardData:
+		k.col2imBackwardData(lo, hi)
+	case implicitForwardPass:
+		k.implicitForward(lo, hi)
+	case implicitBackwardDataPass:
+		k.implicitBackwardData(lo, hi)
+	default:
+		panic("cpu: convLoop: a backward-filter pass runs through sumOverImages")
+	}
+}
+
+// sumImages adds the weight gradient of images [lo, hi) into acc.
+func (k *convLoop) sumImages(acc []float32, lo, hi int) {
+	if k.pass == im2colBackwardFilter {
+		k.im2colBackwardFilter(acc, lo, hi)
+	} else {
+		k.implicitBackwardFilter(acc, lo, hi)
+	}
+}
+
+// sumOverImages runs k.sumImages over the images split across the
+// threads, each part adding into its own zeroed accumulator (the first
+// part into dw itself), then adds the others into dw: a weight gradient
+// summed over the batch without threads writing the same memory.
+func (b *Backend) sumOverImages(n int, dw []float32, k convLoop) {
+	s := imageSums.get()
+	defer imageSums.put(s)
+	s.conv = convLoops.get()
+	*s.conv = k
+	s.dw = dw
+	s.parts = splitRangeInto(s.parts[:0], n, b.Threads(), 1)
+	s.partials = grow(s.partials, len(s.parts))
+	parallelFor(len(s.parts), b.Threads(), s)
+	for _, part := range s.partials[1:] {
 		axpy(1, *part, dw)
 		colPool.put(part)
+	}
+	*s.conv = convLoop{}
+	convLoops.put(s.conv)
+	s.conv, s.dw = nil, nil
+	clear(s.partials)
+}
+
+// imageSum is sumOverImages' loop over its parts of the batch.
+type imageSum struct {
+	conv     *convLoop
+	dw       []float32
+	parts    [][2]int
+	partials []*[]float32 // accumulators of parts 1…
+}
+
+var imageSums freeList[imageSum]
+
+func (s *imageSum) chunk(t0, t1 int) {
+	for t := t0; t < t1; t++ {
+		acc := s.dw
+		if t > 0 {
+			s.partials[t] = getCol(len(s.dw))
+			acc = *s.partials[t]
+		}
+		clear(acc)
+		s.conv.sumImages(acc, s.parts[t][0], s.parts[t][1])
 	}
 }

@@ -304,40 +304,45 @@ var convScratchPool freeList[convScratch]
 
 // convImplicitForward is Conv2dForward on the implicit path (p normalised).
 func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32) {
+	G := p.G()
+	kg := p.K / G
+	crs := p.C / G * p.R * p.S
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	fp := packFilters(G, kg, crs, Wt)
+	defer filterPool.put(fp)
+	splitN(b, &convLoops, p.N, convLoop{pass: implicitForwardPass, p: p, geo: geo, x: X, w: Wt, y: Y, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// implicitForward is convImplicitForward for images [lo, hi).
+func (k *convLoop) implicitForward(lo, hi int) {
+	p, geo, X, Wt, Y, filt, gt := k.p, k.geo, k.x, k.w, k.y, k.filt, k.gt
 	G, P, Q := p.G(), p.P(), p.Q()
 	PQ := P * Q
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
 	chw := geo.chanSize()
-	gt := gemmThreads(b.Threads(), p.N)
-	fp := packFilters(G, kg, crs, Wt)
-	defer filterPool.put(fp)
-	filt := *fp
-	b.split(p.N, func(lo, hi int) {
-		st := convScratchPool.get()
-		defer convScratchPool.put(st)
-		st.cb.setup(cg, geo, p.R, p.S, p.DilH, p.DilW, P, Q)
-		// An unpadded image with unit strides is its own phase plane.
-		direct := p.PadH == 0 && p.PadW == 0 && p.StrideH == 1 && p.StrideW == 1
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	st.cb.setup(cg, geo, p.R, p.S, p.DilH, p.DilW, P, Q)
+	// An unpadded image with unit strides is its own phase plane.
+	direct := p.PadH == 0 && p.PadW == 0 && p.StrideH == 1 && p.StrideW == 1
+	if !direct {
+		st.pad = grow(st.pad, geo.size())
+	}
+	for n := lo; n < hi; n++ {
+		src := X[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		if !direct {
-			st.pad = grow(st.pad, geo.size())
+			geo.fill(src, st.pad)
+			src = st.pad
 		}
-		for n := lo; n < hi; n++ {
-			src := X[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
-			if !direct {
-				geo.fill(src, st.pad)
-				src = st.pad
-			}
-			for g := 0; g < G; g++ {
-				st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
-				y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
-				clear(y)
-				gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, y, PQ, gt)
-			}
+		for g := 0; g < G; g++ {
+			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
+			y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
+			clear(y)
+			gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, y, PQ, gt)
 		}
-		st.cb.src = nil
-	})
+	}
+	st.cb.src = nil
 }
 
 var flipPool freeList[[]float32]
@@ -384,35 +389,41 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 		}
 	}
 	geo := newPhased(p.K, P, Q, p.DilH*(p.R-1)-p.PadH, p.DilW*(p.S-1)-p.PadW, 1, 1)
-	khw := geo.chanSize()
-	HW := p.H * p.W
-	gt := gemmThreads(b.Threads(), p.N)
 	fp := packFilters(G, cg, krs, flip)
 	defer filterPool.put(fp)
-	filt := *fp
-	b.split(p.N, func(lo, hi int) {
-		st := convScratchPool.get()
-		defer convScratchPool.put(st)
-		st.cb.setup(kg, geo, p.R, p.S, p.DilH, p.DilW, p.H, p.W)
-		padded := geo.ph > 0 || geo.pw > 0
+	splitN(b, &convLoops, p.N, convLoop{pass: implicitBackwardDataPass, p: p, geo: geo, x: DX, w: flip, y: DY, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// implicitBackwardData is convImplicitBackwardData for images [lo, hi)
+// (k.x is dx, k.w the flipped filter, k.y dy).
+func (k *convLoop) implicitBackwardData(lo, hi int) {
+	p, geo, DX, flip, DY, filt, gt := k.p, k.geo, k.x, k.w, k.y, k.filt, k.gt
+	G, P, Q := p.G(), p.P(), p.Q()
+	cg, kg := p.C/G, p.K/G
+	krs := kg * p.R * p.S
+	khw := geo.chanSize()
+	HW := p.H * p.W
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	st.cb.setup(kg, geo, p.R, p.S, p.DilH, p.DilW, p.H, p.W)
+	padded := geo.ph > 0 || geo.pw > 0
+	if padded {
+		st.pad = grow(st.pad, geo.size())
+	}
+	for n := lo; n < hi; n++ {
+		src := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
 		if padded {
-			st.pad = grow(st.pad, geo.size())
+			geo.fill(src, st.pad)
+			src = st.pad
 		}
-		for n := lo; n < hi; n++ {
-			src := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
-			if padded {
-				geo.fill(src, st.pad)
-				src = st.pad
-			}
-			for g := 0; g < G; g++ {
-				st.cb.src = src[g*kg*khw : (g+1)*kg*khw]
-				dx := DX[(n*p.C+g*cg)*HW : (n*p.C+(g+1)*cg)*HW]
-				clear(dx)
-				gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, &filt[g], nil, 0, &st.cb, dx, HW, gt)
-			}
+		for g := 0; g < G; g++ {
+			st.cb.src = src[g*kg*khw : (g+1)*kg*khw]
+			dx := DX[(n*p.C+g*cg)*HW : (n*p.C+(g+1)*cg)*HW]
+			clear(dx)
+			gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, &filt[g], nil, 0, &st.cb, dx, HW, gt)
 		}
-		st.cb.src = nil
-	})
+	}
+	st.cb.src = nil
 }
 
 // convImplicitBackwardFilter is Conv2dBackwardFilter on the implicit path
@@ -425,35 +436,39 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 // image with one contiguous run per tap, packed by transposing tap rows
 // (convB.packT).
 func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW []float32) {
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	b.sumOverImages(p.N, DW, convLoop{pass: implicitBackwardFilterPass, p: p, geo: geo, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// implicitBackwardFilter is convImplicitBackwardFilter's sum over images
+// [lo, hi), added into acc (k.y is dy).
+func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
+	p, geo, X, DY, gt := k.p, k.geo, k.x, k.y, k.gt
 	G, P, Q := p.G(), p.P(), p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
-	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
 	chw, wpe := geo.chanSize(), geo.wpe
 	grid := P * wpe
 	// The runs of the last taps end up to Wpe values past the last plane.
 	tail := wpe
-	gt := gemmThreads(b.Threads(), p.N)
-	b.sumOverImages(p.N, DW, func(acc []float32, lo, hi int) {
-		st := convScratchPool.get()
-		defer convScratchPool.put(st)
-		st.cb.setupGrid(cg, geo, p.R, p.S, p.DilH, p.DilW, P)
-		st.pad = grow(st.pad, geo.size()+tail)
-		clear(st.pad[geo.size():])
-		st.dy = grow(st.dy, p.K*grid)
-		for n := lo; n < hi; n++ {
-			geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
-			dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
-			for r := 0; r < p.K*P; r++ {
-				row := st.dy[r*wpe : (r+1)*wpe]
-				copy(row[:Q], dy[r*Q:(r+1)*Q])
-				clear(row[Q:])
-			}
-			for g := 0; g < G; g++ {
-				st.cb.src = st.pad[g*cg*chw:]
-				gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
-			}
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	st.cb.setupGrid(cg, geo, p.R, p.S, p.DilH, p.DilW, P)
+	st.pad = grow(st.pad, geo.size()+tail)
+	clear(st.pad[geo.size():])
+	st.dy = grow(st.dy, p.K*grid)
+	for n := lo; n < hi; n++ {
+		geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
+		dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
+		for r := 0; r < p.K*P; r++ {
+			row := st.dy[r*wpe : (r+1)*wpe]
+			copy(row[:Q], dy[r*Q:(r+1)*Q])
+			clear(row[Q:])
 		}
-		st.cb.src = nil
-	})
+		for g := 0; g < G; g++ {
+			st.cb.src = st.pad[g*cg*chw:]
+			gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
+		}
+	}
+	st.cb.src = nil
 }

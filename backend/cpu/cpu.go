@@ -185,11 +185,7 @@ func (b *Backend) GemmBatched(p backend.GemmParams, batch int, a, bm, c *tensor.
 	th := b.Threads()
 	if batch >= th && th > 1 {
 		// Many small products: one goroutine per share of the batch.
-		parallelFor(batch, th, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, A[i*sa:], lda, B[i*sb:], ldb, p.Beta, C[i*sc:], p.N, 1)
-			}
-		})
+		splitWith(&batchedGemms, batch, th, batchedGemm{p, A, B, C, lda, ldb})
 		return
 	}
 	for i := 0; i < batch; i++ {
@@ -197,52 +193,80 @@ func (b *Backend) GemmBatched(p backend.GemmParams, batch int, a, bm, c *tensor.
 	}
 }
 
+// batchedGemm is GemmBatched's loop over the batch, one thread per share.
+type batchedGemm struct {
+	p        backend.GemmParams
+	a, b, c  []float32
+	lda, ldb int
+}
+
+var batchedGemms freeList[batchedGemm]
+
+func (k *batchedGemm) chunk(lo, hi int) {
+	p := k.p
+	sa, sb, sc := p.M*p.K, p.K*p.N, p.M*p.N
+	for i := lo; i < hi; i++ {
+		sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, k.a[i*sa:], k.lda, k.b[i*sb:], k.ldb, p.Beta, k.c[i*sc:], p.N, 1)
+	}
+}
+
 // MaxPool2dForward implements backend.Ops.
 func (b *Backend) MaxPool2dForward(p backend.Pool2dParams, x, y, argmax *tensor.Tensor) {
 	backend.CheckPool("maxpool2d forward", p, x, y, argmax)
-	X, Y, A := x.HostData(), y.HostData(), argmax.HostData()
-	in, out := p.H*p.W, p.P()*p.Q()
-	b.split(p.N, func(lo, hi int) {
-		q := p
-		q.N = hi - lo
-		refMaxPoolForward(q, X[lo*p.C*in:hi*p.C*in], Y[lo*p.C*out:hi*p.C*out], A[lo*p.C*out:hi*p.C*out])
-	})
+	splitN(b, &poolLoops, p.N, poolLoop{p: p, kind: maxPoolForward, x: x.HostData(), y: y.HostData(), arg: argmax.HostData()})
 }
 
 // MaxPool2dBackward implements backend.Ops.
 func (b *Backend) MaxPool2dBackward(p backend.Pool2dParams, dy, argmax, dx *tensor.Tensor) {
 	backend.CheckPool("maxpool2d backward", p, dx, dy, argmax)
-	DY, A, DX := dy.HostData(), argmax.HostData(), dx.HostData()
-	in, out := p.H*p.W, p.P()*p.Q()
-	b.split(p.N, func(lo, hi int) {
-		q := p
-		q.N = hi - lo
-		refMaxPoolBackward(q, DY[lo*p.C*out:hi*p.C*out], A[lo*p.C*out:hi*p.C*out], DX[lo*p.C*in:hi*p.C*in])
-	})
+	splitN(b, &poolLoops, p.N, poolLoop{p: p, kind: maxPoolBackward, x: dx.HostData(), y: dy.HostData(), arg: argmax.HostData()})
 }
 
 // AvgPool2dForward implements backend.Ops.
 func (b *Backend) AvgPool2dForward(p backend.Pool2dParams, x, y *tensor.Tensor) {
 	backend.CheckPool("avgpool2d forward", p, x, y)
-	X, Y := x.HostData(), y.HostData()
-	in, out := p.H*p.W, p.P()*p.Q()
-	b.split(p.N, func(lo, hi int) {
-		q := p
-		q.N = hi - lo
-		refAvgPoolForward(q, X[lo*p.C*in:hi*p.C*in], Y[lo*p.C*out:hi*p.C*out])
-	})
+	splitN(b, &poolLoops, p.N, poolLoop{p: p, kind: avgPoolForward, x: x.HostData(), y: y.HostData()})
 }
 
 // AvgPool2dBackward implements backend.Ops.
 func (b *Backend) AvgPool2dBackward(p backend.Pool2dParams, dy, dx *tensor.Tensor) {
 	backend.CheckPool("avgpool2d backward", p, dx, dy)
-	DY, DX := dy.HostData(), dx.HostData()
-	in, out := p.H*p.W, p.P()*p.Q()
-	b.split(p.N, func(lo, hi int) {
-		q := p
-		q.N = hi - lo
-		refAvgPoolBackward(q, DY[lo*p.C*out:hi*p.C*out], DX[lo*p.C*in:hi*p.C*in])
-	})
+	splitN(b, &poolLoops, p.N, poolLoop{p: p, kind: avgPoolBackward, x: dx.HostData(), y: dy.HostData()})
+}
+
+// poolLoop is the pooling ops' loop over images. x and y are the input
+// and output planes (their gradients for the backward kinds).
+type poolLoop struct {
+	p    backend.Pool2dParams
+	kind int
+	x, y []float32
+	arg  []float32 // max pooling's argmax
+}
+
+const (
+	maxPoolForward = iota
+	maxPoolBackward
+	avgPoolForward
+	avgPoolBackward
+)
+
+var poolLoops freeList[poolLoop]
+
+func (k *poolLoop) chunk(lo, hi int) {
+	p := k.p
+	in, out := p.C*p.H*p.W, p.C*p.P()*p.Q()
+	x, y := k.x[lo*in:hi*in], k.y[lo*out:hi*out]
+	p.N = hi - lo
+	switch k.kind {
+	case maxPoolForward:
+		refMaxPoolForward(p, x, y, k.arg[lo*out:hi*out])
+	case maxPoolBackward:
+		refMaxPoolBackward(p, y, k.arg[lo*out:hi*out], x)
+	case avgPoolForward:
+		refAvgPoolForward(p, x, y)
+	case avgPoolBackward:
+		refAvgPoolBackward(p, y, x)
+	}
 }
 
 func checkGAP(op string, x, y *tensor.Tensor) (nc, l int) {
@@ -255,15 +279,32 @@ func checkGAP(op string, x, y *tensor.Tensor) (nc, l int) {
 // GlobalAvgPoolForward implements backend.Ops.
 func (b *Backend) GlobalAvgPoolForward(x, y *tensor.Tensor) {
 	nc, l := checkGAP("global avgpool forward", x, y)
-	X, Y := x.HostData(), y.HostData()
-	b.split(nc, func(lo, hi int) { refGlobalAvgPoolForward(hi-lo, l, X[lo*l:hi*l], Y[lo:hi]) })
+	splitN(b, &gapLoops, nc, gapLoop{l: l, x: x.HostData(), y: y.HostData()})
 }
 
 // GlobalAvgPoolBackward implements backend.Ops.
 func (b *Backend) GlobalAvgPoolBackward(dy, dx *tensor.Tensor) {
 	nc, l := checkGAP("global avgpool backward", dx, dy)
-	DY, DX := dy.HostData(), dx.HostData()
-	b.split(nc, func(lo, hi int) { refGlobalAvgPoolBackward(hi-lo, l, DY[lo:hi], DX[lo*l:hi*l]) })
+	splitN(b, &gapLoops, nc, gapLoop{backward: true, l: l, x: dx.HostData(), y: dy.HostData()})
+}
+
+// gapLoop is global average pooling's loop over planes of l values (x)
+// and their means (y), or their gradients.
+type gapLoop struct {
+	backward bool
+	l        int
+	x, y     []float32
+}
+
+var gapLoops freeList[gapLoop]
+
+func (k *gapLoop) chunk(lo, hi int) {
+	x, y := k.x[lo*k.l:hi*k.l], k.y[lo:hi]
+	if k.backward {
+		refGlobalAvgPoolBackward(hi-lo, k.l, y, x)
+	} else {
+		refGlobalAvgPoolForward(hi-lo, k.l, x, y)
+	}
 }
 
 // BatchNormForward implements backend.Ops.
@@ -282,7 +323,7 @@ func (b *Backend) BatchNormForward(p backend.BatchNormParams, x, gamma, beta, ru
 		refBatchNormForward(p, X, G, Bt, RM, RV, Y, SM, SI)
 		return
 	}
-	b.split(p.C, func(lo, hi int) { bnForwardChannels(p, lo, hi, X, G, Bt, RM, RV, Y, SM, SI) })
+	splitN(b, &bnLoops, p.C, bnLoop{p: p, x: X, g: G, beta: Bt, rm: RM, rv: RV, y: Y, sm: SM, si: SI})
 }
 
 // BatchNormBackward implements backend.Ops.
@@ -295,18 +336,37 @@ func (b *Backend) BatchNormBackward(p backend.BatchNormParams, x, dy, gamma, sav
 		refBatchNormBackward(p, X, DY, G, SM, SI, DX, DG, DB)
 		return
 	}
-	b.split(p.C, func(lo, hi int) { bnBackwardChannels(p, lo, hi, X, DY, G, SM, SI, DX, DG, DB) })
+	splitN(b, &bnLoops, p.C, bnLoop{backward: true, p: p, x: X, dy: DY, g: G, sm: SM, si: SI, dx: DX, dg: DG, db: DB})
+}
+
+// bnLoop is batch norm's loop over channels, forward or backward.
+type bnLoop struct {
+	backward              bool
+	p                     backend.BatchNormParams
+	x, g, beta, rm, rv, y []float32
+	sm, si                []float32
+	dy, dx, dg, db        []float32
+}
+
+var bnLoops freeList[bnLoop]
+
+func (k *bnLoop) chunk(lo, hi int) {
+	if k.backward {
+		bnBackwardChannels(k.p, lo, hi, k.x, k.dy, k.g, k.sm, k.si, k.dx, k.dg, k.db)
+	} else {
+		bnForwardChannels(k.p, lo, hi, k.x, k.g, k.beta, k.rm, k.rv, k.y, k.sm, k.si)
+	}
 }
 
 // Unary implements backend.Ops.
 func (b *Backend) Unary(op backend.UnaryOp, x, y *tensor.Tensor, a, c float32) {
-	backend.CheckSame("unary "+op.String(), x.Numel(), x, y)
+	backend.CheckUnary(op, x, y)
 	X, Y := x.HostData(), y.HostData()
 	if b.ref {
 		refUnary(op, X, Y, a, c)
 		return
 	}
-	b.splitElems(len(X), func(lo, hi int) { unaryFast(op, X[lo:hi], Y[lo:hi], a, c) })
+	splitElemsN(b, &elemLoops, len(X), elemLoop{kind: elemUnary, unary: op, x: X, y: Y, a: a, c: c})
 }
 
 // Binary implements backend.Ops.
@@ -316,14 +376,13 @@ func (b *Backend) Binary(op backend.BinaryOp, x, z, y *tensor.Tensor) {
 	if b.ref || len(Z) != len(X) {
 		if len(Z) != len(X) && !b.ref {
 			// Row broadcast: split by whole rows.
-			n := len(Z)
-			b.split(len(X)/n, func(lo, hi int) { refBinary(op, X[lo*n:hi*n], Z, Y[lo*n:hi*n]) })
+			splitN(b, &elemLoops, len(X)/len(Z), elemLoop{kind: elemBinaryRows, binary: op, x: X, z: Z, y: Y})
 			return
 		}
 		refBinary(op, X, Z, Y)
 		return
 	}
-	b.splitElems(len(X), func(lo, hi int) { binaryFast(op, X[lo:hi], Z[lo:hi], Y[lo:hi]) })
+	splitElemsN(b, &elemLoops, len(X), elemLoop{kind: elemBinary, binary: op, x: X, z: Z, y: Y})
 }
 
 // Axpy implements backend.Ops.
@@ -336,7 +395,40 @@ func (b *Backend) Axpy(alpha float32, x, y *tensor.Tensor) {
 		}
 		return
 	}
-	b.splitElems(len(X), func(lo, hi int) { axpy(alpha, X[lo:hi], Y[lo:hi]) })
+	splitElemsN(b, &elemLoops, len(X), elemLoop{kind: elemAxpy, x: X, y: Y, a: alpha})
+}
+
+// elemLoop is the loop of the elementwise ops over elements (over rows of
+// len(z) for elemBinaryRows).
+type elemLoop struct {
+	kind    int
+	unary   backend.UnaryOp
+	binary  backend.BinaryOp
+	x, z, y []float32
+	a, c    float32
+}
+
+const (
+	elemUnary      = iota // y = op(x; a, c)
+	elemBinary            // y = x op z
+	elemBinaryRows        // y = x op z, z repeated on each row
+	elemAxpy              // y += a·x
+)
+
+var elemLoops freeList[elemLoop]
+
+func (k *elemLoop) chunk(lo, hi int) {
+	switch k.kind {
+	case elemUnary:
+		unaryFast(k.unary, k.x[lo:hi], k.y[lo:hi], k.a, k.c)
+	case elemBinary:
+		binaryFast(k.binary, k.x[lo:hi], k.z[lo:hi], k.y[lo:hi])
+	case elemBinaryRows:
+		n := len(k.z)
+		refBinary(k.binary, k.x[lo*n:hi*n], k.z, k.y[lo*n:hi*n])
+	case elemAxpy:
+		axpy(k.a, k.x[lo:hi], k.y[lo:hi])
+	}
 }
 
 // Fill implements backend.Ops.
@@ -356,21 +448,28 @@ func (b *Backend) Reduce(p backend.ReduceParams, x, y *tensor.Tensor) {
 		refReduce(p, X, Y)
 		return
 	}
-	b.split(p.Outer, func(lo, hi int) {
-		q := p
-		q.Outer = hi - lo
-		refReduce(q, X[lo*p.Len*p.Inner:hi*p.Len*p.Inner], Y[lo*p.Inner:hi*p.Inner])
-	})
+	splitN(b, &reduceLoops, p.Outer, reduceLoop{p, X, Y})
+}
+
+// reduceLoop is Reduce's loop over the outer dimension.
+type reduceLoop struct {
+	p    backend.ReduceParams
+	x, y []float32
+}
+
+var reduceLoops freeList[reduceLoop]
+
+func (k *reduceLoop) chunk(lo, hi int) {
+	q := k.p
+	q.Outer = hi - lo
+	refReduce(q, k.x[lo*q.Len*q.Inner:hi*q.Len*q.Inner], k.y[lo*q.Inner:hi*q.Inner])
 }
 
 // L2NormalizeForward implements backend.Ops.
 func (b *Backend) L2NormalizeForward(eps float32, x, y, norms *tensor.Tensor) {
 	backend.CheckRows("l2normalize forward", x, []*tensor.Tensor{y}, []*tensor.Tensor{norms})
 	n, d := x.Dim(0), x.Dim(1)
-	X, Y, NR := x.HostData(), y.HostData(), norms.HostData()
-	b.split(n, func(lo, hi int) {
-		refL2NormalizeForward(eps, hi-lo, d, X[lo*d:hi*d], Y[lo*d:hi*d], NR[lo:hi])
-	})
+	splitN(b, &l2Loops, n, l2Loop{eps: eps, d: d, x: x.HostData(), y: y.HostData(), norms: norms.HostData()})
 }
 
 // L2NormalizeBackward implements backend.Ops. The eps must match the
@@ -378,10 +477,26 @@ func (b *Backend) L2NormalizeForward(eps float32, x, y, norms *tensor.Tensor) {
 func (b *Backend) L2NormalizeBackward(y, norms, dy, dx *tensor.Tensor, accumulate bool) {
 	backend.CheckRows("l2normalize backward", y, []*tensor.Tensor{dy, dx}, []*tensor.Tensor{norms})
 	n, d := y.Dim(0), y.Dim(1)
-	Y, NR, DY, DX := y.HostData(), norms.HostData(), dy.HostData(), dx.HostData()
-	b.split(n, func(lo, hi int) {
-		refL2NormalizeBackward(0, hi-lo, d, Y[lo*d:hi*d], NR[lo:hi], DY[lo*d:hi*d], DX[lo*d:hi*d], accumulate)
-	})
+	splitN(b, &l2Loops, n, l2Loop{backward: true, accumulate: accumulate, d: d, y: y.HostData(), norms: norms.HostData(), dy: dy.HostData(), dx: dx.HostData()})
+}
+
+// l2Loop is L2 normalisation's loop over rows of d values.
+type l2Loop struct {
+	backward, accumulate bool
+	eps                  float32
+	d                    int
+	x, y, norms, dy, dx  []float32
+}
+
+var l2Loops freeList[l2Loop]
+
+func (k *l2Loop) chunk(lo, hi int) {
+	d := k.d
+	if k.backward {
+		refL2NormalizeBackward(0, hi-lo, d, k.y[lo*d:hi*d], k.norms[lo:hi], k.dy[lo*d:hi*d], k.dx[lo*d:hi*d], k.accumulate)
+	} else {
+		refL2NormalizeForward(k.eps, hi-lo, d, k.x[lo*d:hi*d], k.y[lo*d:hi*d], k.norms[lo:hi])
+	}
 }
 
 // MarginSoftmaxCE implements backend.Ops.
@@ -399,39 +514,68 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	if b.ref {
 		th = 1
 	}
-	parts := splitRange(p.N, th, 1)
-	mp := make([]float64, len(parts))
-	var cmParts [][]float32
+	k := marginLoops.get()
+	defer marginLoops.put(k)
+	k.p, k.cos, k.labels, k.cm, k.loss, k.dcos = p, COS, labels, CM, L, DC
+	k.parts = splitRangeInto(k.parts[:0], p.N, th, 1)
+	k.mp = grow(k.mp, len(k.parts))
+	k.gcm = nil
 	if g.ClassMargins != nil {
 		GCM = g.ClassMargins.HostData()
-		cmParts = make([][]float32, len(parts))
+		for len(k.gcmBufs) < len(k.parts) {
+			k.gcmBufs = append(k.gcmBufs, nil)
+		}
+		k.gcm = k.gcmBufs[:len(k.parts)]
+		for i := range k.gcm {
+			k.gcm[i] = grow(k.gcm[i], p.C)
+		}
 	}
 	// Each part of the rows has its own partial sums, added in part order
 	// below, so the result does not depend on which goroutine ran it.
-	parallelFor(len(parts), th, func(k0, k1 int) {
-		sc := marginScratch.get()
-		defer marginScratch.put(sc)
-		sc.z, sc.dz = grow(sc.z, p.C), grow(sc.dz, p.C)
-		for k := k0; k < k1; k++ {
-			var cm []float32
-			if cmParts != nil {
-				cm = make([]float32, p.C)
-				cmParts[k] = cm
-			}
-			mp[k] = marginRows(&p, parts[k][0], parts[k][1], COS, labels, CM, L, DC, cm, sc.z, sc.dz)
-		}
-	})
+	parallelFor(len(k.parts), th, k)
 	if g.MP != nil {
 		var sum float64
-		for _, v := range mp {
+		for _, v := range k.mp {
 			sum += v
 		}
 		g.MP.HostData()[0] += float32(sum)
 	}
-	for _, part := range cmParts {
+	for _, part := range k.gcm {
 		for c, v := range part {
 			GCM[c] += v
 		}
+	}
+	k.cos, k.labels, k.cm, k.loss, k.dcos = nil, nil, nil, nil, nil
+	k.p.ClassMargins = nil
+}
+
+// marginLoop is MarginSoftmaxCE's loop over parts of the rows, with each
+// part's partial sums: mp[i] of ∂L/∂m_p, gcm[i] of ∂L/∂m_n (C values,
+// when the class margins need a gradient). The sums' buffers are kept
+// with it across calls.
+type marginLoop struct {
+	p                   backend.MarginParams
+	cos, cm, loss, dcos []float32
+	labels              []int32
+	parts               [][2]int
+	mp                  []float64
+	gcm                 [][]float32 // gcmBufs[:len(parts)], or nil
+	gcmBufs             [][]float32
+}
+
+var marginLoops freeList[marginLoop]
+
+func (k *marginLoop) chunk(lo, hi int) {
+	sc := marginScratch.get()
+	defer marginScratch.put(sc)
+	sc.z, sc.dz = grow(sc.z, k.p.C), grow(sc.dz, k.p.C)
+	for i := lo; i < hi; i++ {
+		var gcm []float32
+		if len(k.gcm) > 0 {
+			gcm = k.gcm[i]
+			clear(gcm)
+		}
+		k.mp[i] = marginRows(&k.p, k.parts[i][0], k.parts[i][1], k.cos, k.labels, k.cm, k.loss, k.dcos, gcm, sc.z, sc.dz)
 	}
 }
 
@@ -449,7 +593,7 @@ func (b *Backend) SGDStep(p backend.SGDParams, w, g, mom *tensor.Tensor) {
 		refSGDStep(p, W, G, M)
 		return
 	}
-	b.splitElems(len(W), func(lo, hi int) { refSGDStep(p, W[lo:hi], G[lo:hi], M[lo:hi]) })
+	splitElemsN(b, &optLoops, len(W), optLoop{sgd: p, w: W, g: G, m: M})
 }
 
 // AdamWStep implements backend.Ops.
@@ -463,53 +607,109 @@ func (b *Backend) AdamWStep(p backend.AdamWParams, w, g, m, v *tensor.Tensor) {
 		refAdamWStep(p, W, G, M, V)
 		return
 	}
-	b.splitElems(len(W), func(lo, hi int) { refAdamWStep(p, W[lo:hi], G[lo:hi], M[lo:hi], V[lo:hi]) })
+	splitElemsN(b, &optLoops, len(W), optLoop{adamW: true, adam: p, w: W, g: G, m: M, v: V})
 }
 
-// split runs f over [0, n) in up to Threads() ranges.
-func (b *Backend) split(n int, f func(lo, hi int)) {
+// optLoop is the optimizer steps' loop over elements.
+type optLoop struct {
+	adamW      bool
+	sgd        backend.SGDParams
+	adam       backend.AdamWParams
+	w, g, m, v []float32
+}
+
+var optLoops freeList[optLoop]
+
+func (k *optLoop) chunk(lo, hi int) {
+	if k.adamW {
+		refAdamWStep(k.adam, k.w[lo:hi], k.g[lo:hi], k.m[lo:hi], k.v[lo:hi])
+	} else {
+		refSGDStep(k.sgd, k.w[lo:hi], k.g[lo:hi], k.m[lo:hi])
+	}
+}
+
+// kernel is the body of a parallel loop: chunk does items [lo, hi).
+// Kernels are small structs of their arguments with a chunk method, kept
+// in a freeList per type (splitWith), so that a call allocates nothing; a
+// closure handed to another goroutine would be allocated on every call.
+type kernel interface{ chunk(lo, hi int) }
+
+// funcKernel makes a function a kernel, for code off the hot paths (and
+// tests); the closure is allocated per call.
+type funcKernel func(lo, hi int)
+
+func (f funcKernel) chunk(lo, hi int) { f(lo, hi) }
+
+// splitWith runs k over [0, n) on up to threads goroutines (parallelFor),
+// through a copy kept in list.
+func splitWith[K any, PK interface {
+	*K
+	kernel
+}](list *freeList[K], n, threads int, k K) {
+	p := list.get()
+	*p = k
+	parallelFor(n, threads, PK(p))
+	var zero K
+	*p = zero // keep no references to the caller's buffers
+	list.put(p)
+}
+
+// splitN is splitWith over the backend's threads, on one goroutine in
+// reference mode.
+func splitN[K any, PK interface {
+	*K
+	kernel
+}](b *Backend, list *freeList[K], n int, k K) {
+	th := b.Threads()
 	if b.ref {
-		f(0, n)
-		return
+		th = 1
 	}
-	parallelFor(n, b.Threads(), f)
+	splitWith[K, PK](list, n, th, k)
 }
 
-// splitElems is split for elementwise work: below 32K elements one thread.
-func (b *Backend) splitElems(n int, f func(lo, hi int)) {
+// splitElemsN is splitN for elementwise work: below 32K elements one
+// goroutine.
+func splitElemsN[K any, PK interface {
+	*K
+	kernel
+}](b *Backend, list *freeList[K], n int, k K) {
+	th := b.Threads()
 	if n < 1<<15 {
-		f(0, n)
-		return
+		th = 1
 	}
-	parallelFor(n, b.Threads(), f)
+	splitWith[K, PK](list, n, th, k)
 }
 
-// parallelFor runs f over contiguous ranges that cover [0, n), on the
+// parallelFor runs body over contiguous ranges that cover [0, n), on the
 // calling goroutine and up to threads-1 helpers of the team (team.go). The
 // ranges (about four per thread) are handed out as goroutines ask, so a
 // helper that arrives late or runs on a busy core takes fewer of them.
-func parallelFor(n, threads int, f func(lo, hi int)) {
+func parallelFor(n, threads int, body kernel) {
 	if threads <= 1 || n <= 1 {
-		f(0, n)
+		body.chunk(0, n)
 		return
 	}
-	j := &forJob{f: f, n: n, parts: int64(min(n, 4*threads))}
+	j := forJobs.get()
+	j.body, j.n, j.parts = body, n, int64(min(n, 4*threads))
+	j.next.Store(0)
 	j.teamJob.j = j
 	teamRun(threads-1, &j.teamJob)
-	for j.done.Load() < j.parts {
-		relax()
-	}
+	j.body = nil
+	forJobs.put(j)
 }
 
 // forJob is one call of parallelFor: range t of parts is
-// [t·n/parts, (t+1)·n/parts).
+// [t·n/parts, (t+1)·n/parts). teamRun returns when every goroutine has
+// left run, so every range is done by then.
 type forJob struct {
 	teamJob
-	f          func(lo, hi int)
-	n          int
-	parts      int64
-	next, done atomic.Int64
+	body  kernel
+	n     int
+	parts int64
+	next  atomic.Int64
 }
+
+var forJobs freeList[forJob]
 
 func (j *forJob) run() {
 	for {
@@ -517,7 +717,6 @@ func (j *forJob) run() {
 		if t >= j.parts {
 			return
 		}
-		j.f(int(t*int64(j.n)/j.parts), int((t+1)*int64(j.n)/j.parts))
-		j.done.Add(1)
+		j.body.chunk(int(t*int64(j.n)/j.parts), int((t+1)*int64(j.n)/j.parts))
 	}
 }

@@ -250,7 +250,10 @@ func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb
 // fewer; a phase begins when every task of the previous one is done.
 func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	mr, nr := kern.mr, kern.nr
-	g := &gemmJob{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+	// The job's state is kept across calls; its teamJob is left alone (a
+	// helper may still look at it, see teamJob).
+	g := gemmJobs.get()
+	g.gemmArgs = gemmArgs{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
 		a: a, lda: lda, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: blk.kc}
 	// A packed chunk holds all k rows: narrower chunks keep it within
 	// maxSharedB values when k is long.
@@ -263,7 +266,7 @@ func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float
 	g.rowsPer = (mp + rowGroups - 1) / rowGroups * mr
 	rowGroups = (m + g.rowsPer - 1) / g.rowsPer
 
-	g.phases = make([]gemmPhase, 2*((n+nc-1)/nc))
+	g.phases = grow(g.phases, 2*((n+nc-1)/nc))
 	for i := 0; i < len(g.phases); i += 2 {
 		pack, comp := &g.phases[i], &g.phases[i+1]
 		jc := i / 2 * nc
@@ -272,8 +275,12 @@ func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float
 		colGroups := min(np, max(1, (4*threads+rowGroups-1)/rowGroups))
 		colsPer := (np + colGroups - 1) / colGroups * nr
 		colGroups = (nb + colsPer - 1) / colsPer
-		*pack = gemmPhase{pack: true, jc: jc, nb: nb, np: np, tasks: kblocks * np}
-		*comp = gemmPhase{jc: jc, nb: nb, np: np, colGroups: colGroups, colsPer: colsPer, tasks: rowGroups * colGroups}
+		pack.gemmPhaseArgs = gemmPhaseArgs{pack: true, jc: jc, nb: nb, np: np, tasks: kblocks * np}
+		comp.gemmPhaseArgs = gemmPhaseArgs{jc: jc, nb: nb, np: np, colGroups: colGroups, colsPer: colsPer, tasks: rowGroups * colGroups}
+		pack.next.Store(0)
+		pack.done.Store(0)
+		comp.next.Store(0)
+		comp.done.Store(0)
 	}
 	shared := bufPool.get()
 	shared.b = grow(shared.b, k*min(nc, (n+nr-1)/nr*nr))
@@ -281,7 +288,11 @@ func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float
 	g.teamJob.j = g
 	teamRun(threads-1, &g.teamJob)
 	bufPool.put(shared)
+	g.gemmArgs = gemmArgs{} // no references to this call's matrices
+	gemmJobs.put(g)
 }
+
+var gemmJobs freeList[gemmJob]
 
 // maxSharedB bounds the packed B chunk of gemmParallel (4 MiB).
 const maxSharedB = 1 << 20
@@ -289,6 +300,12 @@ const maxSharedB = 1 << 20
 // gemmJob is one call of gemmParallel.
 type gemmJob struct {
 	teamJob
+	gemmArgs
+	phases []gemmPhase
+}
+
+// gemmArgs are a gemmJob's operands and blocking.
+type gemmArgs struct {
 	kern           gemmKernel
 	transA, transB bool
 	m, n, k        int
@@ -298,16 +315,20 @@ type gemmJob struct {
 	cb             *convB // when set, B is read through it
 	kc, rowsPer    int
 	bp             []float32 // the packed chunk of B: kc block pb at pb·kc·np·NR, its panel q at q·NR·kb
-	phases         []gemmPhase
 }
 
 // gemmPhase is one phase of a gemmJob: packing or computing one chunk of
 // columns jc..jc+nb (np panels; column groups of colsPer columns).
 type gemmPhase struct {
+	gemmPhaseArgs
+	next, done atomic.Int64
+}
+
+// gemmPhaseArgs say what a gemmPhase does.
+type gemmPhaseArgs struct {
 	pack                      bool
 	jc, nb, np                int
 	colGroups, colsPer, tasks int
-	next, done                atomic.Int64
 }
 
 // run takes tasks phase after phase until none is left, and returns
@@ -361,9 +382,13 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 // splitRange cuts [0, n) into at most parts ranges whose boundaries are
 // multiples of unit.
 func splitRange(n, parts, unit int) [][2]int {
+	return splitRangeInto(nil, n, parts, unit)
+}
+
+// splitRangeInto is splitRange appending to out.
+func splitRangeInto(out [][2]int, n, parts, unit int) [][2]int {
 	units := (n + unit - 1) / unit
 	parts = min(parts, units)
-	out := make([][2]int, 0, parts)
 	start := 0
 	for p := 0; p < parts; p++ {
 		end := min(n, (units*(p+1)/parts)*unit)

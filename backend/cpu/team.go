@@ -44,11 +44,52 @@ const teamSpin = 200 * time.Microsecond
 type job interface{ run() }
 
 // teamJob is what the team sees of a job; kernels embed it in their job
-// state (gemmJob, forJob), so a call allocates that one object.
+// state (gemmJob, forJob). teamRun returns only when every helper that
+// joined has left run, so the job state can be kept for the next call and
+// a call allocates nothing.
+//
+// A helper may hold a pointer to a job from an earlier call (it read
+// team.job just before the job was published again); state makes that
+// harmless. It packs how many helpers may join (high half) and how many
+// did (low half): a helper joins with a compare-and-swap while a place is
+// left, teamRun opens the places only after the job's fields are set, and
+// closes them (state 0) before it waits for the joined helpers to leave.
+// A late helper therefore either joins the job as it is now, fully set up,
+// or not at all.
 type teamJob struct {
-	j       job
-	helpers int32        // how many helpers may join
-	joined  atomic.Int32 // how many did
+	j     job
+	state atomic.Uint64
+	left  atomic.Uint32 // joined helpers that returned from run
+}
+
+// join runs the job on a helper if a place is left.
+func (tj *teamJob) join() {
+	for {
+		s := tj.state.Load()
+		if uint32(s) >= uint32(s>>32) {
+			return
+		}
+		if tj.state.CompareAndSwap(s, s+1) {
+			break
+		}
+	}
+	tj.j.run()
+	tj.left.Add(1)
+}
+
+// open lets up to helpers helpers join.
+func (tj *teamJob) open(helpers int) {
+	tj.left.Store(0)
+	tj.state.Store(uint64(helpers) << 32)
+}
+
+// close stops further joins and waits until the helpers that joined have
+// returned from run.
+func (tj *teamJob) close() {
+	joined := uint32(tj.state.Swap(0))
+	for tj.left.Load() < joined {
+		relax()
+	}
 }
 
 var team struct {
@@ -60,17 +101,21 @@ var team struct {
 	started int // helpers started, under mu
 }
 
-// teamRun runs tj.j on the calling goroutine and on up to helpers more.
-// tj must be new (not run before).
+// teamRun runs tj.j on the calling goroutine and on up to helpers more,
+// and returns when all of them have returned from run.
 func teamRun(helpers int, tj *teamJob) {
 	helpers = min(helpers, runtime.GOMAXPROCS(0)-1)
 	if helpers <= 0 {
 		tj.j.run()
 		return
 	}
+	tj.open(helpers)
+	defer tj.close()
 	if !team.mu.TryLock() {
+		// The team is busy (another caller, or a kernel called from a
+		// job's body): fresh goroutines.
 		for range helpers {
-			go tj.j.run()
+			go tj.join()
 		}
 		tj.j.run()
 		return
@@ -82,7 +127,6 @@ func teamRun(helpers int, tj *teamJob) {
 	for ; team.started < helpers && team.started < cap(team.wake); team.started++ {
 		go teamHelper()
 	}
-	tj.helpers = int32(helpers)
 	team.job.Store(tj)
 	team.gen.Add(1)
 	for n := team.parked.Load(); n > 0; n-- {
@@ -112,10 +156,7 @@ func teamHelper() {
 			continue
 		}
 		seen = gen
-		j := team.job.Load()
-		if j.joined.Add(1) <= j.helpers {
-			j.j.run()
-		}
+		team.job.Load().join()
 	}
 }
 

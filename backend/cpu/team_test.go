@@ -14,11 +14,11 @@ func TestParallelFor(t *testing.T) {
 	for n := 0; n <= 50; n++ {
 		for threads := 1; threads <= 5; threads++ {
 			seen := make([]atomic.Int32, n)
-			parallelFor(n, threads, func(lo, hi int) {
+			parallelFor(n, threads, funcKernel(func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					seen[i].Add(1)
 				}
-			})
+			}))
 			for i := range seen {
 				if c := seen[i].Load(); c != 1 {
 					t.Fatalf("parallelFor(%d, %d): index %d visited %d times", n, threads, i, c)
@@ -48,13 +48,13 @@ func TestTeamConcurrentCallers(t *testing.T) {
 				a, b := randSlice(r, m*k), randSlice(r, k*n)
 				c, want := make([]float32, m*n), make([]float32, m*n)
 				// Nested: the GEMM runs inside a parallelFor body.
-				parallelFor(2, 2, func(lo, hi int) {
+				parallelFor(2, 2, funcKernel(func(lo, hi int) {
 					for i := lo; i < hi; i++ {
 						if i == 0 {
 							sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n, 3)
 						}
 					}
-				})
+				}))
 				for i := 0; i < m; i++ {
 					for j := 0; j < n; j++ {
 						var s float64
@@ -77,5 +77,50 @@ func TestTeamConcurrentCallers(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestTeamJobReuse: back-to-back parallel loops and GEMMs reuse their job
+// state (forJob, gemmJob), and helpers may still hold a pointer to a job
+// from an earlier call when it is published again. Every range must run
+// exactly once, within its own call: each call's total is checked when it
+// returns and again at the end, so work that ran late, twice, or in the
+// wrong call shows up.
+func TestTeamJobReuse(t *testing.T) {
+	calls := 20000
+	if testing.Short() {
+		calls = 3000
+	}
+	saved := minParallelFlops
+	minParallelFlops = 1
+	defer func() { minParallelFlops = saved }()
+	sums := make([]atomic.Int64, calls)
+	want := func(n int) int64 { return int64(n * (n + 1) / 2) }
+	a, b := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}, []float32{1, 0, 0, 0, 1, 0, 0, 0, 1}
+	c := make([]float32, 9)
+	for i := range calls {
+		n := 1 + i%9
+		s := &sums[i]
+		parallelFor(n, 3, funcKernel(func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				s.Add(int64(j + 1))
+			}
+		}))
+		if got := s.Load(); got != want(n) {
+			t.Fatalf("call %d: ranges of [0, %d) summed to %d, want %d", i, n, got, want(n))
+		}
+		if i%5 == 0 {
+			sgemm(false, false, 3, 3, 3, 1, a, 3, b, 3, 0, c, 3, 3)
+			for j, v := range c {
+				if v != a[j] {
+					t.Fatalf("call %d: A·I = %v, want %v", i, c, a)
+				}
+			}
+		}
+	}
+	for i := range sums {
+		if got := sums[i].Load(); got != want(1+i%9) {
+			t.Fatalf("call %d: its total changed to %d after it returned (want %d)", i, got, want(1+i%9))
+		}
 	}
 }

@@ -470,7 +470,7 @@ func (b *Backend) BatchNormBackward(p backend.BatchNormParams, x, dy, gamma, sav
 
 // Unary implements backend.Ops.
 func (b *Backend) Unary(op backend.UnaryOp, x, y *tensor.Tensor, a, c float32) {
-	backend.CheckSame("unary "+op.String(), x.Numel(), x, y)
+	backend.CheckUnary(op, x, y)
 	if op < 0 || op > backend.PowScalar {
 		panic("cuda: unknown unary op " + op.String())
 	}
