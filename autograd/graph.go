@@ -7,9 +7,17 @@
 //
 // Memory: every value and gradient the graph allocates comes from the
 // backend and goes back to it on Reset, so a training loop that calls Reset
-// once per step reaches a steady state without new allocations. Variables
-// made by the graph must not be used after Reset; leaves (parameters,
-// inputs) are owned by the caller and survive it.
+// once per step reaches a steady state without new allocations: not of
+// tensor storage, and not on the Go heap either, because the graph also
+// keeps its Vars, tensor headers (tensor.Headers) and tape entries and
+// hands them out again after Reset. So variables made by the graph, and
+// the tensors they hold, must not be used after Reset (they will be other
+// variables by then); leaves (parameters, inputs) are owned by the caller
+// and survive it.
+//
+// The tape holds plain structs (node): each op's gradient rule is a
+// function of the graph and its node, not a closure, so that recording an
+// op allocates nothing.
 //
 // Gradients accumulate (+=). A contribution is written straight into a
 // gradient that has not been written yet this step and added to it
@@ -53,9 +61,22 @@ func (v *Var) ZeroGrad() { v.gradWritten = false }
 // last ZeroGrad.
 func (v *Var) HasGrad() bool { return v.gradWritten }
 
+// node is a tape entry: an op's output, inputs and what its gradient rule
+// needs, and the rule. Fields are shared between ops as each op's rule
+// says; rule is a plain function (never a closure).
 type node struct {
-	name     string
-	backward func()
+	name  string
+	rule  func(g *Graph, n *node)
+	y     *Var
+	in    [3]*Var
+	saved [3]*tensor.Tensor // tensors kept from the forward pass
+	dims  [3]int
+	flags [2]bool
+	f     float32
+	conv  backend.Conv2dParams
+	pool  backend.Pool2dParams
+	bn    backend.BatchNormParams
+	red   backend.ReduceOp
 }
 
 // Graph is a tape over one backend. It is not safe for concurrent use.
@@ -64,10 +85,15 @@ type Graph struct {
 	tape   []node
 	noGrad int
 	owned  []tensor.Storage
-	vars   []*Var
+	// vars holds every Var the graph made; the first nvars are in use.
+	vars  []*Var
+	nvars int
+	hdrs  tensor.Headers
 	// gradded lists the Vars whose Grad the graph allocated; Reset drops
 	// those gradients (a leaf's included: read it before Reset).
 	gradded []*Var
+	host    []float32 // host scratch (Dropout's mask)
+	item    [1]float32
 }
 
 // New returns an empty graph on backend b.
@@ -87,19 +113,19 @@ func (g *Graph) Recording() bool { return g.noGrad == 0 }
 func (g *Graph) Tensor(shape ...int) *tensor.Tensor {
 	s := g.B.Alloc(tensor.Numel(shape))
 	g.owned = append(g.owned, s)
-	return tensor.New(s, 0, shape...)
+	return g.hdrs.New(s, 0, shape...)
 }
 
 // tensorUninit is Tensor without the clearing where the backend allows it,
 // for values an op overwrites whole.
 func (g *Graph) tensorUninit(shape ...int) *tensor.Tensor {
 	s := g.allocUninit(tensor.Numel(shape))
-	return tensor.New(s, 0, shape...)
+	return g.hdrs.New(s, 0, shape...)
 }
 
 // tensorLike is tensorUninit with the shape of like.
 func (g *Graph) tensorLike(like *tensor.Tensor) *tensor.Tensor {
-	return tensor.NewLike(g.allocUninit(like.Numel()), 0, like)
+	return g.hdrs.NewLike(g.allocUninit(like.Numel()), 0, like)
 }
 
 // allocUninit is graph-owned storage, uncleared where the backend allows.
@@ -123,21 +149,32 @@ func (g *Graph) Upload(data []float32, shape ...int) *tensor.Tensor {
 
 // Constant wraps a graph-owned copy of host data as a Var without gradient.
 func (g *Graph) Constant(data []float32, shape ...int) *Var {
-	return &Var{Value: g.Upload(data, shape...)}
+	return g.varOf(g.Upload(data, shape...))
+}
+
+// varOf returns a graph-made Var holding value, without gradient.
+func (g *Graph) varOf(value *tensor.Tensor) *Var {
+	if g.nvars == len(g.vars) {
+		g.vars = append(g.vars, new(Var))
+	}
+	v := g.vars[g.nvars]
+	g.nvars++
+	*v = Var{Value: value}
+	return v
 }
 
 // newVar makes an output Var with a fresh value; it needs a gradient when
 // recording and any input needs one.
 func (g *Graph) newVar(shape []int, inputs ...*Var) *Var {
-	return g.addVar(&Var{Value: g.tensorUninit(shape...)}, inputs)
+	return g.addVar(g.varOf(g.tensorUninit(shape...)), inputs)
 }
 
 // newVarLike is newVar with the shape of like.
 func (g *Graph) newVarLike(like *tensor.Tensor, inputs ...*Var) *Var {
-	return g.addVar(&Var{Value: g.tensorLike(like)}, inputs)
+	return g.addVar(g.varOf(g.tensorLike(like)), inputs)
 }
 
-// addVar sets whether v needs a gradient and lists it for Reset.
+// addVar sets whether v needs a gradient.
 func (g *Graph) addVar(v *Var, inputs []*Var) *Var {
 	if g.noGrad == 0 {
 		for _, in := range inputs {
@@ -147,14 +184,13 @@ func (g *Graph) addVar(v *Var, inputs []*Var) *Var {
 			}
 		}
 	}
-	g.vars = append(g.vars, v)
 	return v
 }
 
-// record appends a gradient rule for out.
-func (g *Graph) record(out *Var, name string, backward func()) {
-	if out.RequiresGrad {
-		g.tape = append(g.tape, node{name: name, backward: backward})
+// record appends n, the gradient rule of n.y, when n.y needs a gradient.
+func (g *Graph) record(n node) {
+	if n.y.RequiresGrad {
+		g.tape = append(g.tape, n)
 	}
 }
 
@@ -171,8 +207,15 @@ func (g *Graph) Backward(loss *Var) {
 	g.B.Fill(dst, 1)
 	g.gradDone(loss, dst)
 	for i := len(g.tape) - 1; i >= 0; i-- {
-		g.tape[i].backward()
+		n := &g.tape[i]
+		n.rule(g, n)
 	}
+	g.clearTape()
+}
+
+// clearTape empties the tape, dropping its references.
+func (g *Graph) clearTape() {
+	clear(g.tape)
 	g.tape = g.tape[:0]
 }
 
@@ -184,19 +227,19 @@ func (g *Graph) Reset() {
 	for _, s := range g.owned {
 		g.B.Free(s)
 	}
-	for _, v := range g.vars {
-		v.Value, v.Grad, v.lent = nil, nil, false
-	}
 	clear(g.owned)
 	g.owned = g.owned[:0]
-	clear(g.vars)
-	g.vars = g.vars[:0]
 	for _, v := range g.gradded {
 		v.Grad, v.gradWritten = nil, false
 	}
 	clear(g.gradded)
 	g.gradded = g.gradded[:0]
-	g.tape = g.tape[:0]
+	for _, v := range g.vars[:g.nvars] {
+		*v = Var{}
+	}
+	g.nvars = 0
+	g.hdrs.Reset()
+	g.clearTape()
 }
 
 // allocGrad gives v a gradient owned by the graph, not cleared: the first
@@ -246,12 +289,11 @@ func (g *Graph) GradOrZero(v *Var) *tensor.Tensor { return g.gradAccum(v) }
 
 // Item downloads a single-element value.
 func (g *Graph) Item(v *Var) float32 {
-	var out [1]float32
 	if v.Value.Numel() != 1 {
 		panic(fmt.Sprintf("autograd: Item of %s", tensor.ShapeString(v.Shape())))
 	}
-	g.B.Download(out[:], v.Value)
-	return out[0]
+	g.B.Download(g.item[:], v.Value)
+	return g.item[0]
 }
 
 // Values downloads a value to a new host slice.

@@ -7,6 +7,7 @@ package autograd
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -36,26 +37,31 @@ func (g *Graph) MatMul(a, b *Var, transA, transB bool) *Var {
 	}
 	y := g.newVar([]int{m, n}, a, b)
 	g.B.Gemm(backend.GemmParams{TransA: transA, TransB: transB, M: m, N: n, K: k, Alpha: 1}, a.Value, b.Value, y.Value)
-	g.record(y, "matmul", func() {
-		dy := y.Grad
-		if a.RequiresGrad {
-			beta := g.betaFor(a)
-			if !transA { // dA (M, K) = dy (M, N) · op(B)ᵀ
-				g.B.Gemm(backend.GemmParams{TransA: false, TransB: !transB, M: m, N: k, K: n, Alpha: 1, Beta: beta}, dy, b.Value, a.Grad)
-			} else { // dA (K, M) = op(B) (K, N) · dyᵀ
-				g.B.Gemm(backend.GemmParams{TransA: transB, TransB: true, M: k, N: m, K: n, Alpha: 1, Beta: beta}, b.Value, dy, a.Grad)
-			}
-		}
-		if b.RequiresGrad {
-			beta := g.betaFor(b)
-			if !transB { // dB (K, N) = op(A)ᵀ · dy
-				g.B.Gemm(backend.GemmParams{TransA: !transA, TransB: false, M: k, N: n, K: m, Alpha: 1, Beta: beta}, a.Value, dy, b.Grad)
-			} else { // dB (N, K) = dyᵀ · op(A)
-				g.B.Gemm(backend.GemmParams{TransA: true, TransB: transA, M: n, N: k, K: m, Alpha: 1, Beta: beta}, dy, a.Value, b.Grad)
-			}
-		}
-	})
+	g.record(node{name: "matmul", rule: matMulGrad, y: y, in: [3]*Var{a, b}, dims: [3]int{m, n, k}, flags: [2]bool{transA, transB}})
 	return y
+}
+
+func matMulGrad(g *Graph, nd *node) {
+	y, a, b := nd.y, nd.in[0], nd.in[1]
+	m, n, k := nd.dims[0], nd.dims[1], nd.dims[2]
+	transA, transB := nd.flags[0], nd.flags[1]
+	dy := y.Grad
+	if a.RequiresGrad {
+		beta := g.betaFor(a)
+		if !transA { // dA (M, K) = dy (M, N) · op(B)ᵀ
+			g.B.Gemm(backend.GemmParams{TransA: false, TransB: !transB, M: m, N: k, K: n, Alpha: 1, Beta: beta}, dy, b.Value, a.Grad)
+		} else { // dA (K, M) = op(B) (K, N) · dyᵀ
+			g.B.Gemm(backend.GemmParams{TransA: transB, TransB: true, M: k, N: m, K: n, Alpha: 1, Beta: beta}, b.Value, dy, a.Grad)
+		}
+	}
+	if b.RequiresGrad {
+		beta := g.betaFor(b)
+		if !transB { // dB (K, N) = op(A)ᵀ · dy
+			g.B.Gemm(backend.GemmParams{TransA: !transA, TransB: false, M: k, N: n, K: m, Alpha: 1, Beta: beta}, a.Value, dy, b.Grad)
+		} else { // dB (N, K) = dyᵀ · op(A)
+			g.B.Gemm(backend.GemmParams{TransA: true, TransB: transA, M: n, N: k, K: m, Alpha: 1, Beta: beta}, dy, a.Value, b.Grad)
+		}
+	}
 }
 
 // betaFor prepares v.Grad for a GEMM that writes (beta 0) or adds (beta 1).
@@ -88,16 +94,20 @@ func (g *Graph) AddRow(x, b *Var) *Var {
 	}
 	y := g.newVarLike(x.Value, x, b)
 	g.B.Binary(backend.Add, x.Value, b.Value, y.Value)
-	g.record(y, "add_row", func() {
-		if x.RequiresGrad {
-			g.passGrad(x, y)
-		}
-		if b.RequiresGrad {
-			rows := x.Value.Numel() / n
-			g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: rows, Inner: n, Accumulate: true}, y.Grad, g.gradAccum(b))
-		}
-	})
+	g.record(node{name: "add_row", rule: addRowGrad, y: y, in: [3]*Var{x, b}})
 	return y
+}
+
+func addRowGrad(g *Graph, nd *node) {
+	y, x, b := nd.y, nd.in[0], nd.in[1]
+	if x.RequiresGrad {
+		g.passGrad(x, y)
+	}
+	if b.RequiresGrad {
+		n := b.Value.Numel()
+		rows := x.Value.Numel() / n
+		g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: rows, Inner: n, Accumulate: true}, y.Grad, g.gradAccum(b))
+	}
 }
 
 // passGrad adds y's gradient into v's (same number of elements). When v has
@@ -107,12 +117,12 @@ func (g *Graph) AddRow(x, b *Var) *Var {
 func (g *Graph) passGrad(v, y *Var) {
 	if v.Grad == nil && !y.lent && y.Grad != nil {
 		y.lent = true
-		v.Grad, v.gradWritten = y.Grad.ViewAs(v.Value), true
+		v.Grad, v.gradWritten = g.hdrs.ViewAs(y.Grad, v.Value), true
 		g.gradded = append(g.gradded, v)
 		return
 	}
 	dst := g.gradTarget(v)
-	g.B.Copy(dst, y.Grad.ViewAs(v.Value))
+	g.B.Copy(dst, g.hdrs.ViewAs(y.Grad, v.Value))
 	g.gradDone(v, dst)
 }
 
@@ -123,15 +133,17 @@ func (g *Graph) Add(a, b *Var) *Var {
 	}
 	y := g.newVarLike(a.Value, a, b)
 	g.B.Binary(backend.Add, a.Value, b.Value, y.Value)
-	g.record(y, "add", func() {
-		if a.RequiresGrad {
-			g.passGrad(a, y)
-		}
-		if b.RequiresGrad {
-			g.passGrad(b, y)
-		}
-	})
+	g.record(node{name: "add", rule: addGrad, y: y, in: [3]*Var{a, b}})
 	return y
+}
+
+func addGrad(g *Graph, nd *node) {
+	if a := nd.in[0]; a.RequiresGrad {
+		g.passGrad(a, nd.y)
+	}
+	if b := nd.in[1]; b.RequiresGrad {
+		g.passGrad(b, nd.y)
+	}
 }
 
 // Mul: y = a·b elementwise, same shapes.
@@ -141,19 +153,22 @@ func (g *Graph) Mul(a, b *Var) *Var {
 	}
 	y := g.newVarLike(a.Value, a, b)
 	g.B.Binary(backend.Mul, a.Value, b.Value, y.Value)
-	g.record(y, "mul", func() {
-		if a.RequiresGrad {
-			dst := g.gradTarget(a)
-			g.B.Binary(backend.Mul, y.Grad, b.Value, dst)
-			g.gradDone(a, dst)
-		}
-		if b.RequiresGrad {
-			dst := g.gradTarget(b)
-			g.B.Binary(backend.Mul, y.Grad, a.Value, dst)
-			g.gradDone(b, dst)
-		}
-	})
+	g.record(node{name: "mul", rule: mulGrad, y: y, in: [3]*Var{a, b}})
 	return y
+}
+
+func mulGrad(g *Graph, nd *node) {
+	y, a, b := nd.y, nd.in[0], nd.in[1]
+	if a.RequiresGrad {
+		dst := g.gradTarget(a)
+		g.B.Binary(backend.Mul, y.Grad, b.Value, dst)
+		g.gradDone(a, dst)
+	}
+	if b.RequiresGrad {
+		dst := g.gradTarget(b)
+		g.B.Binary(backend.Mul, y.Grad, a.Value, dst)
+		g.gradDone(b, dst)
+	}
 }
 
 // AddScalarVar: y = x + s, s a single-element Var broadcast over x.
@@ -163,52 +178,64 @@ func (g *Graph) AddScalarVar(x, s *Var) *Var {
 	}
 	y := g.newVarLike(x.Value, x, s)
 	g.B.Binary(backend.Add, x.Value, s.Value, y.Value)
-	g.record(y, "add_scalar_var", func() {
-		if x.RequiresGrad {
-			g.passGrad(x, y)
-		}
-		if s.RequiresGrad {
-			g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: x.Value.Numel(), Inner: 1, Accumulate: true}, y.Grad, g.gradAccum(s))
-		}
-	})
+	g.record(node{name: "add_scalar_var", rule: addScalarVarGrad, y: y, in: [3]*Var{x, s}})
 	return y
+}
+
+func addScalarVarGrad(g *Graph, nd *node) {
+	y, x, s := nd.y, nd.in[0], nd.in[1]
+	if x.RequiresGrad {
+		g.passGrad(x, y)
+	}
+	if s.RequiresGrad {
+		g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: x.Value.Numel(), Inner: 1, Accumulate: true}, y.Grad, g.gradAccum(s))
+	}
 }
 
 // Affine: y = a·x + c for constants a, c.
 func (g *Graph) Affine(x *Var, a, c float32) *Var {
 	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Affine, x.Value, y.Value, a, c)
-	g.record(y, "affine", func() {
-		dst := g.gradTarget(x)
-		g.B.Unary(backend.Scale, y.Grad, dst, a, 0)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "affine", rule: affineGrad, y: y, in: [3]*Var{x}, f: a})
 	return y
+}
+
+func affineGrad(g *Graph, nd *node) {
+	x := nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.Unary(backend.Scale, nd.y.Grad, dst, nd.f, 0)
+	g.gradDone(x, dst)
 }
 
 // Relu: y = max(x, 0). The gradient at 0 is 0.
 func (g *Graph) Relu(x *Var) *Var {
 	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Relu, x.Value, y.Value, 0, 0)
-	g.record(y, "relu", func() {
-		dst := g.gradTarget(x)
-		g.B.Binary(backend.ReluBackward, y.Value, y.Grad, dst)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "relu", rule: reluGrad, y: y, in: [3]*Var{x}})
 	return y
+}
+
+func reluGrad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.Binary(backend.ReluBackward, y.Value, y.Grad, dst)
+	g.gradDone(x, dst)
 }
 
 // Softplus: y = ln(1 + eˣ); dy/dx = sigmoid(x).
 func (g *Graph) Softplus(x *Var) *Var {
 	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Softplus, x.Value, y.Value, 0, 0)
-	g.record(y, "softplus", func() {
-		dst := g.gradTarget(x)
-		g.B.Unary(backend.Sigmoid, x.Value, dst, 0, 0)
-		g.B.Binary(backend.Mul, dst, y.Grad, dst)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "softplus", rule: softplusGrad, y: y, in: [3]*Var{x}})
 	return y
+}
+
+func softplusGrad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.Unary(backend.Sigmoid, x.Value, dst, 0, 0)
+	g.B.Binary(backend.Mul, dst, y.Grad, dst)
+	g.gradDone(x, dst)
 }
 
 // Clamp: y = min(max(x, lo), hi). The gradient passes where lo ≤ x ≤ hi
@@ -216,20 +243,23 @@ func (g *Graph) Softplus(x *Var) *Var {
 func (g *Graph) Clamp(x *Var, lo, hi float32) *Var {
 	y := g.newVarLike(x.Value, x)
 	g.B.Unary(backend.Clamp, x.Value, y.Value, lo, hi)
-	g.record(y, "clamp", func() {
-		// The mask is 1 where y == x (inside the bounds), else 0:
-		// |y − x| is 0 inside and at least the smallest float32 gap outside.
-		n := x.Value.Numel()
-		mask := g.Tensor(n)
-		g.B.Binary(backend.Sub, y.Value.Reshape(n), x.Value.Reshape(n), mask) // 0 inside, ≠0 outside
-		g.B.Unary(backend.Abs, mask, mask, 0, 0)
-		g.B.Unary(backend.Clamp, mask, mask, 0, 1e-30)  // 0 inside, 1e-30 outside
-		g.B.Unary(backend.Affine, mask, mask, -1e30, 1) // 1 inside, 0 outside
-		dst := g.gradTarget(x)
-		g.B.Binary(backend.Mul, y.Grad.Reshape(n), mask, dst.Reshape(n))
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "clamp", rule: clampGrad, y: y, in: [3]*Var{x}})
 	return y
+}
+
+func clampGrad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	// The mask is 1 where y == x (inside the bounds), else 0:
+	// |y − x| is 0 inside and at least the smallest float32 gap outside.
+	n := x.Value.Numel()
+	mask := g.Tensor(n)
+	g.B.Binary(backend.Sub, g.hdrs.Reshape(y.Value, n), g.hdrs.Reshape(x.Value, n), mask) // 0 inside, ≠0 outside
+	g.B.Unary(backend.Abs, mask, mask, 0, 0)
+	g.B.Unary(backend.Clamp, mask, mask, 0, 1e-30)  // 0 inside, 1e-30 outside
+	g.B.Unary(backend.Affine, mask, mask, -1e30, 1) // 1 inside, 0 outside
+	dst := g.gradTarget(x)
+	g.B.Binary(backend.Mul, g.hdrs.Reshape(y.Grad, n), mask, g.hdrs.Reshape(dst, n))
+	g.gradDone(x, dst)
 }
 
 // Sum: y (1) = Σ x.
@@ -242,32 +272,37 @@ func (g *Graph) reduceAll(x *Var, op backend.ReduceOp) *Var {
 	n := x.Value.Numel()
 	y := g.newVar([]int{1}, x)
 	g.B.Reduce(backend.ReduceParams{Op: op, Outer: 1, Len: n, Inner: 1}, x.Value, y.Value)
-	g.record(y, op.String(), func() {
-		dst := g.gradTarget(x)
-		g.B.Fill(dst, 0)
-		scale := float32(1)
-		if op == backend.Mean {
-			scale = 1 / float32(n)
-		}
-		// dst = scale·dy broadcast: dst (n) = 0 + dy (1)
-		g.B.Binary(backend.Add, dst.Reshape(n), y.Grad, dst.Reshape(n))
-		if scale != 1 {
-			g.B.Unary(backend.Scale, dst, dst, scale, 0)
-		}
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: op.String(), rule: reduceAllGrad, y: y, in: [3]*Var{x}, red: op})
 	return y
+}
+
+func reduceAllGrad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	n := x.Value.Numel()
+	dst := g.gradTarget(x)
+	g.B.Fill(dst, 0)
+	scale := float32(1)
+	if nd.red == backend.Mean {
+		scale = 1 / float32(n)
+	}
+	// dst = scale·dy broadcast: dst (n) = 0 + dy (1)
+	flat := g.hdrs.Reshape(dst, n)
+	g.B.Binary(backend.Add, flat, y.Grad, flat)
+	if scale != 1 {
+		g.B.Unary(backend.Scale, dst, dst, scale, 0)
+	}
+	g.gradDone(x, dst)
 }
 
 // Reshape returns a view of x with a new shape; gradients flow through.
 func (g *Graph) Reshape(x *Var, shape ...int) *Var {
-	y := &Var{Value: x.Value.Reshape(shape...), RequiresGrad: x.RequiresGrad && g.noGrad == 0}
-	g.vars = append(g.vars, y)
-	g.record(y, "reshape", func() {
-		g.passGrad(x, y)
-	})
+	y := g.varOf(g.hdrs.Reshape(x.Value, shape...))
+	y.RequiresGrad = x.RequiresGrad && g.noGrad == 0
+	g.record(node{name: "reshape", rule: reshapeGrad, y: y, in: [3]*Var{x}})
 	return y
 }
+
+func reshapeGrad(g *Graph, nd *node) { g.passGrad(nd.in[0], nd.y) }
 
 // Flatten: (N, ...) -> (N, rest).
 func (g *Graph) Flatten(x *Var) *Var { return g.Reshape(x, x.Value.Dim(0), -1) }
@@ -298,19 +333,22 @@ func (g *Graph) Conv2d(x, w *Var, o Conv2dOpts) *Var {
 	}
 	y := g.newVar([]int{p.N, p.K, p.P(), p.Q()}, x, w)
 	g.B.Conv2dForward(p, x.Value, w.Value, y.Value)
-	g.record(y, "conv2d", func() {
-		if x.RequiresGrad {
-			dst := g.gradTarget(x)
-			g.B.Conv2dBackwardData(p, y.Grad, w.Value, dst)
-			g.gradDone(x, dst)
-		}
-		if w.RequiresGrad {
-			dst := g.gradTarget(w)
-			g.B.Conv2dBackwardFilter(p, x.Value, y.Grad, dst)
-			g.gradDone(w, dst)
-		}
-	})
+	g.record(node{name: "conv2d", rule: conv2dGrad, y: y, in: [3]*Var{x, w}, conv: p})
 	return y
+}
+
+func conv2dGrad(g *Graph, nd *node) {
+	y, x, w, p := nd.y, nd.in[0], nd.in[1], nd.conv
+	if x.RequiresGrad {
+		dst := g.gradTarget(x)
+		g.B.Conv2dBackwardData(p, y.Grad, w.Value, dst)
+		g.gradDone(x, dst)
+	}
+	if w.RequiresGrad {
+		dst := g.gradTarget(w)
+		g.B.Conv2dBackwardFilter(p, x.Value, y.Grad, dst)
+		g.gradDone(w, dst)
+	}
 }
 
 // PoolOpts are a pooling window, stride (0: the window) and padding.
@@ -340,12 +378,15 @@ func (g *Graph) MaxPool2d(x *Var, o PoolOpts) *Var {
 	y := g.newVar([]int{p.N, p.C, p.P(), p.Q()}, x)
 	arg := g.Tensor(p.N, p.C, p.P(), p.Q())
 	g.B.MaxPool2dForward(p, x.Value, y.Value, arg)
-	g.record(y, "maxpool2d", func() {
-		dst := g.gradTarget(x)
-		g.B.MaxPool2dBackward(p, y.Grad, arg, dst)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "maxpool2d", rule: maxPool2dGrad, y: y, in: [3]*Var{x}, pool: p, saved: [3]*tensor.Tensor{arg}})
 	return y
+}
+
+func maxPool2dGrad(g *Graph, nd *node) {
+	x := nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.MaxPool2dBackward(nd.pool, nd.y.Grad, nd.saved[0], dst)
+	g.gradDone(x, dst)
 }
 
 // AvgPool2d: x (N, C, H, W) -> y (N, C, P, Q), padding counted.
@@ -353,12 +394,15 @@ func (g *Graph) AvgPool2d(x *Var, o PoolOpts) *Var {
 	p := poolParams("avgpool2d", x, o)
 	y := g.newVar([]int{p.N, p.C, p.P(), p.Q()}, x)
 	g.B.AvgPool2dForward(p, x.Value, y.Value)
-	g.record(y, "avgpool2d", func() {
-		dst := g.gradTarget(x)
-		g.B.AvgPool2dBackward(p, y.Grad, dst)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "avgpool2d", rule: avgPool2dGrad, y: y, in: [3]*Var{x}, pool: p})
 	return y
+}
+
+func avgPool2dGrad(g *Graph, nd *node) {
+	x := nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.AvgPool2dBackward(nd.pool, nd.y.Grad, dst)
+	g.gradDone(x, dst)
 }
 
 // GlobalAvgPool: x (N, C, H, W) -> y (N, C).
@@ -368,12 +412,15 @@ func (g *Graph) GlobalAvgPool(x *Var) *Var {
 	}
 	y := g.newVar([]int{x.Value.Dim(0), x.Value.Dim(1)}, x)
 	g.B.GlobalAvgPoolForward(x.Value, y.Value)
-	g.record(y, "global_avgpool", func() {
-		dst := g.gradTarget(x)
-		g.B.GlobalAvgPoolBackward(y.Grad, dst)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "global_avgpool", rule: globalAvgPoolGrad, y: y, in: [3]*Var{x}})
 	return y
+}
+
+func globalAvgPoolGrad(g *Graph, nd *node) {
+	x := nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.GlobalAvgPoolBackward(nd.y.Grad, dst)
+	g.gradDone(x, dst)
 }
 
 // BatchNormOpts configure BatchNorm.
@@ -408,26 +455,29 @@ func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o
 		mean, inv = g.Tensor(p.C), g.Tensor(p.C)
 	}
 	g.B.BatchNormForward(p, x.Value, gamma.Value, beta.Value, runMean, runVar, y.Value, mean, inv)
-	g.record(y, "batchnorm", func() {
-		if !o.Training {
-			opPanic("batchnorm", "backward through eval-mode batch norm is not supported; train in training mode or freeze the layer")
-		}
-		// dx goes straight into x's gradient when it is the first
-		// contribution (gradTarget).
-		var dx *tensor.Tensor
-		if x.RequiresGrad {
-			dx = g.gradTarget(x)
-		} else {
-			dx = g.tensorLike(x.Value)
-		}
-		dgamma := g.gradAccumMaybe(gamma, p.C)
-		dbeta := g.gradAccumMaybe(beta, p.C)
-		g.B.BatchNormBackward(p, x.Value, y.Grad, gamma.Value, mean, inv, dx, dgamma, dbeta)
-		if x.RequiresGrad {
-			g.gradDone(x, dx)
-		}
-	})
+	g.record(node{name: "batchnorm", rule: batchNormGrad, y: y, in: [3]*Var{x, gamma, beta}, bn: p, saved: [3]*tensor.Tensor{mean, inv}})
 	return y
+}
+
+func batchNormGrad(g *Graph, nd *node) {
+	y, x, gamma, beta, p := nd.y, nd.in[0], nd.in[1], nd.in[2], nd.bn
+	if !p.Training {
+		opPanic("batchnorm", "backward through eval-mode batch norm is not supported; train in training mode or freeze the layer")
+	}
+	// dx goes straight into x's gradient when it is the first
+	// contribution (gradTarget).
+	var dx *tensor.Tensor
+	if x.RequiresGrad {
+		dx = g.gradTarget(x)
+	} else {
+		dx = g.tensorLike(x.Value)
+	}
+	dgamma := g.gradAccumMaybe(gamma, p.C)
+	dbeta := g.gradAccumMaybe(beta, p.C)
+	g.B.BatchNormBackward(p, x.Value, y.Grad, gamma.Value, nd.saved[0], nd.saved[1], dx, dgamma, dbeta)
+	if x.RequiresGrad {
+		g.gradDone(x, dx)
+	}
 }
 
 // gradAccumMaybe is gradAccum for a Var that needs a gradient, else scratch.
@@ -449,22 +499,28 @@ func (g *Graph) Dropout(x *Var, p float32, training bool, rng *rand.Rand) *Var {
 		opPanic("dropout", "probability %g outside [0, 1)", p)
 	}
 	n := x.Value.Numel()
-	m := make([]float32, n)
+	g.host = slices.Grow(g.host[:0], n)[:n]
+	m := g.host
 	keep := 1 / (1 - p)
 	for i := range m {
+		m[i] = 0
 		if rng.Float32() >= p {
 			m[i] = keep
 		}
 	}
-	mask := g.Upload(m, x.Value.Shape()...)
+	mask := g.tensorLike(x.Value)
+	g.B.Upload(mask, m)
 	y := g.newVarLike(x.Value, x)
 	g.B.Binary(backend.Mul, x.Value, mask, y.Value)
-	g.record(y, "dropout", func() {
-		dst := g.gradTarget(x)
-		g.B.Binary(backend.Mul, y.Grad, mask, dst)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "dropout", rule: dropoutGrad, y: y, in: [3]*Var{x}, saved: [3]*tensor.Tensor{mask}})
 	return y
+}
+
+func dropoutGrad(g *Graph, nd *node) {
+	x := nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.Binary(backend.Mul, nd.y.Grad, nd.saved[0], dst)
+	g.gradDone(x, dst)
 }
 
 // L2Normalize: x (N, D) -> y = x/max(|x|, eps) row by row.
@@ -475,16 +531,19 @@ func (g *Graph) L2Normalize(x *Var, eps float32) *Var {
 	y := g.newVarLike(x.Value, x)
 	norms := g.Tensor(x.Value.Dim(0))
 	g.B.L2NormalizeForward(eps, x.Value, y.Value, norms)
-	g.record(y, "l2normalize", func() {
-		if x.gradWritten {
-			g.B.L2NormalizeBackward(y.Value, norms, y.Grad, x.Grad, true)
-			return
-		}
-		dst := g.gradTarget(x)
-		g.B.L2NormalizeBackward(y.Value, norms, y.Grad, dst, false)
-		g.gradDone(x, dst)
-	})
+	g.record(node{name: "l2normalize", rule: l2NormalizeGrad, y: y, in: [3]*Var{x}, saved: [3]*tensor.Tensor{norms}})
 	return y
+}
+
+func l2NormalizeGrad(g *Graph, nd *node) {
+	y, x, norms := nd.y, nd.in[0], nd.saved[0]
+	if x.gradWritten {
+		g.B.L2NormalizeBackward(y.Value, norms, y.Grad, x.Grad, true)
+		return
+	}
+	dst := g.gradTarget(x)
+	g.B.L2NormalizeBackward(y.Value, norms, y.Grad, dst, false)
+	g.gradDone(x, dst)
 }
 
 // MarginCE is the fused margin-softmax cross-entropy: cos (N, C), labels
@@ -518,22 +577,21 @@ func (g *Graph) MarginCE(cos *Var, labels []int32, p backend.MarginParams, class
 	}
 	g.B.MarginSoftmaxCE(p, cos.Value, labels, loss, dcos, grads)
 	g.B.Reduce(backend.ReduceParams{Op: backend.Mean, Outer: 1, Len: p.N, Inner: 1}, loss, y.Value)
-	g.record(y, "margin_ce", func() {
-		// Every saved gradient is of the mean loss: scale by the upstream dy (1).
-		scaled := func(v *Var, saved *tensor.Tensor) {
-			dst := g.gradTarget(v)
-			g.B.Binary(backend.Mul, saved, y.Grad, dst)
-			g.gradDone(v, dst)
-		}
-		if cos.RequiresGrad {
-			scaled(cos, dcos)
-		}
-		if grads.ClassMargins != nil {
-			scaled(classMargins, grads.ClassMargins)
-		}
-		if grads.MP != nil {
-			scaled(mp, grads.MP)
-		}
-	})
+	g.record(node{name: "margin_ce", rule: marginCEGrad, y: y, in: [3]*Var{cos, classMargins, mp},
+		saved: [3]*tensor.Tensor{dcos, grads.ClassMargins, grads.MP}})
 	return y
+}
+
+// marginCEGrad scales each saved gradient (of the mean loss) by the
+// upstream dy (1). saved[i] is the gradient of in[i], nil when not asked.
+func marginCEGrad(g *Graph, nd *node) {
+	for i, saved := range nd.saved {
+		v := nd.in[i]
+		if saved == nil || !v.RequiresGrad {
+			continue
+		}
+		dst := g.gradTarget(v)
+		g.B.Binary(backend.Mul, saved, nd.y.Grad, dst)
+		g.gradDone(v, dst)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 )
 
@@ -51,7 +52,12 @@ const inlineDims = 4
 // header returns a view of s with the given shape and strides (row-major
 // when strides is nil), copying both.
 func header(s Storage, offset int, shape, strides []int) *Tensor {
-	t := &Tensor{offset: offset, storage: s}
+	return setHeader(new(Tensor), s, offset, shape, strides)
+}
+
+// setHeader makes t the view header would return.
+func setHeader(t *Tensor, s Storage, offset int, shape, strides []int) *Tensor {
+	*t = Tensor{offset: offset, storage: s}
 	r := len(shape)
 	var buf []int
 	if r <= inlineDims {
@@ -76,21 +82,21 @@ func header(s Storage, offset int, shape, strides []int) *Tensor {
 // New returns a contiguous tensor of the given shape over s, starting at
 // element offset. It panics if the storage is too small.
 func New(s Storage, offset int, shape ...int) *Tensor {
+	return newIn(new(Tensor), s, offset, shape)
+}
+
+func newIn(t *Tensor, s Storage, offset int, shape []int) *Tensor {
 	n := Numel(shape)
 	if offset < 0 || offset+n > s.Len() {
-		panic(fmt.Sprintf("tensor: shape %v at offset %d does not fit a storage of %d elements", shape, offset, s.Len()))
+		panic(fmt.Sprintf("tensor: shape %v at offset %d does not fit a storage of %d elements", slices.Clone(shape), offset, s.Len()))
 	}
-	return header(s, offset, shape, nil)
+	return setHeader(t, s, offset, shape, nil)
 }
 
 // NewLike is New with the shape of like (a contiguous tensor over s at
 // offset, like's strides aside).
 func NewLike(s Storage, offset int, like *Tensor) *Tensor {
-	n := like.Numel()
-	if offset < 0 || offset+n > s.Len() {
-		panic(fmt.Sprintf("tensor: shape %v at offset %d does not fit a storage of %d elements", like.shape, offset, s.Len()))
-	}
-	return header(s, offset, like.shape, nil)
+	return newIn(new(Tensor), s, offset, like.shape)
 }
 
 // Numel is the number of elements of a shape (1 for a scalar shape).
@@ -98,7 +104,7 @@ func Numel(shape []int) int {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
-			panic(fmt.Sprintf("tensor: negative dimension in shape %v", shape))
+			panic(fmt.Sprintf("tensor: negative dimension in shape %v", slices.Clone(shape)))
 		}
 		n *= d
 	}
@@ -173,6 +179,10 @@ func EqualShapes(a, b []int) bool {
 // Reshape returns a view with a new shape and the same elements. One
 // dimension may be -1 and is then inferred. The tensor must be contiguous.
 func (t *Tensor) Reshape(shape ...int) *Tensor {
+	return t.reshapeIn(new(Tensor), shape)
+}
+
+func (t *Tensor) reshapeIn(dst *Tensor, shape []int) *Tensor {
 	if !t.Contiguous() {
 		panic(fmt.Sprintf("tensor: Reshape of a non-contiguous view %v", t.shape))
 	}
@@ -184,7 +194,7 @@ func (t *Tensor) Reshape(shape ...int) *Tensor {
 		case d == -1 && infer < 0:
 			infer = i
 		case d < 0:
-			panic(fmt.Sprintf("tensor: Reshape %v: bad dimension", shape))
+			panic(fmt.Sprintf("tensor: Reshape %v: bad dimension", slices.Clone(shape)))
 		default:
 			known *= d
 		}
@@ -192,27 +202,31 @@ func (t *Tensor) Reshape(shape ...int) *Tensor {
 	n := t.Numel()
 	if infer >= 0 {
 		if known == 0 || n%known != 0 {
-			panic(fmt.Sprintf("tensor: Reshape %v -> %v: cannot infer dimension", t.shape, shape))
+			panic(fmt.Sprintf("tensor: Reshape %v -> %v: cannot infer dimension", t.shape, slices.Clone(shape)))
 		}
 		shape[infer] = n / known
 		known = n
 	}
 	if known != n {
-		panic(fmt.Sprintf("tensor: Reshape %v (%d elements) -> %v (%d elements)", t.shape, n, shape, known))
+		panic(fmt.Sprintf("tensor: Reshape %v (%d elements) -> %v (%d elements)", t.shape, n, slices.Clone(shape), known))
 	}
-	return header(t.storage, t.offset, shape, nil)
+	return setHeader(dst, t.storage, t.offset, shape, nil)
 }
 
 // ViewAs returns a view of t with like's shape (the same number of
 // elements; t contiguous).
 func (t *Tensor) ViewAs(like *Tensor) *Tensor {
+	return t.viewAsIn(new(Tensor), like)
+}
+
+func (t *Tensor) viewAsIn(dst *Tensor, like *Tensor) *Tensor {
 	if !t.Contiguous() {
 		panic(fmt.Sprintf("tensor: ViewAs of a non-contiguous view %v", t.shape))
 	}
 	if t.Numel() != like.Numel() {
 		panic(fmt.Sprintf("tensor: ViewAs %v (%d elements) as %v (%d elements)", t.shape, t.Numel(), like.shape, like.Numel()))
 	}
-	return header(t.storage, t.offset, like.shape, nil)
+	return setHeader(dst, t.storage, t.offset, like.shape, nil)
 }
 
 // Slice returns the view of rows [start, end) along the first axis.
