@@ -130,6 +130,18 @@ func (ps *ParamSet) finishGrads() {
 	}
 }
 
+// groupView returns group i's part of s (laid out as the values), from
+// views kept in *cache so that a step makes no new tensors.
+func (ps *ParamSet) groupView(s tensor.Storage, cache *[]*tensor.Tensor, i int) *tensor.Tensor {
+	if len(*cache) != len(ps.Groups) {
+		*cache = make([]*tensor.Tensor, len(ps.Groups))
+		for j, g := range ps.Groups {
+			(*cache)[j] = tensor.New(s, g.Offset, g.Len)
+		}
+	}
+	return (*cache)[i]
+}
+
 // Values returns a view of all parameter values (for checks such as NaN scans).
 func (ps *ParamSet) Values() *tensor.Tensor { return tensor.New(ps.values, 0, ps.size) }
 
@@ -153,6 +165,7 @@ type SGD struct {
 	Momentum, Dampening, WeightDecay float32
 	Nesterov                         bool
 	mom                              tensor.Storage
+	momViews                         []*tensor.Tensor // per group, made once
 }
 
 // NewSGD makes an SGD optimizer; weight decay applies to the decayed groups.
@@ -163,13 +176,13 @@ func NewSGD(ps *ParamSet, momentum, weightDecay float32, nesterov bool) *SGD {
 // Step implements Optimizer.
 func (o *SGD) Step(lr float32) {
 	o.PS.finishGrads()
-	for _, g := range o.PS.Groups {
+	for i, g := range o.PS.Groups {
 		wd := o.WeightDecay
 		if g.NoDecay {
 			wd = 0
 		}
 		p := backend.SGDParams{LR: lr * g.LRScale, Momentum: o.Momentum, WeightDecay: wd, Dampening: o.Dampening, Nesterov: o.Nesterov}
-		o.PS.B.SGDStep(p, g.Values, g.Grads, tensor.New(o.mom, g.Offset, g.Len))
+		o.PS.B.SGDStep(p, g.Values, g.Grads, o.PS.groupView(o.mom, &o.momViews, i))
 	}
 }
 
@@ -187,6 +200,7 @@ type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float32
 	step                           int64
 	m, v                           tensor.Storage
+	mViews, vViews                 []*tensor.Tensor // per group, made once
 }
 
 // NewAdamW makes an AdamW optimizer with PyTorch's defaults for zero values
@@ -208,13 +222,13 @@ func NewAdamW(ps *ParamSet, beta1, beta2, eps, weightDecay float32) *AdamW {
 func (o *AdamW) Step(lr float32) {
 	o.PS.finishGrads()
 	o.step++
-	for _, g := range o.PS.Groups {
+	for i, g := range o.PS.Groups {
 		wd := o.WeightDecay
 		if g.NoDecay {
 			wd = 0
 		}
 		p := backend.AdamWParams{LR: lr * g.LRScale, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: wd, Step: int(o.step)}
-		o.PS.B.AdamWStep(p, g.Values, g.Grads, tensor.New(o.m, g.Offset, g.Len), tensor.New(o.v, g.Offset, g.Len))
+		o.PS.B.AdamWStep(p, g.Values, g.Grads, o.PS.groupView(o.m, &o.mViews, i), o.PS.groupView(o.v, &o.vViews, i))
 	}
 }
 

@@ -1,0 +1,57 @@
+package nn
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/autograd"
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/backend/cpu"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// TestTrainingStepAllocatesNothing: resnet-s training steps on two
+// threads (the parallel kernels and the helper team included), once warm,
+// allocate nothing on the Go heap: fewer allocations over all the measured
+// steps than steps, so no allocation recurs per step. (A scratch buffer
+// may still be made once when two threads first need one at the same
+// time.)
+func TestTrainingStepAllocatesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains resnet-s")
+	}
+	b := cpu.New(2)
+	net, err := NewResNet(b, ResNetConfig{Arch: "resnet-s", Out: 16, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := autograd.NewVar(tensor.RandNormal(2, 0, 0.1, 10, 16), true)
+	ps := NewParamSet(b, GroupSpec{Name: "net", Params: Params(net)}, GroupSpec{Name: "head", Params: []Named[*Param]{{Name: "head", V: &Param{Name: "head", Var: w}}}})
+	opt := NewSGD(ps, 0.9, 5e-4, false)
+	x := tensor.RandNormal(3, 0, 1, 16, 1, 32, 32).HostData()
+	labels := []int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5}
+	g := autograd.New(b)
+	step := func() {
+		ps.ZeroGrad()
+		emb := g.L2Normalize(net.Forward(g, g.Constant(x, 16, 1, 32, 32)), 1e-6)
+		cos := g.MatMul(emb, g.L2Normalize(w, 1e-6), false, true)
+		loss := g.MarginCE(cos, labels, backend.MarginParams{Kind: backend.MarginCosFace, S: 30, M: 0.35}, nil, nil)
+		g.Item(loss)
+		g.Backward(loss)
+		opt.Step(0.05)
+		g.Reset()
+	}
+	for range 3 {
+		step()
+	}
+	const steps = 8
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range steps {
+		step()
+	}
+	runtime.ReadMemStats(&m1)
+	if n := m1.Mallocs - m0.Mallocs; n >= steps {
+		t.Errorf("%d warm training steps made %d heap allocations, want fewer than one per step", steps, n)
+	}
+}
