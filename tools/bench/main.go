@@ -43,6 +43,8 @@ type options struct {
 	anchorsDir string
 	device     string
 	sizes      []int
+	// profileAllocs turns allocation sampling on for the timed steps.
+	profileAllocs bool
 }
 
 func main() {
@@ -57,7 +59,7 @@ func main() {
 	flag.StringVar(&o.device, "device", "", "backend: auto, cpu or cuda (default $DMLGO_DEVICE or auto)")
 	flag.StringVar(&sizes, "sizes", "256,512,1024,2048", "GEMM sizes N (N×N×N)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
-	flag.StringVar(&memProfile, "memprofile", "", "write an allocation profile (every allocation sampled) to this file at the end")
+	flag.StringVar(&memProfile, "memprofile", "", "write a profile of every allocation in the timed steps of train and embed to this file at the end")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|all]...\n")
 		flag.PrintDefaults()
@@ -95,7 +97,10 @@ func main() {
 		}()
 	}
 	if memProfile != "" {
-		runtime.MemProfileRate = 1
+		// Sampling starts with the timed steps (modelSuite), so the
+		// profile shows what steady state allocates, not the set-up.
+		runtime.MemProfileRate = 0
+		o.profileAllocs = true
 		defer func() {
 			runtime.GC() // the profile is as of the last collection
 			f, err := os.Create(memProfile)
@@ -245,10 +250,16 @@ func modelSuite(b backend.Backend, o options, suite string) {
 		fatalf("%v", err)
 	}
 	var ms0, ms1 runtime.MemStats
+	if o.profileAllocs {
+		runtime.MemProfileRate = 1
+	}
 	runtime.ReadMemStats(&ms0)
 	t := time.Now()
 	for i := 0; i < o.steps; i++ {
 		f()
+	}
+	if o.profileAllocs {
+		runtime.MemProfileRate = 0
 	}
 	if err := b.Synchronize(); err != nil {
 		fatalf("%v", err)
