@@ -77,6 +77,10 @@ type head struct {
 	weight, bias *nn.Param // W (C, D); bias (C), softmax only
 	mp, rho      *nn.Param // dml/class: m_p (1) and ρ (C)
 	step         int
+	// host is scratch for dml/class's margins on the host (C values and
+	// one), kept so that a step allocates nothing.
+	host []float32
+	one  [1]float32
 }
 
 // New builds the named head (see Names; "dml" means DefaultDML) for
@@ -314,7 +318,8 @@ func (h *head) classMargins(g *autograd.Graph) (mp, mn *autograd.Var) {
 	if h.mp != nil {
 		mp = g.Clamp(h.mp.Var, 0, float32(c.MaxMargin-c.Delta))
 	} else {
-		mp = g.Constant([]float32{float32(c.MP)}, 1)
+		h.one[0] = float32(c.MP)
+		mp = g.Constant(h.one[:], 1)
 	}
 	u := g.AddScalarVar(g.Affine(g.Softplus(h.rho.Var), 1, float32(c.Delta)), mp)
 	mn = g.Clamp(u, 0, float32(c.MaxMargin))
@@ -336,12 +341,12 @@ func (h *head) project() {
 	c := h.cfg
 	mp := c.MP
 	if h.mp != nil {
-		var v [1]float32
-		h.b.Download(v[:], h.mp.Value)
+		v := h.one[:]
+		h.b.Download(v, h.mp.Value)
 		p := min(max(v[0], 0), float32(c.MaxMargin-c.Delta-projectGap))
 		if p != v[0] {
 			v[0] = p
-			h.b.Upload(h.mp.Value, v[:])
+			h.b.Upload(h.mp.Value, v)
 		}
 		mp = float64(p)
 	}
@@ -350,7 +355,10 @@ func (h *head) project() {
 		return // m_p is at its top: every m_n,j = m_max, held by the clamp
 	}
 	hi := float32(softplusInv(room))
-	rho := make([]float32, h.classes)
+	if len(h.host) != h.classes {
+		h.host = make([]float32, h.classes)
+	}
+	rho := h.host
 	h.b.Download(rho, h.rho.Value)
 	changed := false
 	for j, r := range rho {
