@@ -114,10 +114,16 @@ func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
 // share threads.
 func gemmThreads(threads, n int) int { return max(1, threads/max(1, n)) }
 
-var colPool freeList[[]float32]
+// colPool holds im2col's column buffers, partialPool sumOverImages'
+// per-thread weight gradients: kept apart, so that neither keeps growing a
+// buffer that came back from the other.
+var colPool, partialPool freeList[[]float32]
 
-func getCol(n int) *[]float32 {
-	b := colPool.get()
+func getCol(n int) *[]float32 { return getFrom(&colPool, n) }
+
+// getFrom takes a buffer of n values from l.
+func getFrom(l *freeList[[]float32], n int) *[]float32 {
+	b := l.get()
 	*b = grow(*b, n)
 	return b
 }
@@ -309,7 +315,7 @@ func (b *Backend) sumOverImages(n int, dw []float32, k convLoop) {
 	parallelFor(len(s.parts), b.Threads(), s)
 	for _, part := range s.partials[1:] {
 		axpy(1, *part, dw)
-		colPool.put(part)
+		partialPool.put(part)
 	}
 	*s.conv = convLoop{}
 	convLoops.put(s.conv)
@@ -331,7 +337,7 @@ func (s *imageSum) chunk(t0, t1 int) {
 	for t := t0; t < t1; t++ {
 		acc := s.dw
 		if t > 0 {
-			s.partials[t] = getCol(len(s.dw))
+			s.partials[t] = getFrom(&partialPool, len(s.dw))
 			acc = *s.partials[t]
 		}
 		clear(acc)

@@ -109,6 +109,11 @@ type gemmBuffers struct {
 
 var bufPool freeList[gemmBuffers]
 
+// sharedBPool holds gemmParallel's packed chunks of B, apart from bufPool:
+// they are larger than a thread's buffers, and mixing the two would keep
+// growing whichever buffer came back into the other role.
+var sharedBPool freeList[[]float32]
+
 // grow returns s resized to n elements, reallocating only when its capacity
 // is too small (the contents are not kept).
 func grow[T any](s []T, n int) []T {
@@ -282,12 +287,12 @@ func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float
 		comp.next.Store(0)
 		comp.done.Store(0)
 	}
-	shared := bufPool.get()
-	shared.b = grow(shared.b, k*min(nc, (n+nr-1)/nr*nr))
-	g.bp = shared.b
+	shared := sharedBPool.get()
+	*shared = grow(*shared, k*min(nc, (n+nr-1)/nr*nr))
+	g.bp = *shared
 	g.teamJob.j = g
 	teamRun(threads-1, &g.teamJob)
-	bufPool.put(shared)
+	sharedBPool.put(shared)
 	g.gemmArgs = gemmArgs{} // no references to this call's matrices
 	gemmJobs.put(g)
 }
