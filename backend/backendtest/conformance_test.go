@@ -97,6 +97,23 @@ func cases() []opCase {
 			data: [][]float32{randn(r, xs), randn(r, ys), randn(r, ws)}, shapes: [][]int{{xs}, {ys}, {ws}}, outputs: []int{2},
 			run: func(b backend.Backend, t []*tensor.Tensor) { b.Conv2dBackwardFilter(p, t[0], t[1], t[2]) }})
 	}
+	// An Inf or NaN in x: the weight gradient must hold ±Inf and NaN where
+	// the direct sum does (a fast path that multiplies values outside the
+	// filter's reach by zero would make NaN of an Inf there).
+	for i, p := range convs[:2] {
+		p := p
+		np := p.Normalized()
+		xs, ws, ys := p.N*p.C*p.H*p.W, p.K*(p.C/np.G())*p.R*p.S, p.N*p.K*np.P()*np.Q()
+		x := randn(r, xs)
+		x[p.W+2] = float32(math.Inf(1))
+		x[xs-1] = float32(math.Inf(-1)) // the last pixel: outside a stride-2 filter's reach
+		if i == 1 {
+			x[xs/2] = float32(math.NaN())
+		}
+		add(opCase{name: fmt.Sprintf("conv_bwd_filter/non_finite_x_%d", i), tol: 1e-5,
+			data: [][]float32{x, randn(r, ys), randn(r, ws)}, shapes: [][]int{{xs}, {ys}, {ws}}, outputs: []int{2},
+			run: func(b backend.Backend, t []*tensor.Tensor) { b.Conv2dBackwardFilter(p, t[0], t[1], t[2]) }})
+	}
 
 	// Pooling.
 	pools := []backend.Pool2dParams{

@@ -221,9 +221,16 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 		refConvBackwardFilter(p, X, DY, DW)
 		return
 	}
-	if implicitBackwardFilter(p, X) {
+	if implicitForward(p) {
 		b.convImplicitBackwardFilter(p, X, DY, DW)
-		return
+		// The implicit path also multiplies values outside the filter's
+		// reach by zero, which turns an Inf there into a NaN the direct
+		// sum has not. Its sum holds every term of the direct one, so a
+		// finite result is the direct sum's (in another order); only a
+		// non-finite one is computed again, directly.
+		if finite(DW) {
+			return
+		}
 	}
 	b.sumOverImages(p.N, DW, convLoop{pass: im2colBackwardFilter, p: p, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
 }

@@ -282,14 +282,8 @@ func implicitBackwardData(p backend.Conv2dParams) bool {
 		p.PadH <= p.DilH*(p.R-1) && p.PadW <= p.DilW*(p.S-1)
 }
 
-// implicitBackwardFilter reports whether backward filter takes the
-// implicit path: as forward, and x finite (the path multiplies values
-// outside the filter's reach by zero, which would turn an Inf into a NaN
-// where the direct sum has none).
-func implicitBackwardFilter(p backend.Conv2dParams, x []float32) bool {
-	if !implicitForward(p) {
-		return false
-	}
+// finite reports whether every value of x is finite.
+func finite(x []float32) bool {
 	s := sum64(x)
 	return !math.IsNaN(s) && !math.IsInf(s, 0)
 }
