@@ -314,23 +314,7 @@ type Conv2dOpts struct {
 
 // Conv2d: x (N, C, H, W), w (K, C/G, R, S) -> y (N, K, P, Q). No bias.
 func (g *Graph) Conv2d(x, w *Var, o Conv2dOpts) *Var {
-	if x.Value.Rank() != 4 || w.Value.Rank() != 4 {
-		opPanic("conv2d", "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shp(x), shp(w))
-	}
-	groups := max(o.Groups, 1)
-	var xs, ws [4]int
-	for i := range 4 {
-		xs[i], ws[i] = x.Value.Dim(i), w.Value.Dim(i)
-	}
-	p := backend.Conv2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], K: ws[0], R: ws[2], S: ws[3],
-		StrideH: max(o.Stride, 1), StrideW: max(o.Stride, 1), PadH: o.Padding, PadW: o.Padding,
-		DilH: max(o.Dilation, 1), DilW: max(o.Dilation, 1), Groups: groups}
-	if xs[1] != ws[1]*groups || ws[0]%groups != 0 {
-		opPanic("conv2d", "x %s has %d channels but w %s expects %d (groups %d)", shp(x), xs[1], shp(w), ws[1]*groups, groups)
-	}
-	if p.P() < 1 || p.Q() < 1 {
-		opPanic("conv2d", "input %s is smaller than the filter %s (padding %d, dilation %d)", shp(x), shp(w), o.Padding, p.DilH)
-	}
+	p := convParams("conv2d", x, w, o)
 	y := g.newVar([]int{p.N, p.K, p.P(), p.Q()}, x, w)
 	g.B.Conv2dForward(p, x.Value, w.Value, y.Value)
 	g.record(node{name: "conv2d", rule: conv2dGrad, y: y, in: [3]*Var{x, w}, conv: p})
@@ -349,6 +333,60 @@ func conv2dGrad(g *Graph, nd *node) {
 		g.B.Conv2dBackwardFilter(p, x.Value, y.Grad, dst)
 		g.gradDone(w, dst)
 	}
+}
+
+// ConvBNAct is the inference form of Conv2d → BatchNorm in eval mode
+// (running statistics runMean, runVar; eps) → + res → Relu: res may be nil
+// and relu false. Where the backend has a fused kernel
+// (backend.ConvBNActer) it is one op, without the passes over memory in
+// between; else, and whenever the graph is recording, it is those ops in
+// turn. Both give the same values. (Gradients through eval-mode batch
+// norm are not defined: see BatchNorm.)
+func (g *Graph) ConvBNAct(x, w *Var, o Conv2dOpts, gamma, beta *Var, runMean, runVar *tensor.Tensor, eps float32, res *Var, relu bool) *Var {
+	f, fused := g.B.(backend.ConvBNActer)
+	if !fused || g.Recording() {
+		y := g.BatchNorm(g.Conv2d(x, w, o), gamma, beta, runMean, runVar, BatchNormOpts{Eps: eps})
+		if res != nil {
+			y = g.Add(y, res)
+		}
+		if relu {
+			y = g.Relu(y)
+		}
+		return y
+	}
+	p := convParams("conv_bn_act", x, w, o)
+	y := g.newVar([]int{p.N, p.K, p.P(), p.Q()})
+	if res != nil && !res.Value.SameShape(y.Value) {
+		opPanic("conv_bn_act", "residual %s does not match the output %s", shp(res), shp(y))
+	}
+	var rv *tensor.Tensor
+	if res != nil {
+		rv = res.Value
+	}
+	f.ConvBNActForward(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, rv, y.Value, relu)
+	return y
+}
+
+// convParams checks a convolution's operands and returns its parameters.
+func convParams(op string, x, w *Var, o Conv2dOpts) backend.Conv2dParams {
+	if x.Value.Rank() != 4 || w.Value.Rank() != 4 {
+		opPanic(op, "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shp(x), shp(w))
+	}
+	groups := max(o.Groups, 1)
+	var xs, ws [4]int
+	for i := range 4 {
+		xs[i], ws[i] = x.Value.Dim(i), w.Value.Dim(i)
+	}
+	p := backend.Conv2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], K: ws[0], R: ws[2], S: ws[3],
+		StrideH: max(o.Stride, 1), StrideW: max(o.Stride, 1), PadH: o.Padding, PadW: o.Padding,
+		DilH: max(o.Dilation, 1), DilW: max(o.Dilation, 1), Groups: groups}
+	if xs[1] != ws[1]*groups || ws[0]%groups != 0 {
+		opPanic(op, "x %s has %d channels but w %s expects %d (groups %d)", shp(x), xs[1], shp(w), ws[1]*groups, groups)
+	}
+	if p.P() < 1 || p.Q() < 1 {
+		opPanic(op, "input %s is smaller than the filter %s (padding %d, dilation %d)", shp(x), shp(w), o.Padding, p.DilH)
+	}
+	return p
 }
 
 // PoolOpts are a pooling window, stride (0: the window) and padding.

@@ -33,6 +33,22 @@ type UninitAllocator interface {
 	AllocUninit(n int) tensor.Storage
 }
 
+// ConvBNActer is implemented by backends with a fused inference kernel
+// for a convolution followed by batch norm in eval mode (running
+// statistics) over its output channels, an optional residual and an
+// optional ReLU:
+//
+//	y = act(gamma·(conv(x, w) − runMean)/√(runVar + eps) + beta + res)
+//
+// res (y's shape) may be nil; act is max(·, 0) when relu is set, else the
+// identity. The result equals, to the bit, that of Conv2dForward,
+// BatchNormForward (eval), Binary Add and Unary Relu in turn, without
+// their passes over memory in between; callers use those ops where a
+// backend lacks it (autograd.Graph.ConvBNAct).
+type ConvBNActer interface {
+	ConvBNActForward(p Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool)
+}
+
 // Backend is memory plus the op set.
 type Backend interface {
 	// Name is the registry name ("cpu", "cuda").

@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"math"
 	"runtime"
 	"testing"
 
@@ -53,5 +54,45 @@ func TestTrainingStepAllocatesNothing(t *testing.T) {
 	runtime.ReadMemStats(&m1)
 	if n := m1.Mallocs - m0.Mallocs; n >= steps {
 		t.Errorf("%d warm training steps made %d heap allocations, want fewer than one per step", steps, n)
+	}
+}
+
+// unfused hides a backend's optional interfaces (backend.ConvBNActer).
+type unfused struct{ backend.Backend }
+
+// TestEvalFusionMatches: in eval mode the residual networks run conv → BN
+// (→ + shortcut) → ReLU as one fused op; their outputs equal, to the bit,
+// those of a backend without the fused kernel (the ops in turn), for the
+// basic and bottleneck blocks, a strided stem with max pooling and
+// identity and downsample shortcuts.
+func TestEvalFusionMatches(t *testing.T) {
+	for _, c := range []struct {
+		arch  string
+		shape []int
+	}{{"resnet-s", []int{3, 1, 32, 32}}, {"resnet18", []int{2, 3, 40, 40}}, {"resnet50", []int{1, 3, 36, 36}}} {
+		b := cpu.New(2)
+		net, err := NewResNet(b, ResNetConfig{Arch: c.arch, Out: 8, Seed: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Running statistics away from their initial 0 and 1.
+		g := autograd.New(b)
+		for range 2 {
+			net.Forward(g, g.Constant(tensor.RandNormal(9, 0.5, 2, c.shape...).HostData(), c.shape...))
+			g.Reset()
+		}
+		SetTraining(net, false)
+		x := tensor.RandNormal(10, 0, 1, c.shape...).HostData()
+		var outs [2][]float32
+		for i, be := range []backend.Backend{b, unfused{b}} {
+			g := autograd.New(be)
+			g.NoGrad(func() { outs[i] = g.Values(net.Forward(g, g.Constant(x, c.shape...))) })
+			g.Reset()
+		}
+		for j := range outs[0] {
+			if math.Float32bits(outs[0][j]) != math.Float32bits(outs[1][j]) || math.IsNaN(float64(outs[0][j])) {
+				t.Fatalf("%s: output %d fused %v, unfused %v", c.arch, j, outs[0][j], outs[1][j])
+			}
+		}
 	}
 }

@@ -33,13 +33,45 @@ func NewBasicBlock(b backend.Backend, rng *rand.Rand, cin, cout, stride int) *Ba
 
 // Forward implements Module.
 func (m *BasicBlock) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
-	y := g.Relu(m.BN1.Forward(g, m.Conv1.Forward(g, x)))
-	y = m.BN2.Forward(g, m.Conv2.Forward(g, y))
-	sc := x
-	if m.Downsample != nil {
-		sc = m.Downsample.Forward(g, x)
+	sc := m.shortcut(g, x)
+	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
+	return convBN(g, m.Conv2, m.BN2, y, sc, true)
+}
+
+func (m *BasicBlock) shortcut(g *autograd.Graph, x *autograd.Var) *autograd.Var {
+	return shortcut(g, m.Downsample, x)
+}
+
+// shortcut is a residual block's identity or downsample (conv + BN).
+func shortcut(g *autograd.Graph, ds *Sequential, x *autograd.Var) *autograd.Var {
+	if ds == nil {
+		return x
 	}
-	return g.Relu(g.Add(y, sc))
+	if len(ds.Layers) == 2 {
+		conv, ok1 := ds.Layers[0].M.(*Conv2d)
+		bn, ok2 := ds.Layers[1].M.(*BatchNorm)
+		if ok1 && ok2 {
+			return convBN(g, conv, bn, x, nil, false)
+		}
+	}
+	return ds.Forward(g, x)
+}
+
+// convBN is conv → bn → + res (res may be nil) → ReLU (when relu): in eval
+// mode one fused op where the backend has it (autograd.Graph.ConvBNAct),
+// with the same values as the ops in turn.
+func convBN(g *autograd.Graph, conv *Conv2d, bn *BatchNorm, x, res *autograd.Var, relu bool) *autograd.Var {
+	if !bn.training {
+		return g.ConvBNAct(x, conv.Weight.Var, conv.Opts, bn.Weight.Var, bn.Bias.Var, bn.RunMean.T, bn.RunVar.T, bn.Eps, res, relu)
+	}
+	y := bn.Forward(g, conv.Forward(g, x))
+	if res != nil {
+		y = g.Add(y, res)
+	}
+	if relu {
+		y = g.Relu(y)
+	}
+	return y
 }
 
 // Children implements Module.
@@ -81,14 +113,10 @@ func NewBottleneck(b backend.Backend, rng *rand.Rand, cin, width, stride int) *B
 
 // Forward implements Module.
 func (m *Bottleneck) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
-	y := g.Relu(m.BN1.Forward(g, m.Conv1.Forward(g, x)))
-	y = g.Relu(m.BN2.Forward(g, m.Conv2.Forward(g, y)))
-	y = m.BN3.Forward(g, m.Conv3.Forward(g, y))
-	sc := x
-	if m.Downsample != nil {
-		sc = m.Downsample.Forward(g, x)
-	}
-	return g.Relu(g.Add(y, sc))
+	sc := shortcut(g, m.Downsample, x)
+	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
+	y = convBN(g, m.Conv2, m.BN2, y, nil, true)
+	return convBN(g, m.Conv3, m.BN3, y, sc, true)
 }
 
 // Children implements Module.
@@ -204,7 +232,7 @@ func (m *ResNet) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
 
 // ForwardFeatures returns the globally pooled features (N, Features).
 func (m *ResNet) ForwardFeatures(g *autograd.Graph, x *autograd.Var) *autograd.Var {
-	y := g.Relu(m.BN1.Forward(g, m.Conv1.Forward(g, x)))
+	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
 	if m.MaxPool {
 		y = g.MaxPool2d(y, autograd.PoolOpts{Kernel: 3, Stride: 2, Padding: 1})
 	}

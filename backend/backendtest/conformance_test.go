@@ -145,6 +145,40 @@ func cases() []opCase {
 			b.GlobalAvgPoolBackward(t[1], t[2])
 		}})
 
+	// The fused inference convolution (backend.ConvBNActer), against the
+	// reference's ops in turn; a backend without it runs those ops.
+	for ci, p := range convs[:4] {
+		p := p
+		np := p.Normalized()
+		xs, ws, ys := p.N*p.C*p.H*p.W, p.K*(p.C/np.G())*p.R*p.S, p.N*p.K*np.P()*np.Q()
+		for _, relu := range []bool{false, true} {
+			relu := relu
+			add(opCase{name: fmt.Sprintf("conv_bn_act/%d_relu%v", ci, relu), tol: 1e-5,
+				data:    [][]float32{randn(r, xs), randn(r, ws), randn(r, p.K), randn(r, p.K), randn(r, p.K), uniform(r, p.K, 0.5, 2), randn(r, ys), randn(r, ys)},
+				shapes:  [][]int{{p.N, p.C, p.H, p.W}, {p.K, p.C / np.G(), p.R, p.S}, {p.K}, {p.K}, {p.K}, {p.K}, {p.N, p.K, np.P(), np.Q()}, {p.N, p.K, np.P(), np.Q()}},
+				outputs: []int{7},
+				run: func(b backend.Backend, t []*tensor.Tensor) {
+					res := t[6]
+					if ci%2 == 1 {
+						res = nil
+					}
+					if f, ok := b.(backend.ConvBNActer); ok {
+						f.ConvBNActForward(p, 1e-5, t[0], t[1], t[2], t[3], t[4], t[5], res, t[7], relu)
+						return
+					}
+					b.Conv2dForward(p, t[0], t[1], t[7])
+					bn := backend.BatchNormParams{N: p.N, C: p.K, L: np.P() * np.Q(), Eps: 1e-5}
+					b.BatchNormForward(bn, t[7], t[2], t[3], t[4], t[5], t[7], nil, nil)
+					if res != nil {
+						b.Binary(backend.Add, t[7], res, t[7])
+					}
+					if relu {
+						b.Unary(backend.Relu, t[7], t[7], 0, 0)
+					}
+				}})
+		}
+	}
+
 	// Batch norm, training (with backward) and eval.
 	for _, s := range [][3]int{{4, 3, 25}, {7, 5, 1}, {2, 33, 9}} {
 		n, c, l := s[0], s[1], s[2]

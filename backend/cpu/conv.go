@@ -138,7 +138,7 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 		return
 	}
 	if implicitForward(p) {
-		b.convImplicitForward(p, X, Wt, Y)
+		b.convImplicitForward(p, X, Wt, Y, nil)
 		return
 	}
 	splitN(b, &convLoops, p.N, convLoop{pass: im2colForward, p: p, x: X, w: Wt, y: Y, gt: gemmThreads(b.Threads(), p.N)})
@@ -268,8 +268,9 @@ type convLoop struct {
 	p       backend.Conv2dParams
 	geo     phased
 	x, w, y []float32
-	filt    []packedA // implicit paths: each group's packed filter
-	gt      int       // threads per GEMM
+	filt    []packedA     // implicit paths: each group's packed filter
+	epi     *convEpilogue // implicit forward: applied to each image's output
+	gt      int           // threads per GEMM
 }
 
 const (

@@ -296,15 +296,16 @@ type convScratch struct {
 
 var convScratchPool freeList[convScratch]
 
-// convImplicitForward is Conv2dForward on the implicit path (p normalised).
-func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32) {
+// convImplicitForward is Conv2dForward on the implicit path (p normalised),
+// followed by epi on each image's output when epi is not nil.
+func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32, epi *convEpilogue) {
 	G := p.G()
 	kg := p.K / G
 	crs := p.C / G * p.R * p.S
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
 	fp := packFilters(G, kg, crs, Wt)
 	defer filterPool.put(fp)
-	splitN(b, &convLoops, p.N, convLoop{pass: implicitForwardPass, p: p, geo: geo, x: X, w: Wt, y: Y, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
+	splitN(b, &convLoops, p.N, convLoop{pass: implicitForwardPass, p: p, geo: geo, x: X, w: Wt, y: Y, filt: *fp, epi: epi, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // implicitForward is convImplicitForward for images [lo, hi).
@@ -334,6 +335,9 @@ func (k *convLoop) implicitForward(lo, hi int) {
 			y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
 			clear(y)
 			gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, y, PQ, gt)
+		}
+		if k.epi != nil {
+			k.epi.apply(n, Y[n*p.K*PQ:(n+1)*p.K*PQ])
 		}
 	}
 	st.cb.src = nil

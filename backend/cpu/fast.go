@@ -148,6 +148,12 @@ func binaryFast(op backend.BinaryOp, x, z, y []float32) {
 	}
 }
 
+// bnAffine is batch norm's y = scale·x + shift for one channel of mean and
+// 1/σ invStd.
+func bnAffine(gamma, beta float32, mean, invStd float64) (scale, shift float32) {
+	return float32(float64(gamma) * invStd), float32(float64(beta) - mean*float64(gamma)*invStd)
+}
+
 // bnForwardChannels is refBatchNormForward for channels [c0, c1): the
 // statistics summed in float64, the per-element work one fused
 // multiply-add y = x·scale + shift.
@@ -173,8 +179,7 @@ func bnForwardChannels(p backend.BatchNormParams, c0, c1 int, x, gamma, beta, ru
 			mean = float64(runMean[c])
 			invStd = 1 / math.Sqrt(float64(runVar[c])+float64(p.Eps))
 		}
-		scale := float32(float64(gamma[c]) * invStd)
-		shift := float32(float64(beta[c]) - mean*float64(gamma[c])*invStd)
+		scale, shift := bnAffine(gamma[c], beta[c], mean, invStd)
 		for n := 0; n < p.N; n++ {
 			o := (n*p.C + c) * p.L
 			affine(scale, shift, x[o:o+p.L], y[o:o+p.L])
