@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
 )
 
 // Benchmarks report GFLOP/s (gflops) beside ns/op. Compare with the
@@ -129,4 +132,34 @@ func TestSgemmBench(t *testing.T) {
 		}
 	}()
 	SgemmBench(0, 1, time.Millisecond)
+}
+
+// BenchmarkMarginCE: the fused head over 10,000 classes, forward and
+// gradients, batch 128, two threads.
+func BenchmarkMarginCE(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const n, c = 128, 10000
+	cos := tensor.FromSlice(randSlice(r, n*c), n, c)
+	for i, v := range cos.HostData() {
+		cos.HostData()[i] = v / 4
+	}
+	labels := make([]int32, n)
+	for i := range labels {
+		labels[i] = int32(r.IntN(c))
+	}
+	loss, dcos := tensor.Zeros(n), tensor.Zeros(n, c)
+	be := New(2)
+	for _, kind := range []backend.MarginKind{backend.MarginCosFace, backend.MarginDMLClass} {
+		p := backend.MarginParams{Kind: kind, N: n, C: c, S: 30, M: 0.35, MP: 0.2, Eps: 1e-7}
+		g := backend.MarginGrads{}
+		if kind == backend.MarginDMLClass {
+			p.ClassMargins = tensor.Full(0.35, c)
+			g.ClassMargins, g.MP = tensor.Zeros(c), tensor.Zeros(1)
+		}
+		b.Run(kind.String(), func(b *testing.B) {
+			for range b.N {
+				be.MarginSoftmaxCE(p, cos, labels, loss, dcos, g)
+			}
+		})
+	}
 }

@@ -68,26 +68,53 @@ func targetLogit(p *backend.MarginParams, c float64) (z, dz float64) {
 	panic("cpu: unknown margin kind " + p.Kind.String())
 }
 
-// otherLogit returns z_j and ∂z_j/∂c_j for a non-label class j.
-func otherLogit(p *backend.MarginParams, classMargins []float32, j int, c float64) (z, dz float64) {
+// otherLogits sets z_j and ∂z_j/∂c_j of every class of a row as a
+// non-label class, one loop per kind: z_j = s·c_j (z_j = c_j for softmax),
+// s·(c_j + m_n) for dml/fixed, s·(c_j + m_n,j) for dml/class and
+// s·(c_j + m_n·(1 + c_j)/2) for dml/adaptive. It returns their maximum
+// over j ≠ y (NaN if one is NaN).
+func otherLogits(p *backend.MarginParams, classMargins []float32, row []float32, y int, z, dz []float64) (zmax float64) {
 	s := float64(p.S)
+	zmax = math.Inf(-1)
 	switch p.Kind {
 	case backend.MarginSoftmax:
-		return c, 1
+		for j, cv := range row {
+			z[j], dz[j] = float64(cv), 1
+		}
 	case backend.MarginDMLFixed:
-		return s * (c + float64(p.MN)), s
+		mn := float64(p.MN)
+		for j, cv := range row {
+			z[j], dz[j] = s*(float64(cv)+mn), s
+		}
 	case backend.MarginDMLClass:
-		return s * (c + float64(classMargins[j])), s
+		cm := classMargins[:len(row)]
+		for j, cv := range row {
+			z[j], dz[j] = s*(float64(cv)+float64(cm[j])), s
+		}
 	case backend.MarginDMLAdaptive:
 		mn := float64(p.MN)
-		return s * (c + mn*(1+c)/2), s * (1 + mn/2)
+		for j, cv := range row {
+			c := float64(cv)
+			z[j], dz[j] = s*(c+mn*(1+c)/2), s*(1+mn/2)
+		}
+	default:
+		for j, cv := range row {
+			z[j], dz[j] = s*float64(cv), s
+		}
 	}
-	return s * c, s
+	for _, part := range [2][]float64{z[:y], z[y+1 : len(row)]} {
+		for _, v := range part {
+			if v > zmax || v != v {
+				zmax = v
+			}
+		}
+	}
+	return zmax
 }
 
-// marginRows runs rows [r0, r1) of the fused head. z is scratch of C values.
-// mpGrad receives this range's ∂L/∂m_p; class-margin gradients accumulate
-// into cmGrad (nil when not asked for).
+// marginRows runs rows [r0, r1) of the fused head. z and dz are scratch
+// of C values. mpGrad receives this range's ∂L/∂m_p; class-margin
+// gradients accumulate into cmGrad (nil when not asked for).
 func marginRows(p *backend.MarginParams, r0, r1 int, cos []float32, labels []int32, classMargins []float32, loss, dcos []float32, cmGrad []float32, z, dz []float64) (mpGrad float64) {
 	C := p.C
 	invN := 1 / float64(p.N)
@@ -95,33 +122,32 @@ func marginRows(p *backend.MarginParams, r0, r1 int, cos []float32, labels []int
 	for i := r0; i < r1; i++ {
 		row := cos[i*C : (i+1)*C]
 		y := int(labels[i])
-		zmax := math.Inf(-1)
-		for j, cv := range row {
-			if j == y {
-				z[j], dz[j] = targetLogit(p, float64(cv))
-			} else {
-				z[j], dz[j] = otherLogit(p, classMargins, j, float64(cv))
-			}
-			if z[j] > zmax || math.IsNaN(z[j]) {
-				zmax = z[j]
-			}
+		zmax := otherLogits(p, classMargins, row, y, z, dz)
+		zy, dzy := targetLogit(p, float64(row[y]))
+		z[y], dz[y] = zy, dzy
+		if zy > zmax || math.IsNaN(zy) {
+			zmax = zy
 		}
+		// z becomes e_j = exp(z_j − max z); p_j = e_j / Σe.
 		var sum float64
-		for j := range z[:C] {
-			sum += math.Exp(z[j] - zmax)
+		for j, v := range z[:C] {
+			e := math.Exp(v - zmax)
+			z[j] = e
+			sum += e
 		}
 		lse := zmax + math.Log(sum)
-		loss[i] = float32(lse - z[y])
+		loss[i] = float32(lse - zy)
+		inv := 1 / sum
 		if dcos == nil && cmGrad == nil {
 			if p.Kind >= backend.MarginDMLFixed {
 				// ∂L/∂m_p needs only the label's probability; a caller may
 				// ask for it without dcos.
-				mpGrad += -s * (math.Exp(z[y]-lse) - 1) * invN
+				mpGrad += -s * (z[y]*inv - 1) * invN
 			}
 			continue
 		}
-		for j := range z[:C] {
-			g := math.Exp(z[j]-lse) * invN // ∂L/∂z_j
+		for j, e := range z[:C] {
+			g := e * inv * invN // ∂L/∂z_j
 			if j == y {
 				g -= invN
 				if p.Kind >= backend.MarginDMLFixed {
