@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -165,5 +166,47 @@ func TestDivergenceStopsWithAdvice(t *testing.T) {
 				t.Fatalf("the checkpoint holds a non-finite loss: %v", saved.Losses)
 			}
 		}
+	}
+}
+
+// TestTrainStepsAllocateOnlyToDraw: once warm, a training step of the
+// train command (data loader, model, loss head, optimizer, bookkeeping)
+// allocates nothing; only the steps that draw the progress line do (a
+// tenth of an epoch apart, the output not being a terminal).
+func TestTrainStepsAllocateOnlyToDraw(t *testing.T) {
+	c := tinyConfig(t, filepath.Join(t.TempDir(), "run"))
+	c.Data.TrainItems, c.Batch, c.Epochs, c.EvalEvery = 180, 8, 1, 0
+	tr := newTrainer(t, c, false)
+	const first, last = 15, 60
+	var ms runtime.MemStats
+	mallocs := make([]uint64, last+1)
+	tr.OnStep = func(step int) {
+		if step >= first && step <= last {
+			runtime.ReadMemStats(&ms)
+			mallocs[step] = ms.Mallocs
+		}
+	}
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	total := tr.stepsPerEpoch
+	if total <= last {
+		t.Fatalf("%d steps per epoch: the test needs more than %d", total, last)
+	}
+	// Step s's bookkeeping (its progress line included) runs after
+	// OnStep(s), so what it allocates shows up at s+1.
+	var strays []int
+	draws := 0
+	for s := first + 1; s <= last; s++ {
+		drew := (s-1)*10/total > (s-2)*10/total
+		if drew {
+			draws++
+		}
+		if mallocs[s] > mallocs[s-1] && !drew {
+			strays = append(strays, s)
+		}
+	}
+	if draws == 0 || len(strays) > 2 {
+		t.Errorf("%d of %d warm steps that draw nothing allocated (steps %v); want none (at most 2 late warm-up ones)", len(strays), last-first-draws, strays)
 	}
 }

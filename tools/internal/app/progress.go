@@ -29,21 +29,32 @@ func NewProgress(w io.Writer, label string, total int, tty bool) *Progress {
 	return &Progress{W: w, Label: label, Total: max(total, 1), TTY: tty, start: now}
 }
 
-// Update sets the completed count and the status text.
+// Update sets the completed count and the status text, and draws the bar
+// when it is due (see Due).
 func (p *Progress) Update(done int, status string) {
-	p.done, p.status = done, status
+	p.status = status
+	if !p.Due(done) {
+		return
+	}
 	if p.TTY {
-		if time.Since(p.last) < 100*time.Millisecond && done < p.Total {
-			return
-		}
 		p.last = time.Now()
 		fmt.Fprintf(p.W, "\r%s\033[K", p.line())
 		return
 	}
-	if d := done * 10 / p.Total; d > p.decile {
-		p.decile = d
-		fmt.Fprintln(p.W, p.line())
+	p.decile = done * 10 / p.Total
+	fmt.Fprintln(p.W, p.line())
+}
+
+// Due sets the completed count and reports whether Update would draw the
+// bar now: on a terminal every 100 ms and at the end, else at each tenth
+// of the total. A caller whose status text costs something to build (a
+// training step's) builds it only when the bar is due.
+func (p *Progress) Due(done int) bool {
+	p.done = done
+	if p.TTY {
+		return time.Since(p.last) >= 100*time.Millisecond || done >= p.Total
 	}
+	return done*10/p.Total > p.decile
 }
 
 // Finish ends the bar's line.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,6 +210,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 	start := time.Now()
 	elapsed0 := t.State.Elapsed
 	total := t.TotalSteps()
+	t.State.Losses = slices.Grow(t.State.Losses, total-len(t.State.Losses))
 	var bar *Progress
 	epochImages, epochStart := 0, time.Now()
 	for t.State.Epoch < cfg.Epochs {
@@ -258,7 +260,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 		epochImages += len(bt.Labels)
 		ips := float64(epochImages) / time.Since(epochStart).Seconds()
-		bar.Update(bt.Batch+1, fmt.Sprintf("loss %.4f lr %.3g %.0f img/s", lv, lr, ips))
+		if bar.Due(bt.Batch + 1) { // (the status text would allocate every step)
+			bar.Update(bt.Batch+1, fmt.Sprintf("loss %.4f lr %.3g %.0f img/s", lv, lr, ips))
+		}
 		if bt.Batch+1 == t.stepsPerEpoch {
 			bar.Finish(fmt.Sprintf("loss %.4f %.0f img/s%s", mean(t.State.Losses[len(t.State.Losses)-t.stepsPerEpoch:]), ips, marginText(t.Head)))
 			bar = nil
