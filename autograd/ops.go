@@ -336,8 +336,9 @@ func conv2dGrad(g *Graph, nd *node) {
 }
 
 // ConvBNAct is the inference form of Conv2d → BatchNorm in eval mode
-// (running statistics runMean, runVar; eps) → + res → Relu: res may be nil
-// and relu false. Where the backend has a fused kernel
+// (running statistics runMean, runVar; eps) → + res → Relu: x (N, C, H, W),
+// w (K, C/G, R, S), gamma, beta, runMean, runVar (K), res (N, K, P, Q) or
+// nil -> y (N, K, P, Q); relu may be false. Where the backend has a fused kernel
 // (backend.ConvBNActer) it is one op, without the passes over memory in
 // between; else, and whenever the graph is recording, it is those ops in
 // turn. Both give the same values. (Gradients through eval-mode batch
