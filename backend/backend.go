@@ -42,10 +42,10 @@ type UninitAllocator interface {
 //
 // with x (N, C, H, W), w (K, C/G, R, S), gamma, beta, runMean, runVar (K)
 // -> y (N, K, P, Q); res (N, K, P, Q) may be nil; act is max(·, 0) when
-// relu is set, else the identity. The result equals, to the bit, that of Conv2dForward,
-// BatchNormForward (eval), Binary Add and Unary Relu in turn, without
-// their passes over memory in between; callers use those ops where a
-// backend lacks it (autograd.Graph.ConvBNAct).
+// relu is set, else the identity. The result equals, to the bit, that of
+// Conv2dForward, BatchNormForward (eval), Binary Add and Unary Relu in
+// turn, without their passes over memory in between; callers use those
+// ops where a backend lacks it (autograd.Graph.ConvBNAct).
 type ConvBNActer interface {
 	ConvBNActForward(p Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool)
 }
