@@ -144,9 +144,12 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 	splitN(b, &convLoops, p.N, convLoop{pass: im2colForward, p: p, x: X, w: Wt, y: Y, gt: gemmThreads(b.Threads(), p.N)})
 }
 
-// im2colForward is Conv2dForward's explicit path for images [lo, hi).
-func (k *convLoop) im2colForward(lo, hi int) {
-	p, X, Wt, Y, gt := k.p, k.x, k.w, k.y, k.gt
+// im2colImages is the explicit path for images [lo, hi): per image and
+// group, the column matrix (x itself when pointwise) goes into a GEMM with
+// the filter (im2colForward: y = w·col) or with dy (im2colBackwardFilter:
+// acc += dy·colᵀ, k.y being dy).
+func (k *convLoop) im2colImages(acc []float32, lo, hi int) {
+	p, X, gt := k.p, k.x, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
@@ -163,7 +166,11 @@ func (k *convLoop) im2colForward(lo, hi int) {
 				col = *colBuf
 				im2col(p, cg, xs, col)
 			}
-			sgemm(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, col, PQ, 0, Y[(n*p.K+g*kg)*PQ:], PQ, gt)
+			if k.pass == im2colForward {
+				sgemm(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, col, PQ, 0, k.y[(n*p.K+g*kg)*PQ:], PQ, gt)
+			} else {
+				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
+			}
 		}
 	}
 }
@@ -235,31 +242,6 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 	b.sumOverImages(p.N, DW, convLoop{pass: im2colBackwardFilter, p: p, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
 }
 
-// im2colBackwardFilter is Conv2dBackwardFilter's explicit path: the sum
-// over images [lo, hi) added into acc (k.y is dy).
-func (k *convLoop) im2colBackwardFilter(acc []float32, lo, hi int) {
-	p, X, DY, gt := k.p, k.x, k.y, k.gt
-	G, PQ := p.G(), p.P()*p.Q()
-	cg, kg := p.C/G, p.K/G
-	crs := cg * p.R * p.S
-	var colBuf *[]float32
-	if !isPointwise(p) {
-		colBuf = getCol(crs * PQ)
-		defer colPool.put(colBuf)
-	}
-	for n := lo; n < hi; n++ {
-		for g := 0; g < G; g++ {
-			xs := X[(n*p.C+g*cg)*p.H*p.W:]
-			col := xs
-			if colBuf != nil {
-				col = *colBuf
-				im2col(p, cg, xs, col)
-			}
-			sgemm(false, true, kg, crs, PQ, 1, DY[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
-		}
-	}
-}
-
 // convLoop is a convolution pass's loop over images: the arguments of one
 // call and which pass it is. x, w and y are the pass's input image,
 // filter and output (or their gradients, as each method says).
@@ -278,7 +260,6 @@ const (
 	col2imBackwardData
 	im2colBackwardFilter
 	implicitForwardPass
-	implicitBackwardDataPass
 	implicitBackwardFilterPass
 )
 
@@ -287,13 +268,11 @@ var convLoops freeList[convLoop]
 func (k *convLoop) chunk(lo, hi int) {
 	switch k.pass {
 	case im2colForward:
-		k.im2colForward(lo, hi)
+		k.im2colImages(nil, lo, hi)
 	case col2imBackwardData:
 		k.col2imBackwardData(lo, hi)
 	case implicitForwardPass:
 		k.implicitForward(lo, hi)
-	case implicitBackwardDataPass:
-		k.implicitBackwardData(lo, hi)
 	default:
 		panic("cpu: convLoop: a backward-filter pass runs through sumOverImages")
 	}
@@ -302,7 +281,7 @@ func (k *convLoop) chunk(lo, hi int) {
 // sumImages adds the weight gradient of images [lo, hi) into acc.
 func (k *convLoop) sumImages(acc []float32, lo, hi int) {
 	if k.pass == im2colBackwardFilter {
-		k.im2colBackwardFilter(acc, lo, hi)
+		k.im2colImages(acc, lo, hi)
 	} else {
 		k.implicitBackwardFilter(acc, lo, hi)
 	}

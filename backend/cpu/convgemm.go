@@ -386,42 +386,13 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 			}
 		}
 	}
-	geo := newPhased(p.K, P, Q, p.DilH*(p.R-1)-p.PadH, p.DilW*(p.S-1)-p.PadW, 1, 1)
-	fp := packFilters(G, cg, krs, flip)
-	defer filterPool.put(fp)
-	splitN(b, &convLoops, p.N, convLoop{pass: implicitBackwardDataPass, p: p, geo: geo, x: DX, w: flip, y: DY, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
-}
-
-// implicitBackwardData is convImplicitBackwardData for images [lo, hi)
-// (k.x is dx, k.w the flipped filter, k.y dy).
-func (k *convLoop) implicitBackwardData(lo, hi int) {
-	p, geo, DX, flip, DY, filt, gt := k.p, k.geo, k.x, k.w, k.y, k.filt, k.gt
-	G, P, Q := p.G(), p.P(), p.Q()
-	cg, kg := p.C/G, p.K/G
-	krs := kg * p.R * p.S
-	khw := geo.chanSize()
-	HW := p.H * p.W
-	st := convScratchPool.get()
-	defer convScratchPool.put(st)
-	st.cb.setup(kg, geo, p.R, p.S, p.DilH, p.DilW, p.H, p.W)
-	padded := geo.ph > 0 || geo.pw > 0
-	if padded {
-		st.pad = grow(st.pad, geo.size())
-	}
-	for n := lo; n < hi; n++ {
-		src := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
-		if padded {
-			geo.fill(src, st.pad)
-			src = st.pad
-		}
-		for g := 0; g < G; g++ {
-			st.cb.src = src[g*kg*khw : (g+1)*kg*khw]
-			dx := DX[(n*p.C+g*cg)*HW : (n*p.C+(g+1)*cg)*HW]
-			clear(dx)
-			gemmDispatch(false, false, cg, HW, krs, 1, flip[g*cg*krs:], krs, &filt[g], nil, 0, &st.cb, dx, HW, gt)
-		}
-	}
-	st.cb.src = nil
+	// dx is the unit-stride convolution of dy (K channels, P×Q) with the
+	// flipped filter (C outputs), padded by the filter's reach less the
+	// padding on each side: the forward path computes it.
+	q := backend.Conv2dParams{N: p.N, C: p.K, H: P, W: Q, K: p.C, R: p.R, S: p.S,
+		StrideH: 1, StrideW: 1, PadH: p.DilH*(p.R-1) - p.PadH, PadW: p.DilW*(p.S-1) - p.PadW,
+		DilH: p.DilH, DilW: p.DilW, Groups: G}
+	b.convImplicitForward(q, DY, flip, DX, nil)
 }
 
 // convImplicitBackwardFilter is Conv2dBackwardFilter on the implicit path
