@@ -142,7 +142,7 @@ func (g *Graph) allocUninit(n int) tensor.Storage {
 
 // Upload copies host data into a new graph-owned tensor.
 func (g *Graph) Upload(data []float32, shape ...int) *tensor.Tensor {
-	t := g.Tensor(shape...)
+	t := g.tensorUninit(shape...) // (the upload writes every element)
 	g.B.Upload(t, data)
 	return t
 }
