@@ -62,9 +62,25 @@
 //   - a box reaching outside the image: clamped and counted; entirely
 //     outside: the whole image is used, counted;
 //   - a query whose item has no gallery image: excluded and counted;
+//   - in the DeepFashion lists, a byte-order mark, a count line that is not
+//     the number of rows, a box without area, a second bbox row for an
+//     image and a source_type the pair list contradicts: stripped, kept or
+//     dropped as the deepfashion package comment says, and counted with a
+//     file:line (errors naming the file and line when strict); a bbox row
+//     for an image no pair lists is counted only;
 //   - an empty train split, query set or gallery: an error saying what was
 //     looked for.
 //
-// A malformed annotation or manifest line is always an error naming the
-// file and line.
+// Any other malformed annotation or manifest line is always an error naming
+// the file and line. A UTF-8 byte-order mark at the start of a TSV manifest
+// is ignored.
+//
+// # Consumer-to-Shop protocol
+//
+// Queries are the consumer images of the test items, the gallery the shop
+// images of the test items, each image once. GalleryWithVal (-gallery-val)
+// adds the val items' shop images, which gives mmfashion's gallery image
+// set but not its protocol: mmfashion also queries with the val items'
+// consumer images, keeps an image once per pair it appears in, and reports
+// Recall@k for k in {3, 5, 10, 20, 30, 50}.
 package data

@@ -45,9 +45,11 @@ func (s *Subset) Domains() []Domain {
 
 // ProtocolOptions choose how NewDataset splits a manifest.
 type ProtocolOptions struct {
-	// GalleryWithVal adds the shop images of the val split to the gallery
-	// (as mmfashion does for Consumer-to-Shop); the official protocol uses
-	// the test split only.
+	// GalleryWithVal adds the shop images of the val split to the gallery:
+	// mmfashion's Consumer-to-Shop gallery image set, though not its
+	// protocol (which also queries with val consumer images and keeps
+	// per-pair duplicates; see data/deepfashion). Default: the test split
+	// only, as the official protocol.
 	GalleryWithVal bool
 	// AllowNoTrain accepts a manifest without training rows (evaluation
 	// only); otherwise an empty train split is an error.

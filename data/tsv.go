@@ -49,11 +49,13 @@ const (
 //   - category: optional clothes type, an integer or a name (names are
 //     numbered like item names).
 //
-// Blank lines and lines whose first non-blank character is # are ignored. The first other line
-// may be a header naming the columns (its first field is "path"); with a
-// header, columns may come in any order, unknown columns are ignored and
-// missing trailing fields count as empty. Without a header a line has 4, 5
-// (+ category), 8 (+ box) or 9 (+ box and category) fields.
+// A UTF-8 byte-order mark at the start of the file (spreadsheets write one)
+// is ignored, as are blank lines and lines whose first non-blank character
+// is #. The first other line may be a header naming the columns (its first
+// field is "path"); with a header, columns may come in any order, unknown
+// columns are ignored and missing trailing fields count as empty. Without a
+// header a line has 4, 5 (+ category), 8 (+ box) or 9 (+ box and category)
+// fields.
 func ReadTSV(path string) (*Manifest, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -86,6 +88,9 @@ func ParseTSV(r io.Reader, name string) (*Manifest, error) {
 	for sc.Scan() {
 		lineNo++
 		line := strings.TrimSuffix(sc.Text(), "\r")
+		if lineNo == 1 {
+			line = strings.TrimPrefix(line, "\uFEFF") // a UTF-8 byte-order mark
+		}
 		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}

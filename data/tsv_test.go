@@ -86,6 +86,25 @@ func TestParseTSVErrors(t *testing.T) {
 	}
 }
 
+// TestParseTSVBOM checks that a UTF-8 byte-order mark (spreadsheets write
+// one) is stripped before the header or the first row is read.
+func TestParseTSVBOM(t *testing.T) {
+	for _, in := range []string{
+		"\uFEFFpath\titem_id\tdomain\tsplit\na.jpg\t7\tshop\ttrain\n",
+		"\uFEFFa.jpg\t7\tshop\ttrain\n",
+	} {
+		m, err := ParseTSV(strings.NewReader(in), "bom.tsv")
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		want := []Row{{Path: "a.jpg", Item: 7, Domain: Shop, Split: Train, Category: NoCategory}}
+		if !reflect.DeepEqual(m.Rows, want) {
+			t.Errorf("%q: rows %+v, want %+v", in, m.Rows, want)
+		}
+	}
+}
+
 func TestTSVRoundTrip(t *testing.T) {
 	m := &Manifest{
 		Rows: []Row{

@@ -16,6 +16,14 @@ const (
 	WarnBoxEmpty      = "bbox outside the image (whole image used)"
 	WarnNoBox         = "image without bbox"
 	WarnQueryExcluded = "query excluded: item absent from the gallery"
+
+	// Annotation lists (examples are file:line).
+	WarnListBOM        = "UTF-8 byte-order mark at the start of a list (stripped)"
+	WarnListCount      = "list's count line disagrees with its rows (rows kept)"
+	WarnBoxNoArea      = "bbox row with x_2 <= x_1 or y_2 <= y_1 (box dropped, whole image used)"
+	WarnBoxDuplicate   = "second bbox row for an image (dropped, the first kept)"
+	WarnSourceMismatch = "bbox row's source_type disagrees with the pair list (row's box and type dropped)"
+	WarnBoxUnused      = "bbox row for an image no pair lists (ignored)"
 )
 
 // maxExamples is how many examples a Warnings keeps per kind.

@@ -27,7 +27,7 @@ func LoadConsumer2Shop(opts Options) (*data.Manifest, error) {
 		return nil, err
 	}
 	defer bf.Close()
-	m, err := ParseConsumer2Shop(pf, pname, bf, bname)
+	m, err := ParseConsumer2Shop(pf, pname, bf, bname, opts.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -38,21 +38,28 @@ func LoadConsumer2Shop(opts Options) (*data.Manifest, error) {
 // ParseConsumer2Shop builds the manifest from the partition list and the
 // bbox list (bbox may be nil: no boxes, no categories). Rows come in order
 // of first appearance in the partition list.
-func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string) (*data.Manifest, error) {
-	pt, err := readTable(partition, partitionName, c2sPartitionHeader)
+//
+// Recoverable problems of the lists are counted in the manifest's Warnings
+// (data.WarnListBOM, WarnListCount, WarnBoxNoArea, WarnBoxDuplicate,
+// WarnSourceMismatch, each with its file:line) and the load goes on; with
+// strict each is an error naming the file and line. A bbox row whose image
+// no pair lists is counted (WarnBoxUnused) either way.
+func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string, strict bool) (*data.Manifest, error) {
+	l := lists{strict: strict, warn: data.NewWarnings()}
+	pt, err := l.readTable(partition, partitionName, c2sPartitionHeader)
 	if err != nil {
 		return nil, err
 	}
 	var bt *table
 	boxes := map[string]bboxRow{}
 	if bbox != nil {
-		if bt, boxes, err = readBoxes(bbox, bboxName, c2sBBoxHeader); err != nil {
+		if bt, boxes, err = l.readBoxes(bbox, bboxName, c2sBBoxHeader); err != nil {
 			return nil, err
 		}
 	}
 	m := &data.Manifest{
 		Name:          "deepfashion-c2s",
-		Warnings:      data.NewWarnings(),
+		Warnings:      l.warn,
 		CategoryNames: map[int32]string{1: "upper-body", 2: "lower-body", 3: "full-body"},
 	}
 	type seen struct {
@@ -94,15 +101,19 @@ func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reade
 				if dom == data.Consumer {
 					want = 2
 				}
-				if b.source != want {
-					return nil, bt.errorf(b.row, "source_type %d, but %s is a %s image (column %d of %s)", b.source, name, dom, col+1, pt.where(i))
+				if b.source == want {
+					row.Box, row.Category = b.box, int32(b.kind)
+				} else if err := l.problem(data.WarnSourceMismatch, bt.where(b.row), "source_type %d, but %s is a %s image (column %d of %s)", b.source, name, dom, col+1, pt.where(i)); err != nil {
+					return nil, err
 				}
-				row.Box, row.Category = b.box, int32(b.kind)
 			} else if bbox != nil {
 				m.Warnings.Add(data.WarnNoBox, name)
 			}
 			m.Rows = append(m.Rows, row)
 		}
+	}
+	if bt != nil {
+		l.unusedBoxes(bt, boxes, func(name string) bool { _, ok := images[name]; return ok })
 	}
 	return m, nil
 }

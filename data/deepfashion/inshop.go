@@ -27,7 +27,7 @@ func LoadInShop(opts Options) (*data.Manifest, error) {
 		return nil, err
 	}
 	defer bf.Close()
-	m, err := ParseInShop(pf, pname, bf, bname)
+	m, err := ParseInShop(pf, pname, bf, bname, opts.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -37,21 +37,24 @@ func LoadInShop(opts Options) (*data.Manifest, error) {
 
 // ParseInShop builds the manifest from the partition list and the bbox list
 // (bbox may be nil). Every row has domain shop; status train, query or
-// gallery is its split.
-func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string) (*data.Manifest, error) {
-	pt, err := readTable(partition, partitionName, inShopPartitionHeader)
+// gallery is its split. Recoverable problems of the lists are handled as by
+// ParseConsumer2Shop (there is no source column to check).
+func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string, strict bool) (*data.Manifest, error) {
+	l := lists{strict: strict, warn: data.NewWarnings()}
+	pt, err := l.readTable(partition, partitionName, inShopPartitionHeader)
 	if err != nil {
 		return nil, err
 	}
+	var bt *table
 	boxes := map[string]bboxRow{}
 	if bbox != nil {
-		if _, boxes, err = readBoxes(bbox, bboxName, inShopBBoxHeader); err != nil {
+		if bt, boxes, err = l.readBoxes(bbox, bboxName, inShopBBoxHeader); err != nil {
 			return nil, err
 		}
 	}
 	m := &data.Manifest{
 		Name:          "deepfashion-inshop",
-		Warnings:      data.NewWarnings(),
+		Warnings:      l.warn,
 		CategoryNames: map[int32]string{1: "upper-body", 2: "lower-body", 3: "full-body"},
 	}
 	seen := map[string]int{}
@@ -75,6 +78,9 @@ func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bbox
 			m.Warnings.Add(data.WarnNoBox, f[0])
 		}
 		m.Rows = append(m.Rows, row)
+	}
+	if bt != nil {
+		l.unusedBoxes(bt, boxes, func(name string) bool { _, ok := seen[name]; return ok })
 	}
 	return m, nil
 }

@@ -57,7 +57,8 @@ type Spec struct {
 	Check string
 	// GalleryWithVal adds val shop images to the gallery (Consumer-to-Shop).
 	GalleryWithVal bool
-	// Strict turns skipped images and excluded queries into errors.
+	// Strict turns skipped images, excluded queries and recoverable
+	// DeepFashion list problems into errors.
 	Strict bool
 }
 
@@ -83,7 +84,7 @@ func (s *Spec) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&s.Seed, "data-seed", s.Seed, "FMNIST-C2S seed of the consumer views (-1: preset)")
 	fs.StringVar(&s.Check, "check", s.Check, "how image files are verified first: none, exists, header, decode")
 	fs.BoolVar(&s.GalleryWithVal, "gallery-val", s.GalleryWithVal, "add the val split's shop images to the gallery (Consumer-to-Shop)")
-	fs.BoolVar(&s.Strict, "strict", s.Strict, "fail on a missing or corrupt image, or a query whose item is not in the gallery")
+	fs.BoolVar(&s.Strict, "strict", s.Strict, "fail on a missing or corrupt image, a query whose item is not in the gallery, or a recoverable DeepFashion list problem (file:line)")
 }
 
 // FMNISTConfig resolves the FMNIST-C2S configuration: the preset, then
@@ -182,7 +183,7 @@ func Open(spec Spec, log io.Writer) (*Set, error) {
 		if spec.Path == "" {
 			return nil, fmt.Errorf("-data-path: give the DeepFashion benchmark's folder (holding Anno/ and Eval/)")
 		}
-		opts := deepfashion.Options{Root: spec.Path, ImageRoot: spec.ImageRoot}
+		opts := deepfashion.Options{Root: spec.Path, ImageRoot: spec.ImageRoot, Strict: spec.Strict}
 		if spec.Kind == DeepFashionC2S {
 			m, err = deepfashion.LoadConsumer2Shop(opts)
 		} else {
