@@ -21,6 +21,10 @@ type opCase struct {
 	shapes  [][]int
 	outputs []int
 	run     func(b backend.Backend, t []*tensor.Tensor)
+	// expect, when set, checks the outputs (all buffers, as runCase returns
+	// them) against an oracle of the row's own, on the reference and on
+	// every backend, and returns "" or what is wrong (nonfinite_test.go).
+	expect func(out [][]float32) string
 }
 
 func randn(r *rand.Rand, n int) []float32 {
@@ -327,7 +331,7 @@ func cases() []opCase {
 				}
 			}})
 	}
-	return cs
+	return append(cs, nonFiniteCases(convs[:4])...)
 }
 
 // runCase runs c on b and returns the outputs, or an error for a damaged sentinel.
@@ -367,6 +371,11 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s on the reference: %v", c.name, err)
 		}
+		if c.expect != nil {
+			if msg := c.expect(out); msg != "" {
+				t.Errorf("%s on the reference: %s", c.name, msg)
+			}
+		}
 		want[i] = out
 	}
 	ForEachBackend(t, func(t *testing.T, b backend.Backend) {
@@ -398,6 +407,12 @@ func TestConformance(t *testing.T) {
 					for _, o := range c.outputs {
 						if msg := Compare(got[o], want[i][o], c.tol); msg != "" {
 							t.Errorf("%s: output %d: %s", c.name, o, msg)
+							failures++
+						}
+					}
+					if c.expect != nil {
+						if msg := c.expect(got); msg != "" {
+							t.Errorf("%s: %s", c.name, msg)
 							failures++
 						}
 					}

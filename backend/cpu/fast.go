@@ -38,11 +38,12 @@ func affine(a, c float32, x, y []float32) {
 	}
 }
 
-// relu is: for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }
+// relu is: for i, v := range x { if v > 0 || v != v { y[i] = v } else { y[i] = 0 } }
+// (NaN stays NaN, −0 becomes +0: Go's max(v, 0)).
 func relu(x, y []float32) {
 	y = y[:len(x)]
 	for i := reluVec(x, y); i < len(x); i++ {
-		if v := x[i]; v > 0 {
+		if v := x[i]; v > 0 || v != v {
 			y[i] = v
 		} else {
 			y[i] = 0

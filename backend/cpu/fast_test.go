@@ -78,7 +78,7 @@ func TestElementwiseExact(t *testing.T) {
 		unary bool
 	}{
 		{"relu", func(x, _, y []float32) { relu(x, y) }, func(x, _ []float32, i int) float32 {
-			if x[i] > 0 {
+			if x[i] > 0 || x[i] != x[i] {
 				return x[i]
 			}
 			return 0

@@ -145,7 +145,10 @@ func refConvBackwardFilter(p backend.Conv2dParams, x, dy, dw []float32) {
 }
 
 // refMaxPoolForward: x (N, C, H, W) -> y, argmax (N, C, P, Q). Ties keep
-// the first maximum in row-major window order; padding never wins.
+// the first maximum in row-major window order; padding never wins. A NaN
+// wins (the last one, if several), as in PyTorch's loop
+// `if val > maxval || isnan(val)`, so that a NaN is not lost and its
+// gradient goes where PyTorch sends it.
 func refMaxPoolForward(p backend.Pool2dParams, x, y, argmax []float32) {
 	P, Q := p.P(), p.Q()
 	sh, sw := max(p.StrideH, 1), max(p.StrideW, 1)
@@ -167,13 +170,9 @@ func refMaxPoolForward(p backend.Pool2dParams, x, y, argmax []float32) {
 						v := plane[ih*p.W+iw]
 						if bi < 0 || v > best || v != v {
 							best, bi = v, ih*p.W+iw
-							if v != v {
-								goto done
-							}
 						}
 					}
 				}
-			done:
 				o := (nc*P+oh)*Q + ow
 				y[o], argmax[o] = best, float32(bi)
 			}
@@ -345,7 +344,9 @@ func unaryFn(op backend.UnaryOp, v, a, b float32) float32 {
 	case backend.Affine:
 		return a*v + b
 	case backend.Relu:
-		if v > 0 {
+		// Go's max(v, 0): NaN stays NaN (as in PyTorch, so that a
+		// divergence shows), −0 becomes +0.
+		if v > 0 || v != v {
 			return v
 		}
 		return 0
@@ -399,6 +400,7 @@ func binaryFn(op backend.BinaryOp, x, z float32) float32 {
 	case backend.Min:
 		return min(x, z)
 	case backend.ReluBackward:
+		// z where x > 0: nothing passes where x is NaN or ±0.
 		if x > 0 {
 			return z
 		}

@@ -6,8 +6,10 @@
 
 // func reluAVX2(x, y []float32)
 //
-// for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }
-// (MAXPS returns its second operand, 0, when v is NaN, as the loop does.)
+// for i, v := range x { if v > 0 || v != v { y[i] = v } else { y[i] = 0 } }
+// (NaN stays NaN, -0 becomes +0: Go's max(v, 0). Not MAXPS, which returns
+// its second source for a NaN and for two zeros: one operand order drops
+// the NaN, the other keeps -0.)
 // over len(x) a multiple of 8. Needs AVX2 and FMA.
 TEXT ·reluAVX2(SB), NOSPLIT, $0-48
 	MOVQ x_len+8(FP), CX
@@ -20,17 +22,21 @@ TEXT ·reluAVX2(SB), NOSPLIT, $0-48
 
 loop:
 	VMOVUPS 0(SI), Y0
-	VMAXPS Y15, Y0, Y0
-	VMOVUPS Y0, 0(DI)
-	VMOVUPS 32(SI), Y1
-	VMAXPS Y15, Y1, Y1
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS 64(SI), Y2
-	VMAXPS Y15, Y2, Y2
-	VMOVUPS Y2, 64(DI)
-	VMOVUPS 96(SI), Y3
-	VMAXPS Y15, Y3, Y3
-	VMOVUPS Y3, 96(DI)
+	VCMPPS $0x16, Y15, Y0, Y1
+	VANDPS Y0, Y1, Y1
+	VMOVUPS Y1, 0(DI)
+	VMOVUPS 32(SI), Y2
+	VCMPPS $0x16, Y15, Y2, Y3
+	VANDPS Y2, Y3, Y3
+	VMOVUPS Y3, 32(DI)
+	VMOVUPS 64(SI), Y4
+	VCMPPS $0x16, Y15, Y4, Y5
+	VANDPS Y4, Y5, Y5
+	VMOVUPS Y5, 64(DI)
+	VMOVUPS 96(SI), Y6
+	VCMPPS $0x16, Y15, Y6, Y7
+	VANDPS Y6, Y7, Y7
+	VMOVUPS Y7, 96(DI)
 	ADDQ $128, SI
 	ADDQ $128, DI
 	SUBQ $4, CX
@@ -43,8 +49,9 @@ one:
 
 loop1:
 	VMOVUPS 0(SI), Y0
-	VMAXPS Y15, Y0, Y0
-	VMOVUPS Y0, 0(DI)
+	VCMPPS $0x16, Y15, Y0, Y1
+	VANDPS Y0, Y1, Y1
+	VMOVUPS Y1, 0(DI)
 	ADDQ $32, SI
 	ADDQ $32, DI
 	DECQ CX
@@ -56,8 +63,10 @@ done:
 
 // func reluAVX512(x, y []float32)
 //
-// for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }
-// (MAXPS returns its second operand, 0, when v is NaN, as the loop does.)
+// for i, v := range x { if v > 0 || v != v { y[i] = v } else { y[i] = 0 } }
+// (NaN stays NaN, -0 becomes +0: Go's max(v, 0). Not MAXPS, which returns
+// its second source for a NaN and for two zeros: one operand order drops
+// the NaN, the other keeps -0.)
 // over len(x) a multiple of 16. Needs AVX-512 F.
 TEXT ·reluAVX512(SB), NOSPLIT, $0-48
 	MOVQ x_len+8(FP), CX
@@ -70,17 +79,21 @@ TEXT ·reluAVX512(SB), NOSPLIT, $0-48
 
 loop:
 	VMOVUPS 0(SI), Z0
-	VMAXPS Z31, Z0, Z0
-	VMOVUPS Z0, 0(DI)
-	VMOVUPS 64(SI), Z1
-	VMAXPS Z31, Z1, Z1
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS 128(SI), Z2
-	VMAXPS Z31, Z2, Z2
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS 192(SI), Z3
-	VMAXPS Z31, Z3, Z3
-	VMOVUPS Z3, 192(DI)
+	VCMPPS $0x16, Z31, Z0, K1
+	VMOVUPS.Z Z0, K1, Z1
+	VMOVUPS Z1, 0(DI)
+	VMOVUPS 64(SI), Z2
+	VCMPPS $0x16, Z31, Z2, K2
+	VMOVUPS.Z Z2, K2, Z3
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS 128(SI), Z4
+	VCMPPS $0x16, Z31, Z4, K3
+	VMOVUPS.Z Z4, K3, Z5
+	VMOVUPS Z5, 128(DI)
+	VMOVUPS 192(SI), Z6
+	VCMPPS $0x16, Z31, Z6, K4
+	VMOVUPS.Z Z6, K4, Z7
+	VMOVUPS Z7, 192(DI)
 	ADDQ $256, SI
 	ADDQ $256, DI
 	SUBQ $4, CX
@@ -93,8 +106,9 @@ one:
 
 loop1:
 	VMOVUPS 0(SI), Z0
-	VMAXPS Z31, Z0, Z0
-	VMOVUPS Z0, 0(DI)
+	VCMPPS $0x16, Z31, Z0, K1
+	VMOVUPS.Z Z0, K1, Z1
+	VMOVUPS Z1, 0(DI)
 	ADDQ $64, SI
 	ADDQ $64, DI
 	DECQ CX

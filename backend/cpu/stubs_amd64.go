@@ -123,12 +123,12 @@ func mulAVX2(x, z, y []float32)
 //go:noescape
 func mulAVX512(x, z, y []float32)
 
-// reluAVX2 is: for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }
+// reluAVX2 is: for i, v := range x { if v > 0 || v != v { y[i] = v } else { y[i] = 0 } }
 //
 //go:noescape
 func reluAVX2(x, y []float32)
 
-// reluAVX512 is: for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }
+// reluAVX512 is: for i, v := range x { if v > 0 || v != v { y[i] = v } else { y[i] = 0 } }
 //
 //go:noescape
 func reluAVX512(x, y []float32)

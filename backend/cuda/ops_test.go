@@ -233,8 +233,9 @@ func TestBatchNormChunks(t *testing.T) {
 }
 
 // TestNonFinite: NaN and ±Inf follow the reference (Go's max/min propagate
-// NaN; ReLU maps NaN to 0; a NaN wins a max-pool window and a max
-// reduction; the margin head's loss becomes NaN).
+// NaN; so does ReLU, and its backward passes nothing where x is NaN; a NaN
+// wins a max-pool window, the last of several, and a max reduction; the
+// margin head's loss becomes NaN).
 func TestNonFinite(t *testing.T) {
 	b := testDevice(t)
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
@@ -260,6 +261,14 @@ func TestNonFinite(t *testing.T) {
 	pp := backend.Pool2dParams{N: 1, C: 1, H: 3, W: 3, R: 2, S: 2, StrideH: 1, StrideW: 1}
 	tie := []float32{1, 5, 5, 5, 5, 2, nan, 0, 5}
 	cs = append(cs, opCase{name: "maxpool/nan_and_ties", tol: 0, data: [][]float32{tie, make([]float32, 4), make([]float32, 4), make([]float32, 9), {1, 2, 3, 4}},
+		shapes: [][]int{{9}, {4}, {4}, {9}, {4}}, outputs: []int{1, 2, 3},
+		run: func(b backend.Backend, t []*tensor.Tensor) {
+			b.MaxPool2dForward(pp, t[0], t[1], t[2])
+			b.MaxPool2dBackward(pp, t[4], t[2], t[3])
+		}})
+	// Two NaNs in a window: the last wins (PyTorch's argmax).
+	nans := []float32{nan, 1, nan, 2, nan, -inf, 4, inf, 6}
+	cs = append(cs, opCase{name: "maxpool/nans", tol: 0, data: [][]float32{nans, make([]float32, 4), make([]float32, 4), make([]float32, 9), {1, 2, 3, 4}},
 		shapes: [][]int{{9}, {4}, {4}, {9}, {4}}, outputs: []int{1, 2, 3},
 		run: func(b backend.Backend, t []*tensor.Tensor) {
 			b.MaxPool2dForward(pp, t[0], t[1], t[2])

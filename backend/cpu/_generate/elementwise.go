@@ -117,15 +117,26 @@ var elementwiseOps = []elemOp{
 	},
 	{
 		name: "relu", file: "relu_amd64.s", sig: "(x, y []float32)", frame: 48,
-		loop: "for i, v := range x { if v > 0 { y[i] = v } else { y[i] = 0 } }\n" +
-			"// (MAXPS returns its second operand, 0, when v is NaN, as the loop does.)",
+		loop: "for i, v := range x { if v > 0 || v != v { y[i] = v } else { y[i] = 0 } }\n" +
+			"// (NaN stays NaN, -0 becomes +0: Go's max(v, 0). Not MAXPS, which returns\n" +
+			"// its second source for a NaN and for two zeros: one operand order drops\n" +
+			"// the NaN, the other keeps -0.)",
 		scalars: []scalar{{}},
 		ptrs:    []ptr{{"x_base+0(FP)", "SI"}, {"y_base+24(FP)", "DI"}},
-		count:   "x_len+8(FP)", ntmp: 1, unroll: [2]int{4, 4},
+		count:   "x_len+8(FP)", ntmp: 2, unroll: [2]int{4, 4},
 		body: func(b *elemBody) {
 			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
-			b.p("\tVMAXPS %s, %s, %s", b.sc(0), b.t(0), b.t(0))
-			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+			// Predicate 0x16: not less than or equal, unordered, quiet
+			// (v > 0, or v is NaN); the mask keeps v, else +0.
+			if b.s.name == "avx512" {
+				b.p("\tVCMPPS $0x16, %s, %s, %s", b.sc(0), b.t(0), b.k())
+				b.p("\tVMOVUPS.Z %s, %s, %s", b.t(0), b.k(), b.t(1))
+				b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
+				return
+			}
+			b.p("\tVCMPPS $0x16, %s, %s, %s", b.sc(0), b.t(0), b.t(1))
+			b.p("\tVANDPS %s, %s, %s", b.t(0), b.t(1), b.t(1))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
 		},
 	},
 	{

@@ -20,7 +20,7 @@ DEVICE float unary_fn(int op, float v, float a, float b) {
     case U_SCALE: return __fmul_rn(a, v);
     case U_ADD_SCALAR: return __fadd_rn(v, a);
     case U_AFFINE: return __fadd_rn(__fmul_rn(a, v), b);
-    case U_RELU: return v > 0.0f ? v : 0.0f;
+    case U_RELU: return v > 0.0f || v != v ? v : 0.0f; // NaN stays NaN (not fmaxf, which drops it)
     case U_EXP: return (float)exp(x);
     case U_LOG: return (float)log(x);
     case U_SQRT: return (float)sqrt(x);
@@ -56,7 +56,7 @@ DEVICE float binary_fn(int op, float x, float z) {
     case B_DIV: return __fdiv_rn(x, z);
     case B_MAX: return go_maxf(x, z);
     case B_MIN: return go_minf(x, z);
-    case B_RELU_BACKWARD: return x > 0.0f ? z : 0.0f;
+    case B_RELU_BACKWARD: return x > 0.0f ? z : 0.0f; // nothing passes where x is NaN
     }
     return __int_as_float(0x7fc00000);
 }

@@ -6,8 +6,9 @@
 #include "common.cuh"
 
 // maxpool_forward: one thread per output. Ties keep the first maximum in
-// row-major window order; padding never wins; a NaN wins at once (as
-// refMaxPoolForward). argmax receives the index in the H×W plane.
+// row-major window order; padding never wins; a NaN wins, the last one if
+// several (PyTorch's `val > maxval || isnan(val)`, as refMaxPoolForward).
+// argmax receives the index in the H×W plane.
 KERNEL void maxpool_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ argmax,
                             int nc, int H, int W, int P, int Q, int R, int S, int sh, int sw, int ph, int pw) {
     GRID_LOOP(o, (i64)nc * P * Q) {
@@ -15,7 +16,7 @@ KERNEL void maxpool_forward(const float* __restrict__ x, float* __restrict__ y, 
         const float* plane = x + (o / ((i64)P * Q)) * H * W;
         float best = -INFINITY;
         int bi = -1;
-        for (int r = 0; r < R && !(bi >= 0 && best != best); r++) {
+        for (int r = 0; r < R; r++) {
             int ih = oh * sh - ph + r;
             if (ih < 0 || ih >= H) continue;
             for (int s = 0; s < S; s++) {
@@ -25,7 +26,6 @@ KERNEL void maxpool_forward(const float* __restrict__ x, float* __restrict__ y, 
                 if (bi < 0 || v > best || v != v) {
                     best = v;
                     bi = ih * W + iw;
-                    if (v != v) break;
                 }
             }
         }
