@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,32 +15,18 @@ import (
 	"os"
 )
 
-// DecodeFile reads and decodes a JPEG or PNG file. A JPEG's EXIF
-// orientation is applied, so the image comes out the way a viewer shows it.
-// A missing file gives an error matching fs.ErrNotExist.
+// DecodeFile reads and decodes a JPEG or PNG file within
+// DefaultDecodeLimits (a *LimitError past them). A JPEG's EXIF orientation
+// is applied, so the image comes out the way a viewer shows it. A missing
+// file gives an error matching fs.ErrNotExist.
 func DecodeFile(path string) (image.Image, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	img, err := Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return img, nil
+	return DecodeFileLimited(path, DefaultDecodeLimits)
 }
 
-// Decode decodes a JPEG or PNG image held in memory, applying a JPEG's EXIF
-// orientation.
+// Decode decodes a JPEG or PNG image held in memory within
+// DefaultDecodeLimits, applying a JPEG's EXIF orientation.
 func Decode(b []byte) (image.Image, error) {
-	img, _, err := image.Decode(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	if o := JPEGOrientation(b); o > 1 {
-		img = Orient(img, o)
-	}
-	return img, nil
+	return DecodeLimited(context.Background(), b, DefaultDecodeLimits)
 }
 
 // DecodeFileConfig returns the displayed size of an image file (after EXIF

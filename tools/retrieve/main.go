@@ -23,11 +23,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/tools/internal/app"
@@ -159,9 +161,9 @@ type modelFlags struct {
 func (f *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ckpt, "ckpt", "", "checkpoint of a training run (last.ckpt or best.ckpt)")
 	fs.StringVar(&f.opts.Device, "device", "", "auto, cpu or cuda (default $DMLGO_DEVICE or auto)")
-	fs.IntVar(&f.opts.Threads, "threads", 0, "CPU threads (0: all cores)")
-	fs.IntVar(&f.opts.Batch, "batch", 64, "images per forward pass")
-	fs.IntVar(&f.opts.Workers, "workers", 0, "image decoding goroutines (0: one per core)")
+	fs.IntVar(&f.opts.Threads, "threads", 0, "CPU threads, 0 to 1024 (0: all cores)")
+	fs.IntVar(&f.opts.Batch, "batch", 64, "images per forward pass, 1 to 65536")
+	fs.IntVar(&f.opts.Workers, "workers", 0, "image decoding goroutines, 0 to 1024 (0: one per core)")
 }
 
 func (f *modelFlags) check() error {
@@ -169,13 +171,40 @@ func (f *modelFlags) check() error {
 		return usagef("-ckpt is required: the checkpoint of a training run (e.g. runs/demo/best.ckpt)")
 	}
 	switch {
-	case f.opts.Batch < 1:
-		return usagef("-batch must be at least 1, got %d", f.opts.Batch)
-	case f.opts.Threads < 0:
-		return usagef("-threads must be 0 (all cores) or more, got %d", f.opts.Threads)
-	case f.opts.Workers < 0:
-		return usagef("-workers must be 0 (one per core) or more, got %d", f.opts.Workers)
+	case f.opts.Batch < 1 || f.opts.Batch > 65536:
+		return usagef("-batch must be from 1 to 65536, got %d", f.opts.Batch)
+	case f.opts.Threads < 0 || f.opts.Threads > 1024:
+		return usagef("-threads must be from 0 (all cores) to 1024, got %d", f.opts.Threads)
+	case f.opts.Workers < 0 || f.opts.Workers > 1024:
+		return usagef("-workers must be from 0 (one per core) to 1024, got %d", f.opts.Workers)
 	}
+	return nil
+}
+
+// decodeFlags bound the decoding of local image files (index, query, eval):
+// the same limits as the service's uploads, raised by the flags.
+type decodeFlags struct {
+	pixels int64
+	bytes  byteSize
+}
+
+func (f *decodeFlags) register(fs *flag.FlagSet) {
+	std := data.StandardDecodeLimits()
+	f.pixels, f.bytes = std.MaxPixels, byteSize(std.MaxBytes)
+	fs.Int64Var(&f.pixels, "max-pixels", f.pixels, "largest image decoded, width × height")
+	fs.Var(&f.bytes, "max-decode-bytes", "most memory one image may take to decode, e.g. 256MiB (an image past it is skipped, or an error with -strict)")
+}
+
+// apply checks the limits and makes them the process's decoding limits.
+func (f *decodeFlags) apply() error {
+	l := data.DecodeLimits{MaxPixels: f.pixels, MaxBytes: int64(f.bytes)}
+	if l.MaxPixels < 1 {
+		return usagef("-max-pixels must be positive, got %d", l.MaxPixels)
+	}
+	if l.MaxBytes < 1 {
+		return usagef("-max-decode-bytes must be positive, got %d", l.MaxBytes)
+	}
+	data.DefaultDecodeLimits = l
 	return nil
 }
 
@@ -231,6 +260,8 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("index")
 	var mf modelFlags
 	mf.register(fs)
+	var df decodeFlags
+	df.register(fs)
 	out := fs.String("out", "gallery.safetensors", "index file to write (safetensors)")
 	dir := fs.String("dir", "", "index the images (.jpg, .jpeg, .png) under this folder, recursively")
 	itemsFrom := fs.String("items-from", app.ItemsFromRow, "-dir: item ids from the file's row number (row), or its parent folder's name when an integer (dirname)")
@@ -242,6 +273,9 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := mf.check(); err != nil {
+		return err
+	}
+	if err := df.apply(); err != nil {
 		return err
 	}
 	if *out == "" {
@@ -325,6 +359,8 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query")
 	var mf modelFlags
 	mf.register(fs)
+	var df decodeFlags
+	df.register(fs)
 	indexPath := fs.String("index", "", "index file made by 'retrieve index' with the same checkpoint")
 	k := fs.Int("k", 5, "results per query")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
@@ -339,6 +375,9 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := mf.check(); err != nil {
+		return err
+	}
+	if err := df.apply(); err != nil {
 		return err
 	}
 	switch {
@@ -493,6 +532,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval")
 	var mf modelFlags
 	mf.register(fs)
+	var df decodeFlags
+	df.register(fs)
 	out := fs.String("out", "", "output folder (default: eval/ beside the checkpoint; with -compare, the current folder)")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
 	compare := fs.String("compare", "", "comma-separated run folders holding metrics.json: one table and one plot (compare.png)")
@@ -508,6 +549,9 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return runCompare(*compare, *out, *asJSON, stdout, stderr)
 	}
 	if err := mf.check(); err != nil {
+		return err
+	}
+	if err := df.apply(); err != nil {
 		return err
 	}
 	m, err := mf.load(stderr)
@@ -607,7 +651,21 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxK, "max-k", cfg.MaxK, "largest ?k= accepted")
 	upload := byteSize(cfg.MaxUpload)
 	fs.Var(&upload, "max-upload", "largest request body (413 past it), e.g. 10MiB")
+	fs.IntVar(&cfg.MaxUploads, "max-uploads", cfg.MaxUploads, "uploads received at once (503 with Retry-After past it)")
+	minRate := byteSize(cfg.MinUploadRate)
+	fs.Var(&minRate, "min-upload-rate", "slowest an upload may arrive after -upload-grace, per second (408 below it; 0: off)")
+	fs.DurationVar(&cfg.UploadGrace, "upload-grace", cfg.UploadGrace, "time an upload may take before -min-upload-rate applies")
 	fs.IntVar(&cfg.MaxPixels, "max-pixels", cfg.MaxPixels, "largest uploaded image, width × height (400 past it)")
+	decodeBytes := byteSize(cfg.MaxDecodeBytes)
+	fs.Var(&decodeBytes, "max-decode-bytes", "most memory one image may take to decode (400 past it), e.g. 256MiB")
+	decodeBudget := byteSize(cfg.DecodeBudget)
+	fs.Var(&decodeBudget, "decode-budget", "memory shared by the decodes in progress; a decode waits for its share (at most -queue-timeout)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections at most (more clients wait to be accepted)")
+	thumbCache := byteSize(cfg.ThumbCache)
+	fs.Var(&thumbCache, "thumb-cache", "memory for the gallery thumbnails kept, e.g. 32MiB")
+	fs.StringVar(&cfg.Token, "token", os.Getenv("DMLGO_TOKEN"), "access token the API requires as \"Authorization: Bearer TOKEN\" (default $DMLGO_TOKEN; empty: none)")
+	cors := fs.String("cors-origin", "", "origins allowed to call the API from a browser, comma-separated, or * (default: none)")
+	fs.BoolVar(&cfg.ExposePaths, "expose-paths", false, "show the server's file paths in responses (default: paths relative to the indexed folder)")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "searches that may wait while one runs (503 with Retry-After past it)")
 	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "longest wait for the model (503 with Retry-After past it)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time to read a request's headers")
@@ -619,7 +677,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if _, err := parse(fs, args, stderr, serveArgs, false); err != nil {
 		return err
 	}
-	cfg.MaxUpload = int64(upload)
+	cfg.MaxUpload, cfg.MinUploadRate = int64(upload), int64(minRate)
+	cfg.MaxDecodeBytes, cfg.DecodeBudget, cfg.ThumbCache = int64(decodeBytes), int64(decodeBudget), int64(thumbCache)
+	for _, o := range strings.Split(*cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.CORSOrigins = append(cfg.CORSOrigins, o)
+		}
+	}
 	cfg.Log = stderr
 	if err := mf.check(); err != nil {
 		return err
@@ -634,6 +698,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if d <= 0 {
 			return usagef("timeouts must be positive, got %v", d)
 		}
+	}
+	// Decoded uploads turn into garbage quickly: a memory limit makes the
+	// collector return it before the heap doubles (GOMEMLIMIT overrides).
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.DecodeBudget + 512<<20)
 	}
 	m, err := mf.load(stderr)
 	if err != nil {

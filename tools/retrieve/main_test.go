@@ -18,6 +18,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/testimg"
 	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/tools/internal/app"
 )
@@ -109,6 +110,8 @@ func TestUsageAndFailures(t *testing.T) {
 	dir := t.TempDir()
 	notImage := filepath.Join(dir, "notes.txt")
 	os.WriteFile(notImage, []byte("hello"), 0o644)
+	bomb := filepath.Join(dir, "bomb.png") // 308 KB, 318 MB decoded
+	os.WriteFile(bomb, testimg.PNG16(6300, 6300), 0o644)
 	cases := []struct {
 		args []string
 		code int
@@ -147,6 +150,12 @@ func TestUsageAndFailures(t *testing.T) {
 		{[]string{"query", "-ckpt", ckpt, "-index", index, filepath.Join(dir, "q.png")}, 1, "q.png"},
 		{[]string{"query", "-ckpt", ckpt, "-index", index, notImage}, 1, "notes.txt"},
 		{[]string{"query", "-ckpt", ckpt, "-index", index, "fmnist-c2s:row=x"}, 1, "fmnist-c2s:row=N"},
+		{[]string{"query", "-ckpt", ckpt, "-index", index, bomb}, 1, "(-max-decode-bytes)"},
+		{[]string{"query", "-ckpt", ckpt, "-index", index, "-max-pixels", "1000", bomb}, 1, "(-max-pixels)"},
+		{[]string{"query", "-ckpt", ckpt, "-index", index, "-max-decode-bytes", "0", bomb}, 2, "-max-decode-bytes"},
+		{[]string{"index", "-ckpt", ckpt, "-threads", "100000"}, 2, "-threads must be from 0"},
+		{[]string{"serve", "-ckpt", ckpt, "-index", index, "-decode-budget", "1MiB"}, 2, "-decode-budget"},
+		{[]string{"serve", "-ckpt", ckpt, "-index", index, "-cors-origin", "evil"}, 2, "-cors-origin"},
 		{[]string{"query", "-ckpt", r18, "-index", index, "fmnist-c2s:row=1"}, 1, "was built by model"},
 		{[]string{"eval"}, 2, "-ckpt is required"},
 		{[]string{"eval", "-ckpt", ckpt, "-compare", "a,b"}, 2, "-compare reads"},

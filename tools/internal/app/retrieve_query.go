@@ -74,7 +74,12 @@ func query(ctx context.Context, m *Model, ix *retrieval.Index, names map[int64]s
 	for i, q := range qs {
 		imgs[i], boxes[i] = q.Image, q.Box
 	}
-	x := m.transformImages(imgs, boxes)
+	return queryInputs(ctx, m, ix, names, qs, m.transformImages(imgs, boxes), k)
+}
+
+// queryInputs is query on the queries' transformed images x (len(qs), C,
+// S, S); qs gives their names and items (their images are not used).
+func queryInputs(ctx context.Context, m *Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, x []float32, k int) ([]QueryResult, error) {
 	var hits [][]retrieval.Hit
 	err := m.Locked(ctx, func() error {
 		e, err := m.embedLocked(x, len(qs))

@@ -1,6 +1,6 @@
 package app
 
-// An HTTP search service over an index.
+// An HTTP search service over an index, meant to face the internet.
 //
 // Routes:
 //
@@ -10,17 +10,25 @@ package app
 //	GET  /healthz                          liveness and load
 //	GET  /                                 a web page to upload a photo
 //
-// Load: the network runs one batch at a time (its graph is not safe for
-// concurrent use). A search takes one of 1+Queue slots as soon as it
-// arrives; when none is free it is refused at once with 503 and
-// Retry-After. Holding a slot it reads and decodes its upload (in parallel
-// with other requests), then waits for the network at most QueueTimeout
-// (503 with Retry-After past it), embeds and searches.
+// Load: every resource a client can make the server spend is bounded on
+// its own. Connections: at most MaxConns open. Uploads: at most
+// MaxUploads received at once, MaxUpload bytes each, arriving at least
+// MinUploadRate bytes/s after UploadGrace (408 otherwise), all within
+// ReadTimeout. Memory: an image's decoded size is computed from its header
+// and refused past MaxPixels or MaxDecodeBytes (400); the decodes in
+// progress share DecodeBudget bytes. Compute: the network runs one batch at
+// a time (its graph is not safe for concurrent use); decoded searches wait
+// in 1+Queue slots (503 with Retry-After when full) and for the network at
+// most QueueTimeout (503 past it). Gallery thumbnails are made once, two at
+// a time, within the same limits, and cached. A client that goes away
+// cancels its work.
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed" // the page and its icon
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,10 +37,12 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"log"
 	"mime"
-	"mime/multipart"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -48,19 +58,52 @@ type ServerConfig struct {
 	DefaultK, MaxK int
 	// MaxUpload bounds a search request's body in bytes (413 past it).
 	MaxUpload int64
-	// MaxPixels bounds an uploaded image's width × height (400 past it), so
+	// MaxUploads bounds the uploads being received at once (503 past it):
+	// bodies are read outside the compute slots, so slow clients hold
+	// upload slots only.
+	MaxUploads int
+	// MinUploadRate is the slowest a body may arrive, in bytes per second,
+	// once UploadGrace has passed since the request began (408 below it;
+	// 0: only ReadTimeout bounds the upload).
+	MinUploadRate int64
+	UploadGrace   time.Duration
+	// MaxPixels bounds an uploaded image's width × height and
+	// MaxDecodeBytes the memory its decoding takes (400 past either), so
 	// that a small file cannot expand into gigabytes.
-	MaxPixels int
-	// Queue is how many searches may wait while one runs (503 past it).
+	MaxPixels      int
+	MaxDecodeBytes int64
+	// DecodeBudget bounds the memory of all decodes in progress (uploads
+	// and gallery thumbnails); a decode waits for its share, at most
+	// QueueTimeout (503 past it).
+	DecodeBudget int64
+	// Queue is how many decoded searches may wait while one runs (503
+	// past it).
 	Queue int
-	// QueueTimeout bounds a search's wait for the network (503 past it).
+	// QueueTimeout bounds a search's wait for memory and for the network
+	// (503 past it).
 	QueueTimeout time.Duration
+	// MaxConns bounds the open connections (further clients wait to be
+	// accepted).
+	MaxConns int
 	// Timeouts of the http.Server.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// ShutdownTimeout bounds the wait for requests in flight on shutdown.
 	ShutdownTimeout time.Duration
-	// Thumb is the largest side of gallery images served.
-	Thumb int
+	// Thumb is the largest side of gallery images served; ThumbCache
+	// bounds the memory of the encoded thumbnails kept.
+	Thumb      int
+	ThumbCache int64
+	// Token, when set, is required as "Authorization: Bearer TOKEN" on
+	// every /v1/ route (401 without it).
+	Token string
+	// CORSOrigins are the origins allowed to call the API from a browser
+	// ("*" for any); none: no CORS headers, so browsers refuse other
+	// sites' scripts.
+	CORSOrigins []string
+	// ExposePaths shows the server's file paths (gallery images, the
+	// checkpoint, the index's sources) in responses; without it responses
+	// give paths relative to the indexed folder or file names only.
+	ExposePaths bool
 	// Log receives one line per request and the server's messages.
 	Log io.Writer
 }
@@ -69,12 +112,14 @@ type ServerConfig struct {
 func DefaultServerConfig() ServerConfig {
 	return ServerConfig{
 		DefaultK: 10, MaxK: 100,
-		MaxUpload: 10 << 20, MaxPixels: 40_000_000,
+		MaxUpload: 10 << 20, MaxUploads: 32, MinUploadRate: 8 << 10, UploadGrace: 5 * time.Second,
+		MaxPixels: 40_000_000, MaxDecodeBytes: 256 << 20, DecodeBudget: 512 << 20,
 		Queue: 16, QueueTimeout: 10 * time.Second,
+		MaxConns:          256,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
-		Thumb:           256,
+		Thumb:           256, ThumbCache: 32 << 20,
 	}
 }
 
@@ -85,18 +130,44 @@ func (c ServerConfig) Validate() error {
 		return fmt.Errorf("-k must be at least 1, got %d", c.DefaultK)
 	case c.MaxK < c.DefaultK:
 		return fmt.Errorf("-max-k (%d) must be at least -k (%d)", c.MaxK, c.DefaultK)
+	case c.MaxK > 100_000:
+		return fmt.Errorf("-max-k must be at most 100000, got %d", c.MaxK)
 	case c.MaxUpload < 1:
 		return fmt.Errorf("-max-upload must be positive, got %d", c.MaxUpload)
+	case c.MaxUploads < 1 || c.MaxUploads > 100_000:
+		return fmt.Errorf("-max-uploads must be from 1 to 100000, got %d", c.MaxUploads)
+	case c.MinUploadRate < 0:
+		return fmt.Errorf("-min-upload-rate must be 0 or more, got %d", c.MinUploadRate)
+	case c.UploadGrace < 0:
+		return fmt.Errorf("-upload-grace must be 0 or more, got %v", c.UploadGrace)
 	case c.MaxPixels < 1:
 		return fmt.Errorf("-max-pixels must be positive, got %d", c.MaxPixels)
-	case c.Queue < 0:
-		return fmt.Errorf("-queue must be 0 or more, got %d", c.Queue)
+	case c.MaxDecodeBytes < 1:
+		return fmt.Errorf("-max-decode-bytes must be positive, got %d", c.MaxDecodeBytes)
+	case c.DecodeBudget < c.MaxDecodeBytes:
+		return fmt.Errorf("-decode-budget (%s) must be at least -max-decode-bytes (%s)", FormatBytes(c.DecodeBudget), FormatBytes(c.MaxDecodeBytes))
+	case c.Queue < 0 || c.Queue > 100_000:
+		return fmt.Errorf("-queue must be from 0 to 100000, got %d", c.Queue)
 	case c.QueueTimeout <= 0:
 		return fmt.Errorf("-queue-timeout must be positive, got %v", c.QueueTimeout)
-	case c.Thumb < 16:
-		return fmt.Errorf("-thumb must be at least 16, got %d", c.Thumb)
+	case c.MaxConns < 1 || c.MaxConns > 1_000_000:
+		return fmt.Errorf("-max-conns must be from 1 to 1000000, got %d", c.MaxConns)
+	case c.Thumb < 16 || c.Thumb > 4096:
+		return fmt.Errorf("-thumb must be from 16 to 4096, got %d", c.Thumb)
+	case c.ThumbCache < 0:
+		return fmt.Errorf("-thumb-cache must be 0 or more, got %d", c.ThumbCache)
+	}
+	for _, o := range c.CORSOrigins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return fmt.Errorf("-cors-origin %q: want an origin such as https://shop.example, or *", o)
+		}
 	}
 	return nil
+}
+
+// limits returns the per-image decoding limits.
+func (c ServerConfig) limits() data.DecodeLimits {
+	return data.DecodeLimits{MaxPixels: int64(c.MaxPixels), MaxBytes: c.MaxDecodeBytes}
 }
 
 // Server is the search service (an http.Handler).
@@ -106,13 +177,19 @@ type Server struct {
 	Gallery *Gallery
 	Config  ServerConfig
 
-	mux      *http.ServeMux
-	slots    chan struct{}
-	names    map[int64]string
-	indexID  string // hash of the index's rows, for ETags
-	searches atomic.Int64
-	refused  atomic.Int64
-	started  time.Time
+	mux       *http.ServeMux
+	uploads   chan struct{} // uploads being received
+	slots     chan struct{} // decoded searches running or queued
+	decode    *budget       // memory of the decodes in progress
+	thumbs    *thumbCache
+	makers    chan struct{} // thumbnails being made
+	names     map[int64]string
+	indexID   string // hash of the index's rows, for ETags
+	searches  atomic.Int64
+	refused   atomic.Int64
+	failures  atomic.Int64 // 500s, numbered in the log
+	thumbMade atomic.Int64 // thumbnails made (not from the cache)
+	started   time.Time
 }
 
 // NewServer checks that the index belongs to the model and returns the
@@ -129,7 +206,9 @@ func NewServer(m *Model, ix *retrieval.Index, indexPath string, gal *Gallery, cf
 		cfg.Log = io.Discard
 	}
 	s := &Server{Model: m, Index: ix, Gallery: gal, Config: cfg,
-		mux: http.NewServeMux(), slots: make(chan struct{}, 1+cfg.Queue), names: ItemNames(ix), started: time.Now()}
+		mux: http.NewServeMux(), uploads: make(chan struct{}, cfg.MaxUploads), slots: make(chan struct{}, 1+cfg.Queue),
+		decode: newBudget(cfg.DecodeBudget), thumbs: newThumbCache(cfg.ThumbCache), makers: make(chan struct{}, 2),
+		names: ItemNames(ix), started: time.Now()}
 	h := sha256.New()
 	io.WriteString(h, ix.Fingerprint)
 	for i, p := range ix.Paths {
@@ -137,6 +216,8 @@ func NewServer(m *Model, ix *retrieval.Index, indexPath string, gal *Gallery, cf
 	}
 	s.indexID = hex.EncodeToString(h.Sum(nil))[:16]
 	s.mux.HandleFunc("GET /{$}", s.page)
+	s.mux.HandleFunc("GET /favicon.svg", s.favicon)
+	s.mux.HandleFunc("GET /favicon.ico", s.favicon)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /v1/info", s.info)
 	s.mux.HandleFunc("POST /v1/search", s.search)
@@ -148,8 +229,52 @@ func NewServer(m *Model, ix *retrieval.Index, indexPath string, gal *Gallery, cf
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	s.mux.ServeHTTP(rec, r)
+	s.route(rec, r)
 	fmt.Fprintf(s.Config.Log, "%s %s %s %d %dB %v\n", t0.Format("15:04:05"), r.Method, r.URL.RequestURI(), rec.status, rec.bytes, time.Since(t0).Round(time.Microsecond))
+}
+
+// route answers CORS preflights, checks the access token on the API, and
+// hands the request to its route.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	api := strings.HasPrefix(r.URL.Path, "/v1/")
+	if origin := r.Header.Get("Origin"); origin != "" && api && s.corsAllowed(origin) {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Add("Vary", "Origin")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	if api && s.Config.Token != "" && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dmlgo"`)
+		writeError(w, http.StatusUnauthorized, "this service needs an access token: send the header \"Authorization: Bearer TOKEN\"")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) corsAllowed(origin string) bool {
+	for _, o := range s.Config.CORSOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+// authorized compares the request's bearer token with the configured one
+// in constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	a := sha256.Sum256([]byte(got))
+	b := sha256.Sum256([]byte(s.Config.Token))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 type statusWriter struct {
@@ -169,6 +294,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // HTTPServer returns an http.Server for s with the configured timeouts.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
@@ -178,16 +306,17 @@ func (s *Server) HTTPServer() *http.Server {
 		WriteTimeout:      s.Config.WriteTimeout,
 		IdleTimeout:       s.Config.IdleTimeout,
 		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          log.New(s.Config.Log, "http: ", 0),
 	}
 }
 
-// Serve answers on ln until ctx is cancelled, then shuts down gracefully:
-// it stops accepting, lets requests in flight finish (at most
-// ShutdownTimeout) and returns nil.
+// Serve answers on ln (at most MaxConns connections at once) until ctx is
+// cancelled, then shuts down gracefully: it stops accepting, lets requests
+// in flight finish (at most ShutdownTimeout) and returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := s.HTTPServer()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(newLimitListener(ln, s.Config.MaxConns)) }()
 	fmt.Fprintf(s.Config.Log, "serving %d gallery images on http://%s (model %s)\n", s.Index.Len(), ln.Addr(), s.Model.Fingerprint)
 	select {
 	case err := <-errc:
@@ -225,6 +354,21 @@ func writeError(w http.ResponseWriter, status int, format string, a ...any) {
 	writeJSON(w, status, apiError{Error: fmt.Sprintf(format, a...), Status: status})
 }
 
+// internalError logs err with a number and answers 500 with that number
+// only: details (paths, internals) stay in the server's log.
+func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
+	n := s.failures.Add(1)
+	fmt.Fprintf(s.Config.Log, "error %d: %s: %v\n", n, what, err)
+	writeError(w, http.StatusInternalServerError, "%s failed (error %d in the server's log)", what, n)
+}
+
+// busy answers 503 with Retry-After.
+func (s *Server) busy(w http.ResponseWriter, format string, a ...any) {
+	s.refused.Add(1)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, format, a...)
+}
+
 // SearchResponse is the body of a successful search.
 type SearchResponse struct {
 	K            int     `json:"k"`
@@ -233,6 +377,14 @@ type SearchResponse struct {
 	Milliseconds float64 `json:"took_ms"`
 }
 
+// search answers POST /v1/search in three stages, each bounded on its own:
+// receive the upload (an upload slot, the size limit and the minimum
+// rate), decode and transform it (its share of the decode budget, waited
+// for at most QueueTimeout), then embed and search (a compute slot and the
+// network, waited for at most QueueTimeout). Only decoded, transformed
+// work takes a compute slot, so slow or large uploads cannot starve
+// searches; the request's context cancels every stage when the client
+// goes away.
 func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	k, box, err := s.searchParams(r)
@@ -240,62 +392,127 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		s.refused.Add(1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "busy: %d searches are running or queued (-queue %d); retry later", cap(s.slots), s.Config.Queue)
-		return
-	}
-	defer func() { <-s.slots }()
-	if r.ContentLength > s.Config.MaxUpload {
-		writeError(w, http.StatusRequestEntityTooLarge, "the upload is %d bytes, more than the limit of %s (-max-upload)", r.ContentLength, FormatBytes(s.Config.MaxUpload))
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.Config.MaxUpload)
-	raw, err := readUpload(r)
+	raw, status, err := s.receive(w, r, t0)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "the upload is larger than the limit of %s (-max-upload)", FormatBytes(s.Config.MaxUpload))
-			return
+		if status == http.StatusServiceUnavailable {
+			s.busy(w, "%v", err)
+		} else {
+			writeError(w, status, "%v", err)
 		}
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	img, err := decodeUpload(raw, s.Config.MaxPixels)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	if box != (image.Rectangle{}) && !box.Overlaps(img.Bounds()) {
-		writeError(w, http.StatusBadRequest, "box %v lies outside the %d×%d image", box, img.Bounds().Dx(), img.Bounds().Dy())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.Config.QueueTimeout)
 	defer cancel()
-	res, err := query(ctx, s.Model, s.Index, s.names, []QueryImage{{Name: "upload", Image: img, Box: box}}, k)
+	x, status, err := s.prepare(ctx, raw, box)
+	raw = nil
+	if err != nil {
+		switch {
+		case r.Context().Err() != nil:
+			return // the client went away
+		case status == http.StatusServiceUnavailable:
+			s.busy(w, "%v", err)
+		case status == http.StatusInternalServerError:
+			s.internalError(w, "decoding the upload", err)
+		default:
+			writeError(w, status, "%v", err)
+		}
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.busy(w, "busy: %d searches are running or queued (-queue %d); retry later", cap(s.slots), s.Config.Queue)
+		return
+	}
+	defer func() { <-s.slots }()
+	res, err := queryInputs(ctx, s.Model, s.Index, s.names, []QueryImage{{Name: "upload"}}, x, k)
 	switch {
 	case err == nil:
-	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-		s.refused.Add(1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "busy: waited %v for the model (-queue-timeout); retry later", s.Config.QueueTimeout)
-		return
 	case r.Context().Err() != nil:
 		return // the client went away
+	case errors.Is(err, context.DeadlineExceeded):
+		s.busy(w, "busy: waited %v for the model (-queue-timeout); retry later", s.Config.QueueTimeout)
+		return
 	default:
-		writeError(w, http.StatusInternalServerError, "%v", err)
+		s.internalError(w, "the search", err)
 		return
 	}
 	s.searches.Add(1)
 	out := SearchResponse{K: k, Results: res[0].Matches, Fingerprint: s.Model.Fingerprint}
 	for i := range out.Results {
 		out.Results[i].Thumbnail = fmt.Sprintf("/v1/gallery/%d.png", out.Results[i].Row)
+		out.Results[i].Path = s.shownPath(out.Results[i].Path)
 	}
 	out.Milliseconds = float64(time.Since(t0).Microseconds()) / 1000
 	writeJSON(w, http.StatusOK, out)
+}
+
+// receive reads the upload of a search request holding an upload slot:
+// the image bytes and 200, or an error and the status to answer.
+func (s *Server) receive(w http.ResponseWriter, r *http.Request, t0 time.Time) ([]byte, int, error) {
+	if r.ContentLength > s.Config.MaxUpload {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the upload is %d bytes, more than the limit of %s (-max-upload)", r.ContentLength, FormatBytes(s.Config.MaxUpload))
+	}
+	select {
+	case s.uploads <- struct{}{}:
+	default:
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: %d uploads are being received (-max-uploads); retry later", cap(s.uploads))
+	}
+	defer func() { <-s.uploads }()
+	rr := &rateReader{body: r.Body, rc: http.NewResponseController(w), start: t0,
+		grace: s.Config.UploadGrace, minRate: s.Config.MinUploadRate}
+	if s.Config.ReadTimeout > 0 {
+		rr.deadline = t0.Add(s.Config.ReadTimeout)
+	}
+	r.Body = http.MaxBytesReader(w, rr, s.Config.MaxUpload)
+	raw, err := readUpload(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the upload is larger than the limit of %s (-max-upload)", FormatBytes(s.Config.MaxUpload))
+		case errors.Is(err, errSlowUpload):
+			return nil, http.StatusRequestTimeout, fmt.Errorf("the upload stopped arriving or came slower than %s/s after %v (-min-upload-rate, -upload-grace)", FormatBytes(s.Config.MinUploadRate), s.Config.UploadGrace)
+		case isTimeout(err):
+			return nil, http.StatusRequestTimeout, fmt.Errorf("the upload took longer than %v (-read-timeout)", s.Config.ReadTimeout)
+		}
+		return nil, http.StatusBadRequest, err
+	}
+	return raw, http.StatusOK, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// prepare decodes an upload within the limits, holding its share of the
+// decode budget, and applies the model's transform: the network's input
+// (1, C, S, S), or an error and the status to answer. The decoded image is
+// dropped before prepare returns.
+func (s *Server) prepare(ctx context.Context, raw []byte, box image.Rectangle) ([]float32, int, error) {
+	cost, err := data.DecodeCost(raw)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("the upload is not a JPEG or PNG image (%v)", err)
+	}
+	if err := s.Config.limits().Check(cost); err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	if err := s.decode.acquire(ctx, cost.Bytes); err != nil {
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: waited %v for memory to decode the upload (-decode-budget %s); retry later", s.Config.QueueTimeout, FormatBytes(s.Config.DecodeBudget))
+	}
+	defer s.decode.release(cost.Bytes)
+	img, err := data.DecodeLimited(ctx, raw, s.Config.limits())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: the upload could not be decoded within %v (-queue-timeout); retry later", s.Config.QueueTimeout)
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("the upload is not a decodable JPEG or PNG image (%v)", err)
+	}
+	if box != (image.Rectangle{}) && !box.Overlaps(img.Bounds()) {
+		return nil, http.StatusBadRequest, fmt.Errorf("box %v lies outside the %d×%d image", box, img.Bounds().Dx(), img.Bounds().Dy())
+	}
+	return s.Model.transformImages([]image.Image{img}, []image.Rectangle{box}), http.StatusOK, nil
 }
 
 // searchParams reads ?k= and ?box=.
@@ -346,7 +563,7 @@ func readUpload(r *http.Request) ([]byte, error) {
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
 	if mt != "multipart/form-data" {
-		raw, err := io.ReadAll(r.Body)
+		raw, err := readAll(r.Body, r.ContentLength)
 		if err != nil {
 			return nil, err
 		}
@@ -373,9 +590,9 @@ func readUpload(r *http.Request) ([]byte, error) {
 			}
 			continue
 		}
-		raw, err := readPart(p)
+		raw, err := readAll(p, r.ContentLength)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("multipart field \"image\": %w", err)
 		}
 		if len(raw) == 0 {
 			return nil, errors.New("the multipart field \"image\" is empty")
@@ -384,31 +601,21 @@ func readUpload(r *http.Request) ([]byte, error) {
 	}
 }
 
-func readPart(p *multipart.Part) ([]byte, error) {
-	raw, err := io.ReadAll(p)
-	if err != nil {
-		return nil, fmt.Errorf("multipart field \"image\": %w", err)
+// readAll reads r to its end into one buffer sized by the declared length
+// (bounded by the caller's MaxBytesReader), so that a known-size upload is
+// held once, not in doubling copies.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 || declared > 1<<30 {
+		return io.ReadAll(r)
 	}
-	return raw, nil
+	buf := bytes.NewBuffer(make([]byte, 0, declared+1))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
-// decodeUpload decodes a JPEG or PNG after checking its declared size.
-func decodeUpload(raw []byte, maxPixels int) (image.Image, error) {
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("the upload is not a JPEG or PNG image (%v)", err)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > maxPixels/max(cfg.Height, 1) {
-		return nil, fmt.Errorf("the image is %d×%d pixels, more than the limit of %d pixels (-max-pixels)", cfg.Width, cfg.Height, maxPixels)
-	}
-	img, err := data.Decode(raw)
-	if err != nil {
-		return nil, fmt.Errorf("the upload is not a decodable JPEG or PNG image (%v)", err)
-	}
-	return img, nil
-}
-
-// galleryImage serves /v1/gallery/{row}.png.
+// galleryImage serves /v1/gallery/{row}.png: a thumbnail of at most
+// Thumb pixels a side, made once (within the decode limits and budget, two
+// at a time) and kept in a cache of ThumbCache bytes.
 func (s *Server) galleryImage(w http.ResponseWriter, r *http.Request) {
 	file := r.PathValue("file")
 	num, ok := strings.CutSuffix(file, ".png")
@@ -426,15 +633,85 @@ func (s *Server) galleryImage(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	img, err := s.Gallery.Image(row)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "gallery row %d: %v", row, err)
+	ctx, cancel := context.WithTimeout(r.Context(), s.Config.QueueTimeout)
+	defer cancel()
+	b, err := s.thumbs.get(ctx, row, func() ([]byte, error) { return s.makeThumb(row) })
+	switch {
+	case err == nil:
+	case r.Context().Err() != nil:
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		s.busy(w, "busy: waited %v for the gallery image (-queue-timeout); retry later", s.Config.QueueTimeout)
+		return
+	default:
+		s.internalError(w, fmt.Sprintf("gallery row %d", row), err)
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("ETag", etag)
-	png.Encode(w, Thumbnail(img, s.Config.Thumb))
+	w.Write(b)
+}
+
+// makeThumb renders a gallery row's thumbnail as PNG. Image files are
+// decoded within the upload limits, holding their share of the decode
+// budget; at most two thumbnails are made at once. It runs on for the
+// cache even when the request that started it goes away, but no longer
+// than QueueTimeout for its turn.
+func (s *Server) makeThumb(row int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Config.QueueTimeout)
+	defer cancel()
+	select {
+	case s.makers <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.makers }()
+	s.thumbMade.Add(1)
+	var img image.Image
+	p := s.Index.Paths[row]
+	if _, inMemory := parseFMNISTRow(p); inMemory || p == "" {
+		var err error
+		if img, err = s.Gallery.Image(row); err != nil {
+			return nil, err
+		}
+	} else {
+		cost, err := data.DecodeFileCost(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Config.limits().Check(cost); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if err := s.decode.acquire(ctx, cost.Bytes); err != nil {
+			return nil, err
+		}
+		img, err = data.DecodeFileLimited(p, s.Config.limits())
+		s.decode.release(cost.Bytes)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, Thumbnail(img, s.Config.Thumb)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// shownPath is how a response shows a server path: as it is with
+// ExposePaths; otherwise relative to the indexed folder when under it, or
+// the file name alone. FMNIST-C2S rows ("fmnist-c2s:row=N") are not paths.
+func (s *Server) shownPath(p string) string {
+	if s.Config.ExposePaths || p == "" || strings.HasPrefix(p, "fmnist-c2s:") {
+		return p
+	}
+	if root := s.Index.Meta["root"]; root != "" {
+		if rel, err := filepath.Rel(root, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
+			return filepath.ToSlash(rel)
+		}
+	}
+	return filepath.Base(p)
 }
 
 // Info describes the model and the index (GET /v1/info).
@@ -450,20 +727,34 @@ type Info struct {
 	DefaultK    int               `json:"default_k"`
 	MaxK        int               `json:"max_k"`
 	MaxUpload   int64             `json:"max_upload_bytes"`
+	// TokenRequired says whether the API needs an access token.
+	TokenRequired bool `json:"token_required"`
 }
+
+// pathMeta are the index meta keys that hold server paths.
+var pathMeta = map[string]bool{"checkpoint": true, "root": true, "manifest": true}
 
 func (s *Server) infoValue() Info {
 	meta := map[string]string{}
 	for k, v := range s.Index.Meta {
-		if k != "item_names" && k != "data" {
-			meta[k] = v
+		if k == "item_names" || k == "data" {
+			continue
 		}
+		if pathMeta[k] && !s.Config.ExposePaths && v != "" {
+			v = filepath.Base(v)
+		}
+		meta[k] = v
+	}
+	ckpt := s.Model.Path
+	if !s.Config.ExposePaths {
+		ckpt = filepath.Base(ckpt)
 	}
 	return Info{
-		Model: s.Model.Run.Config.Model, Checkpoint: s.Model.Path, Fingerprint: s.Model.Fingerprint,
+		Model: s.Model.Run.Config.Model, Checkpoint: ckpt, Fingerprint: s.Model.Fingerprint,
 		Dim: s.Model.Dim, Input: describeTransform(s.Model.Transform),
 		Rows: s.Index.Len(), Items: distinctItems(s.Index.Items), IndexMeta: meta,
 		DefaultK: s.Config.DefaultK, MaxK: s.Config.MaxK, MaxUpload: s.Config.MaxUpload,
+		TokenRequired: s.Config.Token != "",
 	}
 }
 
@@ -475,89 +766,35 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": "ok", "gallery_rows": s.Index.Len(), "fingerprint": s.Model.Fingerprint,
 		"in_flight": len(s.slots), "capacity": cap(s.slots),
+		"uploads": len(s.uploads), "upload_capacity": cap(s.uploads),
+		"decode_bytes": s.decode.inUse(), "thumb_cache_bytes": s.thumbs.bytes(),
 		"searches": s.searches.Load(), "refused": s.refused.Load(),
 		"uptime_s": int64(time.Since(s.started).Seconds()),
 	})
 }
 
-func (s *Server) page(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-	pageTemplate.Execute(w, s.infoValue())
-}
+//go:embed page.html
+var pageHTML string
+
+//go:embed favicon.svg
+var faviconSVG []byte
 
 // pageTemplate is the upload page: plain HTML and inline JavaScript, no
 // external assets.
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"size": FormatBytes}).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>dmlgo shop search</title>
-<style>
-body { font: 15px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1em; color: #222; }
-h1 { font-size: 1.4em; margin: 0 0 .2em; }
-.meta { color: #666; font-size: .85em; }
-#drop { border: 2px dashed #99a; border-radius: 8px; padding: 1.2em; margin: 1em 0; text-align: center; background: #f7f7fb; }
-#drop.over { background: #e8ecff; }
-#query img { max-width: 220px; max-height: 220px; border: 3px solid #2a5ac8; }
-#results { display: flex; flex-wrap: wrap; gap: 12px; margin-top: 1em; }
-figure { margin: 0; width: 140px; text-align: center; font-size: .85em; }
-figure img { width: 128px; height: 128px; object-fit: contain; image-rendering: pixelated; background: #eee; border: 3px solid #ccc; }
-.error { color: #b00; font-weight: bold; }
-label { margin-left: 1em; }
-</style></head>
-<body>
-<h1>Find this garment in the shop</h1>
-<div class="meta">{{.Rows}} shop images of {{.Items}} items · model {{.Model}} ({{.Input}}, embedding {{.Dim}}) · fingerprint {{.Fingerprint}}</div>
-<div id="drop">
-  <p>Drop a photo here, or choose one: <input type="file" id="file" accept="image/jpeg,image/png">
-  <label>results <input type="number" id="k" min="1" max="{{.MaxK}}" value="{{.DefaultK}}" style="width:4em"></label></p>
-  <p class="meta">JPEG or PNG, at most {{size .MaxUpload}}.</p>
-</div>
-<div id="query"></div>
-<div id="status" class="meta"></div>
-<div id="results"></div>
-<script>
-"use strict";
-const drop = document.getElementById("drop"), input = document.getElementById("file");
-const status = document.getElementById("status"), results = document.getElementById("results");
-function text(tag, s, cls) { const e = document.createElement(tag); e.textContent = s; if (cls) e.className = cls; return e; }
-async function search(file) {
-  const q = document.getElementById("query");
-  q.replaceChildren();
-  const img = document.createElement("img");
-  img.src = URL.createObjectURL(file);
-  q.append(img);
-  results.replaceChildren();
-  status.replaceChildren(text("span", "searching…"));
-  const form = new FormData();
-  form.append("image", file);
-  const k = document.getElementById("k").value || "{{.DefaultK}}";
-  try {
-    const resp = await fetch("/v1/search?k=" + encodeURIComponent(k), { method: "POST", body: form });
-    const body = await resp.json();
-    if (!resp.ok) { status.replaceChildren(text("span", "error " + resp.status + ": " + body.error, "error")); return; }
-    status.replaceChildren(text("span", body.results.length + " matches in " + body.took_ms.toFixed(1) + " ms"));
-    for (const r of body.results) {
-      const f = document.createElement("figure");
-      const t = document.createElement("img");
-      t.src = r.thumbnail; t.alt = "gallery row " + r.row; t.title = r.path;
-      f.append(t, text("figcaption", "#" + r.rank + " · " + r.score.toFixed(3) + " · " + (r.item_name || ("item " + r.item))));
-      results.append(f);
-    }
-  } catch (e) {
-    status.replaceChildren(text("span", "error: " + e, "error"));
-  }
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"size": FormatBytes}).Parse(pageHTML))
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	pageTemplate.Execute(w, s.infoValue())
 }
-input.addEventListener("change", () => { if (input.files.length) search(input.files[0]); });
-drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", e => {
-  e.preventDefault(); drop.classList.remove("over");
-  if (e.dataTransfer.files.length) search(e.dataTransfer.files[0]);
-});
-</script>
-</body></html>
-`))
+
+func (s *Server) favicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "max-age=86400")
+	w.Write(faviconSVG)
+}
 
 // FormatBytes writes a size in bytes with a binary unit: 10 MiB, 512 KiB, 100 B.
 func FormatBytes(n int64) string {
