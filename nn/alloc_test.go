@@ -13,10 +13,13 @@ import (
 
 // TestTrainingStepAllocatesNothing: resnet-s training steps on two
 // threads (the parallel kernels and the helper team included), once warm,
-// allocate nothing on the Go heap: fewer allocations over all the measured
+// allocate nothing on the Go heap: fewer allocations over the measured
 // steps than steps, so no allocation recurs per step. (A scratch buffer
 // may still be made once when two threads first need one at the same
-// time.)
+// time.) runtime.MemStats counts every goroutine of the process, so the
+// measure is the fewest allocations over several rounds: another
+// goroutine's sporadic allocations do not land in every round, a step's
+// own do.
 func TestTrainingStepAllocatesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains resnet-s")
@@ -46,15 +49,28 @@ func TestTrainingStepAllocatesNothing(t *testing.T) {
 		step()
 	}
 	const steps = 8
+	n := mallocsPerRound(3, func() {
+		for range steps {
+			step()
+		}
+	})
+	if n >= steps {
+		t.Errorf("%d warm training steps made %d heap allocations in every round, want fewer than one per step", steps, n)
+	}
+}
+
+// mallocsPerRound runs f rounds times and returns the fewest heap
+// allocations (runtime.MemStats.Mallocs, all goroutines) one run made.
+func mallocsPerRound(rounds int, f func()) uint64 {
 	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	for range steps {
-		step()
+	best := uint64(math.MaxUint64)
+	for range rounds {
+		runtime.ReadMemStats(&m0)
+		f()
+		runtime.ReadMemStats(&m1)
+		best = min(best, m1.Mallocs-m0.Mallocs)
 	}
-	runtime.ReadMemStats(&m1)
-	if n := m1.Mallocs - m0.Mallocs; n >= steps {
-		t.Errorf("%d warm training steps made %d heap allocations, want fewer than one per step", steps, n)
-	}
+	return best
 }
 
 // unfused hides a backend's optional interfaces (backend.ConvBNActer).

@@ -62,8 +62,10 @@ func (o LoadOptions) skipped(name string) bool {
 
 // LoadState copies the tensors of f into m's parameters and buffers by
 // name. F16, BF16 and F64 values are converted to float32. A missing or
-// extra tensor, a shape mismatch or an unreadable dtype is an error naming
-// the tensor; on error m may be partly loaded.
+// extra tensor, a shape mismatch, an unreadable dtype or values that are
+// not finite (NaN, ±Inf) are errors naming the tensor (and the count of
+// such values); every tensor is checked before any is loaded, so on error
+// m is left as it was.
 func LoadState(b backend.Backend, m Module, f *safetensors.File, o LoadOptions) error {
 	type slot struct {
 		name    string
@@ -106,6 +108,13 @@ func LoadState(b backend.Backend, m Module, f *safetensors.File, o LoadOptions) 
 	if len(problems) > 0 {
 		return fmt.Errorf("%s; is this a checkpoint of another model?", strings.Join(problems, "; "))
 	}
+	// Every tensor is read and checked before any is loaded.
+	type upload struct {
+		s    slot
+		vals []float32
+	}
+	var ups []upload
+	var nonFinite []string
 	for _, s := range slots {
 		st, ok := f.Get(s.name)
 		if !ok || o.skipped(s.name) {
@@ -119,16 +128,44 @@ func LoadState(b backend.Backend, m Module, f *safetensors.File, o LoadOptions) 
 			if len(vals) != 1 {
 				return fmt.Errorf("%s: want one integer counter, got shape %v", s.name, st.Shape)
 			}
-			*s.counter = int64(vals[0])
+			ups = append(ups, upload{s, vals})
 			continue
 		}
 		// A scalar and a one-element vector are the same thing.
 		if !tensor.EqualShapes(st.Shape, s.t.Shape()) && !(len(vals) == 1 && s.t.Numel() == 1) {
 			return shapeErr(s.name, st.Shape, s.t.Shape())
 		}
-		b.Upload(s.t, vals)
+		if n := CountNonFinite(vals); n > 0 {
+			nonFinite = append(nonFinite, fmt.Sprintf("%s (%d of %d values)", s.name, n, len(vals)))
+		}
+		ups = append(ups, upload{s, vals})
+	}
+	if len(nonFinite) > 0 {
+		what := "tensors hold"
+		if len(nonFinite) == 1 {
+			what = "tensor holds"
+		}
+		return fmt.Errorf("%d %s values that are not finite (NaN or ±Inf: diverged or corrupt weights): %s", len(nonFinite), what, preview(nonFinite))
+	}
+	for _, u := range ups {
+		if u.s.counter != nil {
+			*u.s.counter = int64(u.vals[0])
+			continue
+		}
+		b.Upload(u.s.t, u.vals)
 	}
 	return nil
+}
+
+// CountNonFinite counts the NaN and infinite values of x.
+func CountNonFinite(x []float32) int {
+	n := 0
+	for _, v := range x {
+		if v-v != 0 { // NaN - NaN and Inf - Inf are NaN
+			n++
+		}
+	}
+	return n
 }
 
 // LoadStateFile reads path and loads it into m; errors name the file.

@@ -312,7 +312,7 @@ func Load(path string) (*Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("fmnist: %s does not exist: run `make data` (go run ./tools/dataset fetch) to fetch Fashion-MNIST, or point -data-dir / DMLGO_DATA at a folder holding %s or the IDX files", path, FileName)
+			return nil, fmt.Errorf("fmnist: %s does not exist: run `make data` (go run ./tools/dataset fetch) to fetch Fashion-MNIST, or give -data-path (the archive, or a folder holding %s or the IDX files), or set DMLGO_DATA to such a folder", path, FileName)
 		}
 		return nil, fmt.Errorf("fmnist: %w", err)
 	}

@@ -247,3 +247,12 @@ func FuzzReadIDX(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadMissingNamesTheFlag: the message for missing data names the
+// flag that exists (-data-path), not one that does not.
+func TestLoadMissingNamesTheFlag(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.tgz"))
+	if err == nil || !strings.Contains(err.Error(), "-data-path") || strings.Contains(err.Error(), "-data-dir") {
+		t.Errorf("missing data: %v", err)
+	}
+}

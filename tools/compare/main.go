@@ -74,8 +74,14 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	// The first SIGINT or SIGTERM stops the run in progress (it saves and
+	// exits 130); a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	type result struct {
 		spec    string
 		metrics []map[string]float64
@@ -105,9 +111,12 @@ func run(args []string) int {
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "compare: %s seed %d\n", spec, seed)
-				t, err := app.NewTrainer(c, false, io.Discard, os.Stderr)
+				t, err := app.NewTrainerContext(ctx, c, false, io.Discard, os.Stderr)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "compare: %v\n", err)
+					if errors.Is(err, context.Canceled) {
+						return 130
+					}
 					return 1
 				}
 				if desc == "" {
@@ -116,7 +125,7 @@ func run(args []string) int {
 				t0 := time.Now()
 				if err := t.Run(ctx); err != nil {
 					fmt.Fprintf(os.Stderr, "compare: %s seed %d: %v\n", spec, seed, err)
-					if errors.Is(err, app.ErrInterrupted) {
+					if errors.Is(err, app.ErrInterrupted) || errors.Is(err, context.Canceled) {
 						return 130
 					}
 					// A diverged run counts as a result of its loss: recorded, not hidden.

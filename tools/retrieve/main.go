@@ -239,6 +239,19 @@ func dataSpec(m *app.Model, fs *flag.FlagSet, given sets.Spec) (sets.Spec, error
 	return spec, nil
 }
 
+// interruptible returns a context cancelled by the first SIGINT or
+// SIGTERM: loading, embedding and evaluation stop at their next batch and
+// the command exits 130. A second signal ends the process at once (the
+// signal's default action).
+func interruptible() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}
+
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
@@ -319,7 +332,7 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 		}
 		src.Data = &s
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	ix, rep, err := app.BuildIndex(ctx, m, src, app.EmbedOptions{Strict: spec.Strict, Progress: stderr, TTY: isTerminal(stderr)}, stderr)
 	if err != nil {
@@ -566,7 +579,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if dir == "" {
 		dir = filepath.Join(filepath.Dir(mf.ckpt), "eval")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	res, err := m.EvaluateData(ctx, s, stderr)
 	if err != nil {

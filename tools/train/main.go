@@ -6,9 +6,15 @@
 //	go run ./tools/train -resume runs/arc        # continue where it stopped
 //
 // Settings come from the defaults, then a JSON -config file, then the flags
-// given. Progress goes to stderr; the final table to stdout; checkpoints,
-// metrics.json(l), plots and report.md into -out. Ctrl-C saves a checkpoint
-// and exits; -resume continues exactly.
+// given; every numeric setting is checked against its range first. Progress
+// goes to stderr; the final table to stdout; checkpoints, metrics.json(l),
+// plots and report.md into -out, which the run locks (a second run on the
+// same folder stops at once, naming the first). Ctrl-C or SIGTERM, during
+// training or an evaluation, saves a checkpoint and exits; -resume
+// continues exactly. A second Ctrl-C ends the process at once.
+//
+// Exit status: 0 success, 1 failure, 2 a bad flag or setting, 130
+// interrupted.
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,32 +31,52 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	ctx, stop := interruptible()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string) int {
-	cfg, resume, err := app.ParseTrainFlags(args, os.Stderr)
+// interruptible returns a context cancelled by the first SIGINT or
+// SIGTERM: the run stops at its next step or evaluation batch, saves and
+// exits 130. A second signal ends the process at once (the signal's
+// default action), for a phase that does not stop.
+func interruptible() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}
+
+// run executes a command line and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, resume, err := app.ParseTrainFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "train: %v\n", err)
+		fmt.Fprintf(stderr, "train: %v\n", err)
 		return 2
 	}
 	if resume != "" {
 		cfg.Out = resume
 	}
-	t, err := app.NewTrainer(cfg, resume != "", os.Stdout, os.Stderr)
+	t, err := app.NewTrainerContext(ctx, cfg, resume != "", stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "train: %v\n", err)
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "train: interrupted while starting: nothing written")
+			return 130
+		}
+		fmt.Fprintf(stderr, "train: %v\n", err)
 		return 1
 	}
-	t.TTY = isTerminal(os.Stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	defer t.Close()
+	t.TTY = isTerminal(stderr)
 	if err := t.Run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "train: %v\n", err)
-		if errors.Is(err, app.ErrInterrupted) {
+		fmt.Fprintf(stderr, "train: %v\n", err)
+		if errors.Is(err, app.ErrInterrupted) || errors.Is(err, context.Canceled) {
 			return 130
 		}
 		return 1
@@ -57,7 +84,11 @@ func run(args []string) int {
 	return 0
 }
 
-func isTerminal(f *os.File) bool {
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

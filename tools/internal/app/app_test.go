@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
 )
 
@@ -38,6 +41,7 @@ func newTrainer(t *testing.T, c TrainConfig, resume bool) *Trainer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { tr.Close() })
 	return tr
 }
 
@@ -169,44 +173,119 @@ func TestDivergenceStopsWithAdvice(t *testing.T) {
 	}
 }
 
-// TestTrainStepsAllocateOnlyToDraw: once warm, a training step of the
-// train command (data loader, model, loss head, optimizer, bookkeeping)
-// allocates nothing; only the steps that draw the progress line do (a
-// tenth of an epoch apart, the output not being a terminal).
-func TestTrainStepsAllocateOnlyToDraw(t *testing.T) {
-	c := tinyConfig(t, filepath.Join(t.TempDir(), "run"))
-	c.Data.TrainItems, c.Batch, c.Epochs, c.EvalEvery = 180, 8, 1, 0
-	tr := newTrainer(t, c, false)
-	const first, last = 15, 60
-	var ms runtime.MemStats
-	mallocs := make([]uint64, last+1)
-	tr.OnStep = func(step int) {
-		if step >= first && step <= last {
-			runtime.ReadMemStats(&ms)
-			mallocs[step] = ms.Mallocs
-		}
+// mallocsPerRound runs f rounds times and returns the fewest heap
+// allocations (runtime.MemStats.Mallocs, which counts every goroutine of
+// the process) that one run of f made. Another goroutine's sporadic
+// allocations (a loader's, a timer's, the test framework's) land in some
+// rounds, not all; an allocation of f itself shows in every round.
+func mallocsPerRound(rounds int, f func()) uint64 {
+	var m0, m1 runtime.MemStats
+	best := uint64(math.MaxUint64)
+	for range rounds {
+		runtime.ReadMemStats(&m0)
+		f()
+		runtime.ReadMemStats(&m1)
+		best = min(best, m1.Mallocs-m0.Mallocs)
 	}
-	if err := tr.Run(context.Background()); err != nil {
+	return best
+}
+
+// TestTrainerStepAllocatesNothing: once warm, an optimizer step of the
+// trainer (model, loss head, optimizer, on two threads) on a batch already
+// loaded allocates nothing on the Go heap: the fewest allocations over
+// several rounds of steps is zero.
+func TestTrainerStepAllocatesNothing(t *testing.T) {
+	c := tinyConfig(t, filepath.Join(t.TempDir(), "run"))
+	c.Epochs = 100 // the schedule's horizon: every step below is inside it
+	tr := newTrainer(t, c, false)
+	ld, err := data.NewLoader(tr.DS.Train, tr.sampler, tr.TrainT, tr.State.Loader, data.LoaderOptions{Workers: 1, Epochs: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
-	total := tr.stepsPerEpoch
-	if total <= last {
-		t.Fatalf("%d steps per epoch: the test needs more than %d", total, last)
+	bt, err := ld.Next()
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Step s's bookkeeping (its progress line included) runs after
-	// OnStep(s), so what it allocates shows up at s+1.
-	var strays []int
-	draws := 0
-	for s := first + 1; s <= last; s++ {
-		drew := (s-1)*10/total > (s-2)*10/total
-		if drew {
-			draws++
-		}
-		if mallocs[s] > mallocs[s-1] && !drew {
-			strays = append(strays, s)
+	batch := data.Batch{Images: slices.Clone(bt.Images), Shape: bt.Shape, Labels: slices.Clone(bt.Labels)}
+	ld.Close() // no loader goroutine runs while measuring
+	var stepErr error
+	step := func() {
+		if _, _, err := tr.Step(&batch); err != nil && stepErr == nil {
+			stepErr = err
 		}
 	}
-	if draws == 0 || len(strays) > 2 {
-		t.Errorf("%d of %d warm steps that draw nothing allocated (steps %v); want none (at most 2 late warm-up ones)", len(strays), last-first-draws, strays)
+	for range 3 {
+		step()
 	}
+	const steps = 4
+	n := mallocsPerRound(5, func() {
+		for range steps {
+			step()
+		}
+	})
+	if stepErr != nil {
+		t.Fatal(stepErr)
+	}
+	if n > 0 {
+		t.Errorf("%d warm training steps made %d heap allocations in every round, want none", steps, n)
+	}
+}
+
+// TestTrainStepsAllocateOnlyToDraw: once warm, a training step of the
+// train command's loop (data loader, model, loss head, optimizer,
+// bookkeeping) allocates nothing; only the steps that draw the progress
+// line do (a tenth of an epoch apart, the output not being a terminal).
+// The loader's goroutines and the runtime may allocate now and then at any
+// step, so a run passes with at most 2 stray steps, and the measure is the
+// fewest strays over up to three runs: a step that allocates every time
+// fails all of them.
+func TestTrainStepsAllocateOnlyToDraw(t *testing.T) {
+	const first, last, runs = 15, 60, 3
+	best := -1
+	var report string
+	for run := range runs {
+		c := tinyConfig(t, filepath.Join(t.TempDir(), "run"))
+		c.Data.TrainItems, c.Batch, c.Epochs, c.EvalEvery = 180, 8, 1, 0
+		tr := newTrainer(t, c, false)
+		var ms runtime.MemStats
+		mallocs := make([]uint64, last+1)
+		tr.OnStep = func(step int) {
+			if step >= first && step <= last {
+				runtime.ReadMemStats(&ms)
+				mallocs[step] = ms.Mallocs
+			}
+		}
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		total := tr.stepsPerEpoch
+		if total <= last {
+			t.Fatalf("%d steps per epoch: the test needs more than %d", total, last)
+		}
+		// Step s's bookkeeping (its progress line included) runs after
+		// OnStep(s), so what it allocates shows up at s+1.
+		var strays []int
+		draws := 0
+		for s := first + 1; s <= last; s++ {
+			drew := (s-1)*10/total > (s-2)*10/total
+			if drew {
+				draws++
+			}
+			if mallocs[s] > mallocs[s-1] && !drew {
+				strays = append(strays, s)
+			}
+		}
+		if draws == 0 {
+			t.Fatalf("no step drew the progress line")
+		}
+		if best < 0 || len(strays) < best {
+			best = len(strays)
+			report = fmt.Sprintf("run %d: %d of %d warm steps that draw nothing allocated (steps %v)", run+1, len(strays), last-first-draws, strays)
+		}
+		if best <= 2 {
+			return
+		}
+		t.Logf("%s: measuring again", report)
+	}
+	t.Errorf("%s; want none (at most 2 strays) in one of %d runs", report, runs)
 }

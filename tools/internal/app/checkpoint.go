@@ -78,7 +78,9 @@ func ReadState(path string, state any) (*safetensors.File, error) {
 }
 
 // LoadCheckpoint restores the parts from a file read by ReadState. A
-// checkpoint of another model or head is an error naming what differs.
+// checkpoint of another model or head is an error naming what differs; one
+// whose tensors hold NaN or infinite values is an error naming the file,
+// the tensor and how many values are not finite.
 func LoadCheckpoint(path string, f *safetensors.File, b backend.Backend, p Parts) error {
 	sub := &safetensors.File{Metadata: f.Metadata}
 	var head, optim []safetensors.Tensor
@@ -111,6 +113,9 @@ func LoadCheckpoint(path string, f *safetensors.File, b backend.Backend, p Parts
 		v, err := t.Float32()
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", path, name, err)
+		}
+		if n := nn.CountNonFinite(v); n > 0 {
+			return fmt.Errorf("%s: %s holds %d of %d values that are not finite (NaN or ±Inf: diverged or corrupt weights)", path, name, n, len(v))
 		}
 		b.Upload(dst, v)
 		return nil

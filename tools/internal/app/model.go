@@ -3,6 +3,7 @@
 package app
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -55,9 +56,18 @@ func Fingerprint(b backend.Backend, m nn.Module, arch string) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Embed runs the model in eval mode over a subset and returns L2-normalised
-// embeddings (N, dim) in subset order.
+// Embed is EmbedContext without cancellation.
 func Embed(b backend.Backend, m *nn.ResNet, set *data.Subset, tf data.Transform, batch, workers int) ([]float32, int, error) {
+	return EmbedContext(context.Background(), b, m, set, tf, batch, workers)
+}
+
+// EmbedContext runs the model in eval mode over a subset and returns
+// L2-normalised embeddings (N, dim) in subset order. It stops with ctx's
+// error, between two batches, when ctx is cancelled.
+func EmbedContext(ctx context.Context, b backend.Backend, m *nn.ResNet, set *data.Subset, tf data.Transform, batch, workers int) ([]float32, int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
 	dim := m.FC.Weight.Value.Dim(0)
 	out := make([]float32, set.Len()*dim)
 	if set.Len() == 0 {
@@ -72,6 +82,9 @@ func Embed(b backend.Backend, m *nn.ResNet, set *data.Subset, tf data.Transform,
 	defer ld.Close()
 	g := autograd.New(b)
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
 		bt, err := ld.Next()
 		if err == io.EOF {
 			break
@@ -105,15 +118,24 @@ func firstNonFinite(x []float32) (int, bool) {
 	return -1, false
 }
 
-// Evaluate embeds the data set's queries and gallery and scores the protocol.
+// Evaluate is EvaluateContext without cancellation.
 func Evaluate(b backend.Backend, m *nn.ResNet, ds *data.Dataset, tf data.Transform, batch, workers int) (retrieval.Metrics, error) {
-	qs, dim, err := Embed(b, m, ds.Query, tf, batch, workers)
+	return EvaluateContext(context.Background(), b, m, ds, tf, batch, workers)
+}
+
+// EvaluateContext embeds the data set's queries and gallery and scores the
+// protocol. It stops with ctx's error (wrapped) when ctx is cancelled.
+func EvaluateContext(ctx context.Context, b backend.Backend, m *nn.ResNet, ds *data.Dataset, tf data.Transform, batch, workers int) (retrieval.Metrics, error) {
+	qs, dim, err := EmbedContext(ctx, b, m, ds.Query, tf, batch, workers)
 	if err != nil {
 		return retrieval.Metrics{}, fmt.Errorf("embedding the queries: %w", err)
 	}
-	gs, _, err := Embed(b, m, ds.Gallery, tf, batch, workers)
+	gs, _, err := EmbedContext(ctx, b, m, ds.Gallery, tf, batch, workers)
 	if err != nil {
 		return retrieval.Metrics{}, fmt.Errorf("embedding the gallery: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return retrieval.Metrics{}, err
 	}
 	return retrieval.Evaluate(b, qs, ds.Query.Items(), gs, ds.Gallery.Items(), dim, retrieval.Ks, retrieval.SearchOptions{})
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
@@ -56,7 +58,7 @@ func WritePlots(dir string, st RunState, label string) error {
 			}
 		}
 		p.Legend.Top = true
-		if err := p.Save(7*vg.Inch, 4*vg.Inch, filepath.Join(dir, "loss.png")); err != nil {
+		if err := savePlot(p, 7*vg.Inch, 4*vg.Inch, filepath.Join(dir, "loss.png")); err != nil {
 			return err
 		}
 	}
@@ -98,7 +100,20 @@ func TopKPlot(path, title string, curves []Curve) error {
 	}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
-	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
+	return savePlot(p, 7*vg.Inch, 4.5*vg.Inch, path)
+}
+
+// savePlot is plot.Save written atomically (internal/atomicfile): the
+// format comes from the file's extension.
+func savePlot(p *plot.Plot, w, h vg.Length, path string) error {
+	wt, err := p.WriterTo(w, h, strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), "."))
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, func(out io.Writer) error {
+		_, err := wt.WriteTo(out)
+		return err
+	})
 }
 
 var palette = []color.Color{

@@ -40,11 +40,12 @@ type EvalResult struct {
 // (queries against the gallery), embedding in batches of m.Batch on
 // m.Workers decoding goroutines, exactly as training evaluates. The model's
 // own input transform is used whatever the data set. Progress goes to log.
+// Loading and embedding stop with ctx's error when ctx is cancelled.
 func (m *Model) EvaluateData(ctx context.Context, spec sets.Spec, log io.Writer) (*EvalResult, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	set, err := sets.Open(spec, log)
+	set, err := openSet(ctx, spec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +58,7 @@ func (m *Model) EvaluateData(ctx context.Context, spec sets.Spec, log io.Writer)
 	t0 := time.Now()
 	var met retrieval.Metrics
 	err = m.Locked(ctx, func() (err error) {
-		met, err = Evaluate(m.B, m.Net, ds, m.Transform, m.Batch, m.Workers)
+		met, err = EvaluateContext(ctx, m.B, m.Net, ds, m.Transform, m.Batch, m.Workers)
 		return err
 	})
 	if err != nil {

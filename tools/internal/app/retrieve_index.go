@@ -101,7 +101,8 @@ func indentLines(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\
 // file). The index's paths are absolute file paths, or FMNISTRowPrefix
 // references for in-memory FMNIST-C2S views; its metadata records the
 // source, the checkpoint, the architecture and, for a data set, the data
-// spec (meta "data", JSON) that renders in-memory rows again.
+// spec (meta "data", JSON) that renders in-memory rows again. Loading,
+// listing and embedding stop with ctx's error when ctx is cancelled.
 func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOptions, log io.Writer) (*retrieval.Index, *IndexReport, error) {
 	if log == nil {
 		log = io.Discard
@@ -140,7 +141,7 @@ func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOption
 	}
 	switch {
 	case src.Dir != "":
-		man, rep.RowItems, err = folderManifest(src.Dir, src.ItemsFrom, opts.Strict, rep.Warnings)
+		man, rep.RowItems, err = folderManifest(ctx, src.Dir, src.ItemsFrom, opts.Strict, rep.Warnings)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -183,7 +184,7 @@ func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOption
 		if spec.ImageRoot != "" {
 			spec.ImageRoot, _ = filepath.Abs(spec.ImageRoot)
 		}
-		set, err := sets.Open(spec, log)
+		set, err := openSet(ctx, spec, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -261,8 +262,9 @@ func manifestGallery(m *data.Manifest, withVal bool) []int {
 
 // folderManifest lists the image files under dir as gallery rows with item
 // ids by the rule. Files that are not images are counted in w (an error
-// with strict). It returns how many files fell back to their row number.
-func folderManifest(dir, itemsFrom string, strict bool, w *data.Warnings) (*data.Manifest, int, error) {
+// with strict). It returns how many files fell back to their row number,
+// or ctx's error when ctx is cancelled during the walk.
+func folderManifest(ctx context.Context, dir, itemsFrom string, strict bool, w *data.Warnings) (*data.Manifest, int, error) {
 	switch itemsFrom {
 	case "", ItemsFromRow, ItemsFromDirname:
 	default:
@@ -278,6 +280,9 @@ func folderManifest(dir, itemsFrom string, strict bool, w *data.Warnings) (*data
 	var files []string
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if p != dir && strings.HasPrefix(d.Name(), ".") {

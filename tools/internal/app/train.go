@@ -20,6 +20,7 @@ import (
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/dml"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
+	"github.com/dmlgo/dmlgo/internal/runlock"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
@@ -66,12 +67,40 @@ type Trainer struct {
 
 	sampler       data.Sampler
 	stepsPerEpoch int
+	g             *autograd.Graph
+	lock          *runlock.Lock // of cfg.Out, held from NewTrainer to the end of Run
+	closed        bool
+	madeOut       bool // NewTrainer created cfg.Out
+	resumed       bool
 }
 
-// NewTrainer builds everything a run needs, from scratch or from the last
-// checkpoint in cfg.Out when resume is set.
+// OutputFiles are the files a run writes into its output folder.
+var OutputFiles = []string{"last.ckpt", "best.ckpt", "metrics.json", "metrics.jsonl", "loss.png", "topk.png", "report.md"}
+
+// NewTrainer is NewTrainerContext without cancellation.
 func NewTrainer(cfg TrainConfig, resume bool, stdout, stderr io.Writer) (*Trainer, error) {
-	t := &Trainer{Cfg: cfg, Stdout: stdout, Stderr: stderr}
+	return NewTrainerContext(context.Background(), cfg, resume, stdout, stderr)
+}
+
+// NewTrainerContext builds everything a run needs, from scratch or from
+// the last checkpoint in cfg.Out when resume is set. It first locks the
+// output folder (see package runlock; the lock is held until Run returns or
+// Close is called): a folder another run holds is an error naming that
+// process. Holding it, it removes the temporary files that interrupted
+// writes of OutputFiles left, and, when resuming, rewrites metrics.jsonl
+// to hold the checkpoint's evaluations (a run killed between an evaluation
+// and its checkpoint left a line too many, or one too few). Loading the
+// data stops with ctx's error when ctx is cancelled.
+func NewTrainerContext(ctx context.Context, cfg TrainConfig, resume bool, stdout, stderr io.Writer) (_ *Trainer, err error) {
+	t := &Trainer{Cfg: cfg, Stdout: stdout, Stderr: stderr, resumed: resume}
+	if err := t.takeFolder(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			t.abandon()
+		}
+	}()
 	var ckptFile string
 	if resume {
 		ckptFile = filepath.Join(cfg.Out, "last.ckpt")
@@ -102,7 +131,7 @@ func NewTrainer(cfg TrainConfig, resume bool, stdout, stderr io.Writer) (*Traine
 		why = strings.TrimSuffix(why, desc) + b.Describe()
 	}
 	fmt.Fprintf(stderr, "%s\n", why)
-	ds, trainT, evalT, err := OpenDataset(cfg, stderr)
+	ds, trainT, evalT, err := OpenDataset(ctx, cfg, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +197,9 @@ func NewTrainer(cfg TrainConfig, resume bool, stdout, stderr io.Writer) (*Traine
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
 		fmt.Fprintf(stderr, "resuming %s at epoch %d, step %d (%s)\n", ckptFile, t.State.Epoch, t.State.Step, t.State.Loader)
+		if err := t.rewriteLog(); err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
 	} else {
 		t.State = RunState{Config: cfg, Loader: data.SamplerState{Seed: cfg.Seed}, Best: -1}
 		// A fresh run in a used folder starts a new metrics log.
@@ -176,6 +208,64 @@ func NewTrainer(cfg TrainConfig, resume bool, stdout, stderr io.Writer) (*Traine
 		}
 	}
 	return t, nil
+}
+
+// takeFolder creates the output folder (a fresh run), locks it and removes
+// stale temporary files.
+func (t *Trainer) takeFolder() error {
+	dir, flag := t.Cfg.Out, "--out"
+	if t.resumed {
+		flag = "--resume"
+		if _, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+	} else {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			t.madeOut = true
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+	}
+	l, err := runlock.Acquire(dir)
+	if err != nil {
+		t.abandon()
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	t.lock = l
+	if l.Stale != nil {
+		fmt.Fprintf(t.Stderr, "note: %s was locked by %s, which did not end cleanly (killed?); taking it over\n", dir, l.Stale)
+	}
+	removed, err := atomicfile.RemoveStale(dir, OutputFiles...)
+	if len(removed) > 0 {
+		fmt.Fprintf(t.Stderr, "removed %d temporary %s of interrupted writes: %s\n", len(removed), plural(len(removed), "file", "files"), strings.Join(removed, ", "))
+	}
+	if err != nil {
+		t.abandon()
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}
+
+// abandon undoes takeFolder after a failed start: it releases the lock and
+// removes the output folder if NewTrainer made it and it is still empty.
+func (t *Trainer) abandon() {
+	t.Close()
+	if t.madeOut {
+		os.Remove(t.Cfg.Out) // only if empty
+	}
+}
+
+// Close releases the output folder's lock. Run calls it when it returns; a
+// Trainer that is not run should be closed. A closed Trainer cannot run.
+func (t *Trainer) Close() error {
+	t.closed = true
+	if t.lock == nil {
+		return nil
+	}
+	err := t.lock.Release()
+	t.lock = nil
+	return err
 }
 
 func (t *Trainer) parts() Parts {
@@ -188,25 +278,42 @@ func (t *Trainer) TotalSteps() int { return t.Cfg.Epochs * t.stepsPerEpoch }
 // ErrInterrupted reports a run stopped by a signal after saving.
 var ErrInterrupted = errors.New("interrupted: checkpoint saved; continue with --resume")
 
-// Run trains until the last epoch (or until ctx is cancelled, which saves a
-// checkpoint and returns ErrInterrupted), evaluating as configured.
-func (t *Trainer) Run(ctx context.Context) error {
+// Run trains until the last epoch, evaluating as configured, then writes
+// the run's files. When ctx is cancelled (a signal), training or an
+// evaluation stops at its next step or batch, a checkpoint is saved and Run
+// returns ErrInterrupted; an evaluation so cut short is done first when the
+// run is resumed. Run releases the output folder's lock when it returns.
+func (t *Trainer) Run(ctx context.Context) (err error) {
+	if t.closed {
+		return errors.New("app: Run of a closed Trainer")
+	}
+	defer func() {
+		if cerr := t.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	cfg := t.Cfg
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
 	fmt.Fprintf(t.Stderr, "model %s (%d parameters), head %s over %d classes, %d steps of %d epochs\n",
 		cfg.Model, nn.NumParams(t.Net), t.Head.Describe(), t.DS.Train.NumClasses, t.TotalSteps(), cfg.Epochs)
-	if t.State.Epoch >= cfg.Epochs {
+	if t.evalPending() {
+		fmt.Fprintf(t.Stderr, "epoch %d was not evaluated (interrupted): evaluating it first\n", t.State.Epoch)
+		if err := t.evaluate(ctx); err != nil {
+			return t.stopped(ctx, err)
+		}
+	} else if t.State.Epoch >= cfg.Epochs {
 		fmt.Fprintf(t.Stderr, "the run is already complete (%d epochs)\n", t.State.Epoch)
-		return t.finish()
+	}
+	if t.State.Epoch >= cfg.Epochs {
+		return t.finish(ctx)
 	}
 	ld, err := data.NewLoader(t.DS.Train, t.sampler, t.TrainT, t.State.Loader, data.LoaderOptions{Workers: cfg.Workers, Epochs: cfg.Epochs})
 	if err != nil {
 		return err
 	}
 	defer ld.Close()
-	g := autograd.New(t.B)
 	start := time.Now()
 	elapsed0 := t.State.Elapsed
 	total := t.TotalSteps()
@@ -235,24 +342,10 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		lr := float32(cfg.LR * t.Sched.Factor(t.State.Step, total))
-		t.PS.ZeroGrad()
-		t.Head.SetStep(t.State.Step)
-		emb := t.Net.Forward(g, g.Constant(bt.Images, bt.Shape[:]...))
-		loss, err := t.Head.Forward(g, emb, bt.Labels)
+		lv, lr, err := t.Step(bt)
 		if err != nil {
-			g.Reset()
-			return t.diverged(err)
+			return err
 		}
-		lv := float64(g.Item(loss))
-		if math.IsNaN(lv) || math.IsInf(lv, 0) {
-			g.Reset()
-			return t.diverged(fmt.Errorf("the loss is %v", lv))
-		}
-		g.Backward(loss)
-		t.Opt.Step(lr)
-		g.Reset()
-		t.State.Step++
 		t.State.Losses = append(t.State.Losses, lv)
 		t.State.Loader = ld.State()
 		if t.OnStep != nil {
@@ -268,13 +361,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 			bar = nil
 			t.State.Epoch++
 			t.State.Elapsed = elapsed0 + time.Since(start).Seconds()
-			last := t.State.Epoch == cfg.Epochs
-			if last || (cfg.EvalEvery > 0 && t.State.Epoch%cfg.EvalEvery == 0) {
-				if err := t.evaluate(); err != nil {
-					return err
+			if t.evalDue() {
+				// evaluate saves the checkpoint.
+				if err := t.evaluate(ctx); err != nil {
+					return t.stopped(ctx, err)
 				}
-			}
-			if err := t.save("last.ckpt"); err != nil {
+			} else if err := t.save("last.ckpt"); err != nil {
 				return err
 			}
 		}
@@ -282,11 +374,72 @@ func (t *Trainer) Run(ctx context.Context) error {
 	if w := ld.Warnings(); w != nil && w.Total() > 0 {
 		fmt.Fprintf(t.Stderr, "data warnings: %s\n", w)
 	}
-	return t.finish()
+	return t.finish(ctx)
+}
+
+// Step runs one optimizer step on a batch: forward, loss, backward and the
+// optimizer's update at the schedule's learning rate, and counts it
+// (State.Step). It returns the loss and the learning rate. A non-finite
+// loss stops the run (t.diverged) before the update. Once warm it
+// allocates nothing.
+func (t *Trainer) Step(bt *data.Batch) (float64, float32, error) {
+	if t.g == nil {
+		t.g = autograd.New(t.B)
+	}
+	g := t.g
+	lr := float32(t.Cfg.LR * t.Sched.Factor(t.State.Step, t.TotalSteps()))
+	t.PS.ZeroGrad()
+	t.Head.SetStep(t.State.Step)
+	emb := t.Net.Forward(g, g.Constant(bt.Images, bt.Shape[:]...))
+	loss, err := t.Head.Forward(g, emb, bt.Labels)
+	if err != nil {
+		g.Reset()
+		return 0, lr, t.diverged(err)
+	}
+	lv := float64(g.Item(loss))
+	if math.IsNaN(lv) || math.IsInf(lv, 0) {
+		g.Reset()
+		return lv, lr, t.diverged(fmt.Errorf("the loss is %v", lv))
+	}
+	g.Backward(loss)
+	t.Opt.Step(lr)
+	g.Reset()
+	t.State.Step++
+	return lv, lr, nil
+}
+
+// evalDue reports whether the epoch just completed (State.Epoch) is one to
+// evaluate: the last, or every EvalEvery.
+func (t *Trainer) evalDue() bool {
+	e := t.State.Epoch
+	return e > 0 && (e == t.Cfg.Epochs || (t.Cfg.EvalEvery > 0 && e%t.Cfg.EvalEvery == 0))
+}
+
+// evalPending reports whether the completed epoch's evaluation is due but
+// missing: a signal stopped it.
+func (t *Trainer) evalPending() bool {
+	ev := t.State.Evals
+	return t.evalDue() && (len(ev) == 0 || ev[len(ev)-1].Epoch != t.State.Epoch)
+}
+
+// stopped turns an error of a phase stopped by ctx into ErrInterrupted,
+// after saving the checkpoint; other errors pass unchanged.
+func (t *Trainer) stopped(ctx context.Context, err error) error {
+	if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return err
+	}
+	if err := t.save("last.ckpt"); err != nil {
+		return err
+	}
+	return ErrInterrupted
 }
 
 // diverged stops the run at a non-finite loss, keeping the last good checkpoint.
 func (t *Trainer) diverged(err error) error {
+	if !t.resumed && t.State.Epoch == 0 {
+		return fmt.Errorf("training diverged at step %d (epoch %d): %v; no checkpoint was saved yet. Try a lower --lr (now %g) or a smaller --s, and start again",
+			t.State.Step, t.State.Epoch+1, err, t.Cfg.LR)
+	}
 	return fmt.Errorf("training diverged at step %d (epoch %d): %v; the last good checkpoint is %s. Try a lower --lr (now %g) or a smaller --s, then --resume or start again",
 		t.State.Step, t.State.Epoch+1, err, filepath.Join(t.Cfg.Out, "last.ckpt"), t.Cfg.LR)
 }
@@ -308,16 +461,30 @@ func mean(x []float64) float64 {
 	return s / float64(max(len(x), 1))
 }
 
-// evaluate runs the protocol, appends to metrics.jsonl and keeps the best checkpoint.
-func (t *Trainer) evaluate() error {
+// evaluate runs the protocol (stopping with ctx's error when ctx is
+// cancelled) and records the result: best.ckpt when it is the best so far,
+// then last.ckpt, then a line of metrics.jsonl. The log is written last so
+// that it never holds an evaluation the checkpoint lacks; a crash before
+// the line is written is mended on resume (rewriteLog).
+func (t *Trainer) evaluate(ctx context.Context) error {
 	t0 := time.Now()
 	fmt.Fprintf(t.Stderr, "evaluating: %d queries against %d gallery images\n", t.DS.Query.Len(), t.DS.Gallery.Len())
-	m, err := Evaluate(t.B, t.Net, t.DS, t.EvalT, t.Cfg.EvalBatch, t.Cfg.Workers)
+	m, err := EvaluateContext(ctx, t.B, t.Net, t.DS, t.EvalT, t.Cfg.EvalBatch, t.Cfg.Workers)
 	if err != nil {
 		return err
 	}
 	rec := EvalRecord{Epoch: t.State.Epoch, Step: t.State.Step, Metrics: m.Flat(), Seconds: time.Since(t0).Seconds()}
 	t.State.Evals = append(t.State.Evals, rec)
+	fmt.Fprintf(t.Stderr, "epoch %d: top1 %.4f top20 %.4f mAP %.4f (%.1fs)\n", t.State.Epoch, m.TopK[1], m.TopK[20], m.MAP, rec.Seconds)
+	if m.TopK[20] > t.State.Best {
+		t.State.Best = m.TopK[20]
+		if err := t.save("best.ckpt"); err != nil {
+			return err
+		}
+	}
+	if err := t.save("last.ckpt"); err != nil {
+		return err
+	}
 	line, _ := json.Marshal(rec)
 	f, err := os.OpenFile(filepath.Join(t.Cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -327,15 +494,30 @@ func (t *Trainer) evaluate() error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
+	return f.Close()
+}
+
+// rewriteLog makes metrics.jsonl hold the evaluations of the state, one
+// line each, atomically: after a crash the log may hold lines of
+// evaluations the checkpoint does not have (or half a line), or lack the
+// checkpoint's last one.
+func (t *Trainer) rewriteLog() error {
+	path := filepath.Join(t.Cfg.Out, "metrics.jsonl")
+	if len(t.State.Evals) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
 	}
-	fmt.Fprintf(t.Stderr, "epoch %d: top1 %.4f top20 %.4f mAP %.4f (%.1fs)\n", t.State.Epoch, m.TopK[1], m.TopK[20], m.MAP, rec.Seconds)
-	if m.TopK[20] > t.State.Best {
-		t.State.Best = m.TopK[20]
-		return t.save("best.ckpt")
-	}
-	return nil
+	return atomicfile.Write(path, func(w io.Writer) error {
+		for _, rec := range t.State.Evals {
+			line, _ := json.Marshal(rec)
+			if _, err := w.Write(append(line, '\n')); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (t *Trainer) save(name string) error {
@@ -347,10 +529,10 @@ func (t *Trainer) save(name string) error {
 }
 
 // finish writes metrics.json, the plots and report.md, and prints the table.
-func (t *Trainer) finish() error {
+func (t *Trainer) finish(ctx context.Context) error {
 	if len(t.State.Evals) == 0 {
-		if err := t.evaluate(); err != nil {
-			return err
+		if err := t.evaluate(ctx); err != nil {
+			return t.stopped(ctx, err)
 		}
 	}
 	final := t.State.Evals[len(t.State.Evals)-1]
