@@ -7,6 +7,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend/cpu"
+	"github.com/dmlgo/dmlgo/internal/allocs"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
@@ -51,7 +52,7 @@ func TestHeadStepAllocatesNothing(t *testing.T) {
 		for range 3 {
 			step()
 		}
-		n := testing.AllocsPerRun(5, step)
+		n := allocs.PerRun(3, 5, step)
 		if ferr != nil {
 			t.Fatalf("%s: %v", name, ferr)
 		}

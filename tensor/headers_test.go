@@ -1,6 +1,10 @@
 package tensor
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/dmlgo/dmlgo/internal/allocs"
+)
 
 // TestHeaders: views from Headers equal those of the package functions,
 // are cleared by Reset, and reuse their memory afterwards without
@@ -41,7 +45,7 @@ func TestHeaders(t *testing.T) {
 		}
 		h.Reset()
 	}
-	if n := testing.AllocsPerRun(10, func() {
+	if n := allocs.PerRun(3, 10, func() {
 		h.New(s, 0, 2, 3, 4)
 		h.Reshape(h.New(s, 0, 24), 4, 6)
 		h.Reset()
