@@ -715,7 +715,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// Decoded uploads turn into garbage quickly: a memory limit makes the
 	// collector return it before the heap doubles (GOMEMLIMIT overrides).
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.DecodeBudget + 512<<20)
+		debug.SetMemoryLimit(cfg.DecodeBudget + 256<<20)
 	}
 	m, err := mf.load(stderr)
 	if err != nil {
