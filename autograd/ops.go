@@ -588,8 +588,9 @@ func l2NormalizeGrad(g *Graph, nd *node) {
 // MarginCE is the fused margin-softmax cross-entropy: cos (N, C), labels
 // (N) on the host -> the mean loss (1). For MarginDMLClass, classMargins
 // (C) supplies the negative margins (p.ClassMargins is set from it); mp,
-// when not nil, is a single-element Var whose value is used as p.MP (read
-// from the device once) and which receives ∂L/∂m_p.
+// when not nil, is a single-element Var whose value the kernel reads on
+// the device as m_p (p.MPFrom; nothing is read back) and which receives
+// ∂L/∂m_p.
 func (g *Graph) MarginCE(cos *Var, labels []int32, p backend.MarginParams, classMargins, mp *Var) *Var {
 	if cos.Value.Rank() != 2 {
 		opPanic("margin_ce", "cos %s must be (N, C)", shp(cos))
@@ -599,7 +600,7 @@ func (g *Graph) MarginCE(cos *Var, labels []int32, p backend.MarginParams, class
 		p.ClassMargins = classMargins.Value
 	}
 	if mp != nil {
-		p.MP = g.Item(mp)
+		p.MPFrom = mp.Value
 	}
 	y := g.newVar([]int{1}, cos, classMargins, mp)
 	loss := g.Tensor(p.N)

@@ -142,6 +142,14 @@ type Ops interface {
 	// (N) on the host. It writes loss (N) per sample and dcos (N, C) =
 	// ∂(mean loss)/∂cos, and the margin gradients p.Margins asks for.
 	MarginSoftmaxCE(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos *tensor.Tensor, g MarginGrads)
+	// ProjectMargins moves dml/class's learned margins, in place, onto the
+	// set where their clamps are inactive (projected gradient descent,
+	// without leaving the device): mp (1; nil: m_p is p.MP, not learned)
+	// to min(max(mp, 0), p.MaxMP); then, with room = p.MaxMargin − m_p −
+	// p.Delta − p.Gap in float64, when room > p.Gap (false for NaN), every
+	// ρ_j of rho (C) to at most float32(softplus⁻¹(room)) =
+	// float32(room + ln(−expm1(−room))). NaN stays NaN.
+	ProjectMargins(p ProjectParams, mp, rho *tensor.Tensor)
 
 	// SGDStep updates w in place from g with momentum buffer mom
 	// (PyTorch's SGD: d = g + wd·w; mom = μ·mom + d; step = d + μ·mom

@@ -207,6 +207,9 @@ func CheckMargin(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos 
 	if g.MP != nil {
 		checkNumel(op, "grad MP", g.MP, 1)
 	}
+	if p.MPFrom != nil {
+		checkNumel(op, "MPFrom", p.MPFrom, 1)
+	}
 	if p.Kind == MarginSphereFace && (p.M < 1 || p.M != float32(int(p.M))) {
 		fail(op, "sphereface margin must be an integer ≥ 1, got %g", p.M)
 	}
@@ -240,4 +243,15 @@ func checkName[E ~int](names []string, prefix string, e E, str func() string) st
 		return names[e]
 	}
 	return prefix + str()
+}
+
+// CheckProject validates the operands of ProjectMargins.
+func CheckProject(p ProjectParams, mp, rho *tensor.Tensor) {
+	const op = "project margins"
+	if rho == nil || rho.Numel() < 1 {
+		fail(op, "no class margins")
+	}
+	if mp != nil {
+		checkNumel(op, "mp", mp, 1)
+	}
 }

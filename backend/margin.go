@@ -62,6 +62,19 @@ type MarginParams struct {
 	Eps        float32 // cosine clamp: [−1+Eps, 1−Eps] before any acos
 	// ClassMargins (C) holds the per-class negative margins of MarginDMLClass.
 	ClassMargins *tensor.Tensor
+	// MPFrom (1), when set, holds m_p on the device and takes the place
+	// of MP (the dml kinds), so that a learned m_p need not be read back
+	// to the host.
+	MPFrom *tensor.Tensor
+}
+
+// ProjectParams are the bounds of ProjectMargins (dml/class's learned
+// margins): m_p ∈ [0, MaxMP] and m_p + Delta + softplus(ρ_j) ≤
+// MaxMargin − Gap. MP is m_p when it is not learned.
+type ProjectParams struct {
+	MP                    float64
+	MaxMP                 float32
+	MaxMargin, Delta, Gap float64
 }
 
 // MarginGrads names the optional margin gradients of a fused call; nil

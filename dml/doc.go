@@ -200,7 +200,10 @@
 //
 // The kernel works in float64 per row with a stable log-sum-exp and clamps
 // before every acos. Forward checks the loss every CheckEvery steps (default
-// every step: one scalar download); a NaN or ±Inf there, which any NaN or
+// every step: one scalar download, the only transfer between device and
+// host in a training step: dml/class's projection runs on the device
+// (backend.ProjectMargins), its m_p is read there by the kernel, and
+// LastLoss gives the training loop the value read); a NaN or ±Inf there, which any NaN or
 // Inf in the embeddings, the weights or the margins produces, makes it scan
 // them and return a *NonFiniteError naming the step, the tensor and the
 // element, instead of letting it reach the optimizer. CheckFinite scans any

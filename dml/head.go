@@ -51,6 +51,11 @@ type Head interface {
 	// (downloaded from the device; the cross-entropy is the loss minus it).
 	Margins() []Stat
 
+	// LastLoss is the loss value the last Forward read from the device for
+	// its check (Config.CheckEvery), and whether it read one: a training
+	// loop uses it instead of reading the loss a second time.
+	LastLoss() (float32, bool)
+
 	// SetStep sets the number of the next training step (resuming a run).
 	SetStep(step int)
 	// Step is the number of the next training step.
@@ -76,11 +81,14 @@ type head struct {
 	dim, classes int
 	weight, bias *nn.Param // W (C, D); bias (C), softmax only
 	mp, rho      *nn.Param // dml/class: m_p (1) and ρ (C)
-	step         int
-	// host is scratch for dml/class's margins on the host (C values and
-	// one), kept so that a step allocates nothing.
-	host []float32
-	one  [1]float32
+	// mpFixed holds dml/class's m_p on the device when it is not learned
+	// (uploaded once, so that a step moves nothing to the device).
+	mpFixed *autograd.Var
+	step    int
+	// lastLoss is the loss value Forward's check read (lossRead), so that
+	// a caller need not read it from the device a second time.
+	lastLoss float32
+	lossRead bool
 }
 
 // New builds the named head (see Names; "dml" means DefaultDML) for
@@ -136,6 +144,10 @@ func New(b backend.Backend, name string, cfg Config, dim, classes int, seed uint
 	if h.kind == backend.MarginDMLClass {
 		if cfg.LearnMP {
 			h.mp = newParam(b, "margin_p", []float32{float32(cfg.MP)}, true, 1)
+		} else {
+			t := tensor.New(b.Alloc(1), 0, 1)
+			b.Upload(t, []float32{float32(cfg.MP)})
+			h.mpFixed = autograd.NewVar(t, false)
 		}
 		r := float32(softplusInv(cfg.MN - cfg.MP - cfg.Delta))
 		rho := make([]float32, classes)
@@ -282,8 +294,11 @@ func (h *head) Forward(g *autograd.Graph, emb *autograd.Var, labels []int32) (*a
 		}
 	}
 	loss := h.loss(g, emb, labels, step)
+	h.lossRead = false
 	if h.cfg.CheckEvery > 0 && step%h.cfg.CheckEvery == 0 {
-		if v := g.Item(loss); !finite(v) {
+		v := g.Item(loss)
+		h.lastLoss, h.lossRead = v, true
+		if !finite(v) {
 			if err := h.CheckFinite(step, emb.Value); err != nil {
 				return nil, err
 			}
@@ -292,6 +307,11 @@ func (h *head) Forward(g *autograd.Graph, emb *autograd.Var, labels []int32) (*a
 	}
 	return loss, nil
 }
+
+// LastLoss returns the value of the loss the last Forward recorded when
+// its check read it from the device (Config.CheckEvery), and whether it
+// did: a training loop uses it instead of reading the loss again.
+func (h *head) LastLoss() (float32, bool) { return h.lastLoss, h.lossRead }
 
 // loss records the loss of a checked batch at a step.
 func (h *head) loss(g *autograd.Graph, emb *autograd.Var, labels []int32, step int) *autograd.Var {
@@ -318,8 +338,7 @@ func (h *head) classMargins(g *autograd.Graph) (mp, mn *autograd.Var) {
 	if h.mp != nil {
 		mp = g.Clamp(h.mp.Var, 0, float32(c.MaxMargin-c.Delta))
 	} else {
-		h.one[0] = float32(c.MP)
-		mp = g.Constant(h.one[:], 1)
+		mp = h.mpFixed
 	}
 	u := g.AddScalarVar(g.Affine(g.Softplus(h.rho.Var), 1, float32(c.Delta)), mp)
 	mn = g.Clamp(u, 0, float32(c.MaxMargin))
@@ -336,39 +355,17 @@ const projectGap = 1e-6
 // m_p + δ + softplus(ρ_j) ≤ m_max − gap. The clamps alone would hold the
 // margins in range, but a margin pushed past one would get no gradient and
 // stay there; after the projection it sits on the bound (where the clamp
-// passes the gradient) and moves back when the loss asks for it.
+// passes the gradient) and moves back when the loss asks for it. It runs
+// on the device (backend.ProjectMargins): nothing is read back.
 func (h *head) project() {
 	c := h.cfg
-	mp := c.MP
+	p := backend.ProjectParams{MP: c.MP, MaxMP: float32(c.MaxMargin - c.Delta - projectGap),
+		MaxMargin: c.MaxMargin, Delta: c.Delta, Gap: projectGap}
+	var mp *tensor.Tensor
 	if h.mp != nil {
-		v := h.one[:]
-		h.b.Download(v, h.mp.Value)
-		p := min(max(v[0], 0), float32(c.MaxMargin-c.Delta-projectGap))
-		if p != v[0] {
-			v[0] = p
-			h.b.Upload(h.mp.Value, v)
-		}
-		mp = float64(p)
+		mp = h.mp.Value
 	}
-	room := c.MaxMargin - mp - c.Delta - projectGap
-	if !(room > projectGap) { // (NaN included: the loss check reports it)
-		return // m_p is at its top: every m_n,j = m_max, held by the clamp
-	}
-	hi := float32(softplusInv(room))
-	if len(h.host) != h.classes {
-		h.host = make([]float32, h.classes)
-	}
-	rho := h.host
-	h.b.Download(rho, h.rho.Value)
-	changed := false
-	for j, r := range rho {
-		if r > hi {
-			rho[j], changed = hi, true
-		}
-	}
-	if changed {
-		h.b.Upload(h.rho.Value, rho)
-	}
+	h.b.ProjectMargins(p, mp, h.rho.Value)
 }
 
 // marginValues computes dml/class's m_p and m_n,j on the host, as the

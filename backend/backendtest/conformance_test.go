@@ -309,6 +309,43 @@ func cases() []opCase {
 					}
 					b.MarginSoftmaxCE(q, t[0], labels, t[1], t[2], g)
 				}})
+			if kind == backend.MarginDMLClass || kind == backend.MarginDMLFixed {
+				// m_p read from the device: the same as MP = 0.1.
+				add(opCase{name: fmt.Sprintf("margin_%v_mpfrom/%dx%d", kind, n, c), tol: 1e-5,
+					data:   [][]float32{cosv, zeros(n), zeros(n * c), uniform(r, c, 0.2, 0.5), randn(r, c), randn(r, 1), {0.1}},
+					shapes: [][]int{{n, c}, {n}, {n, c}, {c}, {c}, {1}, {1}}, outputs: []int{1, 2, 4, 5},
+					run: func(b backend.Backend, t []*tensor.Tensor) {
+						q := p
+						q.N, q.C, q.ClassMargins, q.MP, q.MPFrom = n, c, t[3], 7, t[6]
+						g := backend.MarginGrads{MP: t[5]}
+						if kind == backend.MarginDMLClass {
+							g.ClassMargins = t[4]
+						}
+						b.MarginSoftmaxCE(q, t[0], labels, t[1], t[2], g)
+					}})
+			}
+		}
+	}
+
+	// dml/class's margin projection: m_p learned (inside, below and above
+	// its range) or fixed (with room, and at its top: nothing moves).
+	for _, c := range []struct {
+		name    string
+		mp      float32
+		learned bool
+		fixed   float64
+	}{{"learned", 0.15, true, 0}, {"learned_low", -0.3, true, 0}, {"learned_high", 0.7, true, 0}, {"fixed", 0, false, 0.2}, {"fixed_top", 0, false, 0.45}} {
+		for _, n := range []int{1, 37, 5000} {
+			p := backend.ProjectParams{MP: c.fixed, MaxMP: float32(0.5 - 0.05 - 1e-6), MaxMargin: 0.5, Delta: 0.05, Gap: 1e-6}
+			add(opCase{name: fmt.Sprintf("project_margins/%s/%d", c.name, n), tol: 1e-6,
+				data: [][]float32{{c.mp}, uniform(r, n, -4, 2)}, shapes: [][]int{{1}, {n}}, outputs: []int{0, 1},
+				run: func(b backend.Backend, t []*tensor.Tensor) {
+					var mp *tensor.Tensor
+					if c.learned {
+						mp = t[0]
+					}
+					b.ProjectMargins(p, mp, t[1])
+				}})
 		}
 	}
 

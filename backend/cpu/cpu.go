@@ -502,6 +502,9 @@ func (k *l2Loop) chunk(lo, hi int) {
 // MarginSoftmaxCE implements backend.Ops.
 func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos *tensor.Tensor, g backend.MarginGrads) {
 	backend.CheckMargin(p, cos, labels, loss, dcos, g)
+	if p.MPFrom != nil {
+		p.MP = p.MPFrom.HostData()[0]
+	}
 	COS, L := cos.HostData(), loss.HostData()
 	var DC, CM, GCM []float32
 	if dcos != nil {

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
 )
 
 // The fused margin-softmax cross-entropy, one sample (row) at a time. Each
@@ -162,4 +163,26 @@ func marginRows(p *backend.MarginParams, r0, r1 int, cos []float32, labels []int
 		}
 	}
 	return mpGrad
+}
+
+// ProjectMargins implements backend.Backend, in float64 as documented there.
+func (b *Backend) ProjectMargins(p backend.ProjectParams, mp, rho *tensor.Tensor) {
+	backend.CheckProject(p, mp, rho)
+	m := p.MP
+	if mp != nil {
+		v := mp.HostData()
+		v[0] = min(max(v[0], 0), p.MaxMP)
+		m = float64(v[0])
+	}
+	room := p.MaxMargin - m - p.Delta - p.Gap
+	if !(room > p.Gap) {
+		return // m_p is at its top: every m_n,j is held at the clamp
+	}
+	hi := float32(room + math.Log(-math.Expm1(-room)))
+	r := rho.HostData()
+	for j, v := range r {
+		if v > hi {
+			r[j] = hi
+		}
+	}
 }

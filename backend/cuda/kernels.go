@@ -52,6 +52,7 @@ const (
 	kMarginCE
 	kMarginClassGrads
 	kMarginMPGrad
+	kProjectMargins
 	kIm2col
 	kCol2im
 	kGemm128
@@ -66,7 +67,7 @@ var kernelNames = [numKernels]string{
 	"reduce_inner", "reduce_rows", "gap_backward", "l2norm_forward", "l2norm_backward",
 	"maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
 	"bn_partials", "bn_finish", "bn_apply", "bn_backward_dx",
-	"margin_ce", "margin_class_grads", "margin_mp_grad",
+	"margin_ce", "margin_class_grads", "margin_mp_grad", "project_margins",
 	"im2col", "col2im",
 	"gemm_f32_128", "gemm_f32_64", "gemm_tf32_128",
 }

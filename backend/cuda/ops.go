@@ -593,7 +593,7 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	if g.MP != nil {
 		mprow = b.scratchPtr(scratchMarginMP, 2*p.N) // N doubles
 	}
-	b.args.reset().p(b.ptr(cos)).p(lab).p(cm).p(b.ptr(loss)).p(b.optPtr(dcos)).p(gs).p(mprow).
+	b.args.reset().p(b.ptr(cos)).p(lab).p(cm).p(b.ptr(loss)).p(b.optPtr(dcos)).p(gs).p(mprow).p(b.optPtr(p.MPFrom)).
 		i(p.N).i(p.C).i(int(p.Kind)).f(p.S).f(p.M).f(p.M1).f(p.M2).f(p.M3).f(p.MP).f(p.MN).f(p.Lambda).f(p.Eps).b(p.EasyMargin)
 	b.launch(kMarginCE, b.rowGrid(p.N), 1, 1, redThreads)
 	if gs != 0 {
@@ -605,6 +605,15 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 		b.args.reset().p(mprow).p(b.ptr(g.MP)).i(p.N)
 		b.launch(kMarginMPGrad, 1, 1, 1, redThreads)
 	}
+}
+
+// ProjectMargins implements backend.Backend: one thread per class.
+func (b *Backend) ProjectMargins(p backend.ProjectParams, mp, rho *tensor.Tensor) {
+	backend.CheckProject(p, mp, rho)
+	checkSize("project margins", rho.Numel())
+	b.elementwise(kProjectMargins, rho.Numel(), func() {
+		b.args.p(b.optPtr(mp)).p(b.ptr(rho)).i(rho.Numel()).d(p.MP).f(p.MaxMP).d(p.MaxMargin).d(p.Delta).d(p.Gap)
+	})
 }
 
 // SGDStep implements backend.Ops.

@@ -8,6 +8,18 @@
 // Margin kinds: backend.MarginKind.
 enum { K_SOFTMAX, K_NORMFACE, K_SPHEREFACE, K_COSFACE, K_ARCFACE, K_COMBINED, K_DML_FIXED, K_DML_CLASS, K_DML_ADAPTIVE };
 
+// is_dml reports whether a kind has DML's positive margin m_p (its
+// target logit is s·(c − m_p) and it has a gradient for m_p).
+DEVICE bool is_dml(int kind) {
+    switch (kind) {
+    case K_DML_FIXED:
+    case K_DML_CLASS:
+    case K_DML_ADAPTIVE:
+        return true;
+    }
+    return false;
+}
+
 struct margin_params {
     int kind;
     double s, m, m1, m2, m3, mp, mn, lambda, eps;
@@ -29,7 +41,7 @@ DEVICE void target_logit(const margin_params& p, double c, double* z, double* dz
     case K_DML_ADAPTIVE: {
         double m = 0.0;
         if (p.kind == K_COSFACE) m = p.m;
-        if (p.kind >= K_DML_FIXED) m = p.mp;
+        if (is_dml(p.kind)) m = p.mp;
         *z = s * (c - m);
         *dz = s;
         return;
@@ -115,15 +127,18 @@ DEVICE void logit(const margin_params& p, const float* classMargins, int j, int 
 // Optional outputs for the margin gradients, combined by the kernels below:
 //   gs (N, C): float32(s·g_ij) for j ≠ y_i, 0 at the label (∂L/∂m_j parts)
 //   mprow (N): −s·g_iy per row (∂L/∂m_p parts, dml kinds; 0 for the others)
-// with g_ij = ∂(mean loss)/∂z_ij.
+// with g_ij = ∂(mean loss)/∂z_ij. mpFrom (1), when not null, holds m_p on
+// the device in place of MP.
 KERNEL void margin_ce(const float* cos, const int* __restrict__ labels, const float* __restrict__ classMargins,
                       float* loss, float* dcos, float* __restrict__ gs, double* __restrict__ mprow,
+                      const float* __restrict__ mpFrom,
                       int N, int C, int kind, float S, float M, float M1, float M2, float M3, float MP, float MN,
                       float lambda, float eps, int easy) {
     __shared__ double sh[RED_THREADS];
     margin_params p;
     p.kind = kind;
-    p.s = S; p.m = M; p.m1 = M1; p.m2 = M2; p.m3 = M3; p.mp = MP; p.mn = MN; p.lambda = lambda; p.eps = eps;
+    p.s = S; p.m = M; p.m1 = M1; p.m2 = M2; p.m3 = M3; p.mn = MN; p.lambda = lambda; p.eps = eps;
+    p.mp = mpFrom != 0 ? (double)mpFrom[0] : (double)MP;
     p.easy = easy;
     double invN = 1.0 / (double)N;
     for (int i = blockIdx.x; i < N; i += gridDim.x) {
@@ -148,7 +163,7 @@ KERNEL void margin_ce(const float* cos, const int* __restrict__ labels, const fl
             loss[i] = (float)(lse - z);
             // Without a backward part, ∂L/∂m_p needs only the label's
             // probability (the reference's formula, in its order).
-            if (dcos == 0 && gs == 0 && mprow != 0) mprow[i] = kind >= K_DML_FIXED ? -p.s * (exp(z - lse) - 1.0) * invN : 0.0;
+            if (dcos == 0 && gs == 0 && mprow != 0) mprow[i] = is_dml(kind) ? -p.s * (exp(z - lse) - 1.0) * invN : 0.0;
         }
         if (dcos == 0 && gs == 0) continue;
         for (int j = threadIdx.x; j < C; j += RED_THREADS) {
@@ -156,7 +171,7 @@ KERNEL void margin_ce(const float* cos, const int* __restrict__ labels, const fl
             double g = exp(z - lse) * invN;
             if (j == y) {
                 g -= invN;
-                if (mprow != 0) mprow[i] = kind >= K_DML_FIXED ? -p.s * g : 0.0;
+                if (mprow != 0) mprow[i] = is_dml(kind) ? -p.s * g : 0.0;
                 if (gs != 0) gs[(i64)i * C + j] = 0.0f;
             } else if (gs != 0) {
                 gs[(i64)i * C + j] = (float)(p.s * g);
@@ -183,4 +198,29 @@ KERNEL void margin_mp_grad(const double* __restrict__ mprow, float* __restrict__
     for (int i = threadIdx.x; i < N; i += RED_THREADS) s += mprow[i];
     s = block_sum(s, sh);
     if (threadIdx.x == 0) gmp[0] = __fadd_rn(gmp[0], (float)s);
+}
+
+// project_margins (backend.ProjectMargins): dml/class's learned margins onto
+// the set where their clamps are inactive, one thread per class. Every
+// thread computes the clamped m_p from mp[0] (clamping is idempotent, so a
+// thread that reads the value thread 0 wrote gets the same result); NaN
+// stays NaN (comparisons, not fmin/fmax, which drop it).
+KERNEL void project_margins(float* mp, float* __restrict__ rho, int C, double mpFixed, float maxMP,
+                            double maxMargin, double delta, double gap) {
+    double m = mpFixed;
+    float v = 0.0f;
+    if (mp != 0) {
+        v = mp[0];
+        if (v < 0.0f) v = 0.0f;
+        if (v > maxMP) v = maxMP;
+        m = (double)v;
+    }
+    GRID_LOOP(j, C) {
+        if (j == 0 && mp != 0) mp[0] = v;
+        double room = maxMargin - m - delta - gap;
+        if (room > gap) {
+            float hi = (float)(room + log(-expm1(-room)));
+            if (rho[j] > hi) rho[j] = hi;
+        }
+    }
 }

@@ -396,7 +396,13 @@ func (t *Trainer) Step(bt *data.Batch) (float64, float32, error) {
 		g.Reset()
 		return 0, lr, t.diverged(err)
 	}
-	lv := float64(g.Item(loss))
+	// The loss is read from the device once a step: the head's check
+	// has usually read it already.
+	v, read := t.Head.LastLoss()
+	if !read {
+		v = g.Item(loss)
+	}
+	lv := float64(v)
 	if math.IsNaN(lv) || math.IsInf(lv, 0) {
 		g.Reset()
 		return lv, lr, t.diverged(fmt.Errorf("the loss is %v", lv))
