@@ -78,6 +78,45 @@ func Select(name string) (Backend, string, error) {
 	return b, fmt.Sprintf("device auto: chose cpu (%s): %s", why, b.Describe()), nil
 }
 
+// Options tune a backend as SelectWith opens it.
+type Options struct {
+	// Threads is the compute threads of a backend that has a thread count
+	// (the CPU's; 0: its default, all cores). Others ignore it.
+	Threads int
+}
+
+// ThreadSetter is implemented by backends whose compute threads can be set
+// (the CPU).
+type ThreadSetter interface {
+	SetThreads(n int)
+}
+
+// SetThreads sets b's compute threads when it has a thread count, and
+// reports whether it has; callers need not know the concrete backend.
+func SetThreads(b Backend, n int) bool {
+	ts, ok := b.(ThreadSetter)
+	if ok {
+		ts.SetThreads(n)
+	}
+	return ok
+}
+
+// SelectWith is Select with options applied; the line it returns describes
+// the backend as configured (its thread count, say).
+func SelectWith(name string, o Options) (Backend, string, error) {
+	b, why, err := Select(name)
+	if err != nil {
+		return nil, "", err
+	}
+	if o.Threads > 0 {
+		desc := b.Describe()
+		if SetThreads(b, o.Threads) {
+			why = strings.TrimSuffix(why, desc) + b.Describe()
+		}
+	}
+	return b, why, nil
+}
+
 // MustSelect is Select for tests and examples: it panics on error.
 func MustSelect(name string) Backend {
 	b, _, err := Select(name)

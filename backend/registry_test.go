@@ -32,3 +32,19 @@ func TestSelect(t *testing.T) {
 	}
 	t.Log(why)
 }
+
+// TestSelectWith: options reach a backend with a thread count through the
+// ThreadSetter interface, and the line describes it as configured.
+func TestSelectWith(t *testing.T) {
+	b, why, err := backend.SelectWith("cpu", backend.Options{Threads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.SetThreads(b, 0)
+	if !strings.Contains(why, "3 threads") || !strings.Contains(b.Describe(), "3 threads") {
+		t.Errorf("SelectWith(cpu, 3 threads): %q / %q", why, b.Describe())
+	}
+	if _, _, err := backend.SelectWith("tpu", backend.Options{Threads: 1}); err == nil {
+		t.Error("SelectWith(tpu) succeeded")
+	}
+}

@@ -203,8 +203,7 @@ func uniq(a, b int) []int {
 // classes (SGD momentum 0.9, as ../shared/bench/torch_anchor.py), or the
 // embedding forward pass in eval mode.
 func modelSuite(b backend.Backend, o options, suite string) {
-	if c, ok := b.(*cpu.Backend); ok {
-		c.SetThreads(o.threads)
+	if backend.SetThreads(b, o.threads) {
 		runtime.GOMAXPROCS(max(o.threads, 1))
 	}
 	net, err := nn.NewResNet(b, nn.ResNetConfig{Arch: "resnet-s", Out: 128, Seed: 0})
@@ -306,9 +305,7 @@ func searchSuite(b backend.Backend, o options) {
 		return x
 	}
 	gal, qs := mk(n), mk(q)
-	if c, ok := b.(*cpu.Backend); ok {
-		c.SetThreads(o.threads)
-	}
+	backend.SetThreads(b, o.threads)
 	dt := timeIt(2*time.Second, func() {
 		if _, err := retrieval.Search(b, qs, q, gal, n, d, k, retrieval.SearchOptions{Threads: o.threads}); err != nil {
 			fatalf("%v", err)

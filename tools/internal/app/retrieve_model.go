@@ -13,13 +13,11 @@ import (
 	"io"
 	"io/fs"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
-	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/deepfashion"
 	"github.com/dmlgo/dmlgo/data/fmnist"
@@ -96,18 +94,12 @@ func LoadModel(path string, opts ModelOptions, log io.Writer) (*Model, error) {
 	if ch := conv.Shape[1]; ch != tf.Channels {
 		return nil, fmt.Errorf("%s: the model takes %d-channel images, but its training data (%s) gives %d-channel ones: a checkpoint edited by hand?", path, ch, cfg.Data.Kind, tf.Channels)
 	}
-	b, why, err := backend.Select(opts.Device)
+	b, why, err := backend.SelectWith(opts.Device, backend.Options{Threads: opts.Threads})
 	if err != nil {
 		return nil, &DeviceError{err}
 	}
 	if opts.Threads > 0 {
-		desc := b.Describe()
 		runtime.GOMAXPROCS(opts.Threads)
-		if c, ok := b.(*cpu.Backend); ok {
-			c.SetThreads(opts.Threads)
-		}
-		// The line names the thread count in use.
-		why = strings.TrimSuffix(why, desc) + b.Describe()
 	}
 	fmt.Fprintln(log, why)
 	net, err := NewModel(b, ModelConfig{Arch: cfg.Model, Dim: cfg.Dim, InChannels: tf.Channels}, 0)

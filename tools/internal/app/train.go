@@ -16,7 +16,6 @@ import (
 
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
-	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/dml"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
@@ -116,19 +115,13 @@ func NewTrainerContext(ctx context.Context, cfg TrainConfig, resume bool, stdout
 		t.State = st
 	}
 	cfg = t.Cfg
-	b, why, err := backend.Select(cfg.Device)
+	b, why, err := backend.SelectWith(cfg.Device, backend.Options{Threads: cfg.Threads})
 	if err != nil {
 		return nil, fmt.Errorf("--device: %w", err)
 	}
 	t.B = b
 	if cfg.Threads > 0 {
-		desc := b.Describe()
 		runtime.GOMAXPROCS(cfg.Threads)
-		if c, ok := b.(*cpu.Backend); ok {
-			c.SetThreads(cfg.Threads)
-		}
-		// The line names the thread count in use.
-		why = strings.TrimSuffix(why, desc) + b.Describe()
 	}
 	fmt.Fprintf(stderr, "%s\n", why)
 	ds, trainT, evalT, err := OpenDataset(ctx, cfg, stderr)
