@@ -3,9 +3,9 @@ package data
 import (
 	"fmt"
 	"image"
-	"runtime"
-	"sync"
 	"sync/atomic"
+
+	"github.com/dmlgo/dmlgo/internal/parallel"
 )
 
 // CheckMode says how thoroughly Manifest.Check looks at the image files.
@@ -74,29 +74,13 @@ func (m *Manifest) Check(opts CheckOptions) (*Manifest, error) {
 		size image.Point // zero when unknown
 	}
 	res := make([]result, len(out.Rows))
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var next, done atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(out.Rows) {
-					return
-				}
-				res[i].size, res[i].err = checkRow(&out, i, opts.Mode)
-				if d := done.Add(1); opts.Progress != nil && d%1000 == 0 {
-					opts.Progress(int(d), len(out.Rows))
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	var done atomic.Int64
+	parallel.For(len(out.Rows), opts.Workers, func(_, i int) {
+		res[i].size, res[i].err = checkRow(&out, i, opts.Mode)
+		if d := done.Add(1); opts.Progress != nil && d%1000 == 0 {
+			opts.Progress(int(d), len(out.Rows))
+		}
+	})
 	if opts.Progress != nil {
 		opts.Progress(len(out.Rows), len(out.Rows))
 	}

@@ -177,14 +177,15 @@ func NewDataset(m *Manifest, opts ProtocolOptions) (*Dataset, error) {
 // Summary is a one-paragraph description of the split, for logs.
 func (ds *Dataset) Summary() string {
 	s := fmt.Sprintf("%s: train %d images of %d items; %d queries; gallery %d images of %d items",
-		ds.Manifest.Name, ds.Train.Len(), len(ds.Classes), ds.Query.Len(), ds.Gallery.Len(), countDistinct(ds.Gallery.Items()))
+		ds.Manifest.Name, ds.Train.Len(), len(ds.Classes), ds.Query.Len(), ds.Gallery.Len(), DistinctItems(ds.Gallery.Items()))
 	if len(ds.Excluded) > 0 {
 		s += fmt.Sprintf("; %d queries excluded (item absent from the gallery)", len(ds.Excluded))
 	}
 	return s
 }
 
-func countDistinct(ids []int64) int {
+// DistinctItems counts the distinct ids.
+func DistinctItems(ids []int64) int {
 	seen := make(map[int64]struct{}, len(ids))
 	for _, id := range ids {
 		seen[id] = struct{}{}

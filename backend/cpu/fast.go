@@ -173,9 +173,7 @@ func bnForwardChannels(p backend.BatchNormParams, c0, c1 int, x, gamma, beta, ru
 			}
 			invStd = 1 / math.Sqrt(ss/float64(m)+float64(p.Eps))
 			saveMean[c], saveInvStd[c] = float32(mean), float32(invStd)
-			mom := float64(p.Momentum)
-			runMean[c] = float32((1-mom)*float64(runMean[c]) + mom*mean)
-			runVar[c] = float32((1-mom)*float64(runVar[c]) + mom*ss/float64(m-1))
+			updateRunning(p.Momentum, mean, ss, m, &runMean[c], &runVar[c])
 		} else {
 			mean = float64(runMean[c])
 			invStd = 1 / math.Sqrt(float64(runVar[c])+float64(p.Eps))

@@ -284,9 +284,7 @@ func refBatchNormForward(p backend.BatchNormParams, x, gamma, beta, runMean, run
 			variance := ss / float64(m)
 			invStd = 1 / math.Sqrt(variance+float64(p.Eps))
 			saveMean[c], saveInvStd[c] = float32(mean), float32(invStd)
-			mom := float64(p.Momentum)
-			runMean[c] = float32((1-mom)*float64(runMean[c]) + mom*mean)
-			runVar[c] = float32((1-mom)*float64(runVar[c]) + mom*ss/float64(m-1))
+			updateRunning(p.Momentum, mean, ss, m, &runMean[c], &runVar[c])
 		} else {
 			mean = float64(runMean[c])
 			invStd = 1 / math.Sqrt(float64(runVar[c])+float64(p.Eps))
@@ -515,4 +513,13 @@ func refAdamWStep(p backend.AdamWParams, w, g, m, v []float32) {
 		vh := float64(v[i]) / bc2
 		w[i] -= float32(float64(p.LR) * mh / (math.Sqrt(vh) + float64(p.Eps)))
 	}
+}
+
+// updateRunning moves a channel's running statistics towards its batch
+// mean and unbiased variance (sum of squared deviations ss over m values),
+// as PyTorch: r = (1 − momentum)·r + momentum·batch.
+func updateRunning(momentum float32, mean, ss float64, m int, runMean, runVar *float32) {
+	mom := float64(momentum)
+	*runMean = float32((1-mom)*float64(*runMean) + mom*mean)
+	*runVar = float32((1-mom)*float64(*runVar) + mom*ss/float64(m-1))
 }

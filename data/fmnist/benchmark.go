@@ -3,12 +3,10 @@ package fmnist
 import (
 	"fmt"
 	"image"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dmlgo/dmlgo/data"
+	"github.com/dmlgo/dmlgo/internal/parallel"
 )
 
 // Config sets the size, shift and seed of an FMNIST-C2S benchmark.
@@ -180,54 +178,38 @@ func Build(src *Source, cfg Config) (*Benchmark, error) {
 	}
 	b.Manifest = m
 
-	workers := cfg.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mask [Pixels]float32
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(plan) {
-					return
-				}
-				it := plan[i]
-				img := src.Image(it.id)
-				identity := cfg.Shift.Identity()
-				if !identity {
-					silhouette(&mask, img)
-				}
-				for v := 0; v <= it.views; v++ {
-					r := it.row + v
-					pix := b.Pixels[r*ViewPixels : (r+1)*ViewPixels : (r+1)*ViewPixels]
-					dom := data.Consumer
-					switch {
-					case v == 0:
-						ShopView(pix, img)
-						dom = data.Shop
-					case identity:
-						ShopView(pix, img)
-					default:
-						consumerView(pix, img, &mask, &cfg.Shift, cfg.Seed, int64(it.id), v)
-					}
-					b.Views[r] = int16(v)
-					m.Rows[r] = data.Row{
-						Image:    &image.Gray{Pix: pix, Stride: ViewSide, Rect: image.Rect(0, 0, ViewSide, ViewSide)},
-						Item:     int64(it.id),
-						Domain:   dom,
-						Split:    it.split,
-						Category: int32(src.Categories[it.id]),
-					}
-				}
+	masks := make([][Pixels]float32, parallel.Workers(len(plan), cfg.Workers))
+	parallel.For(len(plan), cfg.Workers, func(w, i int) {
+		mask := &masks[w]
+		it := plan[i]
+		img := src.Image(it.id)
+		identity := cfg.Shift.Identity()
+		if !identity {
+			silhouette(mask, img)
+		}
+		for v := 0; v <= it.views; v++ {
+			r := it.row + v
+			pix := b.Pixels[r*ViewPixels : (r+1)*ViewPixels : (r+1)*ViewPixels]
+			dom := data.Consumer
+			switch {
+			case v == 0:
+				ShopView(pix, img)
+				dom = data.Shop
+			case identity:
+				ShopView(pix, img)
+			default:
+				consumerView(pix, img, mask, &cfg.Shift, cfg.Seed, int64(it.id), v)
 			}
-		}()
-	}
-	wg.Wait()
+			b.Views[r] = int16(v)
+			m.Rows[r] = data.Row{
+				Image:    &image.Gray{Pix: pix, Stride: ViewSide, Rect: image.Rect(0, 0, ViewSide, ViewSide)},
+				Item:     int64(it.id),
+				Domain:   dom,
+				Split:    it.split,
+				Category: int32(src.Categories[it.id]),
+			}
+		}
+	})
 	b.Elapsed = time.Since(start)
 	return b, nil
 }

@@ -235,7 +235,7 @@ func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOption
 	}
 	meta["skipped"] = strconv.Itoa(rep.Skipped)
 	rep.Rows = ix.Len()
-	rep.Items = distinctItems(ix.Items)
+	rep.Items = data.DistinctItems(ix.Items)
 	rep.Elapsed = time.Since(start)
 	return ix, rep, nil
 }
@@ -364,15 +364,6 @@ func defaultFMNISTPath() string {
 		return fmnist.DefaultDir()
 	}
 	return p
-}
-
-// distinctItems counts the distinct ids.
-func distinctItems(ids []int64) int {
-	seen := make(map[int64]struct{}, len(ids))
-	for _, id := range ids {
-		seen[id] = struct{}{}
-	}
-	return len(seen)
 }
 
 func plural(n int, one, many string) string {

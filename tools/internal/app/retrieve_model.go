@@ -13,8 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
@@ -22,6 +20,7 @@ import (
 	"github.com/dmlgo/dmlgo/data/deepfashion"
 	"github.com/dmlgo/dmlgo/data/fmnist"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/parallel"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
@@ -253,32 +252,7 @@ func (m *Model) EmbedImages(ctx context.Context, imgs []image.Image, boxes []ima
 
 // parallelFor calls f(i) for i in [0, n) on up to workers goroutines.
 func parallelFor(n, workers int, f func(i int)) {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, n)
-	if workers <= 1 {
-		for i := 0; i < n; i++ {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(n, workers, func(_, i int) { f(i) })
 }
 
 // EmbedOptions tune EmbedRows.

@@ -752,7 +752,7 @@ func (s *Server) infoValue() Info {
 	return Info{
 		Model: s.Model.Run.Config.Model, Checkpoint: ckpt, Fingerprint: s.Model.Fingerprint,
 		Dim: s.Model.Dim, Input: describeTransform(s.Model.Transform),
-		Rows: s.Index.Len(), Items: distinctItems(s.Index.Items), IndexMeta: meta,
+		Rows: s.Index.Len(), Items: data.DistinctItems(s.Index.Items), IndexMeta: meta,
 		DefaultK: s.Config.DefaultK, MaxK: s.Config.MaxK, MaxUpload: s.Config.MaxUpload,
 		TokenRequired: s.Config.Token != "",
 	}

@@ -295,7 +295,7 @@ func TestRetrieveEndToEnd(t *testing.T) {
 	if fix.Len() != ix.Len() || frep.Skipped != 2 || frep.Warnings.Count(WarnNotImage) != 1 || frep.Warnings.Count(data.WarnCorruptImage) != 1 {
 		t.Fatalf("folder index: %d rows, report %v", fix.Len(), frep)
 	}
-	if distinctItems(fix.Items) != distinctItems(ix.Items) {
+	if data.DistinctItems(fix.Items) != data.DistinctItems(ix.Items) {
 		t.Errorf("folder items %v, gallery items %v", fix.Items, ix.Items)
 	}
 	for i, p := range fix.Paths {
