@@ -11,7 +11,7 @@ import (
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
-	"github.com/dmlgo/dmlgo/nn/safetensors"
+	"github.com/dmlgo/dmlgo/safetensors"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/dmlgo/dmlgo/backend/cpu"
-	"github.com/dmlgo/dmlgo/nn/safetensors"
+	"github.com/dmlgo/dmlgo/safetensors"
 )
 
 // TestLoadRefusesNonFinite: weights holding NaN (bytes set to 0xFF) or

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/dmlgo/dmlgo/backend"
-	"github.com/dmlgo/dmlgo/nn/safetensors"
+	"github.com/dmlgo/dmlgo/safetensors"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 

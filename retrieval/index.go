@@ -11,7 +11,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/data/npy"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
-	"github.com/dmlgo/dmlgo/nn/safetensors"
+	"github.com/dmlgo/dmlgo/safetensors"
 )
 
 // Index is a gallery of L2-normalised embeddings with their item ids and

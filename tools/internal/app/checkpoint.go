@@ -7,7 +7,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/nn"
-	"github.com/dmlgo/dmlgo/nn/safetensors"
+	"github.com/dmlgo/dmlgo/safetensors"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 

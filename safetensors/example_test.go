@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/dmlgo/dmlgo/nn/safetensors"
+	"github.com/dmlgo/dmlgo/safetensors"
 )
 
 func Example() {

@@ -16,7 +16,7 @@ func fixture(t *testing.T, name string) string {
 	t.Helper()
 	dir := os.Getenv("DMLGO_FIXTURES")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
+		dir = filepath.Join("..", "..", "shared", "fixtures")
 	}
 	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err != nil {
