@@ -213,7 +213,7 @@ func TestGradBatchNorm(t *testing.T) {
 
 func TestGradMarginCE(t *testing.T) {
 	labels := []int32{2, 0, 4, 4, 1}
-	for kind := backend.MarginSoftmax; kind <= backend.MarginDMLAdaptive; kind++ {
+	for kind := backend.MarginSoftmax; kind < backend.NumMarginKinds; kind++ {
 		p := backend.MarginParams{Kind: kind, S: 8, M: 0.3, M1: 1.1, M2: 0.2, M3: 0.05, MP: 0.1, MN: 0.2, Eps: 1e-6}
 		if kind == backend.MarginSphereFace {
 			p.M, p.Lambda = 3, 2

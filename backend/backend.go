@@ -247,13 +247,14 @@ const (
 	Tanh                     // y = tanh x
 	Softplus                 // y = ln(1+eˣ), stable
 	PowScalar                // y = xᵃ
-	numUnaryOps
+	// NumUnaryOps is the number of unary ops: the bound of tables and loops over them.
+	NumUnaryOps
 )
 
 var unaryNames = [...]string{"copy", "neg", "scale", "add_scalar", "affine", "relu", "exp", "log", "sqrt", "rsqrt", "square", "abs", "clamp", "sigmoid", "tanh", "softplus", "pow_scalar"}
 
 func (op UnaryOp) String() string {
-	if op >= 0 && op < numUnaryOps {
+	if op >= 0 && op < NumUnaryOps {
 		return unaryNames[op]
 	}
 	return fmt.Sprintf("UnaryOp(%d)", int(op))
@@ -271,13 +272,14 @@ const (
 	Max                          // y = max(x, z)
 	Min                          // y = min(x, z)
 	ReluBackward                 // y = z where x > 0, else 0 (x: forward output or input, z: upstream gradient)
-	numBinaryOps
+	// NumBinaryOps is the number of binary ops: the bound of tables and loops over them.
+	NumBinaryOps
 )
 
 var binaryNames = [...]string{"add", "sub", "mul", "div", "max", "min", "relu_backward"}
 
 func (op BinaryOp) String() string {
-	if op >= 0 && op < numBinaryOps {
+	if op >= 0 && op < NumBinaryOps {
 		return binaryNames[op]
 	}
 	return fmt.Sprintf("BinaryOp(%d)", int(op))
@@ -291,13 +293,14 @@ const (
 	Sum ReduceOp = iota
 	Mean
 	MaxReduce
-	numReduceOps
+	// NumReduceOps is the number of reductions: the bound of tables and loops over them.
+	NumReduceOps
 )
 
 var reduceNames = [...]string{"sum", "mean", "max"}
 
 func (op ReduceOp) String() string {
-	if op >= 0 && op < numReduceOps {
+	if op >= 0 && op < NumReduceOps {
 		return reduceNames[op]
 	}
 	return fmt.Sprintf("ReduceOp(%d)", int(op))

@@ -176,7 +176,7 @@ func CheckRows(op string, x *tensor.Tensor, same []*tensor.Tensor, rows []*tenso
 // CheckMargin validates a fused margin-softmax call.
 func CheckMargin(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos *tensor.Tensor, g MarginGrads) {
 	op := checkName(marginCheckNames[:], "margin softmax ", p.Kind, p.Kind.String)
-	if p.Kind < 0 || p.Kind >= numMarginKinds {
+	if p.Kind < 0 || p.Kind >= NumMarginKinds {
 		fail(op, "unknown kind")
 	}
 	if p.N < 1 || p.C < 1 {
@@ -217,10 +217,10 @@ func CheckMargin(p MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos 
 
 // The ops' names in messages, built once so the checks do not allocate.
 var (
-	unaryCheckNames  [numUnaryOps]string
-	binaryCheckNames [numBinaryOps]string
-	reduceCheckNames [numReduceOps]string
-	marginCheckNames [numMarginKinds]string
+	unaryCheckNames  [NumUnaryOps]string
+	binaryCheckNames [NumBinaryOps]string
+	reduceCheckNames [NumReduceOps]string
+	marginCheckNames [NumMarginKinds]string
 )
 
 func init() {

@@ -37,13 +37,14 @@ const (
 	// MarginDMLAdaptive: z_y = S·(cos θ_y − MP),
 	// z_j = S·(cos θ_j + MN·(1 + cos θ_j)/2).
 	MarginDMLAdaptive
-	numMarginKinds
+	// NumMarginKinds is the number of margin kinds: the bound of tables and loops over them.
+	NumMarginKinds
 )
 
 var marginNames = [...]string{"softmax", "normface", "sphereface", "cosface", "arcface", "combined", "dml/fixed", "dml/class", "dml/adaptive"}
 
 func (k MarginKind) String() string {
-	if k >= 0 && k < numMarginKinds {
+	if k >= 0 && k < NumMarginKinds {
 		return marginNames[k]
 	}
 	return fmt.Sprintf("MarginKind(%d)", int(k))

@@ -212,7 +212,7 @@ func cases() []opCase {
 
 	// Elementwise, with lengths around vector widths and thread splits.
 	for _, n := range []int{1, 7, 16, 33, 1000, 70001} {
-		for op := backend.Copy; op <= backend.PowScalar; op++ {
+		for op := backend.Copy; op < backend.NumUnaryOps; op++ {
 			op := op
 			x := randn(r, n)
 			switch op {
@@ -223,7 +223,7 @@ func cases() []opCase {
 				data: [][]float32{x, zeros(n)}, shapes: [][]int{{n}, {n}}, outputs: []int{1},
 				run: func(b backend.Backend, t []*tensor.Tensor) { b.Unary(op, t[0], t[1], 0.75, 1.5) }})
 		}
-		for op := backend.Add; op <= backend.ReluBackward; op++ {
+		for op := backend.Add; op < backend.NumBinaryOps; op++ {
 			op := op
 			z := randn(r, n)
 			if op == backend.Div {
@@ -256,7 +256,7 @@ func cases() []opCase {
 
 	// Reductions along each axis position, with and without accumulation.
 	for _, s := range [][3]int{{1, 100, 1}, {3, 7, 5}, {4, 1, 9}, {2, 300, 33}} {
-		for op := backend.Sum; op <= backend.MaxReduce; op++ {
+		for op := backend.Sum; op < backend.NumReduceOps; op++ {
 			for _, acc := range []bool{false, true} {
 				p := backend.ReduceParams{Op: op, Outer: s[0], Len: s[1], Inner: s[2], Accumulate: acc}
 				add(opCase{name: fmt.Sprintf("reduce_%v/%dx%dx%d_acc%v", op, s[0], s[1], s[2], acc), tol: 1e-6,
@@ -285,7 +285,7 @@ func cases() []opCase {
 	}
 
 	// The fused margin heads.
-	for kind := backend.MarginSoftmax; kind <= backend.MarginDMLAdaptive; kind++ {
+	for kind := backend.MarginSoftmax; kind < backend.NumMarginKinds; kind++ {
 		for _, s := range [][2]int{{1, 2}, {9, 31}, {64, 1000}} {
 			n, c := s[0], s[1]
 			labels := make([]int32, n)

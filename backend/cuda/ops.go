@@ -471,7 +471,7 @@ func (b *Backend) BatchNormBackward(p backend.BatchNormParams, x, dy, gamma, sav
 // Unary implements backend.Ops.
 func (b *Backend) Unary(op backend.UnaryOp, x, y *tensor.Tensor, a, c float32) {
 	backend.CheckUnary(op, x, y)
-	if op < 0 || op > backend.PowScalar {
+	if op < 0 || op >= backend.NumUnaryOps {
 		panic("cuda: unknown unary op " + op.String())
 	}
 	b.elementwise(kUnary, x.Numel(), func() { b.args.p(b.ptr(x)).p(b.ptr(y)).l(x.Numel()).i(int(op)).f(a).f(c) })
@@ -480,7 +480,7 @@ func (b *Backend) Unary(op backend.UnaryOp, x, y *tensor.Tensor, a, c float32) {
 // Binary implements backend.Ops.
 func (b *Backend) Binary(op backend.BinaryOp, x, z, y *tensor.Tensor) {
 	backend.CheckBinary(op, x, z, y)
-	if op < 0 || op > backend.ReluBackward {
+	if op < 0 || op >= backend.NumBinaryOps {
 		panic("cuda: unknown binary op " + op.String())
 	}
 	b.elementwise(kBinary, x.Numel(), func() { b.args.p(b.ptr(x)).p(b.ptr(z)).p(b.ptr(y)).l(x.Numel()).l(z.Numel()).i(int(op)) })
@@ -522,7 +522,7 @@ func (b *Backend) Fill(y *tensor.Tensor, v float32) {
 // Reduce implements backend.Ops.
 func (b *Backend) Reduce(p backend.ReduceParams, x, y *tensor.Tensor) {
 	backend.CheckReduce(p, x, y)
-	if p.Op < 0 || p.Op > backend.MaxReduce {
+	if p.Op < 0 || p.Op >= backend.NumReduceOps {
 		panic("cuda: unknown reduction " + p.Op.String())
 	}
 	checkSize("reduce", x.Numel())

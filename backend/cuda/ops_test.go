@@ -243,12 +243,12 @@ func TestNonFinite(t *testing.T) {
 	z := []float32{nan, 2, -inf, nan, 5, -0.0, 3, 1, -1}
 	n := len(x)
 	var cs []opCase
-	for op := backend.Add; op <= backend.ReluBackward; op++ {
+	for op := backend.Add; op < backend.NumBinaryOps; op++ {
 		op := op
 		cs = append(cs, opCase{name: "binary_" + op.String(), tol: 0, data: [][]float32{x, z, make([]float32, n)}, shapes: [][]int{{n}, {n}, {n}}, outputs: []int{2},
 			run: func(b backend.Backend, t []*tensor.Tensor) { b.Binary(op, t[0], t[1], t[2]) }})
 	}
-	for op := backend.Copy; op <= backend.PowScalar; op++ {
+	for op := backend.Copy; op < backend.NumUnaryOps; op++ {
 		op := op
 		cs = append(cs, opCase{name: "unary_" + op.String(), tol: 1e-6, data: [][]float32{x, make([]float32, n)}, shapes: [][]int{{n}, {n}}, outputs: []int{1},
 			run: func(b backend.Backend, t []*tensor.Tensor) { b.Unary(op, t[0], t[1], -0.5, 2) }})
@@ -294,7 +294,7 @@ func TestMarginGradOptions(t *testing.T) {
 	for i := range labels {
 		labels[i] = int32(r.IntN(c))
 	}
-	for kind := backend.MarginSoftmax; kind <= backend.MarginDMLAdaptive; kind++ {
+	for kind := backend.MarginSoftmax; kind < backend.NumMarginKinds; kind++ {
 		for _, withDcos := range []bool{false, true} {
 			for _, withCM := range []bool{false, true} {
 				kind, withDcos, withCM := kind, withDcos, withCM
