@@ -404,6 +404,16 @@ func (b *Backend) GlobalAvgPoolBackward(dy, dx *tensor.Tensor) {
 // bnChunk is how many of a channel's N·L values one block of bn_partials sums.
 const bnChunk = 16 * redThreads
 
+// The phases of the batch-norm kernels (their mode argument; kernels/bn.cu
+// names the same values): the mean, the variance about it, the backward
+// sums, or the running statistics (eval).
+const (
+	bnMean     = 0
+	bnVar      = 1
+	bnBackward = 2
+	bnEval     = 3
+)
+
 // BatchNormForward implements backend.Ops.
 func (b *Backend) BatchNormForward(p backend.BatchNormParams, x, gamma, beta, runMean, runVar, y, saveMean, saveInvStd *tensor.Tensor) {
 	backend.CheckBatchNorm("batchnorm forward", p, x, y, gamma, beta, runMean, runVar, saveMean, saveInvStd)
@@ -429,13 +439,13 @@ func (b *Backend) BatchNormForward(p backend.BatchNormParams, x, gamma, beta, ru
 	}
 	if p.Training {
 		parts := b.scratchPtr(scratchParts, 4*p.C*chunks)
-		for mode := 0; mode < 2; mode++ {
+		for _, mode := range [...]int{bnMean, bnVar} {
 			b.args.reset().p(X).p(0).p(stats).p(0).p(0).p(parts).i(p.N).i(p.C).i(p.L).i(bnChunk).i(chunks).i(mode)
 			b.launch(kBNPartials, chunks, p.C, 1, redThreads)
 			finish(mode, parts)
 		}
 	} else {
-		finish(3, 0)
+		finish(bnEval, 0)
 	}
 	b.args.reset().p(X).p(Y).p(stats).p(G).p(B).i(p.N).i(p.C).i(p.L)
 	blocks, threads := b.elemGrid(kBNApply, x.Numel())
@@ -458,9 +468,9 @@ func (b *Backend) BatchNormBackward(p backend.BatchNormParams, x, dy, gamma, sav
 	chunks := ceilDiv(m, bnChunk)
 	stats := b.scratchPtr(scratchStats, 4*p.C)
 	parts := b.scratchPtr(scratchParts, 4*p.C*chunks)
-	b.args.reset().p(X).p(DY).p(0).p(SM).p(SI).p(parts).i(p.N).i(p.C).i(p.L).i(bnChunk).i(chunks).i(2)
+	b.args.reset().p(X).p(DY).p(0).p(SM).p(SI).p(parts).i(p.N).i(p.C).i(p.L).i(bnChunk).i(chunks).i(bnBackward)
 	b.launch(kBNPartials, chunks, p.C, 1, redThreads)
-	b.args.reset().p(parts).p(stats).i(p.C).i(chunks).i(2).d(float64(m)).f(0).f(0).p(0).p(0).p(0).p(0).p(DG).p(DB)
+	b.args.reset().p(parts).p(stats).i(p.C).i(chunks).i(bnBackward).d(float64(m)).f(0).f(0).p(0).p(0).p(0).p(0).p(DG).p(DB)
 	blocks, threads := b.elemGrid(kBNFinish, p.C)
 	b.launch(kBNFinish, blocks, 1, 1, threads)
 	b.args.reset().p(X).p(DY).p(stats).p(G).p(SM).p(SI).p(DX).i(p.N).i(p.C).i(p.L)

@@ -4,9 +4,12 @@
 // one channel per block (grid: chunks × C) into parts (C, chunks, 2), then
 // bn_finish adds each channel's chunks in order and derives the statistics.
 // The reference's two-pass variance (mean first, then squared deviations)
-// is kept: mode 0 sums x, mode 1 sums (x − mean)², mode 2 (backward) sums
-// dy and dy·x̂.
+// is kept: BN_MEAN sums x, BN_VAR sums (x − mean)², BN_BACKWARD sums dy and
+// dy·x̂; BN_EVAL takes the running statistics.
 #include "common.cuh"
+
+// The phases (mode arguments); backend/cuda/ops.go names the same values.
+enum { BN_MEAN = 0, BN_VAR = 1, BN_BACKWARD = 2, BN_EVAL = 3 };
 
 // bn_partials: parts[(c·chunks + k)·2 + {0, 1}] for chunk k of channel c,
 // a chunk being `chunk` consecutive values of the channel's N·L values.
@@ -19,8 +22,8 @@ KERNEL void bn_partials(const float* __restrict__ x, const float* __restrict__ d
     i64 lo = (i64)k * chunk, hi = lo + chunk < m ? lo + chunk : m;
     double a = 0.0, b = 0.0;
     double mean = 0.0, inv = 0.0;
-    if (mode == 1) mean = stats[c * 2 + 0];
-    if (mode == 2) {
+    if (mode == BN_VAR) mean = stats[c * 2 + 0];
+    if (mode == BN_BACKWARD) {
         mean = (double)saveMean[c];
         inv = (double)saveInvStd[c];
     }
@@ -28,9 +31,9 @@ KERNEL void bn_partials(const float* __restrict__ x, const float* __restrict__ d
         i64 n = j / L, l = j % L;
         i64 at = (n * C + c) * L + l;
         double v = (double)x[at];
-        if (mode == 0) {
+        if (mode == BN_MEAN) {
             a += v;
-        } else if (mode == 1) {
+        } else if (mode == BN_VAR) {
             double d = v - mean;
             a += d * d;
         } else {
@@ -40,7 +43,7 @@ KERNEL void bn_partials(const float* __restrict__ x, const float* __restrict__ d
         }
     }
     a = block_sum(a, sh);
-    if (mode == 2) b = block_sum(b, sh);
+    if (mode == BN_BACKWARD) b = block_sum(b, sh);
     if (threadIdx.x == 0) {
         parts[((i64)c * chunks + k) * 2 + 0] = a;
         parts[((i64)c * chunks + k) * 2 + 1] = b;
@@ -48,26 +51,26 @@ KERNEL void bn_partials(const float* __restrict__ x, const float* __restrict__ d
 }
 
 // bn_finish: one thread per channel adds the chunks in order.
-//   mode 0: stats[c] = (mean, ·)
-//   mode 1: stats[c] = (mean, invStd); saveMean, saveInvStd and the running
+//   BN_MEAN: stats[c] = (mean, ·)
+//   BN_VAR: stats[c] = (mean, invStd); saveMean, saveInvStd and the running
 //           statistics updated (unbiased variance, momentum)
-//   mode 2: stats[c] = (Σdy, Σdy·x̂); dbeta += Σdy, dgamma += Σdy·x̂
-//   mode 3 (eval): stats[c] = (runMean, 1/√(runVar+eps)); parts unused
+//   BN_BACKWARD: stats[c] = (Σdy, Σdy·x̂); dbeta += Σdy, dgamma += Σdy·x̂
+//   BN_EVAL: stats[c] = (runMean, 1/√(runVar+eps)); parts unused
 KERNEL void bn_finish(const double* __restrict__ parts, double* __restrict__ stats, int C, int chunks, int mode, double m,
                       float momentum, float eps, float* saveMean, float* saveInvStd, float* runMean, float* runVar,
                       float* dgamma, float* dbeta) {
     GRID_LOOP(ci, C) {
         int c = (int)ci;
         double a = 0.0, b = 0.0;
-        if (mode != 3) {
+        if (mode != BN_EVAL) {
             for (int k = 0; k < chunks; k++) {
                 a += parts[((i64)c * chunks + k) * 2 + 0];
                 b += parts[((i64)c * chunks + k) * 2 + 1];
             }
         }
-        if (mode == 0) {
+        if (mode == BN_MEAN) {
             stats[c * 2 + 0] = a / m;
-        } else if (mode == 1) {
+        } else if (mode == BN_VAR) {
             double mean = stats[c * 2 + 0];
             double variance = a / m;
             double invStd = 1.0 / sqrt(variance + (double)eps);
@@ -77,7 +80,7 @@ KERNEL void bn_finish(const double* __restrict__ parts, double* __restrict__ sta
             double mom = (double)momentum;
             runMean[c] = (float)((1.0 - mom) * (double)runMean[c] + mom * mean);
             runVar[c] = (float)((1.0 - mom) * (double)runVar[c] + mom * a / (m - 1.0));
-        } else if (mode == 2) {
+        } else if (mode == BN_BACKWARD) {
             stats[c * 2 + 0] = a;
             stats[c * 2 + 1] = b;
             dbeta[c] = __fadd_rn(dbeta[c], (float)a);
@@ -99,7 +102,7 @@ KERNEL void bn_apply(const float* x, float* y, const double* __restrict__ stats,
 }
 
 // bn_backward_dx: dx = γσ⁻¹/M · (M·dy − Σdy − x̂·Σdy·x̂), x̂ from the saved
-// float statistics (refBatchNormBackward); sums from bn_finish mode 2.
+// float statistics (refBatchNormBackward); sums from bn_finish BN_BACKWARD.
 KERNEL void bn_backward_dx(const float* x, const float* dy, const double* __restrict__ stats,
                            const float* __restrict__ gamma, const float* __restrict__ saveMean, const float* __restrict__ saveInvStd,
                            float* dx, int N, int C, int L) {
