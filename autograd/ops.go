@@ -635,3 +635,121 @@ func marginCEGrad(g *Graph, nd *node) {
 		g.gradDone(v, dst)
 	}
 }
+
+// Exp: y = eˣ elementwise; dy/dx = y.
+func (g *Graph) Exp(x *Var) *Var {
+	y := g.newVarLike(x.Value, x)
+	g.B.Unary(backend.Exp, x.Value, y.Value, 0, 0)
+	g.record(node{name: "exp", rule: expGrad, y: y, in: [3]*Var{x}})
+	return y
+}
+
+func expGrad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.Binary(backend.Mul, y.Grad, y.Value, dst)
+	g.gradDone(x, dst)
+}
+
+// Log: y = ln x elementwise (x > 0); dy/dx = 1/x.
+func (g *Graph) Log(x *Var) *Var {
+	y := g.newVarLike(x.Value, x)
+	g.B.Unary(backend.Log, x.Value, y.Value, 0, 0)
+	g.record(node{name: "log", rule: logGrad, y: y, in: [3]*Var{x}})
+	return y
+}
+
+func logGrad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	dst := g.gradTarget(x)
+	g.B.Binary(backend.Div, y.Grad, x.Value, dst)
+	g.gradDone(x, dst)
+}
+
+// SumDim0: x (N, C) -> y (C) = Σ_i x_i, the column sums (any x of rank ≥ 2
+// is viewed as (N, rest)). The gradient repeats dy on every row.
+func (g *Graph) SumDim0(x *Var) *Var {
+	if x.Value.Rank() < 2 {
+		opPanic("sum_dim0", "x %s must have rank ≥ 2", shp(x))
+	}
+	n := x.Value.Dim(0)
+	c := x.Value.Numel() / n
+	y := g.newVar([]int{c}, x)
+	g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: n, Inner: c}, x.Value, y.Value)
+	g.record(node{name: "sum_dim0", rule: sumDim0Grad, y: y, in: [3]*Var{x}})
+	return y
+}
+
+func sumDim0Grad(g *Graph, nd *node) {
+	y, x := nd.y, nd.in[0]
+	dst := g.gradTarget(x)
+	// dst (N, C) = 0 + dy (C) repeated on every row
+	g.B.Fill(dst, 0)
+	g.B.Binary(backend.Add, dst, y.Grad, dst)
+	g.gradDone(x, dst)
+}
+
+// log1pSumExpOff is how far Log1pSumExp pushes masked-out entries down
+// before the max and the exponentials: exp(z − 1e30 − m) is exactly 0 for
+// every finite |z| ≪ 1e30, so a masked-out entry can neither set the
+// shift m nor overflow.
+const log1pSumExpOff = 1e30
+
+// Log1pSumExp: z (N, C), mask (N, C) of 0s and 1s (a constant: it gets no
+// gradient) -> y (C), the column-wise
+//
+//	y_j = ln(1 + Σ_{i: mask_ij = 1} exp(z_ij))
+//
+// (0 for a column with no entry). It is computed stably, with the shift
+// m_j = max(0, max_{i: mask_ij = 1} z_ij):
+//
+//	y_j = m_j + ln(exp(−m_j) + Σ_{i: mask_ij = 1} exp(z_ij − m_j))
+//
+// where every exponential is at most 1 and the sum is at least 1 or
+// exp(−m_j) ≥ … > 0, so nothing overflows and the log never sees 0
+// (m_j ≥ 0 makes the "1 +" term one of the shifted ones). Gradient:
+//
+//	∂y_j/∂z_ij = mask_ij · exp(z_ij − y_j)
+//
+// (the softmax of the column with the "1" as an extra zero logit).
+func (g *Graph) Log1pSumExp(z, mask *Var) *Var {
+	if z.Value.Rank() != 2 || !z.Value.SameShape(mask.Value) {
+		opPanic("log1p_sum_exp", "z %s must be (N, C) and mask %s the same", shp(z), shp(mask))
+	}
+	if mask.RequiresGrad {
+		opPanic("log1p_sum_exp", "the mask must be a constant")
+	}
+	n, c := z.Value.Dim(0), z.Value.Dim(1)
+	y := g.newVar([]int{c}, z)
+	// s (N, C) = z where mask is 1, z − 1e30 where it is 0 (mask·1e30 − 1e30 is exactly 0 or −1e30)
+	s := g.tensorLike(z.Value)
+	g.B.Unary(backend.Affine, mask.Value, s, log1pSumExpOff, -log1pSumExpOff)
+	g.B.Binary(backend.Add, z.Value, s, s)
+	// m (C) = max(0, max_i s_ij)
+	m := g.tensorUninit(c)
+	g.B.Reduce(backend.ReduceParams{Op: backend.MaxReduce, Outer: 1, Len: n, Inner: c}, s, m)
+	g.B.Unary(backend.Relu, m, m, 0, 0)
+	// y = m + ln(exp(−m) + Σ_i exp(s_ij − m_j))
+	e := g.tensorLike(z.Value)
+	g.B.Binary(backend.Sub, s, m, e)
+	g.B.Unary(backend.Exp, e, e, 0, 0)
+	g.B.Reduce(backend.ReduceParams{Op: backend.Sum, Outer: 1, Len: n, Inner: c}, e, y.Value)
+	t := g.tensorUninit(c)
+	g.B.Unary(backend.Affine, m, t, -1, 0)
+	g.B.Unary(backend.Exp, t, t, 0, 0)
+	g.B.Binary(backend.Add, y.Value, t, y.Value)
+	g.B.Unary(backend.Log, y.Value, y.Value, 0, 0)
+	g.B.Binary(backend.Add, y.Value, m, y.Value)
+	g.record(node{name: "log1p_sum_exp", rule: log1pSumExpGrad, y: y, in: [3]*Var{z}, saved: [3]*tensor.Tensor{s}})
+	return y
+}
+
+func log1pSumExpGrad(g *Graph, nd *node) {
+	y, z, s := nd.y, nd.in[0], nd.saved[0]
+	dst := g.gradTarget(z)
+	// dz_ij = dy_j · exp(s_ij − y_j): exp(z_ij − y_j) where the mask is 1, 0 where it is 0
+	g.B.Binary(backend.Sub, s, y.Value, dst)
+	g.B.Unary(backend.Exp, dst, dst, 0, 0)
+	g.B.Binary(backend.Mul, dst, y.Grad, dst)
+	g.gradDone(z, dst)
+}

@@ -3,11 +3,10 @@ package dml
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/dmlgo/dmlgo/backend"
 )
 
 // Head names. "dml" alone means DefaultDML.
@@ -30,35 +29,27 @@ const (
 // paper describes.
 const DefaultDML = NameDMLClass
 
-// Names lists every head New builds, in the order of the loss table.
-var Names = []string{NameSoftmax, NameNormFace, NameSphereFace, NameCosFace, NameArcFace, NameCombined, NameDMLFixed, NameDMLClass, NameDMLAdaptive}
+// Names lists the heads whose loss is the fused margin-softmax kernel
+// (backend.MarginSoftmaxCE), in the order of the loss table. New also
+// builds the heads of Composed.
+var Names = headNames(false)
 
-var kinds = map[string]backend.MarginKind{
-	NameSoftmax:     backend.MarginSoftmax,
-	NameNormFace:    backend.MarginNormFace,
-	NameSphereFace:  backend.MarginSphereFace,
-	NameCosFace:     backend.MarginCosFace,
-	NameArcFace:     backend.MarginArcFace,
-	NameCombined:    backend.MarginCombined,
-	NameDMLFixed:    backend.MarginDMLFixed,
-	NameDMLClass:    backend.MarginDMLClass,
-	NameDMLAdaptive: backend.MarginDMLAdaptive,
-}
+// Composed lists the heads whose loss is recorded with autograd ops
+// instead of a fused kernel (proxy-anchor). Unlike the heads of Names, a
+// training step of one uploads its label masks (N, C) besides the batch:
+// the fused kernel takes the labels on the host, autograd ops cannot.
+var Composed = headNames(true)
 
 // Canonical resolves an alias ("dml", "am-softmax", upper case) to the name
 // New uses, or returns an error listing the valid names.
 func Canonical(name string) (string, error) {
 	n := strings.ToLower(strings.TrimSpace(name))
-	switch n {
-	case "dml":
-		return DefaultDML, nil
-	case "am-softmax", "amsoftmax":
-		return NameCosFace, nil
+	for _, d := range heads {
+		if d.name == n || slices.Contains(d.aliases, n) {
+			return d.name, nil
+		}
 	}
-	if _, ok := kinds[n]; ok {
-		return n, nil
-	}
-	return "", fmt.Errorf("dml: unknown head %q (valid: %s, or dml for %s)", name, strings.Join(Names, ", "), DefaultDML)
+	return "", fmt.Errorf("dml: unknown head %q (valid: %s, or dml for %s)", name, strings.Join(append(slices.Clone(Names), Composed...), ", "), DefaultDML)
 }
 
 // Config holds every setting of every head; each head reads the fields its
@@ -89,7 +80,8 @@ type Config struct {
 	// values, dml/class's initial values (MN for every class), and
 	// dml/adaptive's m_p and the top of its map m_n·(1 + cos θ_j)/2.
 	MP, MN float64
-	// Delta is dml/class's least gap m_n,j − m_p.
+	// Delta is dml/class's least gap m_n,j − m_p, and proxy-anchor's
+	// margin δ.
 	Delta float64
 	// MaxMargin is dml/class's upper clamp on every m_n,j (and so on
 	// m_p ≤ MaxMargin − Delta).
@@ -102,6 +94,9 @@ type Config struct {
 	MarginLR float64
 	// LearnMP (dml/class) learns m_p; otherwise m_p stays at MP.
 	LearnMP bool
+
+	// Alpha is proxy-anchor's scale α (its margin is Delta).
+	Alpha float64
 
 	// Eps clamps cosines to [−1+Eps, 1−Eps] before any acos (cosine heads).
 	Eps float64
@@ -135,6 +130,7 @@ type Config struct {
 //   - dml/fixed: s = 30, m_p = 0.1, m_n = 0.25 (it is cosface with
 //     m = 0.35, which beat m = 0.55 in the same sweep).
 //   - dml/adaptive: s = 30, m_p = 0.1, m_n = 0.4 (the map's top; not swept).
+//   - proxy-anchor: α = 32, δ = 0.1 (the Proxy-Anchor paper's).
 //
 // Every cosine head: eps = 1e-6 (cosine clamp), norm_eps = 1e-6; every head
 // checks the loss for NaN/Inf every step.
@@ -144,78 +140,53 @@ func DefaultConfig(name string) (Config, error) {
 		return Config{}, err
 	}
 	c := Config{Eps: 1e-6, NormEps: 1e-6, CheckEvery: 1}
-	switch n {
-	case NameSoftmax:
-		c.Bias = true
-	case NameNormFace:
-		c.S = 30
-	case NameSphereFace:
-		c.S, c.M = 30, 4
-		c.Anneal, c.LambdaBase, c.LambdaGamma, c.LambdaPower, c.LambdaMin = true, 1000, 0.12, 1, 5
-	case NameCosFace:
-		c.S, c.M = 64, 0.35
-	case NameArcFace:
-		c.S, c.M = 64, 0.5
-	case NameCombined:
-		c.S, c.M1, c.M2, c.M3 = 64, 1, 0.3, 0.2
-	case NameDMLFixed:
-		c.S, c.MP, c.MN = 30, 0.1, 0.25
-	case NameDMLClass:
-		c.S, c.MP, c.MN = 30, 0.2, 0.35
-		c.Delta, c.MaxMargin, c.MarginReg, c.MarginLR, c.LearnMP = 0.05, 0.5, 60, 1, true
-	case NameDMLAdaptive:
-		c.S, c.MP, c.MN = 30, 0.1, 0.4
+	if d := lookup(n); d.defaults != nil {
+		d.defaults(&c)
 	}
 	return c, nil
 }
 
 // option is one key of the k=v option syntax.
 type option struct {
-	key   string
-	heads []string // the heads that read it
-	doc   string
+	key string
+	doc string
 	// exactly one of these is set
 	f func(*Config) *float64
 	b func(*Config) *bool
 	i func(*Config) *int
 }
 
-var cosineHeads = []string{NameNormFace, NameSphereFace, NameCosFace, NameArcFace, NameCombined, NameDMLFixed, NameDMLClass, NameDMLAdaptive}
-var dmlHeads = []string{NameDMLFixed, NameDMLClass, NameDMLAdaptive}
-
 var options = []option{
-	{key: "s", heads: cosineHeads, doc: "scale s > 0", f: func(c *Config) *float64 { return &c.S }},
-	{key: "m", heads: []string{NameCosFace, NameArcFace, NameSphereFace}, doc: "margin: cosface in [0, 1], arcface in [0, π/2) rad, sphereface an integer in [1, 16]", f: func(c *Config) *float64 { return &c.M }},
-	{key: "easy_margin", heads: []string{NameArcFace}, doc: "keep s·cos θ_y where cos θ_y ≤ 0 (no fallback)", b: func(c *Config) *bool { return &c.EasyMargin }},
-	{key: "m1", heads: []string{NameCombined}, doc: "angle multiplier m1 > 0", f: func(c *Config) *float64 { return &c.M1 }},
-	{key: "m2", heads: []string{NameCombined}, doc: "additive angle m2 ≥ 0 (radians)", f: func(c *Config) *float64 { return &c.M2 }},
-	{key: "m3", heads: []string{NameCombined}, doc: "cosine margin m3 ≥ 0", f: func(c *Config) *float64 { return &c.M3 }},
-	{key: "anneal", heads: []string{NameSphereFace}, doc: "anneal λ (else λ = lambda)", b: func(c *Config) *bool { return &c.Anneal }},
-	{key: "lambda", heads: []string{NameSphereFace}, doc: "fixed λ ≥ 0 when not annealing", f: func(c *Config) *float64 { return &c.Lambda }},
-	{key: "lambda_base", heads: []string{NameSphereFace}, doc: "annealing base ≥ 0", f: func(c *Config) *float64 { return &c.LambdaBase }},
-	{key: "lambda_gamma", heads: []string{NameSphereFace}, doc: "annealing γ ≥ 0", f: func(c *Config) *float64 { return &c.LambdaGamma }},
-	{key: "lambda_power", heads: []string{NameSphereFace}, doc: "annealing power ≥ 0", f: func(c *Config) *float64 { return &c.LambdaPower }},
-	{key: "lambda_min", heads: []string{NameSphereFace}, doc: "annealing floor ≥ 0", f: func(c *Config) *float64 { return &c.LambdaMin }},
-	{key: "m_p", heads: dmlHeads, doc: "positive margin m_p ≥ 0 (dml/class: initial value)", f: func(c *Config) *float64 { return &c.MP }},
-	{key: "m_n", heads: dmlHeads, doc: "negative margin m_n > m_p (dml/class: initial value, > m_p + δ; dml/adaptive: the map's top)", f: func(c *Config) *float64 { return &c.MN }},
-	{key: "delta", heads: []string{NameDMLClass}, doc: "least gap δ ≥ 0 between m_n,j and m_p", f: func(c *Config) *float64 { return &c.Delta }},
-	{key: "m_max", heads: []string{NameDMLClass}, doc: "upper clamp of m_n,j, ≥ m_n", f: func(c *Config) *float64 { return &c.MaxMargin }},
-	{key: "margin_reg", heads: []string{NameDMLClass}, doc: "λ ≥ 0 of −λ·mean_j(m_n,j)", f: func(c *Config) *float64 { return &c.MarginReg }},
-	{key: "margin_lr", heads: []string{NameDMLClass}, doc: "learning-rate scale > 0 of the margins group (margin_p: this/C)", f: func(c *Config) *float64 { return &c.MarginLR }},
-	{key: "learn_mp", heads: []string{NameDMLClass}, doc: "learn m_p (else fixed at m_p)", b: func(c *Config) *bool { return &c.LearnMP }},
-	{key: "eps", heads: cosineHeads, doc: "cosine clamp ε in (0, 0.01]", f: func(c *Config) *float64 { return &c.Eps }},
-	{key: "norm_eps", heads: cosineHeads, doc: "least norm in the L2 normalisation, in (0, 1]", f: func(c *Config) *float64 { return &c.NormEps }},
-	{key: "bias", heads: []string{NameSoftmax}, doc: "a bias per class", b: func(c *Config) *bool { return &c.Bias }},
-	{key: "check_every", heads: Names, doc: "NaN/Inf check of the loss every n steps (0: off)", i: func(c *Config) *int { return &c.CheckEvery }},
+	{key: "s", doc: "scale s > 0", f: func(c *Config) *float64 { return &c.S }},
+	{key: "m", doc: "margin: cosface in [0, 1], arcface in [0, π/2) rad, sphereface an integer in [1, 16]", f: func(c *Config) *float64 { return &c.M }},
+	{key: "easy_margin", doc: "keep s·cos θ_y where cos θ_y ≤ 0 (no fallback)", b: func(c *Config) *bool { return &c.EasyMargin }},
+	{key: "m1", doc: "angle multiplier m1 > 0", f: func(c *Config) *float64 { return &c.M1 }},
+	{key: "m2", doc: "additive angle m2 ≥ 0 (radians)", f: func(c *Config) *float64 { return &c.M2 }},
+	{key: "m3", doc: "cosine margin m3 ≥ 0", f: func(c *Config) *float64 { return &c.M3 }},
+	{key: "anneal", doc: "anneal λ (else λ = lambda)", b: func(c *Config) *bool { return &c.Anneal }},
+	{key: "lambda", doc: "fixed λ ≥ 0 when not annealing", f: func(c *Config) *float64 { return &c.Lambda }},
+	{key: "lambda_base", doc: "annealing base ≥ 0", f: func(c *Config) *float64 { return &c.LambdaBase }},
+	{key: "lambda_gamma", doc: "annealing γ ≥ 0", f: func(c *Config) *float64 { return &c.LambdaGamma }},
+	{key: "lambda_power", doc: "annealing power ≥ 0", f: func(c *Config) *float64 { return &c.LambdaPower }},
+	{key: "lambda_min", doc: "annealing floor ≥ 0", f: func(c *Config) *float64 { return &c.LambdaMin }},
+	{key: "m_p", doc: "positive margin m_p ≥ 0 (dml/class: initial value)", f: func(c *Config) *float64 { return &c.MP }},
+	{key: "m_n", doc: "negative margin m_n > m_p (dml/class: initial value, > m_p + δ; dml/adaptive: the map's top)", f: func(c *Config) *float64 { return &c.MN }},
+	{key: "alpha", doc: "proxy-anchor's scale α > 0", f: func(c *Config) *float64 { return &c.Alpha }},
+	{key: "delta", doc: "dml/class: least gap δ ≥ 0 between m_n,j and m_p; proxy-anchor: margin δ in [0, 1)", f: func(c *Config) *float64 { return &c.Delta }},
+	{key: "m_max", doc: "upper clamp of m_n,j, ≥ m_n", f: func(c *Config) *float64 { return &c.MaxMargin }},
+	{key: "margin_reg", doc: "λ ≥ 0 of −λ·mean_j(m_n,j)", f: func(c *Config) *float64 { return &c.MarginReg }},
+	{key: "margin_lr", doc: "learning-rate scale > 0 of the margins group (margin_p: this/C)", f: func(c *Config) *float64 { return &c.MarginLR }},
+	{key: "learn_mp", doc: "learn m_p (else fixed at m_p)", b: func(c *Config) *bool { return &c.LearnMP }},
+	{key: "eps", doc: "cosine clamp ε in (0, 0.01]", f: func(c *Config) *float64 { return &c.Eps }},
+	{key: "norm_eps", doc: "least norm in the L2 normalisation, in (0, 1]", f: func(c *Config) *float64 { return &c.NormEps }},
+	{key: "bias", doc: "a bias per class", b: func(c *Config) *bool { return &c.Bias }},
+	{key: "check_every", doc: "NaN/Inf check of the loss every n steps (0: off)", i: func(c *Config) *int { return &c.CheckEvery }},
 }
 
+// appliesTo reports whether the named head (canonical) reads the option.
 func (o option) appliesTo(name string) bool {
-	for _, h := range o.heads {
-		if h == name {
-			return true
-		}
-	}
-	return false
+	d := lookup(name)
+	return d != nil && d.reads(o.key)
 }
 
 func findOption(key string) (option, bool) {
@@ -378,78 +349,18 @@ func (c Config) Validate(name string) error {
 	if c.CheckEvery < 0 {
 		return bad("check_every", "must be ≥ 0, got %d", c.CheckEvery)
 	}
-	if n == NameSoftmax {
-		return nil
-	}
-	if !(c.S > 0) {
+	d := lookup(n)
+	if d.reads("s") && !(c.S > 0) {
 		return bad("s", "the scale must be > 0, got %g", c.S)
 	}
-	if !(c.Eps > 0 && c.Eps <= 0.01) {
+	if d.reads("eps") && !(c.Eps > 0 && c.Eps <= 0.01) {
 		return bad("eps", "the cosine clamp must be in (0, 0.01], got %g", c.Eps)
 	}
-	if !(c.NormEps > 0 && c.NormEps <= 1) {
+	if d.reads("norm_eps") && !(c.NormEps > 0 && c.NormEps <= 1) {
 		return bad("norm_eps", "must be in (0, 1], got %g", c.NormEps)
 	}
-	switch n {
-	case NameCosFace:
-		if c.M < 0 || c.M > 1 {
-			return bad("m", "the cosine margin must be in [0, 1], got %g", c.M)
-		}
-	case NameArcFace:
-		if c.M < 0 || c.M >= math.Pi/2 {
-			return bad("m", "the angular margin must be in [0, π/2) radians, got %g", c.M)
-		}
-	case NameSphereFace:
-		if c.M < 1 || c.M > 16 || c.M != math.Trunc(c.M) {
-			return bad("m", "the multiplier must be an integer in [1, 16], got %g", c.M)
-		}
-		for _, kv := range []struct {
-			k string
-			v float64
-		}{{"lambda", c.Lambda}, {"lambda_base", c.LambdaBase}, {"lambda_gamma", c.LambdaGamma}, {"lambda_power", c.LambdaPower}, {"lambda_min", c.LambdaMin}} {
-			if kv.v < 0 {
-				return bad(kv.k, "must be ≥ 0, got %g", kv.v)
-			}
-		}
-	case NameCombined:
-		if !(c.M1 > 0) {
-			return bad("m1", "the angle multiplier must be > 0, got %g", c.M1)
-		}
-		if c.M2 < 0 || c.M2 >= math.Pi {
-			return bad("m2", "the additive angle must be in [0, π), got %g", c.M2)
-		}
-		if c.M3 < 0 || c.M3 > 1 {
-			return bad("m3", "the cosine margin must be in [0, 1], got %g", c.M3)
-		}
-	case NameDMLFixed, NameDMLAdaptive:
-		if c.MP < 0 || c.MP > 1 {
-			return bad("m_p", "must be in [0, 1], got %g", c.MP)
-		}
-		if c.MN > 2 {
-			return bad("m_n", "must be ≤ 2, got %g", c.MN)
-		}
-		if c.MN <= c.MP {
-			return bad("m_n", "the negative margin must be greater than m_p (%g), got %g", c.MP, c.MN)
-		}
-	case NameDMLClass:
-		if c.MP < 0 || c.MP > 1 {
-			return bad("m_p", "must be in [0, 1], got %g", c.MP)
-		}
-		if c.Delta < 0 {
-			return bad("delta", "must be ≥ 0, got %g", c.Delta)
-		}
-		if c.MN <= c.MP+c.Delta {
-			return bad("m_n", "the initial negative margin must be greater than m_p + delta (%g), got %g", c.MP+c.Delta, c.MN)
-		}
-		if c.MaxMargin < c.MN || c.MaxMargin > 2 {
-			return bad("m_max", "the clamp must be in [m_n (%g), 2], got %g", c.MN, c.MaxMargin)
-		}
-		if c.MarginReg < 0 {
-			return bad("margin_reg", "must be ≥ 0, got %g", c.MarginReg)
-		}
-		if !(c.MarginLR > 0) {
-			return bad("margin_lr", "must be > 0, got %g", c.MarginLR)
-		}
+	if d.validate != nil {
+		return d.validate(c, bad)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 // Package dml holds the margin-softmax heads that train dmlgo's embeddings:
 // softmax, NormFace, SphereFace, CosFace (AM-softmax), ArcFace, InsightFace's
-// combined margin, and the Discriminative Margin Loss (DML) in three forms.
+// combined margin, the Discriminative Margin Loss (DML) in three forms, and
+// the Proxy-Anchor loss.
 //
 // A head owns the class weights W (C, D), one proxy per item id shared by
 // the shop and consumer domains, computes the logits of a batch of
@@ -169,6 +170,24 @@
 // whose negatives have the larger scale s·(1 + m_n/2) — a sharper softmax
 // over the negatives, not a reduction to cosface (a test shows a case where
 // no cosface margin gives the same loss and gradients).
+//
+// # Composed heads: proxy-anchor
+//
+// A head whose table entry (heads.go) sets loss records its loss with
+// autograd ops instead of the fused kernel; such heads are listed in
+// Composed, not Names, because a step uploads their label mask besides
+// the batch. proxy-anchor (Kim, Kim, Cho, Kwak, "Proxy Anchor Loss for
+// Deep Metric Learning", CVPR 2020), with c_ip as above, α (alpha,
+// default 32) and δ (delta, default 0.1):
+//
+//	L = (1/|P⁺|) Σ_{p∈P⁺} ln(1 + Σ_{i: y_i=p} exp(−α(c_ip − δ)))
+//	  + (1/C)    Σ_p      ln(1 + Σ_{i: y_i≠p} exp(α(c_ip + δ)))
+//
+// P⁺ the classes with a sample in the batch. Each ln(1 + Σ exp) is
+// autograd's Log1pSumExp, m + ln(e^{−m} + Σ e^{z−m}) with m = max(0, max z),
+// so no exponential exceeds 1; its gradient is the softmax of the column
+// with the 1 as an extra zero logit, and MatMul and L2Normalize carry it to
+// x and W as for the other cosine heads. Inference logits are α·c.
 //
 // # Defaults
 //

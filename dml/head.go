@@ -75,6 +75,7 @@ type Stat struct {
 // logit functions and which parameters exist.
 type head struct {
 	name         string
+	def          *headDef
 	kind         backend.MarginKind
 	cfg          Config
 	b            backend.Backend
@@ -89,6 +90,9 @@ type head struct {
 	// a caller need not read it from the device a second time.
 	lastLoss float32
 	lossRead bool
+	// host is host scratch for composed losses (label masks), reused
+	// from step to step.
+	host []float32
 }
 
 // New builds the named head (see Names; "dml" means DefaultDML) for
@@ -118,10 +122,11 @@ func New(b backend.Backend, name string, cfg Config, dim, classes int, seed uint
 	if classes < 2 {
 		return nil, fmt.Errorf("dml: %s: %d classes: need at least 2", n, classes)
 	}
-	h := &head{name: n, kind: kinds[n], cfg: cfg, b: b, dim: dim, classes: classes}
+	d := lookup(n)
+	h := &head{name: n, def: d, kind: d.kind, cfg: cfg, b: b, dim: dim, classes: classes}
 	rng := nn.RNG(seed)
 	w := make([]float32, classes*dim)
-	if h.kind == backend.MarginSoftmax {
+	if d.linear {
 		bound := 1 / math.Sqrt(float64(dim))
 		for i := range w {
 			w[i] = float32((2*rng.Float64() - 1) * bound)
@@ -141,7 +146,7 @@ func New(b backend.Backend, name string, cfg Config, dim, classes int, seed uint
 		}
 		h.weight = newParam(b, "weight", w, false, classes, dim)
 	}
-	if h.kind == backend.MarginDMLClass {
+	if d.learnsMargins {
 		if cfg.LearnMP {
 			h.mp = newParam(b, "margin_p", []float32{float32(cfg.MP)}, true, 1)
 		} else {
@@ -174,8 +179,8 @@ func (h *head) Dim() int           { return h.dim }
 func (h *head) Classes() int       { return h.classes }
 func (h *head) SetStep(step int)   { h.step = step }
 func (h *head) Step() int          { return h.step }
-func (h *head) isCosine() bool     { return h.kind != backend.MarginSoftmax }
-func (h *head) learnsMargin() bool { return h.kind == backend.MarginDMLClass }
+func (h *head) isCosine() bool     { return !h.def.linear }
+func (h *head) learnsMargin() bool { return h.def.learnsMargins }
 
 func (h *head) Params() []nn.Named[*nn.Param] {
 	var out []nn.Named[*nn.Param]
@@ -227,15 +232,8 @@ func (c Config) lambdaAt(step int) float64 {
 func (h *head) marginParams(step int) backend.MarginParams {
 	c := h.cfg
 	p := backend.MarginParams{Kind: h.kind, S: float32(c.S), Eps: float32(c.Eps)}
-	switch h.kind {
-	case backend.MarginCosFace, backend.MarginArcFace:
-		p.M, p.EasyMargin = float32(c.M), c.EasyMargin
-	case backend.MarginSphereFace:
-		p.M, p.Lambda = float32(c.M), float32(c.lambdaAt(step))
-	case backend.MarginCombined:
-		p.M1, p.M2, p.M3 = float32(c.M1), float32(c.M2), float32(c.M3)
-	case backend.MarginDMLFixed, backend.MarginDMLAdaptive:
-		p.MP, p.MN = float32(c.MP), float32(c.MN)
+	if h.def.params != nil {
+		p = h.def.params(c, step, p)
 	}
 	return p
 }
@@ -279,7 +277,11 @@ func (h *head) Logits(g *autograd.Graph, emb *autograd.Var) *autograd.Var {
 		}
 		return g.Linear(emb, h.weight.Var, bias)
 	}
-	return g.Affine(h.cosines(g, emb), float32(h.cfg.S), 0)
+	s := h.cfg.S
+	if h.def.scale != nil {
+		s = h.def.scale(h.cfg)
+	}
+	return g.Affine(h.cosines(g, emb), float32(s), 0)
 }
 
 func (h *head) Forward(g *autograd.Graph, emb *autograd.Var, labels []int32) (*autograd.Var, error) {
@@ -315,6 +317,15 @@ func (h *head) LastLoss() (float32, bool) { return h.lastLoss, h.lossRead }
 
 // loss records the loss of a checked batch at a step.
 func (h *head) loss(g *autograd.Graph, emb *autograd.Var, labels []int32, step int) *autograd.Var {
+	if h.def.loss != nil {
+		var in *autograd.Var
+		if h.isCosine() {
+			in = h.cosines(g, emb)
+		} else {
+			in = h.Logits(g, emb)
+		}
+		return h.def.loss(h, g, in, labels, step)
+	}
 	p := h.marginParams(step)
 	switch {
 	case !h.isCosine():
@@ -388,26 +399,10 @@ func (h *head) marginValues() (mp float64, mn []float64) {
 }
 
 func (h *head) Margins() []Stat {
-	c := h.cfg
-	switch h.kind {
-	case backend.MarginCosFace, backend.MarginArcFace:
-		return []Stat{{"m", c.M}}
-	case backend.MarginSphereFace:
-		return []Stat{{"m", c.M}, {"lambda", c.lambdaAt(h.step)}}
-	case backend.MarginCombined:
-		return []Stat{{"m1", c.M1}, {"m2", c.M2}, {"m3", c.M3}}
-	case backend.MarginDMLFixed, backend.MarginDMLAdaptive:
-		return []Stat{{"m_p", c.MP}, {"m_n", c.MN}}
-	case backend.MarginDMLClass:
-		mp, mn := h.marginValues()
-		lo, hi, sum := math.Inf(1), math.Inf(-1), 0.0
-		for _, v := range mn {
-			lo, hi, sum = math.Min(lo, v), math.Max(hi, v), sum+v
-		}
-		mean := sum / float64(len(mn))
-		return []Stat{{"m_p", mp}, {"m_n.mean", mean}, {"m_n.min", lo}, {"m_n.max", hi}, {"margin_term", -c.MarginReg * mean}}
+	if h.def.margins == nil {
+		return nil
 	}
-	return nil
+	return h.def.margins(h)
 }
 
 func (h *head) CheckFinite(step int, emb *tensor.Tensor) error {
