@@ -81,7 +81,7 @@ func (c *TrainConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Model, "model", c.Model, "backbone: resnet-s, resnet18, resnet34 or resnet50")
 	fs.IntVar(&c.Dim, "dim", c.Dim, "embedding size, 1..65536")
 	fs.StringVar(&c.Pretrained, "pretrained", c.Pretrained, "torchvision weights (safetensors) for the backbone; fc is replaced")
-	fs.StringVar(&c.Loss, "loss", c.Loss, "head spec: NAME or NAME:key=value,... with NAME one of softmax, normface, sphereface, cosface, arcface, combined, dml, dml/fixed, dml/class, dml/adaptive (see the README for the keys)")
+	fs.StringVar(&c.Loss, "loss", c.Loss, "head spec: NAME or NAME:key=value,... with NAME one of softmax, normface, sphereface, cosface, arcface, combined, dml, dml/fixed, dml/class, dml/adaptive, proxy-anchor (see the README for the keys)")
 	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "sgd or adamw")
 	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate of the backbone, in (0, 1000]")
 	fs.Float64Var(&c.HeadLR, "head-lr", c.HeadLR, "learning-rate multiplier of the head's class weights, in (0, 1000]")
