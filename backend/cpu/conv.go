@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"math"
+
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
 )
@@ -16,10 +18,415 @@ import (
 // Images are spread over the threads; each GEMM then runs on one thread, so
 // threads never wait on each other inside a layer. A batch smaller than the
 // thread count gives each image's GEMMs the threads left over (gemmThreads).
+// Two paths compute this: the explicit one (im2col, col2im) and, where the
+// geometry allows, the implicit GEMM below, which packs the GEMM's B
+// operand straight from a padded image. ConvBNActForward fuses batch
+// norm's affine map, a residual and a ReLU into the forward pass
+// (convEpilogue).
+
+// Conv2dForward implements backend.Ops.
+func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) {
+	backend.CheckConv("conv2d forward", p, x, w, y)
+	p = p.Normalized()
+	X, Wt, Y := x.HostData(), w.HostData(), y.HostData()
+	if b.ref {
+		refConvForward(p, X, Wt, Y)
+		return
+	}
+	if implicitForward(p) {
+		b.convImplicitForward(p, X, Wt, Y, nil)
+		return
+	}
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: X, w: Wt, y: Y, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// Conv2dBackwardData implements backend.Ops.
+func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.Tensor) {
+	backend.CheckConv("conv2d backward data", p, dx, w, dy)
+	p = p.Normalized()
+	DY, Wt, DX := dy.HostData(), w.HostData(), dx.HostData()
+	if b.ref {
+		refConvBackwardData(p, DY, Wt, DX)
+		return
+	}
+	if implicitBackwardData(p) {
+		b.convImplicitBackwardData(p, DY, Wt, DX)
+		return
+	}
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).col2imBackwardData, p: p, x: DX, w: Wt, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// Conv2dBackwardFilter implements backend.Ops.
+func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor.Tensor) {
+	backend.CheckConv("conv2d backward filter", p, x, dw, dy)
+	p = p.Normalized()
+	X, DY, DW := x.HostData(), dy.HostData(), dw.HostData()
+	if b.ref {
+		refConvBackwardFilter(p, X, DY, DW)
+		return
+	}
+	if implicitForward(p) {
+		b.convImplicitBackwardFilter(p, X, DY, DW)
+		// The implicit path also multiplies values outside the filter's
+		// reach by zero, which turns an Inf there into a NaN the direct
+		// sum has not. Its sum holds every term of the direct one, so a
+		// finite result is the direct sum's (in another order); only a
+		// non-finite one is computed again, directly.
+		if finite(DW) {
+			return
+		}
+	}
+	b.sumOverImages(p.N, DW, convLoop{sum: (*convLoop).im2colBackwardFilter, p: p, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// ConvBNActForward implements backend.ConvBNActer: the convolution, then
+// per image, while its output is still in cache, batch norm's affine map
+// (the same scale and shift, through the same kernel, as
+// BatchNormForward), the residual and the ReLU, row by row.
+func (b *Backend) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool) {
+	const op = "conv-bn-act forward"
+	backend.CheckConv(op, p, x, w, y)
+	np := p.Normalized()
+	bn := backend.BatchNormParams{N: p.N, C: p.K, L: np.P() * np.Q(), Eps: eps}
+	backend.CheckBatchNorm(op, bn, y, y, gamma, beta, runMean, runVar)
+	if res != nil {
+		backend.CheckSame(op+" residual", y.Numel(), res)
+	}
+	if b.ref {
+		b.Conv2dForward(p, x, w, y)
+		b.BatchNormForward(bn, y, gamma, beta, runMean, runVar, y, nil, nil)
+		if res != nil {
+			b.Binary(backend.Add, y, res, y)
+		}
+		if relu {
+			b.Unary(backend.Relu, y, y, 0, 0)
+		}
+		return
+	}
+	e := epilogues.get()
+	defer epilogues.put(e)
+	e.set(bn, gamma.HostData(), beta.HostData(), runMean.HostData(), runVar.HostData(), relu)
+	if res != nil {
+		e.res = res.HostData()
+	}
+	defer func() { e.res = nil }()
+	X, W, Y := x.HostData(), w.HostData(), y.HostData()
+	if implicitForward(np) {
+		b.convImplicitForward(np, X, W, Y, e)
+		return
+	}
+	b.Conv2dForward(p, x, w, y)
+	splitN(b, &epilogueLoops, p.N, epilogueLoop{e: e, y: Y})
+}
+
+// convLoop is a convolution pass's loop over images: the arguments of one
+// call and its pass, one of the methods below. x, w and y are the pass's
+// input image, filter and output (or their gradients, as each method
+// says). A pass that writes each image's output is run, on images split
+// over the threads (splitN: im2colForward, col2imBackwardData,
+// implicitForward); a weight-gradient pass is sum, adding the gradient of
+// images [lo, hi) into acc (sumOverImages: im2colBackwardFilter,
+// implicitBackwardFilter).
+type convLoop struct {
+	run     func(k *convLoop, lo, hi int)
+	sum     func(k *convLoop, acc []float32, lo, hi int)
+	p       backend.Conv2dParams
+	geo     phased // implicit paths: the padded image's phase planes
+	x, w, y []float32
+	filt    []packedA     // implicit forward: each group's packed filter
+	epi     *convEpilogue // implicit forward: applied to each image's output
+	gt      int           // threads per GEMM
+}
+
+var convLoops freeList[convLoop]
+
+func (k *convLoop) chunk(lo, hi int) {
+	if k.run == nil {
+		panic("cpu: convLoop: a backward-filter pass runs through sumOverImages")
+	}
+	k.run(k, lo, hi)
+}
+
+// sumOverImages runs k.sum over the images split across the
+// threads, each part adding into its own zeroed accumulator (the first
+// part into dw itself), then adds the others into dw: a weight gradient
+// summed over the batch without threads writing the same memory.
+func (b *Backend) sumOverImages(n int, dw []float32, k convLoop) {
+	s := imageSums.get()
+	defer imageSums.put(s)
+	s.conv = convLoops.get()
+	*s.conv = k
+	s.dw = dw
+	s.parts = splitRangeInto(s.parts[:0], n, b.Threads(), 1)
+	s.partials = grow(s.partials, len(s.parts))
+	parallelFor(len(s.parts), b.Threads(), s)
+	for _, part := range s.partials[1:] {
+		axpy(1, *part, dw)
+		partialPool.put(part)
+	}
+	*s.conv = convLoop{}
+	convLoops.put(s.conv)
+	s.conv, s.dw = nil, nil
+	clear(s.partials)
+}
+
+// imageSum is sumOverImages' loop over its parts of the batch.
+type imageSum struct {
+	conv     *convLoop
+	dw       []float32
+	parts    [][2]int
+	partials []*[]float32 // accumulators of parts 1…
+}
+
+var imageSums freeList[imageSum]
+
+func (s *imageSum) chunk(t0, t1 int) {
+	for t := t0; t < t1; t++ {
+		acc := s.dw
+		if t > 0 {
+			s.partials[t] = getFrom(&partialPool, len(s.dw))
+			acc = *s.partials[t]
+		}
+		clear(acc)
+		s.conv.sum(s.conv, acc, s.parts[t][0], s.parts[t][1])
+	}
+}
+
+// im2colForward is Conv2dForward's explicit path for images [lo, hi).
+func (k *convLoop) im2colForward(lo, hi int) { k.im2colImages(nil, lo, hi, true) }
+
+// im2colBackwardFilter is Conv2dBackwardFilter's explicit path: it adds
+// the weight gradient of images [lo, hi) into acc (k.y is dy).
+func (k *convLoop) im2colBackwardFilter(acc []float32, lo, hi int) {
+	k.im2colImages(acc, lo, hi, false)
+}
+
+// im2colImages is the explicit path for images [lo, hi): per image and
+// group, the column matrix (x itself when pointwise) goes into a GEMM with
+// the filter (forward: y = w·col) or with dy (not forward: acc += dy·colᵀ,
+// k.y being dy).
+func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
+	p, X, gt := k.p, k.x, k.gt
+	G, PQ := p.G(), p.P()*p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	var colBuf *[]float32
+	if !isPointwise(p) {
+		colBuf = getCol(crs * PQ)
+		defer colPool.put(colBuf)
+	}
+	for n := lo; n < hi; n++ {
+		for g := 0; g < G; g++ {
+			xs := X[(n*p.C+g*cg)*p.H*p.W:]
+			col := xs
+			if colBuf != nil {
+				col = *colBuf
+				im2col(p, cg, xs, col)
+			}
+			if forward {
+				sgemm(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, col, PQ, 0, k.y[(n*p.K+g*kg)*PQ:], PQ, gt)
+			} else {
+				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
+			}
+		}
+	}
+}
+
+// col2imBackwardData is Conv2dBackwardData's explicit path for images
+// [lo, hi) (k.x is dx, k.y is dy).
+func (k *convLoop) col2imBackwardData(lo, hi int) {
+	p, DX, Wt, DY, gt := k.p, k.x, k.w, k.y, k.gt
+	G, PQ := p.G(), p.P()*p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	var colBuf *[]float32
+	if !isPointwise(p) {
+		colBuf = getCol(crs * PQ)
+		defer colPool.put(colBuf)
+	}
+	for n := lo; n < hi; n++ {
+		for g := 0; g < G; g++ {
+			dxs := DX[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
+			dcol := dxs
+			if colBuf != nil {
+				dcol = *colBuf
+			}
+			sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, gt)
+			if colBuf != nil {
+				clear(dxs)
+				col2im(p, cg, dcol, dxs)
+			}
+		}
+	}
+}
+
+// implicitForward is convImplicitForward for images [lo, hi).
+func (k *convLoop) implicitForward(lo, hi int) {
+	p, geo, X, Wt, Y, filt, gt := k.p, k.geo, k.x, k.w, k.y, k.filt, k.gt
+	G, P, Q := p.G(), p.P(), p.Q()
+	PQ := P * Q
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	chw := geo.chanSize()
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	st.cb.setup(cg, geo, p.R, p.S, p.DilH, p.DilW, P, Q)
+	// An unpadded image with unit strides is its own phase plane.
+	direct := p.PadH == 0 && p.PadW == 0 && p.StrideH == 1 && p.StrideW == 1
+	if !direct {
+		st.pad = grow(st.pad, geo.size())
+	}
+	for n := lo; n < hi; n++ {
+		src := X[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		if !direct {
+			geo.fill(src, st.pad)
+			src = st.pad
+		}
+		for g := 0; g < G; g++ {
+			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
+			y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
+			clear(y)
+			gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, y, PQ, gt)
+		}
+		if k.epi != nil {
+			k.epi.apply(n, Y[n*p.K*PQ:(n+1)*p.K*PQ])
+		}
+	}
+	st.cb.src = nil
+}
+
+// implicitBackwardFilter is convImplicitBackwardFilter's sum over images
+// [lo, hi), added into acc (k.y is dy).
+func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
+	p, geo, X, DY, gt := k.p, k.geo, k.x, k.y, k.gt
+	G, P, Q := p.G(), p.P(), p.Q()
+	cg, kg := p.C/G, p.K/G
+	crs := cg * p.R * p.S
+	chw, wpe := geo.chanSize(), geo.wpe
+	grid := P * wpe
+	// The runs of the last taps end up to Wpe values past the last plane.
+	tail := wpe
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	st.cb.setupGrid(cg, geo, p.R, p.S, p.DilH, p.DilW, P)
+	st.pad = grow(st.pad, geo.size()+tail)
+	clear(st.pad[geo.size():])
+	st.dy = grow(st.dy, p.K*grid)
+	for n := lo; n < hi; n++ {
+		geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
+		dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
+		for r := 0; r < p.K*P; r++ {
+			row := st.dy[r*wpe : (r+1)*wpe]
+			copy(row[:Q], dy[r*Q:(r+1)*Q])
+			clear(row[Q:])
+		}
+		for g := 0; g < G; g++ {
+			st.cb.src = st.pad[g*cg*chw:]
+			gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
+		}
+	}
+	st.cb.src = nil
+}
+
+// convImplicitForward is Conv2dForward on the implicit path (p normalised),
+// followed by epi on each image's output when epi is not nil.
+func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32, epi *convEpilogue) {
+	G := p.G()
+	kg := p.K / G
+	crs := p.C / G * p.R * p.S
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	fp := packFilters(G, kg, crs, Wt)
+	defer filterPool.put(fp)
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, x: X, w: Wt, y: Y, filt: *fp, epi: epi, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// packFilters packs each group's filter matrix (m×k at w[g·m·k:]) once for
+// the GEMMs of every image.
+func packFilters(groups, m, k int, w []float32) *[]packedA {
+	fp := filterPool.get()
+	if cap(*fp) < groups {
+		*fp = make([]packedA, groups)
+	}
+	*fp = (*fp)[:groups]
+	kern := activeKernel()
+	for g := range *fp {
+		(*fp)[g].pack(kern, false, m, k, w[g*m*k:], k)
+	}
+	return fp
+}
+
+var flipPool freeList[[]float32]
+
+var filterPool freeList[[]packedA]
+
+// convImplicitBackwardData is Conv2dBackwardData on the implicit path (p
+// normalised, unit strides).
+func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []float32) {
+	G, P, Q := p.G(), p.P(), p.Q()
+	cg, kg := p.C/G, p.K/G
+	rs := p.R * p.S
+	krs := kg * rs
+	// The flipped filter: per group, a cg × (kg·R·S) matrix.
+	fb := flipPool.get()
+	defer flipPool.put(fb)
+	*fb = grow(*fb, G*cg*krs)
+	flip := *fb
+	for g := 0; g < G; g++ {
+		for k := 0; k < kg; k++ {
+			wk := Wt[(g*kg+k)*cg*rs:]
+			for c := 0; c < cg; c++ {
+				dst := flip[(g*cg+c)*krs+k*rs:]
+				src := wk[c*rs : (c+1)*rs]
+				for i := range rs {
+					dst[i] = src[rs-1-i]
+				}
+			}
+		}
+	}
+	// dx is the unit-stride convolution of dy (K channels, P×Q) with the
+	// flipped filter (C outputs), padded by the filter's reach less the
+	// padding on each side: the forward path computes it.
+	q := backend.Conv2dParams{N: p.N, C: p.K, H: P, W: Q, K: p.C, R: p.R, S: p.S,
+		StrideH: 1, StrideW: 1, PadH: p.DilH*(p.R-1) - p.PadH, PadW: p.DilW*(p.S-1) - p.PadW,
+		DilH: p.DilH, DilW: p.DilW, Groups: G}
+	b.convImplicitForward(q, DY, flip, DX, nil)
+}
+
+// convImplicitBackwardFilter is Conv2dBackwardFilter on the implicit path
+// (p normalised). Per image and group,
+//
+//	dw += dy' · Bᵀ
+//
+// on the grid of P whole phase-plane rows of Wpe pixels: dy' is dy with
+// each row widened to Wpe by zeros, and B (taps × pixels) reads the phased
+// image with one contiguous run per tap, packed by transposing tap rows
+// (convB.packT).
+func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW []float32) {
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	b.sumOverImages(p.N, DW, convLoop{sum: (*convLoop).implicitBackwardFilter, p: p, geo: geo, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+}
 
 // isPointwise reports whether col == x for this convolution.
 func isPointwise(p backend.Conv2dParams) bool {
 	return p.R == 1 && p.S == 1 && p.StrideH == 1 && p.StrideW == 1 && p.PadH == 0 && p.PadW == 0
+}
+
+// gemmThreads is how many threads each image's GEMMs get when n images
+// share threads.
+func gemmThreads(threads, n int) int { return max(1, threads/max(1, n)) }
+
+// colPool holds im2col's column buffers, partialPool sumOverImages'
+// per-thread weight gradients: kept apart, so that neither keeps growing a
+// buffer that came back from the other.
+var colPool, partialPool freeList[[]float32]
+
+func getCol(n int) *[]float32 { return getFrom(&colPool, n) }
+
+// getFrom takes a buffer of n values from l.
+func getFrom(l *freeList[[]float32], n int) *[]float32 {
+	b := l.get()
+	*b = grow(*b, n)
+	return b
 }
 
 // im2col fills col (C·R·S, P·Q) from one image's channels x (C, H, W).
@@ -110,224 +517,458 @@ func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
 	}
 }
 
-// gemmThreads is how many threads each image's GEMMs get when n images
-// share threads.
-func gemmThreads(threads, n int) int { return max(1, threads/max(1, n)) }
+// Implicit-GEMM convolution. Instead of expanding an image into the
+// (C·R·S)×(P·Q) column matrix and then packing that matrix again for the
+// GEMM, the GEMM's B packer reads the column matrix straight from a
+// zero-padded copy of the image.
+//
+// Strides are taken out first: the padded image is split into sh×sw phase
+// planes by row and column remainder (space-to-depth),
+//
+//	phase (i mod sh, j mod sw), position (i div sh, j div sw)  ←  xpad[i][j]
+//
+// so that the tap (c, r, s) of output pixel (oh, ow), which reads
+// xpad[c][oh·sh + r·dilH][ow·sw + s·dilW], reads its phase plane at
+// (oh + ⌊r·dilH/sh⌋, ow + ⌊s·dilW/sw⌋):
+//
+//	B[(c, r, s)][(oh, ow)] = src[rowOff[(c, r, s)] + colOff[(oh, ow)]],  colOff = oh·Wpe + ow
+//
+// Along a row of output pixels colOff steps by one, so a packed panel row
+// is one or a few contiguous copies (one per output row it spans). With
+// unit strides the phase plane is the padded image itself. The copy costs
+// C·Hp·Wp values per image against im2col's C·R·S·P·Q.
+//
+// Backward data with unit strides is the same computation on the padded
+// output gradient with the filter flipped and its two channel axes swapped:
+//
+//	dx[c][h][w] = Σ_k Σ_r' Σ_s' w[k][c][R−1−r'][S−1−s'] · dypad[k][h + r'·dilH][w + s'·dilW]
+//
+// with dy padded by dil·(R−1) − pad rows (and the same for columns), so
+// dx = w' · B with no col2im and no clearing of dx beforehand. (Strided
+// backward data keeps col2im.)
+//
+// Backward filter takes the output on the grid of whole phase-plane rows
+// (P rows of Wpe pixels, dy widened by zeros), where the pixels of a tap
+// are one contiguous run, and packs Bᵀ by transposing tap rows.
 
-// colPool holds im2col's column buffers, partialPool sumOverImages'
-// per-thread weight gradients: kept apart, so that neither keeps growing a
-// buffer that came back from the other.
-var colPool, partialPool freeList[[]float32]
-
-func getCol(n int) *[]float32 { return getFrom(&colPool, n) }
-
-// getFrom takes a buffer of n values from l.
-func getFrom(l *freeList[[]float32], n int) *[]float32 {
-	b := l.get()
-	*b = grow(*b, n)
-	return b
+// implicitForward reports whether the forward convolution takes the
+// implicit-GEMM path: not a pointwise convolution (those use x itself), and
+// the filter's reach inside the padded plane (P rounds a negative span up
+// to one row, which im2col reads as padding).
+func implicitForward(p backend.Conv2dParams) bool {
+	return !isPointwise(p) &&
+		(p.P()-1)*p.StrideH+p.DilH*(p.R-1) < p.H+2*p.PadH &&
+		(p.Q()-1)*p.StrideW+p.DilW*(p.S-1) < p.W+2*p.PadW
 }
 
-// Conv2dForward implements backend.Ops.
-func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) {
-	backend.CheckConv("conv2d forward", p, x, w, y)
-	p = p.Normalized()
-	X, Wt, Y := x.HostData(), w.HostData(), y.HostData()
-	if b.ref {
-		refConvForward(p, X, Wt, Y)
-		return
-	}
-	if implicitForward(p) {
-		b.convImplicitForward(p, X, Wt, Y, nil)
-		return
-	}
-	splitN(b, &convLoops, p.N, convLoop{pass: im2colForward, p: p, x: X, w: Wt, y: Y, gt: gemmThreads(b.Threads(), p.N)})
+// implicitBackwardData reports whether backward data takes the implicit
+// path: unit strides and padding no larger than the filter's reach.
+func implicitBackwardData(p backend.Conv2dParams) bool {
+	return p.StrideH == 1 && p.StrideW == 1 && !isPointwise(p) &&
+		p.PadH <= p.DilH*(p.R-1) && p.PadW <= p.DilW*(p.S-1)
 }
 
-// im2colImages is the explicit path for images [lo, hi): per image and
-// group, the column matrix (x itself when pointwise) goes into a GEMM with
-// the filter (im2colForward: y = w·col) or with dy (im2colBackwardFilter:
-// acc += dy·colᵀ, k.y being dy).
-func (k *convLoop) im2colImages(acc []float32, lo, hi int) {
-	p, X, gt := k.p, k.x, k.gt
-	G, PQ := p.G(), p.P()*p.Q()
-	cg, kg := p.C/G, p.K/G
-	crs := cg * p.R * p.S
-	var colBuf *[]float32
-	if !isPointwise(p) {
-		colBuf = getCol(crs * PQ)
-		defer colPool.put(colBuf)
+// finite reports whether every value of x is finite.
+func finite(x []float32) bool {
+	s := sum64(x)
+	return !math.IsNaN(s) && !math.IsInf(s, 0)
+}
+
+// convScratch is one goroutine's state for the implicit path.
+type convScratch struct {
+	pad, dy []float32
+	cb      convB
+}
+
+var convScratchPool freeList[convScratch]
+
+// phased is the geometry of a padded image split into phase planes.
+type phased struct {
+	ch, h, w, ph, pw, sh, sw int
+	hpe, wpe                 int // a phase plane's rows and columns
+}
+
+func newPhased(ch, h, w, ph, pw, sh, sw int) phased {
+	hp, wp := h+2*ph, w+2*pw
+	return phased{ch: ch, h: h, w: w, ph: ph, pw: pw, sh: sh, sw: sw,
+		hpe: (hp + sh - 1) / sh, wpe: (wp + sw - 1) / sw}
+}
+
+// plane is the size of one phase plane, chanSize that of one channel.
+func (g phased) plane() int { return g.hpe * g.wpe }
+
+func (g phased) chanSize() int { return g.sh * g.sw * g.plane() }
+
+func (g phased) size() int { return g.ch * g.chanSize() }
+
+// at is the offset of padded position (i, j) of channel c.
+func (g phased) at(c, i, j int) int {
+	return c*g.chanSize() + ((i%g.sh)*g.sw+j%g.sw)*g.plane() + i/g.sh*g.wpe + j/g.sw
+}
+
+// fill writes the ch planes of h×w of x into dst (size()), zeros around.
+func (g phased) fill(x, dst []float32) {
+	if g.sh == 1 && g.sw == 1 {
+		padImage(x, g.ch, g.h, g.w, g.ph, g.pw, dst)
+		return
 	}
-	for n := lo; n < hi; n++ {
-		for g := 0; g < G; g++ {
-			xs := X[(n*p.C+g*cg)*p.H*p.W:]
-			col := xs
-			if colBuf != nil {
-				col = *colBuf
-				im2col(p, cg, xs, col)
-			}
-			if k.pass == im2colForward {
-				sgemm(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, col, PQ, 0, k.y[(n*p.K+g*kg)*PQ:], PQ, gt)
+	clear(dst[:g.size()])
+	pl, chs := g.plane(), g.chanSize()
+	// Per column phase b: the first x with (x + pw) mod sw = b, how many
+	// columns it has, and where they start in the phase row.
+	type colPhase struct{ x0, n, off int }
+	phases := make([]colPhase, 0, 4)
+	for b := 0; b < g.sw; b++ {
+		x0 := ((b-g.pw)%g.sw + g.sw) % g.sw
+		if x0 < g.w {
+			phases = append(phases, colPhase{x0, (g.w - x0 + g.sw - 1) / g.sw, b*pl + (x0+g.pw)/g.sw})
+		}
+	}
+	for c := 0; c < g.ch; c++ {
+		src := x[c*g.h*g.w : (c+1)*g.h*g.w]
+		// Row i = y + ph is row ii of row phase a.
+		a, ii := g.ph%g.sh, g.ph/g.sh
+		for y := 0; y < g.h; y++ {
+			rowBase := c*chs + a*g.sw*pl + ii*g.wpe
+			row := src[y*g.w : (y+1)*g.w]
+			if g.sw == 2 && len(phases) == 2 {
+				// Both column phases in one pass over the row.
+				ev, od := phases[0], phases[1]
+				if ev.x0 != 0 {
+					ev, od = od, ev
+				}
+				de, do := dst[rowBase+ev.off:][:ev.n], dst[rowBase+od.off:][:od.n]
+				r := row[:2*od.n]
+				for k := range do {
+					de[k], do[k] = r[2*k], r[2*k+1]
+				}
+				if ev.n > od.n {
+					de[od.n] = row[2*od.n]
+				}
 			} else {
-				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
+				for _, cp := range phases {
+					d := dst[rowBase+cp.off:][:cp.n]
+					r := row[cp.x0:]
+					if g.sw == 2 {
+						r = r[:2*cp.n-1]
+						for k := range d {
+							d[k] = r[2*k]
+						}
+						continue
+					}
+					for k := range d {
+						d[k] = r[k*g.sw]
+					}
+				}
+			}
+			if a++; a == g.sh {
+				a, ii = 0, ii+1
 			}
 		}
 	}
 }
 
-// Conv2dBackwardData implements backend.Ops.
-func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.Tensor) {
-	backend.CheckConv("conv2d backward data", p, dx, w, dy)
-	p = p.Normalized()
-	DY, Wt, DX := dy.HostData(), w.HostData(), dx.HostData()
-	if b.ref {
-		refConvBackwardData(p, DY, Wt, DX)
-		return
-	}
-	if implicitBackwardData(p) {
-		b.convImplicitBackwardData(p, DY, Wt, DX)
-		return
-	}
-	splitN(b, &convLoops, p.N, convLoop{pass: col2imBackwardData, p: p, x: DX, w: Wt, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+// convB is the B operand of a convolution GEMM read from an image:
+// B[l][j] = src[rowOff[l] + colOff[j]].
+type convB struct {
+	src    []float32
+	rowOff []int
+	lo, hi int // the smallest and largest rowOff
+	colOff []int
+	// run[j] is how many columns from j on are contiguous in src (colOff
+	// stepping by one), so a panel row is copied run by run.
+	run []int
 }
 
-// col2imBackwardData is Conv2dBackwardData's explicit path for images
-// [lo, hi) (k.x is dx, k.y is dy).
-func (k *convLoop) col2imBackwardData(lo, hi int) {
-	p, DX, Wt, DY, gt := k.p, k.x, k.w, k.y, k.gt
-	G, PQ := p.G(), p.P()*p.Q()
-	cg, kg := p.C/G, p.K/G
-	crs := cg * p.R * p.S
-	var colBuf *[]float32
-	if !isPointwise(p) {
-		colBuf = getCol(crs * PQ)
-		defer colPool.put(colBuf)
+// setup fills the offset tables for the first ch channels of the phased
+// image g, filters r×s with dilations dh, dw, and an output of p×q pixels
+// (colOff = oh·Wpe + ow).
+func (cb *convB) setup(ch int, g phased, r, s, dh, dw, p, q int) {
+	cb.rowOff = grow(cb.rowOff, ch*r*s)
+	l := 0
+	for c := 0; c < ch; c++ {
+		for i := 0; i < r; i++ {
+			for j := 0; j < s; j++ {
+				cb.rowOff[l] = g.at(c, i*dh, j*dw)
+				l++
+			}
+		}
 	}
-	for n := lo; n < hi; n++ {
-		for g := 0; g < G; g++ {
-			dxs := DX[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
-			dcol := dxs
-			if colBuf != nil {
-				dcol = *colBuf
-			}
-			sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, gt)
-			if colBuf != nil {
-				clear(dxs)
-				col2im(p, cg, dcol, dxs)
-			}
+	cb.lo, cb.hi = cb.rowOff[0], cb.rowOff[0]
+	for _, o := range cb.rowOff {
+		cb.lo, cb.hi = min(cb.lo, o), max(cb.hi, o)
+	}
+	cb.colOff = grow(cb.colOff, p*q)
+	cb.run = grow(cb.run, p*q)
+	for oh := 0; oh < p; oh++ {
+		for ow := 0; ow < q; ow++ {
+			cb.colOff[oh*q+ow] = oh*g.wpe + ow
+			cb.run[oh*q+ow] = q - ow
 		}
 	}
 }
 
-// Conv2dBackwardFilter implements backend.Ops.
-func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor.Tensor) {
-	backend.CheckConv("conv2d backward filter", p, x, dw, dy)
-	p = p.Normalized()
-	X, DY, DW := x.HostData(), dy.HostData(), dw.HostData()
-	if b.ref {
-		refConvBackwardFilter(p, X, DY, DW)
-		return
-	}
-	if implicitForward(p) {
-		b.convImplicitBackwardFilter(p, X, DY, DW)
-		// The implicit path also multiplies values outside the filter's
-		// reach by zero, which turns an Inf there into a NaN the direct
-		// sum has not. Its sum holds every term of the direct one, so a
-		// finite result is the direct sum's (in another order); only a
-		// non-finite one is computed again, directly.
-		if finite(DW) {
-			return
-		}
-	}
-	b.sumOverImages(p.N, DW, convLoop{pass: im2colBackwardFilter, p: p, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+// setupGrid is setup with the output taken on the grid of p whole rows of
+// Wpe pixels: the columns are one contiguous run, and the extra pixels of
+// each row read values the caller cancels (backward filter multiplies them
+// by zero gradients).
+func (cb *convB) setupGrid(ch int, g phased, r, s, dh, dw, p int) {
+	cb.setup(ch, g, r, s, dh, dw, 1, p*g.wpe)
 }
 
-// convLoop is a convolution pass's loop over images: the arguments of one
-// call and which pass it is. x, w and y are the pass's input image,
-// filter and output (or their gradients, as each method says).
-type convLoop struct {
-	pass    int
-	p       backend.Conv2dParams
-	geo     phased
-	x, w, y []float32
-	filt    []packedA     // implicit paths: each group's packed filter
-	epi     *convEpilogue // implicit forward: applied to each image's output
-	gt      int           // threads per GEMM
-}
-
-const (
-	im2colForward = iota
-	col2imBackwardData
-	im2colBackwardFilter
-	implicitForwardPass
-	implicitBackwardFilterPass
-)
-
-var convLoops freeList[convLoop]
-
-func (k *convLoop) chunk(lo, hi int) {
-	switch k.pass {
-	case im2colForward:
-		k.im2colImages(nil, lo, hi)
-	case col2imBackwardData:
-		k.col2imBackwardData(lo, hi)
-	case implicitForwardPass:
-		k.implicitForward(lo, hi)
-	default:
-		panic("cpu: convLoop: a backward-filter pass runs through sumOverImages")
-	}
-}
-
-// sumImages adds the weight gradient of images [lo, hi) into acc.
-func (k *convLoop) sumImages(acc []float32, lo, hi int) {
-	if k.pass == im2colBackwardFilter {
-		k.im2colImages(acc, lo, hi)
+// packOp packs op(B): B itself (pack) or its transpose (packT).
+func (cb *convB) packOp(trans bool, nr, kb, nb, l0, j0 int, dst []float32) {
+	if trans {
+		cb.packT(nr, kb, nb, l0, j0, dst)
 	} else {
-		k.implicitBackwardFilter(acc, lo, hi)
+		cb.pack(nr, kb, nb, l0, j0, dst)
 	}
 }
 
-// sumOverImages runs k.sumImages over the images split across the
-// threads, each part adding into its own zeroed accumulator (the first
-// part into dw itself), then adds the others into dw: a weight gradient
-// summed over the batch without threads writing the same memory.
-func (b *Backend) sumOverImages(n int, dw []float32, k convLoop) {
-	s := imageSums.get()
-	defer imageSums.put(s)
-	s.conv = convLoops.get()
-	*s.conv = k
-	s.dw = dw
-	s.parts = splitRangeInto(s.parts[:0], n, b.Threads(), 1)
-	s.partials = grow(s.partials, len(s.parts))
-	parallelFor(len(s.parts), b.Threads(), s)
-	for _, part := range s.partials[1:] {
-		axpy(1, *part, dw)
-		partialPool.put(part)
+// packT is packB of Bᵀ: the kb×nb block of Bᵀ at (l0, j0), i.e. taps
+// j0..j0+nb of pixels l0..l0+kb, which must be one contiguous run
+// (setupGrid). Each panel is a transpose of nr tap rows.
+func (cb *convB) packT(nr, kb, nb, l0, j0 int, dst []float32) {
+	if cb.run[l0] < kb || nr > 32 {
+		panic("cpu: convB: transposed packing needs contiguous pixels")
 	}
-	*s.conv = convLoop{}
-	convLoops.put(s.conv)
-	s.conv, s.dw = nil, nil
-	clear(s.partials)
-}
-
-// imageSum is sumOverImages' loop over its parts of the batch.
-type imageSum struct {
-	conv     *convLoop
-	dw       []float32
-	parts    [][2]int
-	partials []*[]float32 // accumulators of parts 1…
-}
-
-var imageSums freeList[imageSum]
-
-func (s *imageSum) chunk(t0, t1 int) {
-	for t := t0; t < t1; t++ {
-		acc := s.dw
-		if t > 0 {
-			s.partials[t] = getFrom(&partialPool, len(s.dw))
-			acc = *s.partials[t]
+	base := cb.colOff[l0]
+	var offs [32]int
+	for p := 0; p*nr < nb; p++ {
+		d := dst[p*nr*kb : (p+1)*nr*kb]
+		cols := min(nr, nb-p*nr)
+		j := j0 + p*nr
+		if cols < nr {
+			clear(d)
 		}
-		clear(acc)
-		s.conv.sumImages(acc, s.parts[t][0], s.parts[t][1])
+		o := offs[:cols]
+		for c := range o {
+			o[c] = cb.rowOff[j+c] + base
+		}
+		// The vector packer does rows [0, rv) × columns [0, cv); Go the rest.
+		rv, cv := packRowsOffVec(cb.src, o, kb, d, nr)
+		for c, off := range o {
+			l0 := cv
+			if c >= rv {
+				l0 = 0
+			}
+			for l, v := range cb.src[off+l0 : off+kb] {
+				d[(l0+l)*nr+c] = v
+			}
+		}
+	}
+}
+
+// pack is packB for this operand: the kb×nb block at (l0, j0) into
+// nr-wide panels, zero-padded.
+func (cb *convB) pack(nr, kb, nb, l0, j0 int, dst []float32) {
+	rows := cb.rowOff[l0 : l0+kb]
+	src := cb.src
+	for p := 0; p*nr < nb; p++ {
+		d := dst[p*nr*kb : (p+1)*nr*kb]
+		cols := min(nr, nb-p*nr)
+		j := j0 + p*nr
+		if cols < nr {
+			clear(d)
+		}
+		for c := 0; c < cols; {
+			n := min(cb.run[j+c], cols-c)
+			base := cb.colOff[j+c]
+			switch {
+			case gatherRowsVec(d[c:], nr, src, rows, cb.lo, cb.hi, base, n):
+			case n == 8:
+				for l, ro := range rows {
+					*(*[8]float32)(d[l*nr+c:]) = *(*[8]float32)(src[ro+base:])
+				}
+			default:
+				for l, ro := range rows {
+					copy(d[l*nr+c:l*nr+c+n], src[ro+base:ro+base+n])
+				}
+			}
+			c += n
+		}
+	}
+}
+
+// padImage copies ch planes of h×w from x into dst as planes of
+// (h+2·ph)×(w+2·pw) with zero borders.
+func padImage(x []float32, ch, h, w, ph, pw int, dst []float32) {
+	hp, wp := h+2*ph, w+2*pw
+	for c := 0; c < ch; c++ {
+		plane := dst[c*hp*wp : (c+1)*hp*wp]
+		clear(plane[:ph*wp+pw])
+		clear(plane[(ph+h)*wp-pw:])
+		src := x[c*h*w : (c+1)*h*w]
+		for i := 0; i < h; i++ {
+			row := plane[(ph+i)*wp+pw:]
+			copy(row[:w], src[i*w:(i+1)*w])
+			if i < h-1 {
+				clear(row[w : w+2*pw])
+			}
+		}
+	}
+}
+
+// convEpilogue is what ConvBNActForward applies to each image's output:
+// per channel k, y = scale[k]·y + shift[k], then + res, then the ReLU.
+type convEpilogue struct {
+	scale, shift []float32
+	res          []float32 // all images' residual, or nil
+	relu         bool
+	plane        int // values per channel and image (P·Q)
+}
+
+var epilogues freeList[convEpilogue]
+
+// set computes the per-channel scale and shift of eval-mode batch norm
+// bn, as bnForwardChannels does.
+func (e *convEpilogue) set(bn backend.BatchNormParams, gamma, beta, runMean, runVar []float32, relu bool) {
+	e.scale, e.shift = grow(e.scale, bn.C), grow(e.shift, bn.C)
+	for c := range bn.C {
+		invStd := 1 / math.Sqrt(float64(runVar[c])+float64(bn.Eps))
+		e.scale[c], e.shift[c] = bnAffine(gamma[c], beta[c], float64(runMean[c]), invStd)
+	}
+	e.relu, e.plane = relu, bn.L
+}
+
+// apply finishes image n, whose output is y (K planes).
+func (e *convEpilogue) apply(n int, y []float32) {
+	l := e.plane
+	var res []float32
+	if e.res != nil {
+		res = e.res[n*len(y) : (n+1)*len(y)]
+	}
+	for k := range e.scale {
+		row := y[k*l : (k+1)*l]
+		affine(e.scale[k], e.shift[k], row, row)
+		if res != nil {
+			add(row, res[k*l:(k+1)*l], row)
+		}
+		if e.relu {
+			relu(row, row)
+		}
+	}
+}
+
+// epilogueLoop applies an epilogue to images [lo, hi) of y, for the
+// convolution paths that finish all images first.
+type epilogueLoop struct {
+	e *convEpilogue
+	y []float32
+}
+
+var epilogueLoops freeList[epilogueLoop]
+
+func (k *epilogueLoop) chunk(lo, hi int) {
+	per := len(k.e.scale) * k.e.plane
+	for n := lo; n < hi; n++ {
+		k.e.apply(n, k.y[n*per:(n+1)*per])
+	}
+}
+
+// The reference kernels.
+
+// refConvForward: x (N, C, H, W), w (K, C/G, R, S) -> y (N, K, P, Q).
+func refConvForward(p backend.Conv2dParams, x, w, y []float32) {
+	p = p.Normalized()
+	P, Q, G := p.P(), p.Q(), p.G()
+	cg, kg := p.C/G, p.K/G
+	for n := 0; n < p.N; n++ {
+		for k := 0; k < p.K; k++ {
+			g := k / kg
+			for oh := 0; oh < P; oh++ {
+				for ow := 0; ow < Q; ow++ {
+					var s float64
+					for c := 0; c < cg; c++ {
+						ci := g*cg + c
+						for r := 0; r < p.R; r++ {
+							ih := oh*p.StrideH - p.PadH + r*p.DilH
+							if ih < 0 || ih >= p.H {
+								continue
+							}
+							for q := 0; q < p.S; q++ {
+								iw := ow*p.StrideW - p.PadW + q*p.DilW
+								if iw < 0 || iw >= p.W {
+									continue
+								}
+								s += float64(x[((n*p.C+ci)*p.H+ih)*p.W+iw]) * float64(w[((k*cg+c)*p.R+r)*p.S+q])
+							}
+						}
+					}
+					y[((n*p.K+k)*P+oh)*Q+ow] = float32(s)
+				}
+			}
+		}
+	}
+}
+
+// refConvBackwardData: dy (N, K, P, Q), w (K, C/G, R, S) -> dx (N, C, H, W).
+func refConvBackwardData(p backend.Conv2dParams, dy, w, dx []float32) {
+	p = p.Normalized()
+	P, Q, G := p.P(), p.Q(), p.G()
+	cg, kg := p.C/G, p.K/G
+	acc := make([]float64, len(dx))
+	for n := 0; n < p.N; n++ {
+		for k := 0; k < p.K; k++ {
+			g := k / kg
+			for oh := 0; oh < P; oh++ {
+				for ow := 0; ow < Q; ow++ {
+					d := float64(dy[((n*p.K+k)*P+oh)*Q+ow])
+					for c := 0; c < cg; c++ {
+						ci := g*cg + c
+						for r := 0; r < p.R; r++ {
+							ih := oh*p.StrideH - p.PadH + r*p.DilH
+							if ih < 0 || ih >= p.H {
+								continue
+							}
+							for q := 0; q < p.S; q++ {
+								iw := ow*p.StrideW - p.PadW + q*p.DilW
+								if iw < 0 || iw >= p.W {
+									continue
+								}
+								acc[((n*p.C+ci)*p.H+ih)*p.W+iw] += d * float64(w[((k*cg+c)*p.R+r)*p.S+q])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	for i, v := range acc {
+		dx[i] = float32(v)
+	}
+}
+
+// refConvBackwardFilter: x (N, C, H, W), dy (N, K, P, Q) -> dw (K, C/G, R, S).
+func refConvBackwardFilter(p backend.Conv2dParams, x, dy, dw []float32) {
+	p = p.Normalized()
+	P, Q, G := p.P(), p.Q(), p.G()
+	cg, kg := p.C/G, p.K/G
+	for k := 0; k < p.K; k++ {
+		g := k / kg
+		for c := 0; c < cg; c++ {
+			ci := g*cg + c
+			for r := 0; r < p.R; r++ {
+				for q := 0; q < p.S; q++ {
+					var s float64
+					for n := 0; n < p.N; n++ {
+						for oh := 0; oh < P; oh++ {
+							ih := oh*p.StrideH - p.PadH + r*p.DilH
+							if ih < 0 || ih >= p.H {
+								continue
+							}
+							for ow := 0; ow < Q; ow++ {
+								iw := ow*p.StrideW - p.PadW + q*p.DilW
+								if iw < 0 || iw >= p.W {
+									continue
+								}
+								s += float64(x[((n*p.C+ci)*p.H+ih)*p.W+iw]) * float64(dy[((n*p.K+k)*P+oh)*Q+ow])
+							}
+						}
+					}
+					dw[((k*cg+c)*p.R+r)*p.S+q] = float32(s)
+				}
+			}
+		}
 	}
 }

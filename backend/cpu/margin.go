@@ -12,6 +12,95 @@ import (
 // softmax(z) at the label y, computed in float64 with a stable log-sum-exp.
 // Package dml documents the formulas and derives each gradient.
 
+// MarginSoftmaxCE implements backend.Ops.
+func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos *tensor.Tensor, g backend.MarginGrads) {
+	backend.CheckMargin(p, cos, labels, loss, dcos, g)
+	if p.MPFrom != nil {
+		p.MP = p.MPFrom.HostData()[0]
+	}
+	COS, L := cos.HostData(), loss.HostData()
+	var DC, CM, GCM []float32
+	if dcos != nil {
+		DC = dcos.HostData()
+	}
+	if p.ClassMargins != nil {
+		CM = p.ClassMargins.HostData()
+	}
+	th := b.Threads()
+	if b.ref {
+		th = 1
+	}
+	k := marginLoops.get()
+	defer marginLoops.put(k)
+	k.p, k.cos, k.labels, k.cm, k.loss, k.dcos = p, COS, labels, CM, L, DC
+	k.parts = splitRangeInto(k.parts[:0], p.N, th, 1)
+	k.mp = grow(k.mp, len(k.parts))
+	k.gcm = nil
+	if g.ClassMargins != nil {
+		GCM = g.ClassMargins.HostData()
+		for len(k.gcmBufs) < len(k.parts) {
+			k.gcmBufs = append(k.gcmBufs, nil)
+		}
+		k.gcm = k.gcmBufs[:len(k.parts)]
+		for i := range k.gcm {
+			k.gcm[i] = grow(k.gcm[i], p.C)
+		}
+	}
+	// Each part of the rows has its own partial sums, added in part order
+	// below, so the result does not depend on which goroutine ran it.
+	parallelFor(len(k.parts), th, k)
+	if g.MP != nil {
+		var sum float64
+		for _, v := range k.mp {
+			sum += v
+		}
+		g.MP.HostData()[0] += float32(sum)
+	}
+	for _, part := range k.gcm {
+		for c, v := range part {
+			GCM[c] += v
+		}
+	}
+	k.cos, k.labels, k.cm, k.loss, k.dcos = nil, nil, nil, nil, nil
+	k.p.ClassMargins = nil
+}
+
+// marginLoop is MarginSoftmaxCE's loop over parts of the rows, with each
+// part's partial sums: mp[i] of ∂L/∂m_p, gcm[i] of ∂L/∂m_n (C values,
+// when the class margins need a gradient). The sums' buffers are kept
+// with it across calls.
+type marginLoop struct {
+	p                   backend.MarginParams
+	cos, cm, loss, dcos []float32
+	labels              []int32
+	parts               [][2]int
+	mp                  []float64
+	gcm                 [][]float32 // gcmBufs[:len(parts)], or nil
+	gcmBufs             [][]float32
+}
+
+var marginLoops freeList[marginLoop]
+
+func (k *marginLoop) chunk(lo, hi int) {
+	sc := marginScratch.get()
+	defer marginScratch.put(sc)
+	sc.z, sc.dz = grow(sc.z, k.p.C), grow(sc.dz, k.p.C)
+	for i := lo; i < hi; i++ {
+		var gcm []float32
+		if len(k.gcm) > 0 {
+			gcm = k.gcm[i]
+			clear(gcm)
+		}
+		k.mp[i] = marginRows(&k.p, k.parts[i][0], k.parts[i][1], k.cos, k.labels, k.cm, k.loss, k.dcos, gcm, sc.z, sc.dz)
+	}
+}
+
+// marginBuffers are one goroutine's logits and their derivatives (C values
+// each), kept across calls.
+type marginBuffers struct{ z, dz []float64 }
+
+var marginScratch freeList[marginBuffers]
+
 // targetLogit returns z_y and ∂z_y/∂c for the label's cosine c.
 func targetLogit(p *backend.MarginParams, c float64) (z, dz float64) {
 	s := float64(p.S)

@@ -30,3 +30,12 @@ func (f *freeList[T]) put(t *T) {
 	f.free = append(f.free, t)
 	f.mu.Unlock()
 }
+
+// grow returns s resized to n elements, reallocating only when its capacity
+// is too small (the contents are not kept).
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}

@@ -4,7 +4,7 @@ package cpu
 
 // Without assembly (another architecture, or the noasm build tag) only the
 // generic level exists: the *Vec functions take nothing, and the Go loops in
-// fast.go and gemm.go do all the work.
+// elementwise.go, norm.go and gemm.go do all the work.
 
 func addAsmKernels(map[Level]gemmKernel) {}
 

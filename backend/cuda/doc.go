@@ -12,7 +12,8 @@
 // kernels/gen.sh and committed; the PTX is embedded and JIT-compiled by the
 // driver for the device at hand when the backend opens ($DMLGO_PTX_DIR
 // points at a folder of fresh PTX instead). Their formulas mirror the CPU
-// reference kernels (backend/cpu/ref.go, backend/cpu/margin.go): float64
+// reference kernels (the ref* functions of backend/cpu, one file per op
+// family, and backend/cpu/margin.go): float64
 // where the reference sums in float64 (reductions, statistics, the margin
 // head), float32 elsewhere, and no atomics, so every result is
 // deterministic.

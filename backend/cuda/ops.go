@@ -13,7 +13,8 @@ import (
 
 // The ops: each checks its arguments at the edge (the shared backend.Check
 // functions, as the CPU backend), then queues kernels on the stream. The
-// kernels' formulas mirror backend/cpu/ref.go; kernels/*.cu say how.
+// kernels' formulas mirror the CPU reference kernels (the ref* functions
+// of backend/cpu, one file per op family, as here); kernels/*.cu say how.
 
 // maxElems bounds a tensor's size: the kernels index elements with 64-bit
 // integers but take sizes and shapes as 32-bit ints.

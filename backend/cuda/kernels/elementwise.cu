@@ -1,5 +1,5 @@
 // Elementwise kernels and the optimizer updates: one thread per element in
-// a grid-stride loop. Each mirrors a loop of backend/cpu/ref.go. Where the
+// a grid-stride loop. Each mirrors a loop of backend/cpu/elementwise.go. Where the
 // reference computes in float64 (the transcendental unary ops, AdamW's bias
 // correction) these compute in double; where it computes in float32 they use
 // the same float32 operations in the same order, with __fmul_rn/__fadd_rn so

@@ -7,6 +7,125 @@ import (
 	"time"
 )
 
+// The parallel-for engine: parallelFor and its helpers (splitWith, splitN,
+// splitElemsN) spread a loop's ranges over the calling goroutine and the
+// helper team below; splitRange cuts a range into fixed parts for loops
+// that keep per-part partial sums.
+
+// kernel is the body of a parallel loop: chunk does items [lo, hi).
+// Kernels are small structs of their arguments with a chunk method, kept
+// in a freeList per type (splitWith), so that a call allocates nothing; a
+// closure handed to another goroutine would be allocated on every call.
+type kernel interface{ chunk(lo, hi int) }
+
+// funcKernel makes a function a kernel, for code off the hot paths (and
+// tests); the closure is allocated per call.
+type funcKernel func(lo, hi int)
+
+func (f funcKernel) chunk(lo, hi int) { f(lo, hi) }
+
+// splitWith runs k over [0, n) on up to threads goroutines (parallelFor),
+// through a copy kept in list.
+func splitWith[K any, PK interface {
+	*K
+	kernel
+}](list *freeList[K], n, threads int, k K) {
+	p := list.get()
+	*p = k
+	parallelFor(n, threads, PK(p))
+	var zero K
+	*p = zero // keep no references to the caller's buffers
+	list.put(p)
+}
+
+// splitN is splitWith over the backend's threads, on one goroutine in
+// reference mode.
+func splitN[K any, PK interface {
+	*K
+	kernel
+}](b *Backend, list *freeList[K], n int, k K) {
+	th := b.Threads()
+	if b.ref {
+		th = 1
+	}
+	splitWith[K, PK](list, n, th, k)
+}
+
+// splitElemsN is splitN for elementwise work: below 32K elements one
+// goroutine.
+func splitElemsN[K any, PK interface {
+	*K
+	kernel
+}](b *Backend, list *freeList[K], n int, k K) {
+	th := b.Threads()
+	if n < 1<<15 {
+		th = 1
+	}
+	splitWith[K, PK](list, n, th, k)
+}
+
+// parallelFor runs body over contiguous ranges that cover [0, n), on the
+// calling goroutine and up to threads-1 helpers of the team (below). The
+// ranges (about four per thread) are handed out as goroutines ask, so a
+// helper that arrives late or runs on a busy core takes fewer of them.
+func parallelFor(n, threads int, body kernel) {
+	if threads <= 1 || n <= 1 {
+		body.chunk(0, n)
+		return
+	}
+	j := forJobs.get()
+	j.body, j.n, j.parts = body, n, int64(min(n, 4*threads))
+	j.next.Store(0)
+	j.teamJob.j = j
+	teamRun(threads-1, &j.teamJob)
+	j.body = nil
+	forJobs.put(j)
+}
+
+// forJob is one call of parallelFor: range t of parts is
+// [t·n/parts, (t+1)·n/parts). teamRun returns when every goroutine has
+// left run, so every range is done by then.
+type forJob struct {
+	teamJob
+	body  kernel
+	n     int
+	parts int64
+	next  atomic.Int64
+}
+
+var forJobs freeList[forJob]
+
+func (j *forJob) run() {
+	for {
+		t := j.next.Add(1) - 1
+		if t >= j.parts {
+			return
+		}
+		j.body.chunk(int(t*int64(j.n)/j.parts), int((t+1)*int64(j.n)/j.parts))
+	}
+}
+
+// splitRange cuts [0, n) into at most parts ranges whose boundaries are
+// multiples of unit.
+func splitRange(n, parts, unit int) [][2]int {
+	return splitRangeInto(nil, n, parts, unit)
+}
+
+// splitRangeInto is splitRange appending to out.
+func splitRangeInto(out [][2]int, n, parts, unit int) [][2]int {
+	units := (n + unit - 1) / unit
+	parts = min(parts, units)
+	start := 0
+	for p := 0; p < parts; p++ {
+		end := min(n, (units*(p+1)/parts)*unit)
+		if end > start {
+			out = append(out, [2]int{start, end})
+		}
+		start = end
+	}
+	return out
+}
+
 // The helper team: goroutines that run the parallel parts of the kernels
 // (gemmParallel, parallelFor) beside the calling goroutine.
 //

@@ -1,0 +1,242 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// Pooling: max and average pooling over windows, and global average
+// pooling over whole planes. The fast paths are the reference kernels run
+// on the images (or planes) split over the threads.
+
+// MaxPool2dForward implements backend.Ops.
+func (b *Backend) MaxPool2dForward(p backend.Pool2dParams, x, y, argmax *tensor.Tensor) {
+	backend.CheckPool("maxpool2d forward", p, x, y, argmax)
+	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).maxForward, p: p, x: x.HostData(), y: y.HostData(), arg: argmax.HostData()})
+}
+
+// MaxPool2dBackward implements backend.Ops.
+func (b *Backend) MaxPool2dBackward(p backend.Pool2dParams, dy, argmax, dx *tensor.Tensor) {
+	backend.CheckPool("maxpool2d backward", p, dx, dy, argmax)
+	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).maxBackward, p: p, x: dx.HostData(), y: dy.HostData(), arg: argmax.HostData()})
+}
+
+// AvgPool2dForward implements backend.Ops.
+func (b *Backend) AvgPool2dForward(p backend.Pool2dParams, x, y *tensor.Tensor) {
+	backend.CheckPool("avgpool2d forward", p, x, y)
+	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).avgForward, p: p, x: x.HostData(), y: y.HostData()})
+}
+
+// AvgPool2dBackward implements backend.Ops.
+func (b *Backend) AvgPool2dBackward(p backend.Pool2dParams, dy, dx *tensor.Tensor) {
+	backend.CheckPool("avgpool2d backward", p, dx, dy)
+	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).avgBackward, p: p, x: dx.HostData(), y: dy.HostData()})
+}
+
+// poolLoop is the pooling ops' loop over images: run, one of the methods
+// below, does images [lo, hi). x and y are the input and output planes
+// (their gradients in the backward passes).
+type poolLoop struct {
+	run  func(k *poolLoop, lo, hi int)
+	p    backend.Pool2dParams
+	x, y []float32
+	arg  []float32 // max pooling's argmax
+}
+
+var poolLoops freeList[poolLoop]
+
+func (k *poolLoop) chunk(lo, hi int) { k.run(k, lo, hi) }
+
+// images returns the parameters of images [lo, hi), their x and y planes,
+// and where their output planes are ([o0, o1), for arg).
+func (k *poolLoop) images(lo, hi int) (p backend.Pool2dParams, x, y []float32, o0, o1 int) {
+	p = k.p
+	in, out := p.C*p.H*p.W, p.C*p.P()*p.Q()
+	p.N = hi - lo
+	return p, k.x[lo*in : hi*in], k.y[lo*out : hi*out], lo * out, hi * out
+}
+
+// maxForward: x -> y, arg.
+func (k *poolLoop) maxForward(lo, hi int) {
+	p, x, y, o0, o1 := k.images(lo, hi)
+	refMaxPoolForward(p, x, y, k.arg[o0:o1])
+}
+
+// maxBackward: y (dy), arg -> x (dx).
+func (k *poolLoop) maxBackward(lo, hi int) {
+	p, dx, dy, o0, o1 := k.images(lo, hi)
+	refMaxPoolBackward(p, dy, k.arg[o0:o1], dx)
+}
+
+// avgForward: x -> y.
+func (k *poolLoop) avgForward(lo, hi int) {
+	p, x, y, _, _ := k.images(lo, hi)
+	refAvgPoolForward(p, x, y)
+}
+
+// avgBackward: y (dy) -> x (dx).
+func (k *poolLoop) avgBackward(lo, hi int) {
+	p, dx, dy, _, _ := k.images(lo, hi)
+	refAvgPoolBackward(p, dy, dx)
+}
+
+func checkGAP(op string, x, y *tensor.Tensor) (nc, l int) {
+	if x.Rank() != 4 || y.Numel() != x.Dim(0)*x.Dim(1) || !x.Contiguous() || !y.Contiguous() {
+		panic(fmt.Sprintf("backend: %s: x %s must be (N, C, H, W) and y %s (N, C)", op, tensor.ShapeString(x.Shape()), tensor.ShapeString(y.Shape())))
+	}
+	return x.Dim(0) * x.Dim(1), x.Dim(2) * x.Dim(3)
+}
+
+// GlobalAvgPoolForward implements backend.Ops.
+func (b *Backend) GlobalAvgPoolForward(x, y *tensor.Tensor) {
+	nc, l := checkGAP("global avgpool forward", x, y)
+	splitN(b, &gapLoops, nc, gapLoop{run: (*gapLoop).forward, l: l, x: x.HostData(), y: y.HostData()})
+}
+
+// GlobalAvgPoolBackward implements backend.Ops.
+func (b *Backend) GlobalAvgPoolBackward(dy, dx *tensor.Tensor) {
+	nc, l := checkGAP("global avgpool backward", dx, dy)
+	splitN(b, &gapLoops, nc, gapLoop{run: (*gapLoop).backward, l: l, x: dx.HostData(), y: dy.HostData()})
+}
+
+// gapLoop is global average pooling's loop over planes of l values (x)
+// and their means (y), or their gradients: run, forward or backward, does
+// planes [lo, hi).
+type gapLoop struct {
+	run  func(k *gapLoop, lo, hi int)
+	l    int
+	x, y []float32
+}
+
+var gapLoops freeList[gapLoop]
+
+func (k *gapLoop) chunk(lo, hi int) { k.run(k, lo, hi) }
+
+func (k *gapLoop) forward(lo, hi int) {
+	refGlobalAvgPoolForward(hi-lo, k.l, k.x[lo*k.l:hi*k.l], k.y[lo:hi])
+}
+
+func (k *gapLoop) backward(lo, hi int) {
+	refGlobalAvgPoolBackward(hi-lo, k.l, k.y[lo:hi], k.x[lo*k.l:hi*k.l])
+}
+
+// The reference kernels.
+
+// refMaxPoolForward: x (N, C, H, W) -> y, argmax (N, C, P, Q). Ties keep
+// the first maximum in row-major window order; padding never wins. A NaN
+// wins (the last one, if several), as in PyTorch's loop
+// `if val > maxval || isnan(val)`, so that a NaN is not lost and its
+// gradient goes where PyTorch sends it.
+func refMaxPoolForward(p backend.Pool2dParams, x, y, argmax []float32) {
+	P, Q := p.P(), p.Q()
+	sh, sw := max(p.StrideH, 1), max(p.StrideW, 1)
+	for nc := 0; nc < p.N*p.C; nc++ {
+		plane := x[nc*p.H*p.W : (nc+1)*p.H*p.W]
+		for oh := 0; oh < P; oh++ {
+			for ow := 0; ow < Q; ow++ {
+				best, bi := float32(math.Inf(-1)), -1
+				for r := 0; r < p.R; r++ {
+					ih := oh*sh - p.PadH + r
+					if ih < 0 || ih >= p.H {
+						continue
+					}
+					for s := 0; s < p.S; s++ {
+						iw := ow*sw - p.PadW + s
+						if iw < 0 || iw >= p.W {
+							continue
+						}
+						v := plane[ih*p.W+iw]
+						if bi < 0 || v > best || v != v {
+							best, bi = v, ih*p.W+iw
+						}
+					}
+				}
+				o := (nc*P+oh)*Q + ow
+				y[o], argmax[o] = best, float32(bi)
+			}
+		}
+	}
+}
+
+// refMaxPoolBackward: dy, argmax (N, C, P, Q) -> dx (N, C, H, W).
+func refMaxPoolBackward(p backend.Pool2dParams, dy, argmax, dx []float32) {
+	P, Q := p.P(), p.Q()
+	clear(dx)
+	for nc := 0; nc < p.N*p.C; nc++ {
+		for i := 0; i < P*Q; i++ {
+			dx[nc*p.H*p.W+int(argmax[nc*P*Q+i])] += dy[nc*P*Q+i]
+		}
+	}
+}
+
+// refAvgPoolForward: x (N, C, H, W) -> y (N, C, P, Q), divisor R·S.
+func refAvgPoolForward(p backend.Pool2dParams, x, y []float32) {
+	P, Q := p.P(), p.Q()
+	sh, sw := max(p.StrideH, 1), max(p.StrideW, 1)
+	inv := 1 / float32(p.R*p.S)
+	for nc := 0; nc < p.N*p.C; nc++ {
+		for oh := 0; oh < P; oh++ {
+			for ow := 0; ow < Q; ow++ {
+				var s float32
+				for r := 0; r < p.R; r++ {
+					ih := oh*sh - p.PadH + r
+					for q := 0; q < p.S; q++ {
+						iw := ow*sw - p.PadW + q
+						if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
+							s += x[(nc*p.H+ih)*p.W+iw]
+						}
+					}
+				}
+				y[(nc*P+oh)*Q+ow] = s * inv
+			}
+		}
+	}
+}
+
+// refAvgPoolBackward: dy (N, C, P, Q) -> dx (N, C, H, W).
+func refAvgPoolBackward(p backend.Pool2dParams, dy, dx []float32) {
+	P, Q := p.P(), p.Q()
+	sh, sw := max(p.StrideH, 1), max(p.StrideW, 1)
+	inv := 1 / float32(p.R*p.S)
+	clear(dx)
+	for nc := 0; nc < p.N*p.C; nc++ {
+		for oh := 0; oh < P; oh++ {
+			for ow := 0; ow < Q; ow++ {
+				d := dy[(nc*P+oh)*Q+ow] * inv
+				for r := 0; r < p.R; r++ {
+					ih := oh*sh - p.PadH + r
+					for q := 0; q < p.S; q++ {
+						iw := ow*sw - p.PadW + q
+						if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
+							dx[(nc*p.H+ih)*p.W+iw] += d
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// refGlobalAvgPoolForward: x (NC, L) -> y (NC).
+func refGlobalAvgPoolForward(nc, l int, x, y []float32) {
+	for i := 0; i < nc; i++ {
+		var s float64
+		for _, v := range x[i*l : (i+1)*l] {
+			s += float64(v)
+		}
+		y[i] = float32(s / float64(l))
+	}
+}
+
+// refGlobalAvgPoolBackward: dy (NC) -> dx (NC, L).
+func refGlobalAvgPoolBackward(nc, l int, dy, dx []float32) {
+	for i := 0; i < nc; i++ {
+		d := dy[i] / float32(l)
+		for j := range dx[i*l : (i+1)*l] {
+			dx[i*l+j] = d
+		}
+	}
+}
