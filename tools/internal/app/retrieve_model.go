@@ -21,6 +21,7 @@ import (
 	"github.com/dmlgo/dmlgo/data/fmnist"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/parallel"
+	"github.com/dmlgo/dmlgo/internal/progress"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
@@ -347,9 +348,9 @@ func (m *Model) EmbedRows(ctx context.Context, man *data.Manifest, rows []int, o
 			}
 		}
 	}()
-	var bar *Progress
+	var bar *progress.Bar
 	if opts.Progress != nil {
-		bar = NewProgress(opts.Progress, opts.Label, len(rows), opts.TTY)
+		bar = progress.New(opts.Progress, opts.Label, len(rows), opts.TTY)
 	}
 	done := 0
 	for c := range chunks {

@@ -19,6 +19,7 @@ import (
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/dml"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
+	"github.com/dmlgo/dmlgo/internal/progress"
 	"github.com/dmlgo/dmlgo/internal/runlock"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
@@ -311,11 +312,11 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 	elapsed0 := t.State.Elapsed
 	total := t.TotalSteps()
 	t.State.Losses = slices.Grow(t.State.Losses, total-len(t.State.Losses))
-	var bar *Progress
+	var bar *progress.Bar
 	epochImages, epochStart := 0, time.Now()
 	for t.State.Epoch < cfg.Epochs {
 		if bar == nil {
-			bar = NewProgress(t.Stderr, fmt.Sprintf("epoch %d/%d", t.State.Epoch+1, cfg.Epochs), t.stepsPerEpoch, t.TTY)
+			bar = progress.New(t.Stderr, fmt.Sprintf("epoch %d/%d", t.State.Epoch+1, cfg.Epochs), t.stepsPerEpoch, t.TTY)
 			epochImages, epochStart = 0, time.Now()
 		}
 		select {

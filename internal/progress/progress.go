@@ -1,4 +1,5 @@
-package app
+// Package progress draws the commands' progress bars on stderr.
+package progress
 
 import (
 	"fmt"
@@ -7,11 +8,11 @@ import (
 	"time"
 )
 
-// Progress draws a one-line progress bar on a terminal (stderr): a bar,
+// Bar draws a one-line progress bar on a terminal (stderr): a bar,
 // counts, and the caller's status (loss, images/s), with an ETA. It redraws
 // at most ten times a second; without a terminal it prints a line at each
 // tenth of the way instead.
-type Progress struct {
+type Bar struct {
 	W      io.Writer
 	Label  string
 	Total  int
@@ -23,15 +24,15 @@ type Progress struct {
 	decile int
 }
 
-// NewProgress starts a bar of total steps.
-func NewProgress(w io.Writer, label string, total int, tty bool) *Progress {
+// New starts a bar of total steps.
+func New(w io.Writer, label string, total int, tty bool) *Bar {
 	now := time.Now()
-	return &Progress{W: w, Label: label, Total: max(total, 1), TTY: tty, start: now}
+	return &Bar{W: w, Label: label, Total: max(total, 1), TTY: tty, start: now}
 }
 
 // Update sets the completed count and the status text, and draws the bar
 // when it is due (see Due).
-func (p *Progress) Update(done int, status string) {
+func (p *Bar) Update(done int, status string) {
 	p.status = status
 	if !p.Due(done) {
 		return
@@ -49,7 +50,7 @@ func (p *Progress) Update(done int, status string) {
 // bar now: on a terminal every 100 ms and at the end, else at each tenth
 // of the total. A caller whose status text costs something to build (a
 // training step's) builds it only when the bar is due.
-func (p *Progress) Due(done int) bool {
+func (p *Bar) Due(done int) bool {
 	p.done = done
 	if p.TTY {
 		return time.Since(p.last) >= 100*time.Millisecond || done >= p.Total
@@ -58,7 +59,7 @@ func (p *Progress) Due(done int) bool {
 }
 
 // Finish ends the bar's line.
-func (p *Progress) Finish(status string) {
+func (p *Bar) Finish(status string) {
 	p.status = status
 	if p.TTY {
 		fmt.Fprintf(p.W, "\r%s\033[K\n", p.line())
@@ -67,7 +68,7 @@ func (p *Progress) Finish(status string) {
 	}
 }
 
-func (p *Progress) line() string {
+func (p *Bar) line() string {
 	const width = 24
 	filled := p.done * width / p.Total
 	bar := strings.Repeat("█", filled) + strings.Repeat("·", width-filled)
