@@ -176,7 +176,8 @@ func Open(spec Spec, log io.Writer) (*Set, error) {
 			return nil, err
 		}
 		m = set.Benchmark.Manifest
-		set.Transform, set.Augment = fmnist.Transform(), fmnist.TrainAugment()
+		set.Transform, _ = Transform(spec.Kind)
+		set.Augment = fmnist.TrainAugment()
 		set.Description = cfg.String()
 		check = data.CheckNone
 	case DeepFashionC2S, DeepFashionInShop:
@@ -192,8 +193,7 @@ func Open(spec Spec, log io.Writer) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		set.Transform = data.RGBTransform(224)
-		set.Transform.Margin = deepfashion.DefaultMargin
+		set.Transform, _ = Transform(spec.Kind)
 		set.Augment = data.DefaultAugment()
 		set.Description = fmt.Sprintf("%s (%s)", spec.Kind, spec.Path)
 	case TSV:
@@ -206,8 +206,7 @@ func Open(spec Spec, log io.Writer) (*Set, error) {
 		if spec.ImageRoot != "" {
 			m.Root = spec.ImageRoot
 		}
-		set.Transform = data.RGBTransform(224)
-		set.Transform.Margin = deepfashion.DefaultMargin
+		set.Transform, _ = Transform(spec.Kind)
 		set.Augment = data.DefaultAugment()
 		set.Description = fmt.Sprintf("tsv manifest %s", spec.Path)
 	default:
@@ -240,4 +239,89 @@ func Open(spec Spec, log io.Writer) (*Set, error) {
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// dataFlagNames are the flags Spec.RegisterFlags defines.
+func dataFlagNames() map[string]bool {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	s := DefaultSpec()
+	s.RegisterFlags(fs)
+	names := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
+	return names
+}
+
+// FlagsGiven reports whether any data flag (Spec.RegisterFlags)
+// was set on fs.
+func FlagsGiven(fs *flag.FlagSet) bool {
+	names, given := dataFlagNames(), false
+	fs.Visit(func(f *flag.Flag) { given = given || names[f.Name] })
+	return given
+}
+
+// ApplyFlags returns base with the data flags that were set on fs
+// applied over it: a checkpoint's recorded data set, changed only where the
+// command line says so.
+func ApplyFlags(base Spec, fs *flag.FlagSet) (Spec, error) {
+	fs2 := flag.NewFlagSet("", flag.ContinueOnError)
+	fs2.SetOutput(io.Discard)
+	base.RegisterFlags(fs2)
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if g := fs2.Lookup(f.Name); g != nil && err == nil {
+			if e := g.Value.Set(f.Value.String()); e != nil {
+				err = fmt.Errorf("-%s: %w", f.Name, e)
+			}
+		}
+	})
+	return base, err
+}
+
+// Validate checks a spec before anything is loaded (a known kind, resolving
+// the aliases manifest and inshop; a path for the kinds that need one; the
+// FMNIST-C2S settings; the check mode): the errors name the flag.
+func (s *Spec) Validate() error {
+	switch s.Kind {
+	case "manifest":
+		s.Kind = TSV
+	case "inshop":
+		s.Kind = DeepFashionInShop
+	}
+	known := false
+	for _, k := range Kinds {
+		known = known || k == s.Kind
+	}
+	if !known {
+		return fmt.Errorf("-data: unknown data set %q (want one of %v)", s.Kind, Kinds)
+	}
+	if s.Kind != FMNISTC2S && s.Path == "" {
+		return fmt.Errorf("-data-path: %s needs its root folder (or the TSV file)", s.Kind)
+	}
+	if s.Kind == FMNISTC2S {
+		if _, err := s.FMNISTConfig(); err != nil {
+			return err
+		}
+	}
+	if s.Check != "" {
+		if _, err := data.ParseCheckMode(s.Check); err != nil {
+			return fmt.Errorf("-check: %w", err)
+		}
+	}
+	return nil
+}
+
+// Transform is the input transform of a data set kind: the one Open gives
+// its sets and the one a model trained on it expects at inference
+// (FMNIST-C2S: greyscale 32×32; the photo kinds: RGB 224×224 with
+// ImageNet statistics and a 10% box margin).
+func Transform(kind string) (data.Transform, error) {
+	switch kind {
+	case FMNISTC2S, "":
+		return fmnist.Transform(), nil
+	case DeepFashionC2S, DeepFashionInShop, TSV, "manifest", "inshop":
+		t := data.RGBTransform(224)
+		t.Margin = deepfashion.DefaultMargin
+		return t, nil
+	}
+	return data.Transform{}, fmt.Errorf("unknown data set kind %q", kind)
 }

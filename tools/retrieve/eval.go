@@ -30,7 +30,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *compare != "" {
-		if mf.ckpt != "" || app.DataFlagsGiven(fs) {
+		if mf.ckpt != "" || sets.FlagsGiven(fs) {
 			return usagef("-compare reads the runs' metrics.json: it takes no -ckpt and no data flags")
 		}
 		return runCompare(*compare, *out, *asJSON, stdout, stderr)

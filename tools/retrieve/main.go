@@ -221,11 +221,11 @@ func dataSpec(m *app.Model, fs *flag.FlagSet, given sets.Spec) (sets.Spec, error
 	if flagGiven(fs, "data") && given.Kind != base.Kind {
 		base = sets.DefaultSpec()
 	}
-	spec, err := app.ApplyDataFlags(base, fs)
+	spec, err := sets.ApplyFlags(base, fs)
 	if err != nil {
 		return spec, usageError{err}
 	}
-	if err := app.ValidateSpec(&spec); err != nil {
+	if err := spec.Validate(); err != nil {
 		return spec, usageError{err}
 	}
 	return spec, nil

@@ -7,7 +7,6 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"image"
 	"io"
@@ -17,8 +16,6 @@ import (
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/data"
-	"github.com/dmlgo/dmlgo/data/deepfashion"
-	"github.com/dmlgo/dmlgo/data/fmnist"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/parallel"
 	"github.com/dmlgo/dmlgo/internal/progress"
@@ -135,17 +132,7 @@ func (e *DeviceError) Unwrap() error { return e.Err }
 // TransformFor returns the evaluation transform that sets.Open gives a data
 // set of this kind, without loading the data: the input a model trained on
 // it expects. It accepts the aliases train accepts (manifest, inshop).
-func TransformFor(kind string) (data.Transform, error) {
-	switch kind {
-	case sets.FMNISTC2S, "":
-		return fmnist.Transform(), nil
-	case sets.DeepFashionC2S, sets.DeepFashionInShop, sets.TSV, "manifest", "inshop":
-		t := data.RGBTransform(224)
-		t.Margin = deepfashion.DefaultMargin
-		return t, nil
-	}
-	return data.Transform{}, fmt.Errorf("unknown data set kind %q", kind)
-}
+func TransformFor(kind string) (data.Transform, error) { return sets.Transform(kind) }
 
 // Describe is one line about the model, for logs.
 func (m *Model) Describe() string {
@@ -382,72 +369,4 @@ func (m *Model) EmbedRows(ctx context.Context, man *data.Manifest, rows []int, o
 		bar.Finish(fmt.Sprintf("%d embedded, %d skipped", len(out.Rows), out.Skipped))
 	}
 	return out, nil
-}
-
-// dataFlagNames are the flags sets.Spec.RegisterFlags defines.
-func dataFlagNames() map[string]bool {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	s := sets.DefaultSpec()
-	s.RegisterFlags(fs)
-	names := map[string]bool{}
-	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
-	return names
-}
-
-// DataFlagsGiven reports whether any data flag (sets.Spec.RegisterFlags)
-// was set on fs.
-func DataFlagsGiven(fs *flag.FlagSet) bool {
-	names, given := dataFlagNames(), false
-	fs.Visit(func(f *flag.Flag) { given = given || names[f.Name] })
-	return given
-}
-
-// ApplyDataFlags returns base with the data flags that were set on fs
-// applied over it: a checkpoint's recorded data set, changed only where the
-// command line says so.
-func ApplyDataFlags(base sets.Spec, fs *flag.FlagSet) (sets.Spec, error) {
-	fs2 := flag.NewFlagSet("", flag.ContinueOnError)
-	fs2.SetOutput(io.Discard)
-	base.RegisterFlags(fs2)
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		if g := fs2.Lookup(f.Name); g != nil && err == nil {
-			if e := g.Value.Set(f.Value.String()); e != nil {
-				err = fmt.Errorf("-%s: %w", f.Name, e)
-			}
-		}
-	})
-	return base, err
-}
-
-// ValidateSpec checks a data spec before anything is loaded: a known kind,
-// and a path for the kinds that need one.
-func ValidateSpec(s *sets.Spec) error {
-	switch s.Kind {
-	case "manifest":
-		s.Kind = sets.TSV
-	case "inshop":
-		s.Kind = sets.DeepFashionInShop
-	}
-	known := false
-	for _, k := range sets.Kinds {
-		known = known || k == s.Kind
-	}
-	if !known {
-		return fmt.Errorf("-data: unknown data set %q (want one of %v)", s.Kind, sets.Kinds)
-	}
-	if s.Kind != sets.FMNISTC2S && s.Path == "" {
-		return fmt.Errorf("-data-path: %s needs its root folder (or the TSV file)", s.Kind)
-	}
-	if s.Kind == sets.FMNISTC2S {
-		if _, err := s.FMNISTConfig(); err != nil {
-			return err
-		}
-	}
-	if s.Check != "" {
-		if _, err := data.ParseCheckMode(s.Check); err != nil {
-			return fmt.Errorf("-check: %w", err)
-		}
-	}
-	return nil
 }
