@@ -2,12 +2,12 @@ package nn
 
 import (
 	"math"
-	"runtime"
 	"testing"
 
 	"github.com/dmlgo/dmlgo/autograd"
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
+	"github.com/dmlgo/dmlgo/internal/allocs"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
@@ -49,7 +49,7 @@ func TestTrainingStepAllocatesNothing(t *testing.T) {
 		step()
 	}
 	const steps = 8
-	n := mallocsPerRound(3, func() {
+	n := allocs.Mallocs(3, func() {
 		for range steps {
 			step()
 		}
@@ -57,20 +57,6 @@ func TestTrainingStepAllocatesNothing(t *testing.T) {
 	if n >= steps {
 		t.Errorf("%d warm training steps made %d heap allocations in every round, want fewer than one per step", steps, n)
 	}
-}
-
-// mallocsPerRound runs f rounds times and returns the fewest heap
-// allocations (runtime.MemStats.Mallocs, all goroutines) one run made.
-func mallocsPerRound(rounds int, f func()) uint64 {
-	var m0, m1 runtime.MemStats
-	best := uint64(math.MaxUint64)
-	for range rounds {
-		runtime.ReadMemStats(&m0)
-		f()
-		runtime.ReadMemStats(&m1)
-		best = min(best, m1.Mallocs-m0.Mallocs)
-	}
-	return best
 }
 
 // unfused hides a backend's optional interfaces (backend.ConvBNActer).

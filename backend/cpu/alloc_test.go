@@ -1,12 +1,11 @@
 package cpu
 
 import (
-	"math"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 
 	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/internal/allocs"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
@@ -100,16 +99,11 @@ func TestOpsAllocateNothing(t *testing.T) {
 		for range 3 {
 			op.f()
 		}
-		n := uint64(math.MaxUint64)
-		for range 3 {
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
+		n := allocs.Mallocs(3, func() {
 			for range calls {
 				op.f()
 			}
-			runtime.ReadMemStats(&m1)
-			n = min(n, m1.Mallocs-m0.Mallocs)
-		}
+		})
 		if n >= calls {
 			t.Errorf("%s: %d warm calls made %d heap allocations in every round, want fewer than one per call", op.name, calls, n)
 		}

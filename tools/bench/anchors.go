@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	_ "github.com/dmlgo/dmlgo/backend/cuda"
+	"github.com/dmlgo/dmlgo/internal/procmem"
 )
 
 // runAnchor runs a reference script with the first python3 that imports
@@ -73,20 +74,9 @@ func dropEnv(env []string, names ...string) []string {
 	return out
 }
 
-// peakRSS reads the process's high-water resident size (Linux), in bytes.
+// peakRSS reads the process's high-water resident size (Linux), in bytes;
+// 0 where /proc is missing.
 func peakRSS() int64 {
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
+	n, _ := procmem.PeakRSS(0)
+	return n
 }

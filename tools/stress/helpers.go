@@ -5,7 +5,6 @@ package main
 // Small helpers of the cases.
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -16,25 +15,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dmlgo/dmlgo/internal/procmem"
 )
 
-// procStatusKB reads a "Key:   123 kB" line of a /proc file.
+// procStatusKB reads a "Key:   123 kB" line of a /proc file (0 when
+// missing).
 func procStatusKB(path, key string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != key {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		return n
-	}
-	return 0
+	n, _ := procmem.Field(path, key)
+	return n
 }
 
 // freePort returns a loopback port free now.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/allocs"
 )
 
 // tinyConfig trains resnet-s on a tiny FMNIST-C2S built from the synthetic
@@ -173,23 +174,6 @@ func TestDivergenceStopsWithAdvice(t *testing.T) {
 	}
 }
 
-// mallocsPerRound runs f rounds times and returns the fewest heap
-// allocations (runtime.MemStats.Mallocs, which counts every goroutine of
-// the process) that one run of f made. Another goroutine's sporadic
-// allocations (a loader's, a timer's, the test framework's) land in some
-// rounds, not all; an allocation of f itself shows in every round.
-func mallocsPerRound(rounds int, f func()) uint64 {
-	var m0, m1 runtime.MemStats
-	best := uint64(math.MaxUint64)
-	for range rounds {
-		runtime.ReadMemStats(&m0)
-		f()
-		runtime.ReadMemStats(&m1)
-		best = min(best, m1.Mallocs-m0.Mallocs)
-	}
-	return best
-}
-
 // TestTrainerStepAllocatesNothing: once warm, an optimizer step of the
 // trainer (model, loss head, optimizer, on two threads) on a batch already
 // loaded allocates nothing on the Go heap: the fewest allocations over
@@ -218,7 +202,7 @@ func TestTrainerStepAllocatesNothing(t *testing.T) {
 		step()
 	}
 	const steps = 4
-	n := mallocsPerRound(5, func() {
+	n := allocs.Mallocs(5, func() {
 		for range steps {
 			step()
 		}

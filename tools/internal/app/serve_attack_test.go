@@ -21,12 +21,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dmlgo/dmlgo/internal/procmem"
 	"github.com/dmlgo/dmlgo/internal/testimg"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
@@ -295,21 +295,11 @@ func serveChild(t *testing.T) {
 // vmHWM reads a process's peak resident set size in bytes.
 func vmHWM(t *testing.T, pid int) int64 {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procmem.PeakRSS(pid)
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		t.Skipf("no peak RSS: %v", err)
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return n
 }
 
 // TestServeGalleryThumbnails: a gallery of image files, one of them large:
