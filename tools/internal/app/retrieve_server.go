@@ -601,17 +601,18 @@ func readUpload(r *http.Request) ([]byte, error) {
 	}
 }
 
-// readAll reads r to its end into one buffer sized by the declared length
-// (bounded by the caller's MaxBytesReader), so that a known-size upload is
-// held once, not in doubling copies.
+// readAll reads r to its end (bounded by the caller's MaxBytesReader). It
+// starts from the declared length but at most readAhead bytes, so that a
+// client that declares a large body and sends none holds little memory;
+// a real upload past that grows the buffer as it arrives.
 func readAll(r io.Reader, declared int64) ([]byte, error) {
-	if declared <= 0 || declared > 1<<30 {
-		return io.ReadAll(r)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, declared+1))
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(declared+1, 512), readAhead)))
 	_, err := buf.ReadFrom(r)
 	return buf.Bytes(), err
 }
+
+// readAhead is the most readAll reserves before the bytes arrive.
+const readAhead = 256 << 10
 
 // galleryImage serves /v1/gallery/{row}.png: a thumbnail of at most
 // Thumb pixels a side, made once (within the decode limits and budget, two

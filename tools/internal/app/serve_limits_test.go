@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -133,5 +134,19 @@ func TestThumbCache(t *testing.T) {
 	}
 	if _, err := c.get(ctx, 9, build(1)); err != nil || builds != 5 {
 		t.Errorf("an error was cached: %v, %d builds", err, builds)
+	}
+}
+
+// TestReadAllReservesLittle: a declared length reserves at most readAhead
+// bytes before they arrive; the whole body is still read.
+func TestReadAllReservesLittle(t *testing.T) {
+	body := bytes.Repeat([]byte{7}, 3*readAhead+5)
+	got, err := readAll(bytes.NewReader(body), 10<<20)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("readAll: %d bytes, %v", len(got), err)
+	}
+	small, err := readAll(bytes.NewReader([]byte{1}), 10<<20)
+	if err != nil || len(small) != 1 || cap(small) > readAhead {
+		t.Errorf("a 1-byte body that declared 10 MiB: %d bytes in a buffer of %d, %v", len(small), cap(small), err)
 	}
 }
