@@ -3,7 +3,6 @@ package data
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -166,53 +165,31 @@ func jpegCost(b []byte, w, h int) int64 {
 // jpegFrame returns the sampling factors (h, v) of each component of a
 // JPEG's frame header and whether the frame is progressive.
 func jpegFrame(b []byte) (comps [][2]int, progressive, ok bool) {
-	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
-		return nil, false, false
-	}
-	p := 2
-	for p+4 <= len(b) {
-		if b[p] != 0xFF {
-			return nil, false, false
-		}
-		marker := b[p+1]
-		if marker == 0xFF {
-			p++
-			continue
-		}
-		if marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7) {
-			p += 2
-			continue
-		}
-		if marker == 0xDA || marker == 0xD9 {
-			return nil, false, false
-		}
-		n := int(binary.BigEndian.Uint16(b[p+2:]))
-		if n < 2 || p+2+n > len(b) {
-			return nil, false, false
-		}
-		seg := b[p+4 : p+2+n]
+	jpegSegments(b, func(marker byte, seg []byte) bool {
 		// SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-		if marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC {
-			if len(seg) < 6 {
-				return nil, false, false
-			}
-			nc := int(seg[5])
-			if nc < 1 || len(seg) < 6+3*nc {
-				return nil, false, false
-			}
-			for i := 0; i < nc; i++ {
-				hv := seg[6+3*i+1]
-				hs, vs := int(hv>>4), int(hv&15)
-				if hs < 1 || vs < 1 {
-					return nil, false, false
-				}
-				comps = append(comps, [2]int{hs, vs})
-			}
-			return comps, marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE, true
+		if marker < 0xC0 || marker > 0xCF || marker == 0xC4 || marker == 0xC8 || marker == 0xCC {
+			return true
 		}
-		p += 2 + n
-	}
-	return nil, false, false
+		if len(seg) < 6 {
+			return false
+		}
+		nc := int(seg[5])
+		if nc < 1 || len(seg) < 6+3*nc {
+			return false
+		}
+		for i := 0; i < nc; i++ {
+			hv := seg[6+3*i+1]
+			hs, vs := int(hv>>4), int(hv&15)
+			if hs < 1 || vs < 1 {
+				comps = nil
+				return false
+			}
+			comps = append(comps, [2]int{hs, vs})
+		}
+		progressive, ok = marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE, true
+		return false
+	})
+	return comps, progressive, ok
 }
 
 // Check returns a *LimitError when c passes l.

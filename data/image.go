@@ -62,13 +62,28 @@ func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // marker segments before the image data and parses only IFD0 of an APP1
 // "Exif" segment.
 func JPEGOrientation(b []byte) int {
+	o := 0
+	jpegSegments(b, func(marker byte, seg []byte) bool {
+		if marker == 0xE1 && len(seg) > 6 && string(seg[:6]) == "Exif\x00\x00" {
+			o = exifOrientation(seg[6:])
+		}
+		return o == 0
+	})
+	return o
+}
+
+// jpegSegments calls f with each marker segment (its marker and payload)
+// of a JPEG held in b, in order, up to the start of scan, while f returns
+// true. It stops quietly at anything malformed or truncated (b may be only
+// the file's head), and does nothing when b is not a JPEG.
+func jpegSegments(b []byte, f func(marker byte, seg []byte) bool) {
 	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
-		return 0
+		return
 	}
 	p := 2
 	for p+4 <= len(b) {
 		if b[p] != 0xFF {
-			return 0
+			return
 		}
 		marker := b[p+1]
 		if marker == 0xFF { // fill byte
@@ -80,21 +95,17 @@ func JPEGOrientation(b []byte) int {
 			continue
 		}
 		if marker == 0xDA || marker == 0xD9 { // start of scan, end of image
-			return 0
+			return
 		}
 		n := int(binary.BigEndian.Uint16(b[p+2:]))
 		if n < 2 || p+2+n > len(b) {
-			return 0
+			return
 		}
-		seg := b[p+4 : p+2+n]
-		if marker == 0xE1 && len(seg) > 6 && string(seg[:6]) == "Exif\x00\x00" {
-			if o := exifOrientation(seg[6:]); o != 0 {
-				return o
-			}
+		if !f(marker, b[p+4:p+2+n]) {
+			return
 		}
 		p += 2 + n
 	}
-	return 0
 }
 
 // exifOrientation reads tag 0x0112 from IFD0 of a TIFF block.
