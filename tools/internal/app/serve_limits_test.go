@@ -21,20 +21,32 @@ func TestBudget(t *testing.T) {
 		t.Error("more than the whole budget was granted")
 	}
 	got := make(chan int, 3)
+	waiting := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.waiters.Len()
+	}
 	wait := func(id int, n int64) {
+		before := waiting()
 		go func() {
 			if err := b.acquire(ctx, n); err == nil {
 				got <- id
 			}
 		}()
-		time.Sleep(20 * time.Millisecond) // queue in this order
+		// Queue in this order: wait (bounded) until it is in the line.
+		for i := 0; waiting() == before && i < 5000; i++ {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	wait(1, 50) // does not fit beside 60
 	wait(2, 10) // would fit, but waits behind 1: first come, first served
+	if n := waiting(); n != 2 {
+		t.Fatalf("%d waiting, want both (60 of 100 in use)", n)
+	}
 	select {
 	case id := <-got:
 		t.Fatalf("waiter %d was granted with 60 of 100 in use", id)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	// A waiter that gives up takes nothing and leaves the line.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
