@@ -20,7 +20,7 @@ fmt-check:
 # The whole suite; the packages whose goroutines share memory again under the
 # race detector; then the kernel packages with the pure-Go kernels (forced at
 # run time, and compiled without assembly).
-RACE_PKGS = ./backend/... ./retrieval/ ./data/... ./tools/internal/app/
+RACE_PKGS = ./backend/... ./retrieval/ ./data/... ./model/ ./serve/
 test: fmt-check vet
 	$(GO) test ./...
 	$(GO) test -race -short $(RACE_PKGS)

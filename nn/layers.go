@@ -74,6 +74,7 @@ func (m *BatchNorm) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
 }
 
 func (m *BatchNorm) setTraining(t bool) { m.training = t }
+func (m *BatchNorm) isTraining() bool   { return m.training }
 
 // Children implements Module.
 func (m *BatchNorm) Children() []Child { return nil }
@@ -194,6 +195,7 @@ func (m *Dropout) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
 }
 
 func (m *Dropout) setTraining(t bool) { m.training = t }
+func (m *Dropout) isTraining() bool   { return m.training }
 
 // Sequential runs its children in order. Unnamed children are named by
 // index ("0", "1", …), as torch.nn.Sequential.

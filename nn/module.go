@@ -50,7 +50,10 @@ type Buffer struct {
 }
 
 // trainer is implemented by modules whose behaviour depends on the mode.
-type trainer interface{ setTraining(bool) }
+type trainer interface {
+	setTraining(bool)
+	isTraining() bool
+}
 
 // Named is a parameter or buffer with its full dotted name.
 type Named[T any] struct {
@@ -110,6 +113,19 @@ func SetTraining(m Module, training bool) {
 			t.setTraining(training)
 		}
 	})
+}
+
+// Training reports whether m is in training mode: whether any module under
+// it that has a mode (batch norm, dropout) is in training mode. A caller
+// that switches a network to evaluation for a while restores this after.
+func Training(m Module) bool {
+	training := false
+	Walk(m, func(_ string, mod Module) {
+		if t, ok := mod.(trainer); ok && t.isTraining() {
+			training = true
+		}
+	})
+	return training
 }
 
 // NumParams counts the learnable scalars under m.

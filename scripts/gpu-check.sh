@@ -3,7 +3,7 @@
 #
 #   sh scripts/gpu-check.sh build     (here, with Go) builds, with
 #       CGO_ENABLED=0, the test binaries of backend/backendtest,
-#       backend/cuda, nn and tools/internal/app and the bench command
+#       backend/cuda, nn, train and catalog and the bench command
 #       (with the cuda backend linked in) into bin/gpu-check/, and copies
 #       ../shared/bench/torch_anchor.py there. bin/ is ignored by git: the
 #       device call must carry bin/gpu-check (see README.md, "The CUDA backend").
@@ -22,7 +22,7 @@
 #            again with DMLGO_CUDA_TF32=1).
 #       Every step's output goes to $OUT/<step>.txt, and a summary to
 #       $OUT/summary.txt (and stdout). GPU_CHECK_ALL=1 also runs the nn and
-#       tools/internal/app tests with DMLGO_DEVICE=cuda.
+#       train and catalog tests with DMLGO_DEVICE=cuda.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,20 +34,18 @@ build() {
 	rm -rf "$G"
 	# _overlay with .txt names: invisible to ./... patterns in the repo.
 	mkdir -p "$G/_overlay"
-	# tools/bench and tools/internal/app register only the backends they
-	# import; an overlay adds the cuda backend to them for this build without
-	# touching their sources.
+	# tools/bench registers only the backends it imports; an overlay adds
+	# the cuda backend to it for this build without touching its sources
+	# (package model, which train and catalog use, registers both).
 	printf 'package main\n\nimport _ "github.com/dmlgo/dmlgo/backend/cuda"\n' >"$G/_overlay/bench_cuda.txt"
-	printf 'package app\n\nimport _ "github.com/dmlgo/dmlgo/backend/cuda"\n' >"$G/_overlay/app_cuda.txt"
 	cat >"$G/_overlay/overlay.json" <<EOF
 {"Replace": {
-  "$root/tools/bench/zz_gpucheck_cuda.go": "$root/$G/_overlay/bench_cuda.txt",
-  "$root/tools/internal/app/zz_gpucheck_cuda.go": "$root/$G/_overlay/app_cuda.txt"
+  "$root/tools/bench/zz_gpucheck_cuda.go": "$root/$G/_overlay/bench_cuda.txt"
 }}
 EOF
 	flags="-trimpath -ldflags=-s -overlay=$root/$G/_overlay/overlay.json"
 	export CGO_ENABLED=0
-	for pkg in backend/backendtest backend/cuda nn tools/internal/app; do
+	for pkg in backend/backendtest backend/cuda nn train catalog; do
 		name=$(echo "$pkg" | tr / _)
 		go test -c $flags -o "$G/$name.test" "./$pkg"
 	done
@@ -108,7 +106,8 @@ device() {
 	step bench-tf32 60 env DMLGO_CUDA_TF32=1 "$G/bench" --device cuda --batch 256 train embed
 	if [ "${GPU_CHECK_ALL:-}" = 1 ]; then
 		step nn-tests 120 env DMLGO_DEVICE=cuda sh -c "cd nn && '$root/$G/nn.test' -test.short"
-		step app-tests 120 env DMLGO_DEVICE=cuda sh -c "cd tools/internal/app && '$root/$G/tools_internal_app.test' -test.short"
+		step train-tests 120 env DMLGO_DEVICE=cuda sh -c "cd train && '$root/$G/train.test' -test.short"
+		step catalog-tests 120 env DMLGO_DEVICE=cuda sh -c "cd catalog && '$root/$G/catalog.test' -test.short"
 	fi
 	# The headline lines of each step, for the summary.
 	{

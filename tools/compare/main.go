@@ -25,7 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/report"
+	"github.com/dmlgo/dmlgo/train"
 )
 
 // defaultLosses are the heads of the comparison, each as a spec.
@@ -34,7 +35,7 @@ var defaultLosses = "softmax,normface,sphereface,cosface,arcface,dml/fixed,dml/c
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
-	cfg := app.DefaultTrainConfig()
+	cfg := train.DefaultTrainConfig()
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	losses := fs.String("losses", defaultLosses, "head specs separated by commas or semicolons (\"cosface:s=16,m=0.2,dml/class:s=16\"); each run gets -loss SPEC")
 	seeds := fs.String("seeds", "1,2,3", "comma-separated seeds")
@@ -104,7 +105,7 @@ func run(args []string) int {
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "compare: %s seed %d\n", spec, seed)
-				t, err := app.NewTrainerContext(ctx, c, false, io.Discard, os.Stderr)
+				t, err := train.NewTrainerContext(ctx, c, false, io.Discard, os.Stderr)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "compare: %v\n", err)
 					if errors.Is(err, context.Canceled) {
@@ -118,7 +119,7 @@ func run(args []string) int {
 				t0 := time.Now()
 				if err := t.Run(ctx); err != nil {
 					fmt.Fprintf(os.Stderr, "compare: %s seed %d: %v\n", spec, seed, err)
-					if errors.Is(err, app.ErrInterrupted) || errors.Is(err, context.Canceled) {
+					if errors.Is(err, train.ErrInterrupted) || errors.Is(err, context.Canceled) {
 						return 130
 					}
 					// A diverged run counts as a result of its loss: recorded, not hidden.
@@ -160,7 +161,7 @@ func run(args []string) int {
 		cfg.Model, cfg.Dim, cfg.Epochs, cfg.Batch, cfg.Sampler, cfg.Optimizer, cfg.LR, cfg.Schedule, cfg.Momentum, cfg.Nesterov, cfg.WeightDecay)
 	fmt.Fprintf(&b, "- seeds %s; evaluation: queries = consumer views of the test items, gallery = their shop views\n\n", *seeds)
 	fmt.Fprintf(&b, "## Results (mean ± std over seeds)\n\n| loss | top-1 | top-5 | top-10 | top-20 | top-50 | mAP | s/run |\n|---|---|---|---|---|---|---|---|\n")
-	var curves []app.Curve
+	var curves []report.Curve
 	for _, r := range all {
 		row := fmt.Sprintf("| `%s` |", r.spec)
 		meanCurve := map[string]float64{}
@@ -182,10 +183,10 @@ func run(args []string) int {
 		mt, _, _ := stats(secsAsMaps(r.seconds), "s")
 		row += fmt.Sprintf(" %.0f |", mt)
 		fmt.Fprintln(&b, row)
-		curves = append(curves, app.Curve{Label: r.spec, Metrics: meanCurve})
+		curves = append(curves, report.Curve{Label: r.spec, Metrics: meanCurve})
 	}
 	plotPath := filepath.Join(filepath.Dir(*results), "results_topk.png")
-	if err := app.TopKPlot(plotPath, "FMNIST-C2S: top-k accuracy (mean over seeds)", curves); err != nil {
+	if err := report.TopKPlot(plotPath, "FMNIST-C2S: top-k accuracy (mean over seeds)", curves); err != nil {
 		fmt.Fprintf(os.Stderr, "compare: plot: %v\n", err)
 		return 1
 	}

@@ -17,7 +17,8 @@ import (
 	"strings"
 
 	"github.com/dmlgo/dmlgo/backend/cpu"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/model"
+	"github.com/dmlgo/dmlgo/train"
 )
 
 // loadDone reads a finished run's metrics.json and recorded wall time.
@@ -42,8 +43,8 @@ func loadDone(dir string) (map[string]float64, float64, error) {
 // current defaults resolve it, then the settings in its checkpoint (all
 // but device, threads, workers, folder and evaluation batching, which do
 // not change the result).
-func mismatch(dir string, c app.TrainConfig) string {
-	name, hc, err := app.HeadConfig(c)
+func mismatch(dir string, c train.TrainConfig) string {
+	name, hc, err := train.HeadConfig(c)
 	if err != nil {
 		return err.Error()
 	}
@@ -53,11 +54,11 @@ func mismatch(dir string, c app.TrainConfig) string {
 			return fmt.Sprintf("head %s, here %s", m[1], want)
 		}
 	}
-	var st app.RunState
-	if _, err := app.ReadState(filepath.Join(dir, "last.ckpt"), &st); err != nil {
+	var st train.RunState
+	if _, err := model.ReadState(filepath.Join(dir, "last.ckpt"), &st); err != nil {
 		return "" // an older run without a checkpoint: its report had to do
 	}
-	norm := func(t app.TrainConfig) map[string]any {
+	norm := func(t train.TrainConfig) map[string]any {
 		t.Device, t.Threads, t.Workers, t.Out, t.EvalBatch, t.EvalEvery = "", 0, 0, "", 0, 0
 		raw, _ := json.Marshal(t)
 		var m map[string]any

@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/report"
 	"github.com/dmlgo/dmlgo/retrieval"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
 )
 
 func runEval(args []string, stdout, stderr io.Writer) error {
@@ -59,8 +59,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	label := fmt.Sprintf("%s %s", m.Run.Config.Loss, filepath.Base(mf.ckpt))
-	if err := app.WriteEval(dir, res, label); err != nil {
+	label := fmt.Sprintf("%s %s", m.Card.Loss, filepath.Base(mf.ckpt))
+	if err := report.WriteEval(dir, res, label); err != nil {
 		return fmt.Errorf("-out: %w", err)
 	}
 	fmt.Fprintf(stderr, "evaluated in %.1fs: %d queries, %d gallery images (%d queries excluded)\n", res.Seconds, res.Queries, res.Gallery, res.Excluded)
@@ -71,7 +71,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "%s\n\n%s: %s\n\n%s\n", retrieval.Definitions, mf.ckpt, res.Data, app.EvalTables(res.Metrics))
+		fmt.Fprintf(stdout, "%s\n\n%s: %s\n\n%s\n", retrieval.Definitions, mf.ckpt, res.Data, report.EvalTables(res.Metrics))
 	}
 	fmt.Fprintf(stderr, "wrote %s, %s, %s\n", filepath.Join(dir, "metrics.json"), filepath.Join(dir, "eval.json"), filepath.Join(dir, "topk.png"))
 	return nil
@@ -87,7 +87,7 @@ func runCompare(list, out string, asJSON bool, stdout, stderr io.Writer) error {
 	if len(dirs) == 0 {
 		return usagef("-compare: give run folders separated by commas")
 	}
-	curves, err := app.LoadRuns(dirs)
+	curves, err := report.LoadRuns(dirs)
 	if err != nil {
 		return fmt.Errorf("-compare: %w", err)
 	}
@@ -95,7 +95,7 @@ func runCompare(list, out string, asJSON bool, stdout, stderr io.Writer) error {
 		out = "."
 	}
 	plot := filepath.Join(out, "compare.png")
-	if err := app.WriteCompare(plot, curves); err != nil {
+	if err := report.WriteCompare(plot, curves); err != nil {
 		return fmt.Errorf("-out: %w", err)
 	}
 	if asJSON {
@@ -109,7 +109,7 @@ func runCompare(list, out string, asJSON bool, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		fmt.Fprintln(stdout, app.CompareTable(curves))
+		fmt.Fprintln(stdout, report.CompareTable(curves))
 	}
 	fmt.Fprintf(stderr, "plot: %s\n", plot)
 	return nil

@@ -9,8 +9,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/data/sets"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/model"
 )
 
 func runIndex(args []string, stdout, stderr io.Writer) error {
@@ -21,7 +22,7 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	df.register(fs)
 	out := fs.String("out", "gallery.safetensors", "index file to write (safetensors)")
 	dir := fs.String("dir", "", "index the images (.jpg, .jpeg, .png) under this folder, recursively")
-	itemsFrom := fs.String("items-from", app.ItemsFromRow, "-dir: item ids from the file's row number (row), or its parent folder's name when an integer (dirname)")
+	itemsFrom := fs.String("items-from", catalog.ItemsFromRow, "-dir: item ids from the file's row number (row), or its parent folder's name when an integer (dirname)")
 	manifest := fs.String("manifest", "", "index a TSV manifest's gallery rows (or, without any, its shop rows)")
 	npy := fs.String("npy", "", "also export embeddings.npy, items.npy and manifest.json into this folder (faiss, vector databases)")
 	spec := sets.DefaultSpec()
@@ -60,15 +61,15 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 		return usagef("-items-from applies to -dir only")
 	}
 	switch *itemsFrom {
-	case app.ItemsFromRow, app.ItemsFromDirname:
+	case catalog.ItemsFromRow, catalog.ItemsFromDirname:
 	default:
-		return usagef("-items-from: unknown rule %q (want %s or %s)", *itemsFrom, app.ItemsFromRow, app.ItemsFromDirname)
+		return usagef("-items-from: unknown rule %q (want %s or %s)", *itemsFrom, catalog.ItemsFromRow, catalog.ItemsFromDirname)
 	}
 	m, err := mf.load(stderr)
 	if err != nil {
 		return err
 	}
-	src := app.IndexSource{Dir: *dir, ItemsFrom: *itemsFrom, Manifest: *manifest, ImageRoot: spec.ImageRoot, GalleryWithVal: spec.GalleryWithVal}
+	src := catalog.IndexSource{Dir: *dir, ItemsFrom: *itemsFrom, Manifest: *manifest, ImageRoot: spec.ImageRoot, GalleryWithVal: spec.GalleryWithVal}
 	if *dir == "" && *manifest == "" {
 		s, err := dataSpec(m, fs, spec)
 		if err != nil {
@@ -78,7 +79,7 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	ix, rep, err := app.BuildIndex(ctx, m, src, app.EmbedOptions{Strict: spec.Strict, Progress: stderr, TTY: isTerminal(stderr)}, stderr)
+	ix, rep, err := catalog.BuildIndex(ctx, m, src, model.EmbedOptions{Strict: spec.Strict, Progress: stderr, TTY: isTerminal(stderr)}, stderr)
 	if err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	if err := ix.Save(*out); err != nil {
 		return fmt.Errorf("-out: %w", err)
 	}
-	fmt.Fprintf(stdout, "index %s: %d images of %d items, %d-dimensional, model %s (%s)\n", *out, rep.Rows, rep.Items, ix.Dim, ix.Fingerprint, m.Run.Config.Model)
+	fmt.Fprintf(stdout, "index %s: %d images of %d items, %d-dimensional, model %s (%s)\n", *out, rep.Rows, rep.Items, ix.Dim, ix.Fingerprint, m.Card.Arch)
 	if rep.Skipped > 0 {
 		noun := "files"
 		if rep.Skipped == 1 {

@@ -24,7 +24,8 @@ import (
 
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/internal/bytesize"
+	"github.com/dmlgo/dmlgo/model"
 )
 
 type command struct {
@@ -147,7 +148,7 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer, about string, want
 // modelFlags are the flags every model-loading subcommand shares.
 type modelFlags struct {
 	ckpt string
-	opts app.ModelOptions
+	opts model.Options
 }
 
 func (f *modelFlags) register(fs *flag.FlagSet) {
@@ -177,12 +178,12 @@ func (f *modelFlags) check() error {
 // the same limits as the service's uploads, raised by the flags.
 type decodeFlags struct {
 	pixels int64
-	bytes  byteSize
+	bytes  bytesize.Value
 }
 
 func (f *decodeFlags) register(fs *flag.FlagSet) {
 	std := data.StandardDecodeLimits()
-	f.pixels, f.bytes = std.MaxPixels, byteSize(std.MaxBytes)
+	f.pixels, f.bytes = std.MaxPixels, bytesize.Value(std.MaxBytes)
 	fs.Int64Var(&f.pixels, "max-pixels", f.pixels, "largest image decoded, width × height")
 	fs.Var(&f.bytes, "max-decode-bytes", "most memory one image may take to decode, e.g. 256MiB (an image past it is skipped, or an error with -strict)")
 }
@@ -200,10 +201,10 @@ func (f *decodeFlags) apply() error {
 	return nil
 }
 
-func (f *modelFlags) load(stderr io.Writer) (*app.Model, error) {
-	m, err := app.LoadModel(f.ckpt, f.opts, stderr)
+func (f *modelFlags) load(stderr io.Writer) (*model.Model, error) {
+	m, err := model.Load(f.ckpt, f.opts, stderr)
 	if err != nil {
-		var de *app.DeviceError
+		var de *model.DeviceError
 		if errors.As(err, &de) {
 			return nil, err
 		}
@@ -216,8 +217,8 @@ func (f *modelFlags) load(stderr io.Writer) (*app.Model, error) {
 // dataSpec is the data set a subcommand uses: the checkpoint's training
 // data, changed by the data flags given (a different -data starts from the
 // defaults instead, so that nothing of the checkpoint's data carries over).
-func dataSpec(m *app.Model, fs *flag.FlagSet, given sets.Spec) (sets.Spec, error) {
-	base := m.Run.Config.Data
+func dataSpec(m *model.Model, fs *flag.FlagSet, given sets.Spec) (sets.Spec, error) {
+	base := m.Card.Data
 	if flagGiven(fs, "data") && given.Kind != base.Kind {
 		base = sets.DefaultSpec()
 	}

@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/testimg"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/train"
 )
 
 var synthetic = filepath.Join("..", "..", "data", "testdata", "fmnist", "fashion-mnist-synthetic.tgz")
@@ -33,8 +35,8 @@ var fixture struct {
 	index, indexErr string
 }
 
-func tinyConfig(out string) app.TrainConfig {
-	c := app.DefaultTrainConfig()
+func tinyConfig(out string) train.TrainConfig {
+	c := train.DefaultTrainConfig()
 	c.Data = sets.DefaultSpec()
 	c.Data.Path = synthetic
 	c.Data.TrainItems, c.Data.TestItems = 24, 10
@@ -57,7 +59,7 @@ func setup(t *testing.T) (ckpt, r18, index string) {
 			fixture.indexErr = err.Error()
 			return
 		}
-		tr, err := app.NewTrainer(c, false, io.Discard, io.Discard)
+		tr, err := train.NewTrainer(c, false, io.Discard, io.Discard)
 		if err == nil {
 			err = tr.Run(context.Background())
 		}
@@ -69,10 +71,10 @@ func setup(t *testing.T) (ckpt, r18, index string) {
 		// An untrained resnet18 of the same embedding size.
 		b := backend.MustSelect("cpu")
 		c.Model = "resnet18"
-		net, err := app.NewModel(b, app.ModelConfig{Arch: "resnet18", Dim: c.Dim, InChannels: 1}, 7)
+		net, err := model.NewNet(b, model.NetConfig{Arch: "resnet18", Dim: c.Dim, InChannels: 1}, 7)
 		if err == nil {
 			fixture.r18 = filepath.Join(dir, "r18.ckpt")
-			err = app.SaveCheckpoint(fixture.r18, b, app.Parts{Model: net}, app.RunState{Config: c})
+			err = model.SaveCheckpoint(fixture.r18, b, model.Parts{Model: net}, train.RunState{Config: c})
 		}
 		if err != nil {
 			fixture.indexErr = err.Error()
@@ -246,8 +248,8 @@ func TestIndexQueryEvalCompare(t *testing.T) {
 		t.Fatalf("query: exit %d: %s", code, errs)
 	}
 	var qj struct {
-		K       int               `json:"k"`
-		Queries []app.QueryResult `json:"queries"`
+		K       int                   `json:"k"`
+		Queries []catalog.QueryResult `json:"queries"`
 	}
 	if err := json.Unmarshal([]byte(out), &qj); err != nil || qj.K != 3 || len(qj.Queries) != 3 {
 		t.Fatalf("query JSON: %v\n%s", err, out)
@@ -262,12 +264,12 @@ func TestIndexQueryEvalCompare(t *testing.T) {
 	}
 
 	// query: a PNG file with -item, a table, a grid; flags after the image.
-	g4, err := app.NewGallery(ix, sets.Spec{}, io.Discard).Image(4)
+	g4, err := catalog.NewGallery(ix, sets.Spec{}, io.Discard).Image(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "q.png")
-	if err := app.WritePNG(img, g4); err != nil {
+	if err := catalog.WritePNG(img, g4); err != nil {
 		t.Fatal(err)
 	}
 	grid := filepath.Join(dir, "grid.png")
@@ -294,7 +296,7 @@ func TestIndexQueryEvalCompare(t *testing.T) {
 		t.Errorf("eval's metrics.json differs from training's:\n%s\n%s", evalMetrics, runMetrics)
 	}
 	code, out, _ = runCmd("eval", "-ckpt", ckpt, "-out", evalDir, "-json")
-	var ej app.EvalResult
+	var ej model.EvalResult
 	if code != 0 || json.Unmarshal([]byte(out), &ej) != nil || ej.Queries != 10 || len(ej.Metrics) < 16 {
 		t.Errorf("eval -json: exit %d\n%s", code, out)
 	}
@@ -399,7 +401,7 @@ func TestManifestIndex(t *testing.T) {
 	}
 	code, out, errs = runCmd("query", "-ckpt", ckpt, "-index", ix, "-item", "cyan-jeans", "-k", "2", "-json", photo)
 	var qj struct {
-		Queries []app.QueryResult `json:"queries"`
+		Queries []catalog.QueryResult `json:"queries"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &qj) != nil || qj.Queries[0].Item == nil || qj.Queries[0].Matches[0].ItemName == "" {
 		t.Fatalf("query -item NAME: exit %d\n%s\n%s", code, out, errs)

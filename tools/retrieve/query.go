@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/retrieval"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
 )
 
 func runQuery(args []string, stdout, stderr io.Writer) error {
@@ -54,9 +54,9 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	case *item != "" && *manifest != "":
 		return usagef("give the queries' item with -item or -manifest, not both")
 	}
-	var box = app.QueryImage{}.Box
+	var box = catalog.QueryImage{}.Box
 	if *boxFlag != "" {
-		if box, err = app.ParseBox(*boxFlag); err != nil {
+		if box, err = catalog.ParseBox(*boxFlag); err != nil {
 			return usagef("-box: %v", err)
 		}
 	}
@@ -73,18 +73,18 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	}
 	var itemID int64
 	if *item != "" {
-		if itemID, err = app.ParseItem(ix, *item); err != nil {
+		if itemID, err = catalog.ParseItem(ix, *item); err != nil {
 			return usagef("-item: %v", err)
 		}
 	}
 	var known map[string]int64
 	if *manifest != "" {
-		if known, err = app.ManifestItems(*manifest); err != nil {
+		if known, err = catalog.ManifestItems(*manifest); err != nil {
 			return fmt.Errorf("-manifest: %w", err)
 		}
 	}
-	gal := app.NewGallery(ix, m.Run.Config.Data, stderr)
-	var qs []app.QueryImage
+	gal := catalog.NewGallery(ix, m.Card.Data, stderr)
+	var qs []catalog.QueryImage
 	for _, a := range pos {
 		q, err := gal.LoadQuery(a)
 		if err != nil {
@@ -111,7 +111,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		}
 		qs = append(qs, dq...)
 	}
-	res, err := app.Query(context.Background(), m, ix, qs, *k)
+	res, err := catalog.Query(context.Background(), m, ix, qs, *k)
 	if err != nil {
 		return err
 	}
@@ -125,9 +125,9 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		printResults(stdout, res)
 	}
 	if *grid != "" {
-		title := fmt.Sprintf("top-%d of %s (%d images), model %s %s", *k, filepath.Base(*indexPath), ix.Len(), m.Run.Config.Model, m.Fingerprint)
-		img := app.Grid(qs, res, gal, app.GridOptions{Thumb: *thumb, Title: title})
-		if err := app.WritePNG(*grid, img); err != nil {
+		title := fmt.Sprintf("top-%d of %s (%d images), model %s %s", *k, filepath.Base(*indexPath), ix.Len(), m.Card.Arch, m.Fingerprint)
+		img := catalog.Grid(qs, res, gal, catalog.GridOptions{Thumb: *thumb, Title: title})
+		if err := catalog.WritePNG(*grid, img); err != nil {
 			return fmt.Errorf("-grid: %w", err)
 		}
 		fmt.Fprintf(stderr, "grid: %s\n", *grid)
@@ -137,7 +137,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 
 // printResults writes each query's matches as a table, then how many
 // queries with a known item found it.
-func printResults(w io.Writer, res []app.QueryResult) {
+func printResults(w io.Writer, res []catalog.QueryResult) {
 	known, first, within := 0, 0, 0
 	for i, r := range res {
 		head := fmt.Sprintf("query %d: %s", i+1, r.Query)

@@ -14,42 +14,34 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dmlgo/dmlgo/catalog"
+	"github.com/dmlgo/dmlgo/internal/bytesize"
 	"github.com/dmlgo/dmlgo/retrieval"
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/serve"
 )
-
-// byteSize is a flag holding a size in bytes ("10MiB", "512KiB", "1048576").
-type byteSize int64
-
-func (b *byteSize) String() string { return app.FormatBytes(int64(*b)) }
-func (b *byteSize) Set(s string) error {
-	n, err := app.ParseBytes(s)
-	*b = byteSize(n)
-	return err
-}
 
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve")
 	var mf modelFlags
 	mf.register(fs)
-	cfg := app.DefaultServerConfig()
+	cfg := serve.DefaultServerConfig()
 	indexPath := fs.String("index", "", "index file made by 'retrieve index' with the same checkpoint")
 	addr := fs.String("addr", "localhost:8080", "address to listen on (:8080 for every interface)")
 	fs.IntVar(&cfg.DefaultK, "k", cfg.DefaultK, "results per search without ?k=")
 	fs.IntVar(&cfg.MaxK, "max-k", cfg.MaxK, "largest ?k= accepted")
-	upload := byteSize(cfg.MaxUpload)
+	upload := bytesize.Value(cfg.MaxUpload)
 	fs.Var(&upload, "max-upload", "largest request body (413 past it), e.g. 10MiB")
 	fs.IntVar(&cfg.MaxUploads, "max-uploads", cfg.MaxUploads, "uploads received at once (503 with Retry-After past it)")
-	minRate := byteSize(cfg.MinUploadRate)
+	minRate := bytesize.Value(cfg.MinUploadRate)
 	fs.Var(&minRate, "min-upload-rate", "slowest an upload may arrive after -upload-grace, per second (408 below it; 0: off)")
 	fs.DurationVar(&cfg.UploadGrace, "upload-grace", cfg.UploadGrace, "time an upload may take before -min-upload-rate applies")
 	fs.IntVar(&cfg.MaxPixels, "max-pixels", cfg.MaxPixels, "largest uploaded image, width × height (400 past it)")
-	decodeBytes := byteSize(cfg.MaxDecodeBytes)
+	decodeBytes := bytesize.Value(cfg.MaxDecodeBytes)
 	fs.Var(&decodeBytes, "max-decode-bytes", "most memory one image may take to decode (400 past it), e.g. 256MiB")
-	decodeBudget := byteSize(cfg.DecodeBudget)
+	decodeBudget := bytesize.Value(cfg.DecodeBudget)
 	fs.Var(&decodeBudget, "decode-budget", "memory shared by the decodes in progress; a decode waits for its share (at most -queue-timeout)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections at most (more clients wait to be accepted)")
-	thumbCache := byteSize(cfg.ThumbCache)
+	thumbCache := bytesize.Value(cfg.ThumbCache)
 	fs.Var(&thumbCache, "thumb-cache", "memory for the gallery thumbnails kept, e.g. 32MiB")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("DMLGO_TOKEN"), "access token the API requires as \"Authorization: Bearer TOKEN\" (default $DMLGO_TOKEN; empty: none)")
 	cors := fs.String("cors-origin", "", "origins allowed to call the API from a browser, comma-separated, or * (default: none)")
@@ -100,11 +92,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-index: %w", err)
 	}
-	gal := app.NewGallery(ix, m.Run.Config.Data, stderr)
+	gal := catalog.NewGallery(ix, m.Card.Data, stderr)
 	if err := gal.Prepare(); err != nil {
 		return fmt.Errorf("gallery images: %w", err)
 	}
-	srv, err := app.NewServer(m, ix, *indexPath, gal, cfg)
+	srv, err := serve.NewServer(m, ix, *indexPath, gal, cfg)
 	if err != nil {
 		return err
 	}

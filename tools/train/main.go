@@ -27,7 +27,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/dmlgo/dmlgo/tools/internal/app"
+	"github.com/dmlgo/dmlgo/train"
 )
 
 func main() {
@@ -52,7 +52,7 @@ func interruptible() (context.Context, context.CancelFunc) {
 
 // run executes a command line and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, resume, err := app.ParseTrainFlags(args, stderr)
+	cfg, resume, err := train.ParseTrainFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if resume != "" {
 		cfg.Out = resume
 	}
-	t, err := app.NewTrainerContext(ctx, cfg, resume != "", stdout, stderr)
+	t, err := train.NewTrainerContext(ctx, cfg, resume != "", stdout, stderr)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(stderr, "train: interrupted while starting: nothing written")
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	t.TTY = isTerminal(stderr)
 	if err := t.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "train: %v\n", err)
-		if errors.Is(err, app.ErrInterrupted) || errors.Is(err, context.Canceled) {
+		if errors.Is(err, train.ErrInterrupted) || errors.Is(err, context.Canceled) {
 			return 130
 		}
 		return 1

@@ -1,4 +1,4 @@
-package app
+package train
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/allocs"
+	"github.com/dmlgo/dmlgo/model"
 )
 
 // tinyConfig trains resnet-s on a tiny FMNIST-C2S built from the synthetic
@@ -24,7 +25,7 @@ import (
 func tinyConfig(t *testing.T, out string) TrainConfig {
 	c := DefaultTrainConfig()
 	c.Data = sets.DefaultSpec()
-	c.Data.Path = filepath.Join("..", "..", "..", "data", "testdata", "fmnist", "fashion-mnist-synthetic.tgz")
+	c.Data.Path = filepath.Join("..", "data", "testdata", "fmnist", "fashion-mnist-synthetic.tgz")
 	c.Data.TrainItems, c.Data.TestItems = 24, 10
 	c.Epochs, c.Batch, c.EvalEvery = 2, 16, 1
 	c.Loss = "dml/class"
@@ -165,7 +166,7 @@ func TestDivergenceStopsWithAdvice(t *testing.T) {
 		t.Errorf("the last good checkpoint (epoch %d) is missing: %v", st.Epoch, statErr)
 	}
 	var saved RunState
-	if _, rerr := ReadState(filepath.Join(dir, "last.ckpt"), &saved); rerr == nil {
+	if _, rerr := model.ReadState(filepath.Join(dir, "last.ckpt"), &saved); rerr == nil {
 		for _, l := range saved.Losses {
 			if math.IsNaN(l) || math.IsInf(l, 0) {
 				t.Fatalf("the checkpoint holds a non-finite loss: %v", saved.Losses)

@@ -1,7 +1,14 @@
-package app
+// Package train runs a training of an embedding network with a loss head
+// of package dml: its settings (TrainConfig, the flags of tools/train), the
+// Trainer that steps, evaluates through the model's one embedding path
+// (package model), checkpoints atomically and resumes exactly, and the
+// report and plots a finished run writes.
+package train
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +28,9 @@ import (
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/internal/progress"
 	"github.com/dmlgo/dmlgo/internal/runlock"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/nn"
-	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/report"
 )
 
 // RunState is the trainer's part of a checkpoint: where the run stands.
@@ -68,6 +76,7 @@ type Trainer struct {
 	sampler       data.Sampler
 	stepsPerEpoch int
 	g             *autograd.Graph
+	model         *model.Model  // the network for evaluation (see Model)
 	lock          *runlock.Lock // of cfg.Out, held from NewTrainer to the end of Run
 	closed        bool
 	madeOut       bool // NewTrainer created cfg.Out
@@ -105,7 +114,7 @@ func NewTrainerContext(ctx context.Context, cfg TrainConfig, resume bool, stdout
 	if resume {
 		ckptFile = filepath.Join(cfg.Out, "last.ckpt")
 		var st RunState
-		if _, err := ReadState(ckptFile, &st); err != nil {
+		if _, err := model.ReadState(ckptFile, &st); err != nil {
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
 		// The run continues with its own settings; a different device or
@@ -130,11 +139,11 @@ func NewTrainerContext(ctx context.Context, cfg TrainConfig, resume bool, stdout
 		return nil, err
 	}
 	t.DS, t.TrainT, t.EvalT = ds, trainT, evalT
-	cfgM := ModelConfig{Arch: cfg.Model, Dim: cfg.Dim, InChannels: trainT.Channels, Pretrained: cfg.Pretrained}
+	cfgM := model.NetConfig{Arch: cfg.Model, Dim: cfg.Dim, InChannels: trainT.Channels, Pretrained: cfg.Pretrained}
 	if resume {
 		cfgM.Pretrained = ""
 	}
-	if t.Net, err = NewModel(b, cfgM, cfg.Seed); err != nil {
+	if t.Net, err = model.NewNet(b, cfgM, cfg.Seed); err != nil {
 		return nil, err
 	}
 	hname, hc, err := HeadConfig(cfg)
@@ -183,11 +192,11 @@ func NewTrainerContext(ctx context.Context, cfg TrainConfig, resume bool, stdout
 		t.Sched = nn.Warmup{Steps: cfg.Warmup, Then: nn.Constant{}}
 	}
 	if resume {
-		f, err := ReadState(ckptFile, &RunState{})
+		f, err := model.ReadState(ckptFile, &RunState{})
 		if err != nil {
 			return nil, err
 		}
-		if err := LoadCheckpoint(ckptFile, f, b, t.parts()); err != nil {
+		if err := model.LoadCheckpoint(ckptFile, f, b, t.parts()); err != nil {
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
 		fmt.Fprintf(stderr, "resuming %s at epoch %d, step %d (%s)\n", ckptFile, t.State.Epoch, t.State.Step, t.State.Loader)
@@ -232,7 +241,11 @@ func (t *Trainer) takeFolder() error {
 	}
 	removed, err := atomicfile.RemoveStale(dir, OutputFiles...)
 	if len(removed) > 0 {
-		fmt.Fprintf(t.Stderr, "removed %d temporary %s of interrupted writes: %s\n", len(removed), plural(len(removed), "file", "files"), strings.Join(removed, ", "))
+		what := "files"
+		if len(removed) == 1 {
+			what = "file"
+		}
+		fmt.Fprintf(t.Stderr, "removed %d temporary %s of interrupted writes: %s\n", len(removed), what, strings.Join(removed, ", "))
 	}
 	if err != nil {
 		t.abandon()
@@ -262,8 +275,13 @@ func (t *Trainer) Close() error {
 	return err
 }
 
-func (t *Trainer) parts() Parts {
-	return Parts{Model: t.Net, Head: t.Head.Params(), Opt: t.Opt}
+func (t *Trainer) parts() model.Parts {
+	return model.Parts{Model: t.Net, Card: t.Card(), Head: t.Head.Params(), Opt: t.Opt}
+}
+
+// Card describes the network the run trains.
+func (t *Trainer) Card() model.Card {
+	return model.Card{Arch: t.Cfg.Model, Dim: t.Cfg.Dim, InChannels: t.TrainT.Channels, Data: t.Cfg.Data, Loss: t.Cfg.Loss}
 }
 
 // TotalSteps is the run's optimizer steps.
@@ -469,7 +487,7 @@ func mean(x []float64) float64 {
 func (t *Trainer) evaluate(ctx context.Context) error {
 	t0 := time.Now()
 	fmt.Fprintf(t.Stderr, "evaluating: %d queries against %d gallery images\n", t.DS.Query.Len(), t.DS.Gallery.Len())
-	m, err := EvaluateContext(ctx, t.B, t.Net, t.DS, t.EvalT, t.Cfg.EvalBatch, t.Cfg.Workers)
+	m, err := t.Model().Evaluate(ctx, t.DS, model.EmbedOptions{})
 	if err != nil {
 		return err
 	}
@@ -522,7 +540,7 @@ func (t *Trainer) rewriteLog() error {
 
 func (t *Trainer) save(name string) error {
 	path := filepath.Join(t.Cfg.Out, name)
-	if err := SaveCheckpoint(path, t.B, t.parts(), t.State); err != nil {
+	if err := model.SaveCheckpoint(path, t.B, t.parts(), t.State); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	return nil
@@ -550,25 +568,29 @@ func (t *Trainer) finish(ctx context.Context) error {
 	if err := WriteReport(t.Cfg.Out, t); err != nil {
 		return err
 	}
-	fmt.Fprintln(t.Stdout, MetricsTable(final.Metrics))
+	fmt.Fprintln(t.Stdout, report.MetricsTable(final.Metrics))
 	fmt.Fprintf(t.Stdout, "\nreport: %s\nplots:  %s, %s\nmodel:  %s (best: %s)\n",
 		filepath.Join(t.Cfg.Out, "report.md"), filepath.Join(t.Cfg.Out, "loss.png"), filepath.Join(t.Cfg.Out, "topk.png"),
 		filepath.Join(t.Cfg.Out, "last.ckpt"), filepath.Join(t.Cfg.Out, "best.ckpt"))
 	return nil
 }
 
-// MetricsTable formats top-k accuracies and mAP as a markdown table.
-func MetricsTable(m map[string]float64) string {
-	s := "| metric |"
-	sep := "|---|"
-	row := "| value |"
-	for _, k := range retrieval.Ks {
-		s += fmt.Sprintf(" top-%d |", k)
-		sep += "---|"
-		row += fmt.Sprintf(" %.4f |", m[fmt.Sprintf("top%d", k)])
+// Model is the network being trained as a model.Model: the embedding path
+// every retrieval command takes, in batches of EvalBatch on Workers
+// decoding goroutines. It is made once and shares the network's weights.
+func (t *Trainer) Model() *model.Model {
+	if t.model == nil {
+		m, err := model.Wrap(t.B, t.Net, t.Card(), model.Options{Batch: t.Cfg.EvalBatch, Workers: t.Cfg.Workers})
+		if err != nil {
+			panic("train: " + err.Error()) // the card's data kind was opened already
+		}
+		t.model = m
 	}
-	s += " mAP |"
-	sep += "---|"
-	row += fmt.Sprintf(" %.4f |", m["map"])
-	return s + "\n" + sep + "\n" + row
+	return t.model
+}
+
+// seedOf mixes a run seed with a purpose tag.
+func seedOf(seed uint64, tag string) uint64 {
+	h := sha256.Sum256([]byte(tag))
+	return seed ^ binary.LittleEndian.Uint64(h[:8])
 }

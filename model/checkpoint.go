@@ -1,4 +1,4 @@
-package app
+package model
 
 import (
 	"encoding/json"
@@ -13,15 +13,18 @@ import (
 
 // A checkpoint is one safetensors file: the model's state under "model."
 // (torchvision names), the head's parameters (named "head.…"), the
-// optimizer's buffers under "optim.", and the trainer's state (config,
-// epoch, step, sampler position, history) as JSON in the metadata key
-// "dmlgo.state". It is written atomically (temporary file, fsync, rename).
+// optimizer's buffers under "optim.", the model card as JSON in the
+// metadata key "dmlgo.card", and the trainer's state (config, epoch, step,
+// sampler position, history) as JSON in the metadata key "dmlgo.state". It
+// is written atomically (temporary file, fsync, rename).
 
 // Parts names what a checkpoint holds.
 type Parts struct {
 	Model nn.Module
-	Head  []nn.Named[*nn.Param]
-	Opt   nn.Optimizer
+	// Card describes Model; the zero Card writes none.
+	Card Card
+	Head []nn.Named[*nn.Param]
+	Opt  nn.Optimizer
 }
 
 // SaveCheckpoint writes the parts and the JSON-encodable state to path.
@@ -35,6 +38,13 @@ func SaveCheckpoint(path string, b backend.Backend, p Parts, state any) error {
 		ts = append(ts, hostTensor(b, h.Name, h.V.Value))
 	}
 	meta := map[string]string{"format": "dmlgo-checkpoint-1"}
+	if p.Card.Arch != "" {
+		raw, err := json.Marshal(p.Card)
+		if err != nil {
+			return err
+		}
+		meta[cardKey] = string(raw)
+	}
 	if p.Opt != nil {
 		tensors, counters := p.Opt.State()
 		names := make([]string, 0, len(tensors))
@@ -62,14 +72,23 @@ func hostTensor(b backend.Backend, name string, t *tensor.Tensor) safetensors.Te
 	return safetensors.FromFloat32(name, t.Shape(), host)
 }
 
-// ReadState decodes only the trainer state of a checkpoint.
-func ReadState(path string, state any) (*safetensors.File, error) {
+// ReadFile reads a checkpoint, refusing a file that is not one.
+func ReadFile(path string) (*safetensors.File, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	if f.Metadata["format"] != "dmlgo-checkpoint-1" {
 		return nil, fmt.Errorf("%s: not a dmlgo checkpoint (format %q)", path, f.Metadata["format"])
+	}
+	return f, nil
+}
+
+// ReadState reads a checkpoint and decodes its trainer state into state.
+func ReadState(path string, state any) (*safetensors.File, error) {
+	f, err := ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	if err := json.Unmarshal([]byte(f.Metadata["dmlgo.state"]), state); err != nil {
 		return nil, fmt.Errorf("%s: trainer state: %w", path, err)

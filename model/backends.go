@@ -1,4 +1,4 @@
-package app
+package model
 
 // The backends every command can choose from: the CPU always, CUDA where
 // libcuda.so.1 loads and a device exists (backend.Select("auto") falls back

@@ -1,81 +1,25 @@
-package app
+package report
 
-// Evaluating a checkpoint on a data set's protocol, and comparing runs.
+// The files of an evaluation (retrieve eval) and of a comparison of runs
+// (tools/compare).
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
-
-// MetricsKeys are the keys of metrics.json, as train writes it: top-k
-// accuracy for every k of retrieval.Ks, then mAP, as fractions.
-var MetricsKeys = []string{"top1", "top5", "top10", "top20", "top30", "top40", "top50", "map"}
-
-// EvalResult is one evaluation of a checkpoint.
-type EvalResult struct {
-	Checkpoint  string `json:"checkpoint"`
-	Fingerprint string `json:"fingerprint"`
-	Model       string `json:"model"`
-	Data        string `json:"data"`
-	// Metrics holds every metric: top1…top50, recall1…recall50,
-	// precision1 and map, as fractions.
-	Metrics  map[string]float64 `json:"metrics"`
-	Queries  int                `json:"queries"`
-	Gallery  int                `json:"gallery"`
-	Excluded int                `json:"excluded_queries"`
-	Seconds  float64            `json:"seconds"`
-}
-
-// EvaluateData opens the data set and scores the model on its protocol
-// (queries against the gallery), embedding in batches of m.Batch on
-// m.Workers decoding goroutines, exactly as training evaluates. The model's
-// own input transform is used whatever the data set. Progress goes to log.
-// Loading and embedding stop with ctx's error when ctx is cancelled.
-func (m *Model) EvaluateData(ctx context.Context, spec sets.Spec, log io.Writer) (*EvalResult, error) {
-	if log == nil {
-		log = io.Discard
-	}
-	set, err := openSet(ctx, spec, log)
-	if err != nil {
-		return nil, err
-	}
-	if set.Transform.Channels != m.Transform.Channels || set.Transform.Size != m.Transform.Size {
-		fmt.Fprintf(log, "note: the data set's own transform is %s; the model's input (%s) is used\n",
-			describeTransform(set.Transform), describeTransform(m.Transform))
-	}
-	ds := set.Dataset
-	fmt.Fprintf(log, "evaluating: %d queries against %d gallery images\n", ds.Query.Len(), ds.Gallery.Len())
-	t0 := time.Now()
-	var met retrieval.Metrics
-	err = m.Locked(ctx, func() (err error) {
-		met, err = EvaluateContext(ctx, m.B, m.Net, ds, m.Transform, m.Batch, m.Workers)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &EvalResult{
-		Checkpoint: m.Path, Fingerprint: m.Fingerprint, Model: m.Run.Config.Model, Data: set.Description,
-		Metrics: met.Flat(), Queries: ds.Query.Len(), Gallery: ds.Gallery.Len(), Excluded: len(ds.Excluded),
-		Seconds: time.Since(t0).Seconds(),
-	}, nil
-}
 
 // WriteEval writes into dir (created if needed): metrics.json (the keys
 // train writes: top1…top50 and map), eval.json (the whole EvalResult) and
 // topk.png (top-k accuracy against k, labelled with label). Each file is
 // written atomically.
-func WriteEval(dir string, r *EvalResult, label string) error {
+func WriteEval(dir string, r *model.EvalResult, label string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -109,24 +53,6 @@ func plotAtomic(path, title string, curves []Curve) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-// EvalTables formats the metrics as two markdown tables: top-k accuracy
-// and mAP (MetricsTable), then recall@k and precision@1.
-func EvalTables(m map[string]float64) string {
-	var b strings.Builder
-	b.WriteString(MetricsTable(m))
-	b.WriteString("\n\n| metric |")
-	sep, row := "|---|", "| value |"
-	for _, k := range retrieval.Ks {
-		fmt.Fprintf(&b, " recall@%d |", k)
-		sep += "---|"
-		row += fmt.Sprintf(" %.4f |", m[fmt.Sprintf("recall%d", k)])
-	}
-	b.WriteString(" precision@1 |\n")
-	b.WriteString(sep + "---|\n")
-	b.WriteString(row + fmt.Sprintf(" %.4f |", m["precision1"]))
-	return b.String()
 }
 
 // LoadRuns reads the metrics.json of each run folder, labelled by the

@@ -1,4 +1,4 @@
-package app
+package serve
 
 import (
 	"bytes"
@@ -11,17 +11,56 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dmlgo/dmlgo/catalog"
+	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/testmodel"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
-// testServe exercises the service over HTTP; TestRetrieveEndToEnd calls it
-// with its trained model and index.
-func testServe(t *testing.T, m *Model, ix *retrieval.Index, ixPath string, gal *Gallery) {
+// TestServeEndToEnd trains the tiny model, indexes its data set's gallery
+// and exercises the service over HTTP (testServe).
+func TestServeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	testmodel.Train(t, filepath.Join(dir, "run"))
+	m := testmodel.Load(t, filepath.Join(dir, "run", "last.ckpt"))
+	spec := m.Card.Data
+	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ixPath := filepath.Join(dir, "gallery.safetensors")
+	if err := ix.Save(ixPath); err != nil {
+		t.Fatal(err)
+	}
+	testServe(t, m, ix, ixPath, catalog.NewGallery(ix, sets.Spec{}, io.Discard))
+}
+
+// TestServerRefusesOtherModel: NewServer refuses an index that another
+// model made.
+func TestServerRefusesOtherModel(t *testing.T) {
+	dir := t.TempDir()
+	a := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 16, 1))
+	b := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "b.ckpt"), "resnet-s", 16, 2))
+	spec := a.Card.Data
+	ix, _, err := catalog.BuildIndex(context.Background(), a, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(b, ix, "a.safetensors", catalog.NewGallery(ix, spec, io.Discard), DefaultServerConfig()); err == nil || !strings.Contains(err.Error(), a.Fingerprint) {
+		t.Errorf("NewServer with an index of another model: %v", err)
+	}
+}
+
+// testServe exercises the service over HTTP with a trained model and the
+// index of its gallery.
+func testServe(t *testing.T, m *model.Model, ix *retrieval.Index, ixPath string, gal *catalog.Gallery) {
 	cfg := DefaultServerConfig()
 	cfg.MaxUpload = 64 << 10
 	srv, err := NewServer(m, ix, ixPath, gal, cfg)
@@ -35,7 +74,7 @@ func testServe(t *testing.T, m *Model, ix *retrieval.Index, ixPath string, gal *
 	if err != nil {
 		t.Fatal(err)
 	}
-	upload := pngBytes(t, img3)
+	upload := testmodel.PNG(t, img3)
 	multipartBody := func(field string, content []byte) (*bytes.Buffer, string) {
 		var buf bytes.Buffer
 		mw := multipart.NewWriter(&buf)
@@ -70,13 +109,13 @@ func testServe(t *testing.T, m *Model, ix *retrieval.Index, ixPath string, gal *
 		sr.Results[0].Thumbnail != "/v1/gallery/3.png" || sr.Results[0].Item != ix.Items[3] || sr.Fingerprint != m.Fingerprint {
 		t.Fatalf("search results: %s", raw)
 	}
-	want, err := Query(context.Background(), m, ix, []QueryImage{{Image: img3}}, 4)
+	want, err := catalog.Query(context.Background(), m, ix, []catalog.QueryImage{{Image: img3}}, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, r := range sr.Results {
 		if r.Row != want[0].Matches[i].Row || r.Score != want[0].Matches[i].Score {
-			t.Errorf("result %d: HTTP %+v, Query %+v", i, r, want[0].Matches[i])
+			t.Errorf("result %d: HTTP %+v, catalog.Query %+v", i, r, want[0].Matches[i])
 		}
 	}
 	resp, raw = post("/v1/search", "image/png", bytes.NewReader(upload))
@@ -174,7 +213,7 @@ func testServe(t *testing.T, m *Model, ix *retrieval.Index, ixPath string, gal *
 		return resp, raw
 	}
 	resp, raw = get("/v1/gallery/3.png")
-	if g, err := png.Decode(bytes.NewReader(raw)); resp.StatusCode != 200 || err != nil || !sameImage(g, img3) {
+	if g, err := png.Decode(bytes.NewReader(raw)); resp.StatusCode != 200 || err != nil || !testmodel.SameImage(g, img3) {
 		t.Errorf("gallery image: %d %v", resp.StatusCode, err)
 	}
 	req, _ := http.NewRequest("GET", ts.URL+"/v1/gallery/3.png", nil)
@@ -215,15 +254,15 @@ func testServe(t *testing.T, m *Model, ix *retrieval.Index, ixPath string, gal *
 // flight finish.
 func TestServeLoad(t *testing.T) {
 	dir := t.TempDir()
-	m := loadModel(t, saveUntrained(t, dir+"/a.ckpt", "resnet-s", 8, 1))
-	spec := m.Run.Config.Data
-	ix, _, err := BuildIndex(context.Background(), m, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard)
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, dir+"/a.ckpt", "resnet-s", 8, 1))
+	spec := m.Card.Data
+	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gal := NewGallery(ix, spec, io.Discard)
+	gal := catalog.NewGallery(ix, spec, io.Discard)
 	img, _ := gal.Image(0)
-	upload := pngBytes(t, img)
+	upload := testmodel.PNG(t, img)
 	// Hold the model as a long search would.
 	hold := func() (release func()) {
 		got, done := make(chan struct{}), make(chan struct{})

@@ -1,4 +1,4 @@
-package app
+package train
 
 // Tests of the trainer's robustness: the output folder's lock, the metrics
 // log after a crash, stale temporary files, cancellation of every long
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dmlgo/dmlgo/internal/runlock"
+	"github.com/dmlgo/dmlgo/model"
 )
 
 // TestOutputFolderLocked: while a trainer holds its output folder, a
@@ -206,7 +207,7 @@ func TestInterruptDuringEvaluation(t *testing.T) {
 		t.Fatalf("Run with a signal before the final evaluation returned %v, want ErrInterrupted", err)
 	}
 	var st RunState
-	if _, err := ReadState(filepath.Join(dir, "last.ckpt"), &st); err != nil {
+	if _, err := model.ReadState(filepath.Join(dir, "last.ckpt"), &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.Epoch != c.Epochs || len(st.Evals) != 1 {
@@ -239,26 +240,23 @@ func TestLongPhasesAnswerCancel(t *testing.T) {
 		t.Errorf("loading the data with a cancelled context: %v", err)
 	}
 	tr := newTrainer(t, c, false) // the failed start released the folder
-	if _, _, err := EmbedContext(cancelled, tr.B, tr.Net, tr.DS.Gallery, tr.EvalT, 8, 1); !errors.Is(err, context.Canceled) {
-		t.Errorf("EmbedContext: %v", err)
+	if _, err := tr.Model().EmbedSubset(cancelled, tr.DS.Gallery, model.EmbedOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("EmbedSubset: %v", err)
 	}
-	if _, err := EvaluateContext(cancelled, tr.B, tr.Net, tr.DS, tr.EvalT, 8, 1); !errors.Is(err, context.Canceled) {
-		t.Errorf("EvaluateContext: %v", err)
+	if _, err := tr.Model().Evaluate(cancelled, tr.DS, model.EmbedOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Evaluate: %v", err)
 	}
 	ckpt := filepath.Join(dir, "m.ckpt")
-	if err := SaveCheckpoint(ckpt, tr.B, Parts{Model: tr.Net}, tr.State); err != nil {
+	if err := model.SaveCheckpoint(ckpt, tr.B, model.Parts{Model: tr.Net, Card: tr.Card()}, tr.State); err != nil {
 		t.Fatal(err)
 	}
-	m := loadModel(t, ckpt)
+	m, err := model.Load(ckpt, model.Options{Device: "cpu"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
 	if _, err := m.EvaluateData(cancelled, c.Data, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("EvaluateData: %v", err)
-	}
-	if _, _, err := BuildIndex(cancelled, m, IndexSource{Data: &c.Data}, EmbedOptions{}, nil); !errors.Is(err, context.Canceled) {
-		t.Errorf("BuildIndex of a data set: %v", err)
-	}
-	if _, _, err := BuildIndex(cancelled, m, IndexSource{Dir: "../../../data/testdata"}, EmbedOptions{}, nil); !errors.Is(err, context.Canceled) {
-		t.Errorf("BuildIndex of a folder: %v", err)
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("the cancelled phases took %v", d)
@@ -329,8 +327,8 @@ func TestNonFiniteCheckpointRefused(t *testing.T) {
 			}
 		}
 		if tc.tensor[:6] == "model." {
-			if _, err := LoadModel(last, ModelOptions{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Errorf("%s: LoadModel: %v", tc.tensor, err)
+			if _, err := model.Load(last, model.Options{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Errorf("%s: model.Load: %v", tc.tensor, err)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package app
+package report
 
 import (
 	"fmt"
@@ -15,57 +15,49 @@ import (
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
-// WritePlots draws, for the run labelled label, loss.png (the loss of every step, and its moving
-// average) and topk.png (top-k accuracy against k at the last evaluation).
-func WritePlots(dir string, st RunState, label string) error {
-	if len(st.Losses) > 0 {
-		p := plot.New()
-		p.Title.Text = "training loss: " + label
-		p.X.Label.Text = "step"
-		p.Y.Label.Text = "loss"
-		raw := make(plotter.XYs, len(st.Losses))
-		for i, v := range st.Losses {
-			raw[i] = plotter.XY{X: float64(i + 1), Y: v}
-		}
-		l, err := plotter.NewLine(raw)
-		if err != nil {
-			return err
-		}
-		l.Color = color.RGBA{R: 160, G: 190, B: 230, A: 255}
-		p.Add(l)
-		p.Legend.Add("per step", l)
-		if w := min(50, max(1, len(st.Losses)/20)); w > 1 {
-			avg := make(plotter.XYs, 0, len(st.Losses))
-			var s float64
-			for i, v := range st.Losses {
-				s += v
-				if i >= w {
-					s -= st.Losses[i-w]
-				}
-				if i >= w-1 {
-					avg = append(avg, plotter.XY{X: float64(i + 1), Y: s / float64(w)})
-				}
+// LossPlot draws the loss of every step, and its moving average, into
+// path (a PNG).
+func LossPlot(path, label string, losses []float64) error {
+	p := plot.New()
+	p.Title.Text = "training loss: " + label
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = "loss"
+	raw := make(plotter.XYs, len(losses))
+	for i, v := range losses {
+		raw[i] = plotter.XY{X: float64(i + 1), Y: v}
+	}
+	l, err := plotter.NewLine(raw)
+	if err != nil {
+		return err
+	}
+	l.Color = color.RGBA{R: 160, G: 190, B: 230, A: 255}
+	p.Add(l)
+	p.Legend.Add("per step", l)
+	if w := min(50, max(1, len(losses)/20)); w > 1 {
+		avg := make(plotter.XYs, 0, len(losses))
+		var s float64
+		for i, v := range losses {
+			s += v
+			if i >= w {
+				s -= losses[i-w]
 			}
-			if len(avg) > 1 {
-				la, err := plotter.NewLine(avg)
-				if err != nil {
-					return err
-				}
-				la.Color = color.RGBA{R: 20, G: 60, B: 160, A: 255}
-				la.Width = vg.Points(1.5)
-				p.Add(la)
-				p.Legend.Add(fmt.Sprintf("mean of %d", w), la)
+			if i >= w-1 {
+				avg = append(avg, plotter.XY{X: float64(i + 1), Y: s / float64(w)})
 			}
 		}
-		p.Legend.Top = true
-		if err := savePlot(p, 7*vg.Inch, 4*vg.Inch, filepath.Join(dir, "loss.png")); err != nil {
-			return err
+		if len(avg) > 1 {
+			la, err := plotter.NewLine(avg)
+			if err != nil {
+				return err
+			}
+			la.Color = color.RGBA{R: 20, G: 60, B: 160, A: 255}
+			la.Width = vg.Points(1.5)
+			p.Add(la)
+			p.Legend.Add(fmt.Sprintf("mean of %d", w), la)
 		}
 	}
-	if len(st.Evals) > 0 {
-		return TopKPlot(filepath.Join(dir, "topk.png"), "top-k accuracy: "+label, []Curve{{Label: label, Metrics: st.Evals[len(st.Evals)-1].Metrics}})
-	}
-	return nil
+	p.Legend.Top = true
+	return savePlot(p, 7*vg.Inch, 4*vg.Inch, path)
 }
 
 // Curve is one run's metrics on a top-k plot.

@@ -1,4 +1,4 @@
-package app
+package catalog
 
 // The query grid: each query, then its top-k gallery images with scores,
 // framed green (same item) or red (another item) when the query's item is

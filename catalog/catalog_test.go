@@ -1,97 +1,37 @@
-package app
+package catalog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/testmodel"
+	"github.com/dmlgo/dmlgo/model"
+	"github.com/dmlgo/dmlgo/report"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
-
-// trainTiny trains the tiny FMNIST-C2S run of app_test.go and returns it.
-func trainTiny(t *testing.T, dir string) *Trainer {
-	t.Helper()
-	tr := newTrainer(t, tinyConfig(t, dir), false)
-	if err := tr.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return tr
-}
-
-// saveUntrained writes a checkpoint of a freshly initialised model: enough
-// for everything but the quality of the results.
-func saveUntrained(t *testing.T, path, arch string, dim int, seed uint64) string {
-	t.Helper()
-	cfg := tinyConfig(t, filepath.Dir(path))
-	cfg.Model, cfg.Dim, cfg.Seed = arch, dim, seed
-	b := backend.MustSelect("cpu")
-	net, err := NewModel(b, ModelConfig{Arch: arch, Dim: dim, InChannels: 1}, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := SaveCheckpoint(path, b, Parts{Model: net}, RunState{Config: cfg}); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func loadModel(t *testing.T, path string) *Model {
-	t.Helper()
-	m, err := LoadModel(path, ModelOptions{Device: "cpu", Batch: 64}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func pngBytes(t *testing.T, img image.Image) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func sameImage(a, b image.Image) bool {
-	if a.Bounds().Size() != b.Bounds().Size() {
-		return false
-	}
-	ab, bb := a.Bounds(), b.Bounds()
-	for y := 0; y < ab.Dy(); y++ {
-		for x := 0; x < ab.Dx(); x++ {
-			r1, g1, b1, a1 := a.At(ab.Min.X+x, ab.Min.Y+y).RGBA()
-			r2, g2, b2, a2 := b.At(bb.Min.X+x, bb.Min.Y+y).RGBA()
-			if r1 != r2 || g1 != g2 || b1 != b2 || a1 != a2 {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // TestRetrieveEndToEnd trains a few steps, then indexes the data set's
 // gallery, a folder and a TSV manifest, queries, evaluates and checks that
 // every path agrees with training's own evaluation.
 func TestRetrieveEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	tr := trainTiny(t, filepath.Join(dir, "run"))
+	tr := testmodel.Train(t, filepath.Join(dir, "run"))
 	ckpt := filepath.Join(dir, "run", "last.ckpt")
-	m := loadModel(t, ckpt)
-	if want := Fingerprint(tr.B, tr.Net, "resnet-s"); m.Fingerprint != want {
+	m := testmodel.Load(t, ckpt)
+	if want := model.Fingerprint(tr.B, tr.Net, "resnet-s"); m.Fingerprint != want {
 		t.Fatalf("fingerprint of the loaded model %s, of the trained one %s", m.Fingerprint, want)
 	}
 	if m.Transform.Channels != 1 || m.Transform.Size != 32 {
@@ -100,8 +40,8 @@ func TestRetrieveEndToEnd(t *testing.T) {
 	ctx := context.Background()
 
 	// The data set's gallery: the same embeddings as training's evaluation.
-	spec := m.Run.Config.Data
-	ix, rep, err := BuildIndex(ctx, m, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard)
+	spec := m.Card.Data
+	ix, rep, err := BuildIndex(ctx, m, IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,10 +49,11 @@ func TestRetrieveEndToEnd(t *testing.T) {
 	if ix.Len() != ds.Gallery.Len() || rep.Rows != ix.Len() || rep.Skipped != 0 {
 		t.Fatalf("index of %d rows (report %+v), gallery %d", ix.Len(), rep, ds.Gallery.Len())
 	}
-	want, _, err := Embed(m.B, m.Net, ds.Gallery, m.Transform, 64, 2)
+	emb, err := tr.Model().EmbedSubset(ctx, ds.Gallery, model.EmbedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := emb.Embeddings
 	for i := range want {
 		if d := math.Abs(float64(want[i] - ix.Embeddings[i])); d > 1e-5 {
 			t.Fatalf("embedding value %d: index %g, Embed %g", i, ix.Embeddings[i], want[i])
@@ -144,13 +85,13 @@ func TestRetrieveEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := tr.State.Evals[len(tr.State.Evals)-1].Metrics
-	for _, k := range MetricsKeys {
+	for _, k := range report.MetricsKeys {
 		if math.Abs(res.Metrics[k]-last[k]) > 1e-9 {
 			t.Errorf("%s: eval %g, training %g", k, res.Metrics[k], last[k])
 		}
 	}
 	evalDir := filepath.Join(dir, "eval")
-	if err := WriteEval(evalDir, res, "tiny"); err != nil {
+	if err := report.WriteEval(evalDir, res, "tiny"); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(filepath.Join(evalDir, "metrics.json"))
@@ -158,7 +99,7 @@ func TestRetrieveEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mj map[string]float64
-	if err := json.Unmarshal(raw, &mj); err != nil || len(mj) != len(MetricsKeys) {
+	if err := json.Unmarshal(raw, &mj); err != nil || len(mj) != len(report.MetricsKeys) {
 		t.Errorf("metrics.json %s: %v", raw, err)
 	}
 	for _, f := range []string{"eval.json", "topk.png"} {
@@ -166,7 +107,7 @@ func TestRetrieveEndToEnd(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if s := EvalTables(res.Metrics); !strings.Contains(s, "recall@10") || !strings.Contains(s, "precision@1") || !strings.Contains(s, "top-50") {
+	if s := report.EvalTables(res.Metrics); !strings.Contains(s, "recall@10") || !strings.Contains(s, "precision@1") || !strings.Contains(s, "top-50") {
 		t.Errorf("tables:\n%s", s)
 	}
 
@@ -212,7 +153,7 @@ func TestRetrieveEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sameImage(img, ds.Manifest.Rows[r].Image) {
+		if !testmodel.SameImage(img, ds.Manifest.Rows[r].Image) {
 			t.Fatalf("gallery row %d renders differently from manifest row %d", i, r)
 		}
 	}
@@ -231,12 +172,12 @@ func TestRetrieveEndToEnd(t *testing.T) {
 		}
 	}
 	q0, err := gal.LoadQuery(qs[0].Name)
-	if err != nil || !q0.HasItem || q0.Item != qs[0].Item || !sameImage(q0.Image, qs[0].Image) {
+	if err != nil || !q0.HasItem || q0.Item != qs[0].Item || !testmodel.SameImage(q0.Image, qs[0].Image) {
 		t.Errorf("LoadQuery(%s): %+v %v", qs[0].Name, q0, err)
 	}
 	// A train row needs the whole benchmark.
 	tq, err := gal.LoadQuery(FMNISTRowPrefix + "1")
-	if err != nil || !sameImage(tq.Image, ds.Manifest.Rows[1].Image) || tq.Item != ds.Manifest.Rows[1].Item {
+	if err != nil || !testmodel.SameImage(tq.Image, ds.Manifest.Rows[1].Image) || tq.Item != ds.Manifest.Rows[1].Item {
 		t.Errorf("train row 1: %v", err)
 	}
 	if _, err := gal.LoadQuery(FMNISTRowPrefix + "99999"); err == nil || !strings.Contains(err.Error(), "rows") {
@@ -281,14 +222,14 @@ func TestRetrieveEndToEnd(t *testing.T) {
 			sub = filepath.Join(shop, fmt.Sprintf("id_%08d", ix.Items[i]))
 		}
 		os.MkdirAll(sub, 0o755)
-		if err := os.WriteFile(filepath.Join(sub, "shop_01.png"), pngBytes(t, img), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(sub, "shop_01.png"), testmodel.PNG(t, img), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	os.WriteFile(filepath.Join(shop, "README.txt"), []byte("not an image"), 0o644)
 	os.WriteFile(filepath.Join(shop, ".DS_Store"), []byte("ignored"), 0o644)
 	os.WriteFile(filepath.Join(shop, "broken.jpg"), []byte("not a JPEG"), 0o644)
-	fix, frep, err := BuildIndex(ctx, m, IndexSource{Dir: shop, ItemsFrom: ItemsFromDirname}, EmbedOptions{}, io.Discard)
+	fix, frep, err := BuildIndex(ctx, m, IndexSource{Dir: shop, ItemsFrom: ItemsFromDirname}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,17 +266,17 @@ func TestRetrieveEndToEnd(t *testing.T) {
 			t.Errorf("image %d finds row %d first (score %g)", i, r.Matches[0].Row, r.Matches[0].Score)
 		}
 	}
-	if _, _, err := BuildIndex(ctx, m, IndexSource{Dir: shop}, EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "README.txt") {
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Dir: shop}, model.EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "README.txt") {
 		t.Errorf("strict folder index with a text file: %v", err)
 	}
 	os.Remove(filepath.Join(shop, "README.txt"))
-	if _, _, err := BuildIndex(ctx, m, IndexSource{Dir: shop}, EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "broken.jpg") {
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Dir: shop}, model.EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "broken.jpg") {
 		t.Errorf("strict folder index with a broken JPEG: %v", err)
 	}
 
 	// A TSV manifest with named items: its test shop rows.
-	tsv := filepath.Join("..", "..", "..", "data", "testdata", "manifest", "example.tsv")
-	tix, trep, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, EmbedOptions{}, io.Discard)
+	tsv := filepath.Join("..", "data", "testdata", "manifest", "example.tsv")
+	tix, trep, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,23 +293,20 @@ func TestRetrieveEndToEnd(t *testing.T) {
 	if err != nil || len(known) != len(man.Rows) {
 		t.Errorf("ManifestItems: %d rows, %v", len(known), err)
 	}
-
-	// The service answers the same as Query.
-	t.Run("serve", func(t *testing.T) { testServe(t, m, ix, ixPath, gal) })
 }
 
 // TestRetrieveOtherModel: an index is refused by any other model, with a
 // message naming both fingerprints and both files.
 func TestRetrieveOtherModel(t *testing.T) {
 	dir := t.TempDir()
-	a := loadModel(t, saveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 16, 1))
-	b := loadModel(t, saveUntrained(t, filepath.Join(dir, "b.ckpt"), "resnet-s", 16, 2))
-	r18 := loadModel(t, saveUntrained(t, filepath.Join(dir, "r18.ckpt"), "resnet18", 16, 1))
+	a := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 16, 1))
+	b := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "b.ckpt"), "resnet-s", 16, 2))
+	r18 := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "r18.ckpt"), "resnet18", 16, 1))
 	if a.Fingerprint == b.Fingerprint || a.Fingerprint == r18.Fingerprint {
 		t.Fatalf("fingerprints %s %s %s", a.Fingerprint, b.Fingerprint, r18.Fingerprint)
 	}
-	spec := a.Run.Config.Data
-	ix, _, err := BuildIndex(context.Background(), a, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard)
+	spec := a.Card.Data
+	ix, _, err := BuildIndex(context.Background(), a, IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +314,7 @@ func TestRetrieveOtherModel(t *testing.T) {
 	if err := ix.Save(ixPath); err != nil {
 		t.Fatal(err)
 	}
-	for _, other := range []*Model{b, r18} {
+	for _, other := range []*model.Model{b, r18} {
 		err := other.CheckIndex(ix, ixPath)
 		if err == nil {
 			t.Fatalf("%s accepted an index of %s", other.Path, a.Path)
@@ -386,9 +324,6 @@ func TestRetrieveOtherModel(t *testing.T) {
 				t.Errorf("message %q does not name %s", err, s)
 			}
 		}
-		if _, err := NewServer(other, ix, ixPath, NewGallery(ix, spec, io.Discard), DefaultServerConfig()); err == nil {
-			t.Errorf("NewServer accepted an index of another model")
-		}
 	}
 	// Same weights, another embedding size: refused too.
 	ix2 := *ix
@@ -397,20 +332,20 @@ func TestRetrieveOtherModel(t *testing.T) {
 		t.Errorf("dimension mismatch: %v", err)
 	}
 	// An index is not a checkpoint, and the reverse.
-	if _, err := LoadModel(ixPath, ModelOptions{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), "not a dmlgo checkpoint") {
+	if _, err := model.Load(ixPath, model.Options{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), "not a dmlgo checkpoint") {
 		t.Errorf("index as checkpoint: %v", err)
 	}
 	if _, err := retrieval.LoadIndex(a.Path); err == nil || !strings.Contains(err.Error(), "not a dmlgo index") {
 		t.Errorf("checkpoint as index: %v", err)
 	}
-	if _, err := LoadModel(filepath.Join(dir, "missing.ckpt"), ModelOptions{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.ckpt") {
+	if _, err := model.Load(filepath.Join(dir, "missing.ckpt"), model.Options{Device: "cpu"}, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.ckpt") {
 		t.Errorf("missing checkpoint: %v", err)
 	}
 }
 
 func TestRetrieveIndexSourceErrors(t *testing.T) {
 	dir := t.TempDir()
-	m := loadModel(t, saveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1))
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1))
 	ctx := context.Background()
 	empty := filepath.Join(dir, "empty")
 	os.MkdirAll(filepath.Join(empty, "sub"), 0o755)
@@ -431,7 +366,7 @@ func TestRetrieveIndexSourceErrors(t *testing.T) {
 		{IndexSource{Dir: empty, Manifest: "x.tsv"}, "exactly one"},
 	}
 	for _, c := range cases {
-		_, _, err := BuildIndex(ctx, m, c.src, EmbedOptions{}, io.Discard)
+		_, _, err := BuildIndex(ctx, m, c.src, model.EmbedOptions{}, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one containing %q", c.src, err, c.want)
 		}
@@ -439,17 +374,17 @@ func TestRetrieveIndexSourceErrors(t *testing.T) {
 	// A manifest whose images are all missing: nothing to index.
 	tsv := filepath.Join(dir, "m.tsv")
 	os.WriteFile(tsv, []byte("gone1.jpg\t1\tshop\ttest\ngone2.jpg\t2\tshop\ttest\n"), 0o644)
-	if _, _, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, EmbedOptions{}, io.Discard); err == nil || !strings.Contains(err.Error(), "no image could be indexed") {
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, model.EmbedOptions{}, io.Discard); err == nil || !strings.Contains(err.Error(), "no image could be indexed") {
 		t.Errorf("all missing: %v", err)
 	}
-	if _, _, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "gone1.jpg") {
+	if _, _, err := BuildIndex(ctx, m, IndexSource{Manifest: tsv}, model.EmbedOptions{Strict: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "gone1.jpg") {
 		t.Errorf("strict, missing: %v", err)
 	}
 	// A cancelled build stops.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	spec := m.Run.Config.Data
-	if _, _, err := BuildIndex(cctx, m, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard); err == nil {
+	spec := m.Card.Data
+	if _, _, err := BuildIndex(cctx, m, IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard); err == nil {
 		t.Errorf("cancelled build returned no error")
 	}
 }
@@ -467,22 +402,7 @@ func TestDirItem(t *testing.T) {
 	}
 }
 
-func TestSizesAndBoxes(t *testing.T) {
-	for s, want := range map[string]int64{"10MiB": 10 << 20, "512 KiB": 512 << 10, "1048576": 1 << 20, "2k": 2048, "1.5M": 3 << 19, "7B": 7, "1gb": 1 << 30} {
-		if got, err := ParseBytes(s); err != nil || got != want {
-			t.Errorf("ParseBytes(%q) = %d, %v; want %d", s, got, err, want)
-		}
-	}
-	for _, s := range []string{"", "MiB", "10XB", "-5", "0", "1e3"} {
-		if _, err := ParseBytes(s); err == nil {
-			t.Errorf("ParseBytes(%q) accepted", s)
-		}
-	}
-	for n, want := range map[int64]string{10 << 20: "10 MiB", 1536: "1.5 KiB", 100: "100 B"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
+func TestParseBox(t *testing.T) {
 	if b, err := ParseBox("1, 2,30,40"); err != nil || b != image.Rect(1, 2, 30, 40) {
 		t.Errorf("ParseBox: %v %v", b, err)
 	}
@@ -514,36 +434,22 @@ func TestGridMissingImage(t *testing.T) {
 	}
 }
 
-// TestTransformFor: the transform a model expects is the one sets.Open
-// gives its training data, for every kind.
-func TestTransformFor(t *testing.T) {
-	root := filepath.Join("..", "..", "..", "data", "testdata")
-	for kind, path := range map[string]string{
-		sets.FMNISTC2S:         filepath.Join(root, "fmnist", "fashion-mnist-synthetic.tgz"),
-		sets.DeepFashionC2S:    filepath.Join(root, "deepfashion", "consumer2shop"),
-		sets.DeepFashionInShop: filepath.Join(root, "deepfashion", "inshop"),
-		sets.TSV:               filepath.Join(root, "manifest", "example.tsv"),
-	} {
-		spec := sets.DefaultSpec()
-		spec.Kind, spec.Path = kind, path
-		if kind == sets.FMNISTC2S {
-			spec.TrainItems, spec.TestItems = 10, 10
-		}
-		set, err := sets.Open(spec, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", kind, err)
-		}
-		got, err := TransformFor(kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := set.Transform
-		want.Augment = nil
-		if got != want {
-			t.Errorf("%s: TransformFor %+v, sets.Open %+v", kind, got, want)
-		}
+// TestBuildIndexAnswersCancel: indexing a data set or a folder stops at
+// once with a cancelled context.
+func TestBuildIndexAnswersCancel(t *testing.T) {
+	dir := t.TempDir()
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "m.ckpt"), "resnet-s", 16, 1))
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	t0 := time.Now()
+	spec := m.Card.Data
+	if _, _, err := BuildIndex(cancelled, m, IndexSource{Data: &spec}, model.EmbedOptions{}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("BuildIndex of a data set: %v", err)
 	}
-	if _, err := TransformFor("imagenet"); err == nil {
-		t.Error("unknown kind accepted")
+	if _, _, err := BuildIndex(cancelled, m, IndexSource{Dir: testmodel.TestData()}, model.EmbedOptions{}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("BuildIndex of a folder: %v", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("the cancelled phases took %v", d)
 	}
 }

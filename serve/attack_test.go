@@ -1,4 +1,4 @@
-package app
+package serve
 
 // Attacks on the search service, against a real server on 127.0.0.1: slow
 // bodies, decompression bombs, gallery floods, and the access controls.
@@ -26,36 +26,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/internal/procmem"
 	"github.com/dmlgo/dmlgo/internal/testimg"
+	"github.com/dmlgo/dmlgo/internal/testmodel"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
 // serveFixture is a model, an index of its data set's gallery, the gallery
 // and one gallery image as a PNG upload (which finds its own row first).
 type serveFixture struct {
-	m      *Model
+	m      *model.Model
 	ix     *retrieval.Index
-	gal    *Gallery
+	gal    *catalog.Gallery
 	upload []byte
 	row    int
 }
 
 func newServeFixture(t *testing.T) serveFixture {
 	t.Helper()
-	m := loadModel(t, saveUntrained(t, filepath.Join(t.TempDir(), "a.ckpt"), "resnet-s", 8, 1))
-	spec := m.Run.Config.Data
-	ix, _, err := BuildIndex(context.Background(), m, IndexSource{Data: &spec}, EmbedOptions{}, io.Discard)
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(t.TempDir(), "a.ckpt"), "resnet-s", 8, 1))
+	spec := m.Card.Data
+	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gal := NewGallery(ix, spec, io.Discard)
+	gal := catalog.NewGallery(ix, spec, io.Discard)
 	const row = 5
 	img, err := gal.Image(row)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveFixture{m: m, ix: ix, gal: gal, upload: pngBytes(t, img), row: row}
+	return serveFixture{m: m, ix: ix, gal: gal, upload: testmodel.PNG(t, img), row: row}
 }
 
 // startServer serves srv on 127.0.0.1 until the test ends; it returns the
@@ -331,8 +334,8 @@ func TestServeGalleryThumbnails(t *testing.T) {
 	write("a.png", 40, 30)
 	write("big.jpg", 3000, 2000)
 	write("c.png", 50, 50)
-	m := loadModel(t, saveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1))
-	ix, _, err := BuildIndex(context.Background(), m, IndexSource{Dir: shop}, EmbedOptions{}, io.Discard)
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1))
+	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Dir: shop}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +347,7 @@ func TestServeGalleryThumbnails(t *testing.T) {
 	}
 	cfg := DefaultServerConfig()
 	cfg.Thumb = 64
-	srv, err := NewServer(m, ix, "shop.safetensors", NewGallery(ix, m.Run.Config.Data, io.Discard), cfg)
+	srv, err := NewServer(m, ix, "shop.safetensors", catalog.NewGallery(ix, m.Card.Data, io.Discard), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +383,7 @@ func TestServeGalleryThumbnails(t *testing.T) {
 
 	// Over the limits: refused without decoding, with no path in the answer.
 	cfg.MaxDecodeBytes, cfg.DecodeBudget = 1<<20, 1<<20
-	tight, err := NewServer(m, ix, "shop.safetensors", NewGallery(ix, m.Run.Config.Data, io.Discard), cfg)
+	tight, err := NewServer(m, ix, "shop.safetensors", catalog.NewGallery(ix, m.Card.Data, io.Discard), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,14 +436,14 @@ func TestServeAccess(t *testing.T) {
 		png.Encode(fh, img)
 		fh.Close()
 	}
-	ckpt := saveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1)
-	m := loadModel(t, ckpt)
-	ix, _, err := BuildIndex(context.Background(), m, IndexSource{Dir: filepath.Join(dir, "shop")}, EmbedOptions{}, io.Discard)
+	ckpt := testmodel.SaveUntrained(t, filepath.Join(dir, "a.ckpt"), "resnet-s", 8, 1)
+	m := testmodel.Load(t, ckpt)
+	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Dir: filepath.Join(dir, "shop")}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	upload, _ := os.ReadFile(filepath.Join(shop, "p1.png"))
-	gal := NewGallery(ix, m.Run.Config.Data, io.Discard)
+	gal := catalog.NewGallery(ix, m.Card.Data, io.Discard)
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(url string, h http.Header) (int, http.Header, string) {
 		req, _ := http.NewRequest("GET", url, nil)

@@ -1,6 +1,7 @@
-package app
+// Package serve is the HTTP search service over a gallery index (retrieve
+// serve), meant to face the internet.
+package serve
 
-// An HTTP search service over an index, meant to face the internet.
 //
 // Routes:
 //
@@ -48,7 +49,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/data"
+	"github.com/dmlgo/dmlgo/internal/bytesize"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
@@ -145,7 +149,7 @@ func (c ServerConfig) Validate() error {
 	case c.MaxDecodeBytes < 1:
 		return fmt.Errorf("-max-decode-bytes must be positive, got %d", c.MaxDecodeBytes)
 	case c.DecodeBudget < c.MaxDecodeBytes:
-		return fmt.Errorf("-decode-budget (%s) must be at least -max-decode-bytes (%s)", FormatBytes(c.DecodeBudget), FormatBytes(c.MaxDecodeBytes))
+		return fmt.Errorf("-decode-budget (%s) must be at least -max-decode-bytes (%s)", bytesize.Format(c.DecodeBudget), bytesize.Format(c.MaxDecodeBytes))
 	case c.Queue < 0 || c.Queue > 100_000:
 		return fmt.Errorf("-queue must be from 0 to 100000, got %d", c.Queue)
 	case c.QueueTimeout <= 0:
@@ -172,9 +176,9 @@ func (c ServerConfig) limits() data.DecodeLimits {
 
 // Server is the search service (an http.Handler).
 type Server struct {
-	Model   *Model
+	Model   *model.Model
 	Index   *retrieval.Index
-	Gallery *Gallery
+	Gallery *catalog.Gallery
 	Config  ServerConfig
 
 	mux       *http.ServeMux
@@ -195,7 +199,7 @@ type Server struct {
 // NewServer checks that the index belongs to the model and returns the
 // service. gal resolves gallery images (thumbnails); call gal.Prepare first
 // to render in-memory views before serving.
-func NewServer(m *Model, ix *retrieval.Index, indexPath string, gal *Gallery, cfg ServerConfig) (*Server, error) {
+func NewServer(m *model.Model, ix *retrieval.Index, indexPath string, gal *catalog.Gallery, cfg ServerConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -208,7 +212,7 @@ func NewServer(m *Model, ix *retrieval.Index, indexPath string, gal *Gallery, cf
 	s := &Server{Model: m, Index: ix, Gallery: gal, Config: cfg,
 		mux: http.NewServeMux(), uploads: make(chan struct{}, cfg.MaxUploads), slots: make(chan struct{}, 1+cfg.Queue),
 		decode: newBudget(cfg.DecodeBudget), thumbs: newThumbCache(cfg.ThumbCache), makers: make(chan struct{}, 2),
-		names: ItemNames(ix), started: time.Now()}
+		names: catalog.ItemNames(ix), started: time.Now()}
 	h := sha256.New()
 	io.WriteString(h, ix.Fingerprint)
 	for i, p := range ix.Paths {
@@ -371,10 +375,10 @@ func (s *Server) busy(w http.ResponseWriter, format string, a ...any) {
 
 // SearchResponse is the body of a successful search.
 type SearchResponse struct {
-	K            int     `json:"k"`
-	Results      []Match `json:"results"`
-	Fingerprint  string  `json:"fingerprint"`
-	Milliseconds float64 `json:"took_ms"`
+	K            int             `json:"k"`
+	Results      []catalog.Match `json:"results"`
+	Fingerprint  string          `json:"fingerprint"`
+	Milliseconds float64         `json:"took_ms"`
 }
 
 // search answers POST /v1/search in three stages, each bounded on its own:
@@ -425,7 +429,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-s.slots }()
-	res, err := queryInputs(ctx, s.Model, s.Index, s.names, []QueryImage{{Name: "upload"}}, x, k)
+	res, err := catalog.QueryInputs(ctx, s.Model, s.Index, s.names, []catalog.QueryImage{{Name: "upload"}}, x, k)
 	switch {
 	case err == nil:
 	case r.Context().Err() != nil:
@@ -451,7 +455,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 // the image bytes and 200, or an error and the status to answer.
 func (s *Server) receive(w http.ResponseWriter, r *http.Request, t0 time.Time) ([]byte, int, error) {
 	if r.ContentLength > s.Config.MaxUpload {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the upload is %d bytes, more than the limit of %s (-max-upload)", r.ContentLength, FormatBytes(s.Config.MaxUpload))
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the upload is %d bytes, more than the limit of %s (-max-upload)", r.ContentLength, bytesize.Format(s.Config.MaxUpload))
 	}
 	select {
 	case s.uploads <- struct{}{}:
@@ -470,9 +474,9 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request, t0 time.Time) (
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the upload is larger than the limit of %s (-max-upload)", FormatBytes(s.Config.MaxUpload))
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the upload is larger than the limit of %s (-max-upload)", bytesize.Format(s.Config.MaxUpload))
 		case errors.Is(err, errSlowUpload):
-			return nil, http.StatusRequestTimeout, fmt.Errorf("the upload stopped arriving or came slower than %s/s after %v (-min-upload-rate, -upload-grace)", FormatBytes(s.Config.MinUploadRate), s.Config.UploadGrace)
+			return nil, http.StatusRequestTimeout, fmt.Errorf("the upload stopped arriving or came slower than %s/s after %v (-min-upload-rate, -upload-grace)", bytesize.Format(s.Config.MinUploadRate), s.Config.UploadGrace)
 		case isTimeout(err):
 			return nil, http.StatusRequestTimeout, fmt.Errorf("the upload took longer than %v (-read-timeout)", s.Config.ReadTimeout)
 		}
@@ -499,7 +503,7 @@ func (s *Server) prepare(ctx context.Context, raw []byte, box image.Rectangle) (
 		return nil, http.StatusBadRequest, err
 	}
 	if err := s.decode.acquire(ctx, cost.Bytes); err != nil {
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: waited %v for memory to decode the upload (-decode-budget %s); retry later", s.Config.QueueTimeout, FormatBytes(s.Config.DecodeBudget))
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: waited %v for memory to decode the upload (-decode-budget %s); retry later", s.Config.QueueTimeout, bytesize.Format(s.Config.DecodeBudget))
 	}
 	defer s.decode.release(cost.Bytes)
 	img, err := data.DecodeLimited(ctx, raw, s.Config.limits())
@@ -512,7 +516,7 @@ func (s *Server) prepare(ctx context.Context, raw []byte, box image.Rectangle) (
 	if box != (image.Rectangle{}) && !box.Overlaps(img.Bounds()) {
 		return nil, http.StatusBadRequest, fmt.Errorf("box %v lies outside the %d×%d image", box, img.Bounds().Dx(), img.Bounds().Dy())
 	}
-	return s.Model.transformImages([]image.Image{img}, []image.Rectangle{box}), http.StatusOK, nil
+	return s.Model.TransformImages([]image.Image{img}, []image.Rectangle{box}), http.StatusOK, nil
 }
 
 // searchParams reads ?k= and ?box=.
@@ -528,33 +532,13 @@ func (s *Server) searchParams(r *http.Request) (int, image.Rectangle, error) {
 	}
 	var box image.Rectangle
 	if v := q.Get("box"); v != "" {
-		b, err := ParseBox(v)
+		b, err := catalog.ParseBox(v)
 		if err != nil {
 			return 0, box, fmt.Errorf("box=%q: %v", v, err)
 		}
 		box = b
 	}
 	return k, box, nil
-}
-
-// ParseBox reads "x1,y1,x2,y2" (pixels, x2 and y2 exclusive).
-func ParseBox(s string) (image.Rectangle, error) {
-	f := strings.Split(s, ",")
-	if len(f) != 4 {
-		return image.Rectangle{}, fmt.Errorf("want x1,y1,x2,y2")
-	}
-	var v [4]int
-	for i, p := range f {
-		n, err := strconv.Atoi(strings.TrimSpace(p))
-		if err != nil {
-			return image.Rectangle{}, fmt.Errorf("want x1,y1,x2,y2 integers: %q", p)
-		}
-		v[i] = n
-	}
-	if v[0] >= v[2] || v[1] >= v[3] {
-		return image.Rectangle{}, fmt.Errorf("empty box: want x1 < x2 and y1 < y2")
-	}
-	return image.Rect(v[0], v[1], v[2], v[3]), nil
 }
 
 // readUpload returns the image bytes of a search request: the multipart
@@ -671,7 +655,7 @@ func (s *Server) makeThumb(row int) ([]byte, error) {
 	s.thumbMade.Add(1)
 	var img image.Image
 	p := s.Index.Paths[row]
-	if _, inMemory := parseFMNISTRow(p); inMemory || p == "" {
+	if s.Gallery.Rendered(row) {
 		var err error
 		if img, err = s.Gallery.Image(row); err != nil {
 			return nil, err
@@ -694,7 +678,7 @@ func (s *Server) makeThumb(row int) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, Thumbnail(img, s.Config.Thumb)); err != nil {
+	if err := png.Encode(&buf, catalog.Thumbnail(img, s.Config.Thumb)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -751,8 +735,8 @@ func (s *Server) infoValue() Info {
 		ckpt = filepath.Base(ckpt)
 	}
 	return Info{
-		Model: s.Model.Run.Config.Model, Checkpoint: ckpt, Fingerprint: s.Model.Fingerprint,
-		Dim: s.Model.Dim, Input: describeTransform(s.Model.Transform),
+		Model: s.Model.Card.Arch, Checkpoint: ckpt, Fingerprint: s.Model.Fingerprint,
+		Dim: s.Model.Dim, Input: model.DescribeTransform(s.Model.Transform),
 		Rows: s.Index.Len(), Items: data.DistinctItems(s.Index.Items), IndexMeta: meta,
 		DefaultK: s.Config.DefaultK, MaxK: s.Config.MaxK, MaxUpload: s.Config.MaxUpload,
 		TokenRequired: s.Config.Token != "",
@@ -782,7 +766,7 @@ var faviconSVG []byte
 
 // pageTemplate is the upload page: plain HTML and inline JavaScript, no
 // external assets.
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"size": FormatBytes}).Parse(pageHTML))
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"size": bytesize.Format}).Parse(pageHTML))
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -795,44 +779,4 @@ func (s *Server) favicon(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/svg+xml")
 	w.Header().Set("Cache-Control", "max-age=86400")
 	w.Write(faviconSVG)
-}
-
-// FormatBytes writes a size in bytes with a binary unit: 10 MiB, 512 KiB, 100 B.
-func FormatBytes(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	u, v := 0, float64(n)
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d %s", int64(v), units[u])
-	}
-	return fmt.Sprintf("%.1f %s", v, units[u])
-}
-
-// ParseBytes reads a size: an integer number of bytes, optionally followed
-// by a unit: B, K/KB/KiB, M/MB/MiB, G/GB/GiB (all powers of 1024; case and a
-// space before the unit do not matter).
-func ParseBytes(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
-		i++
-	}
-	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" {
-		return 0, fmt.Errorf("size %q: want a number of bytes such as 10485760, 512KiB or 10MiB", s)
-	}
-	mult := map[string]float64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-		"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
-	if mult == 0 {
-		return 0, fmt.Errorf("size %q: unknown unit %q (want B, KiB, MiB or GiB)", s, t[i:])
-	}
-	n := v * mult
-	if n < 1 || n > 1<<50 {
-		return 0, fmt.Errorf("size %q is out of range", s)
-	}
-	return int64(n), nil
 }

@@ -1,4 +1,4 @@
-package app
+package catalog
 
 // Searching an index: query images (files, FMNIST-C2S rows, a data set's
 // queries), top-k matches, and the gallery images behind index rows.
@@ -17,6 +17,7 @@ import (
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/fmnist"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
@@ -57,12 +58,12 @@ type QueryResult struct {
 
 // Query embeds the queries and returns the k best gallery rows of each,
 // best first. ctx bounds the wait for the model.
-func Query(ctx context.Context, m *Model, ix *retrieval.Index, qs []QueryImage, k int) ([]QueryResult, error) {
+func Query(ctx context.Context, m *model.Model, ix *retrieval.Index, qs []QueryImage, k int) ([]QueryResult, error) {
 	return query(ctx, m, ix, ItemNames(ix), qs, k)
 }
 
 // query is Query with the index's item names given.
-func query(ctx context.Context, m *Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, k int) ([]QueryResult, error) {
+func query(ctx context.Context, m *model.Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, k int) ([]QueryResult, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("k must be at least 1, got %d", k)
 	}
@@ -74,18 +75,18 @@ func query(ctx context.Context, m *Model, ix *retrieval.Index, names map[int64]s
 	for i, q := range qs {
 		imgs[i], boxes[i] = q.Image, q.Box
 	}
-	return queryInputs(ctx, m, ix, names, qs, m.transformImages(imgs, boxes), k)
+	return QueryInputs(ctx, m, ix, names, qs, m.TransformImages(imgs, boxes), k)
 }
 
-// queryInputs is query on the queries' transformed images x (len(qs), C,
+// QueryInputs is query on the queries' transformed images x (len(qs), C,
 // S, S); qs gives their names and items (their images are not used).
-func queryInputs(ctx context.Context, m *Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, x []float32, k int) ([]QueryResult, error) {
+func QueryInputs(ctx context.Context, m *model.Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, x []float32, k int) ([]QueryResult, error) {
+	e, err := m.EmbedInputs(ctx, x, len(qs))
+	if err != nil {
+		return nil, err
+	}
 	var hits [][]retrieval.Hit
-	err := m.Locked(ctx, func() error {
-		e, err := m.embedLocked(x, len(qs))
-		if err != nil {
-			return err
-		}
+	err = m.Locked(ctx, func() (err error) {
 		hits, err = retrieval.Search(m.B, e, len(qs), ix.Embeddings, ix.Len(), ix.Dim, k, retrieval.SearchOptions{})
 		return err
 	})
@@ -316,6 +317,15 @@ func spread(total, n int) []int {
 	return out
 }
 
+// Rendered reports whether row r's image is made in memory (a row of the
+// built-in benchmark, or a row without a path) rather than read from a
+// file: a caller that bounds file decoding does not need to for it.
+func (g *Gallery) Rendered(r int) bool {
+	p := g.Index.Paths[r]
+	_, ok := parseFMNISTRow(p)
+	return ok || p == ""
+}
+
 func parseFMNISTRow(p string) (int, bool) {
 	s, ok := strings.CutPrefix(p, FMNISTRowPrefix)
 	if !ok {
@@ -388,4 +398,24 @@ func (g *Gallery) fmnistRow(r int) (data.Row, error) {
 		return data.Row{}, fmt.Errorf("%s%d: the data set %s has %d rows", FMNISTRowPrefix, r, v.bench.Config, v.offset+len(v.bench.Manifest.Rows))
 	}
 	return v.bench.Manifest.Rows[i], nil
+}
+
+// ParseBox reads "x1,y1,x2,y2" (pixels, x2 and y2 exclusive).
+func ParseBox(s string) (image.Rectangle, error) {
+	f := strings.Split(s, ",")
+	if len(f) != 4 {
+		return image.Rectangle{}, fmt.Errorf("want x1,y1,x2,y2")
+	}
+	var v [4]int
+	for i, p := range f {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return image.Rectangle{}, fmt.Errorf("want x1,y1,x2,y2 integers: %q", p)
+		}
+		v[i] = n
+	}
+	if v[0] >= v[2] || v[1] >= v[3] {
+		return image.Rectangle{}, fmt.Errorf("empty box: want x1 < x2 and y1 < y2")
+	}
+	return image.Rect(v[0], v[1], v[2], v[3]), nil
 }

@@ -1,4 +1,4 @@
-package app
+package train
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package app
+package serve
 
 // The service's defences against slow and greedy clients: a memory budget
 // shared by concurrent decodes, a body reader that demands a minimum

@@ -1,4 +1,4 @@
-package app
+package train
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/nn"
+	"github.com/dmlgo/dmlgo/report"
 )
 
 // WriteReport writes report.md: the settings, the data, the results table
@@ -26,7 +27,7 @@ func WriteReport(dir string, t *Trainer) error {
 		cfg.Optimizer, cfg.LR, cfg.HeadLR, t.Head.Config().MarginLR, cfg.Momentum, cfg.Nesterov, cfg.WeightDecay, cfg.Schedule)
 	fmt.Fprintf(&b, "- %d epochs of %d steps, batch %d (%s sampler), seed %d, training time %.0f s\n\n",
 		cfg.Epochs, t.stepsPerEpoch, cfg.Batch, cfg.Sampler, cfg.Seed, t.State.Elapsed)
-	fmt.Fprintf(&b, "## Retrieval (epoch %d)\n\n%s\n\n", final.Epoch, MetricsTable(final.Metrics))
+	fmt.Fprintf(&b, "## Retrieval (epoch %d)\n\n%s\n\n", final.Epoch, report.MetricsTable(final.Metrics))
 	fmt.Fprintf(&b, "recall@10 %.4f, precision@1 %.4f.\n\n", final.Metrics["recall10"], final.Metrics["precision1"])
 	if len(t.State.Evals) > 1 {
 		fmt.Fprintf(&b, "| epoch | top-1 | top-20 | mAP |\n|---|---|---|---|\n")

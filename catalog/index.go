@@ -1,4 +1,8 @@
-package app
+// Package catalog is a shop's gallery as the retrieval commands and the
+// service see it: the index of a folder, a TSV manifest or a data set's
+// gallery embedded by a model (package model) into a retrieval.Index;
+// queries against it; the images behind its rows; and the query grid.
+package catalog
 
 // Building a gallery index: a folder of images, a TSV manifest, or a data
 // set's gallery split, embedded into a retrieval.Index.
@@ -19,6 +23,7 @@ import (
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/fmnist"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
@@ -103,7 +108,7 @@ func indentLines(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\
 // source, the checkpoint, the architecture and, for a data set, the data
 // spec (meta "data", JSON) that renders in-memory rows again. Loading,
 // listing and embedding stop with ctx's error when ctx is cancelled.
-func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOptions, log io.Writer) (*retrieval.Index, *IndexReport, error) {
+func BuildIndex(ctx context.Context, m *model.Model, src IndexSource, opts model.EmbedOptions, log io.Writer) (*retrieval.Index, *IndexReport, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -123,8 +128,8 @@ func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOption
 		ckpt = m.Path
 	}
 	meta := map[string]string{
-		"checkpoint": ckpt, "arch": m.Run.Config.Model, "dim": strconv.Itoa(m.Dim),
-		"input": describeTransform(m.Transform), "trained_on": m.Run.Config.Data.Kind,
+		"checkpoint": ckpt, "arch": m.Card.Arch, "dim": strconv.Itoa(m.Dim),
+		"input": model.DescribeTransform(m.Transform), "trained_on": m.Card.Data.Kind,
 		"created": time.Now().UTC().Format(time.RFC3339),
 	}
 	var (
@@ -184,13 +189,13 @@ func BuildIndex(ctx context.Context, m *Model, src IndexSource, opts EmbedOption
 		if spec.ImageRoot != "" {
 			spec.ImageRoot, _ = filepath.Abs(spec.ImageRoot)
 		}
-		set, err := openSet(ctx, spec, log)
+		set, err := sets.OpenContext(ctx, spec, log)
 		if err != nil {
 			return nil, nil, err
 		}
 		if set.Transform.Channels != m.Transform.Channels || set.Transform.Size != m.Transform.Size {
 			fmt.Fprintf(log, "note: the data set's own transform is %s; the model's input (%s) is used\n",
-				describeTransform(set.Transform), describeTransform(m.Transform))
+				model.DescribeTransform(set.Transform), model.DescribeTransform(m.Transform))
 		}
 		man, rows = set.Dataset.Manifest, set.Dataset.Gallery.Rows
 		paths = func(row int) string {
