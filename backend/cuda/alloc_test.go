@@ -135,7 +135,7 @@ func TestLaunchAllocatesNothing(t *testing.T) {
 	px, py := b.ptr(x), b.ptr(y)
 	b.enter()
 	n := testing.AllocsPerRun(50, func() {
-		b.args.reset().p(px).p(py).l(64).i(int(backend.Scale)).f(2).f(0)
+		b.args.reset().ptr(px).ptr(py).i64(64).i32(int(backend.Scale)).f32(2).f32(0)
 		b.launch(kUnary, 1, 1, 1, 64)
 	})
 	b.exit()

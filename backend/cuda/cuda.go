@@ -216,6 +216,18 @@ func (b *Backend) exit() {
 	b.mu.Unlock()
 }
 
+// queue runs an op's body f between enter and exit. When the backend keeps
+// a deferred error, f is skipped: the op queues nothing. A driver call in f
+// that fails records the deferred error (fail); a panic in f still runs exit.
+func (b *Backend) queue(f func()) {
+	b.enter()
+	defer b.exit()
+	if b.err != nil {
+		return
+	}
+	f()
+}
+
 // SetTF32 turns the TF32 tensor-core GEMMs on or off (see Options.TF32).
 func (b *Backend) SetTF32(on bool) {
 	b.mu.Lock()

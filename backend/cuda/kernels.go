@@ -225,28 +225,31 @@ func (a *args) push(v uint64) *args {
 	return a
 }
 
-// p appends a device pointer.
-func (a *args) p(ptr uintptr) *args { return a.push(uint64(ptr)) }
+// The builders below append one parameter each, in the order of the
+// kernel's signature, with the type it declares there.
 
-// i appends an int parameter (32-bit in the kernels).
-func (a *args) i(v int) *args {
+// ptr appends a device pointer (any T*; 0 is the null pointer).
+func (a *args) ptr(p uintptr) *args { return a.push(uint64(p)) }
+
+// i32 appends an int parameter. v must fit 32 bits.
+func (a *args) i32(v int) *args {
 	if v < math.MinInt32 || v > math.MaxInt32 {
 		panic(fmt.Sprintf("cuda: kernel argument %d does not fit an int", v))
 	}
 	return a.push(uint64(uint32(int32(v))))
 }
 
-// l appends a long long (i64) parameter.
-func (a *args) l(v int) *args { return a.push(uint64(int64(v))) }
+// i64 appends an i64 (long long) parameter.
+func (a *args) i64(v int) *args { return a.push(uint64(int64(v))) }
 
-// f appends a float parameter.
-func (a *args) f(v float32) *args { return a.push(uint64(math.Float32bits(v))) }
+// f32 appends a float parameter.
+func (a *args) f32(v float32) *args { return a.push(uint64(math.Float32bits(v))) }
 
-// d appends a double parameter.
-func (a *args) d(v float64) *args { return a.push(math.Float64bits(v)) }
+// f64 appends a double parameter.
+func (a *args) f64(v float64) *args { return a.push(math.Float64bits(v)) }
 
-// b appends a bool as an int parameter.
-func (a *args) b(v bool) *args {
+// flag appends a bool as an int parameter (1 or 0).
+func (a *args) flag(v bool) *args {
 	if v {
 		return a.push(1)
 	}

@@ -80,10 +80,18 @@ func TestOpCodes(t *testing.T) {
 			}
 		}
 	}
-	check("unary", enum("elementwise.cu", "U_"), func(i int) string { return backend.UnaryOp(i).String() }, int(backend.PowScalar)+1)
-	check("binary", enum("elementwise.cu", "B_"), func(i int) string { return backend.BinaryOp(i).String() }, int(backend.ReluBackward)+1)
-	check("reduce", enum("reduce.cu", "R_"), func(i int) string { return backend.ReduceOp(i).String() }, int(backend.MaxReduce)+1)
-	check("margin", enum("margin.cu", "K_"), func(i int) string { return backend.MarginKind(i).String() }, int(backend.MarginDMLAdaptive)+1)
+	check("unary", enum("elementwise.cu", "U_"), func(i int) string { return backend.UnaryOp(i).String() }, int(backend.NumUnaryOps))
+	check("binary", enum("elementwise.cu", "B_"), func(i int) string { return backend.BinaryOp(i).String() }, int(backend.NumBinaryOps))
+	check("reduce", enum("reduce.cu", "R_"), func(i int) string { return backend.ReduceOp(i).String() }, int(backend.NumReduceOps))
+	check("margin", enum("margin.cu", "K_"), func(i int) string { return backend.MarginKind(i).String() }, int(backend.NumMarginKinds))
+	// bn.cu numbers its phases explicitly ("BN_MEAN = 0").
+	phases := []string{
+		fmt.Sprintf("mean = %d", bnMean), fmt.Sprintf("var = %d", bnVar),
+		fmt.Sprintf("backward = %d", bnBackward), fmt.Sprintf("eval = %d", bnEval),
+	}
+	if got := enum("bn.cu", "BN_"); strings.Join(got, ", ") != strings.Join(phases, ", ") {
+		t.Errorf("batch-norm phases: kernel %q, Go %q", got, phases)
+	}
 }
 
 // TestPTXUpToDate regenerates the PTX with nvcc, where there is one, and

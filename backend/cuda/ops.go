@@ -69,10 +69,10 @@ func (b *Backend) gemm(d *gemmDesc) {
 	}
 	for z0 := 0; z0 < d.batch; z0 += b.info.maxGrid[2] {
 		gz := min(d.batch-z0, b.info.maxGrid[2])
-		b.args.reset().p(d.a).p(d.b).p(d.c).i(d.m).i(d.n).i(d.k).i(d.kseg).
-			l(d.aS1).l(d.aS0).l(d.aM).l(d.aK).l(d.aSeg).
-			l(d.bS1).l(d.bS0).l(d.bK).l(d.bN).l(d.bSeg).
-			l(d.cS1).l(d.cS0).l(d.ldc).i(d.zdiv).i(z0).f(d.alpha).f(d.beta)
+		b.args.reset().ptr(d.a).ptr(d.b).ptr(d.c).i32(d.m).i32(d.n).i32(d.k).i32(d.kseg).
+			i64(d.aS1).i64(d.aS0).i64(d.aM).i64(d.aK).i64(d.aSeg).
+			i64(d.bS1).i64(d.bS0).i64(d.bK).i64(d.bN).i64(d.bSeg).
+			i64(d.cS1).i64(d.cS0).i64(d.ldc).i32(d.zdiv).i32(z0).f32(d.alpha).f32(d.beta)
 		b.launch(k, gx, gy, gz, gemmThreads)
 	}
 }
@@ -88,24 +88,21 @@ func (b *Backend) Gemm(p backend.GemmParams, a, bm, c *tensor.Tensor) {
 func (b *Backend) GemmBatched(p backend.GemmParams, batch int, a, bm, c *tensor.Tensor) {
 	backend.CheckGemm(p, batch, a, bm, c)
 	checkSize("gemm", max(a.Numel(), bm.Numel(), c.Numel()))
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	d := gemmDesc{m: p.M, n: p.N, k: p.K, a: b.ptr(a), b: b.ptr(bm), c: b.ptr(c),
-		aS1: p.M * p.K, bS1: p.K * p.N, cS1: p.M * p.N, ldc: p.N, batch: batch, alpha: p.Alpha, beta: p.Beta}
-	if p.TransA { // A is (K, M)
-		d.aM, d.aK = 1, p.M
-	} else {
-		d.aM, d.aK = p.K, 1
-	}
-	if p.TransB { // B is (N, K)
-		d.bK, d.bN = 1, p.K
-	} else {
-		d.bK, d.bN = p.N, 1
-	}
-	b.gemm(&d)
+	b.queue(func() {
+		d := gemmDesc{m: p.M, n: p.N, k: p.K, a: b.ptr(a), b: b.ptr(bm), c: b.ptr(c),
+			aS1: p.M * p.K, bS1: p.K * p.N, cS1: p.M * p.N, ldc: p.N, batch: batch, alpha: p.Alpha, beta: p.Beta}
+		if p.TransA { // A is (K, M)
+			d.aM, d.aK = 1, p.M
+		} else {
+			d.aM, d.aK = p.K, 1
+		}
+		if p.TransB { // B is (N, K)
+			d.bK, d.bN = 1, p.K
+		} else {
+			d.bK, d.bN = p.N, 1
+		}
+		b.gemm(&d)
+	})
 }
 
 // Convolution through GEMM. Per chunk of nb images (so that the column
@@ -136,8 +133,8 @@ func convChunk(p backend.Conv2dParams) int {
 
 // convArgs appends the geometry shared by im2col and col2im.
 func (b *Backend) convArgs(p backend.Conv2dParams, nb int) {
-	b.args.i(nb).i(p.C).i(p.H).i(p.W).i(p.P()).i(p.Q()).i(p.R).i(p.S).
-		i(p.StrideH).i(p.StrideW).i(p.PadH).i(p.PadW).i(p.DilH).i(p.DilW)
+	b.args.i32(nb).i32(p.C).i32(p.H).i32(p.W).i32(p.P()).i32(p.Q()).i32(p.R).i32(p.S).
+		i32(p.StrideH).i32(p.StrideW).i32(p.PadH).i32(p.PadW).i32(p.DilH).i32(p.DilW)
 }
 
 // Conv2dForward implements backend.Ops.
@@ -145,36 +142,33 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 	backend.CheckConv("conv2d forward", p, x, w, y)
 	p = p.Normalized()
 	checkSize("conv2d forward", max(x.Numel(), y.Numel(), p.C*p.R*p.S*p.P()*p.Q()))
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	X, Wt, Y := b.ptr(x), b.ptr(w), b.ptr(y)
-	G, PQ := p.G(), p.P()*p.Q()
-	cg, kg := p.C/G, p.K/G
-	crs, crsg := p.C*p.R*p.S, cg*p.R*p.S
-	nb := p.N
-	if !isPointwise(p) {
-		nb = convChunk(p)
-	}
-	for n0 := 0; n0 < p.N; n0 += nb {
-		cnt := min(nb, p.N-n0)
-		col := X + uintptr(n0*p.C*p.H*p.W)*4
+	b.queue(func() {
+		X, Wt, Y := b.ptr(x), b.ptr(w), b.ptr(y)
+		G, PQ := p.G(), p.P()*p.Q()
+		cg, kg := p.C/G, p.K/G
+		crs, crsg := p.C*p.R*p.S, cg*p.R*p.S
+		nb := p.N
 		if !isPointwise(p) {
-			col = b.scratchPtr(scratchCol, cnt*crs*PQ)
-			b.args.reset().p(X + uintptr(n0*p.C*p.H*p.W)*4).p(col)
-			b.convArgs(p, cnt)
-			blocks, threads := b.elemGrid(kIm2col, cnt*crs*PQ)
-			b.launch(kIm2col, blocks, 1, 1, threads)
+			nb = convChunk(p)
 		}
-		// z = n·G + g: A = w[g], B = col[n, g], C = y[n0+n, g].
-		b.gemm(&gemmDesc{m: kg, n: PQ, k: crsg,
-			a: Wt, aS0: kg * crsg, aM: crsg, aK: 1,
-			b: col, bS1: crs * PQ, bS0: crsg * PQ, bK: PQ, bN: 1,
-			c: Y + uintptr(n0*p.K*PQ)*4, cS1: p.K * PQ, cS0: kg * PQ, ldc: PQ,
-			batch: cnt * G, zdiv: G, alpha: 1})
-	}
+		for n0 := 0; n0 < p.N; n0 += nb {
+			cnt := min(nb, p.N-n0)
+			col := X + uintptr(n0*p.C*p.H*p.W)*4
+			if !isPointwise(p) {
+				col = b.scratchPtr(scratchCol, cnt*crs*PQ)
+				b.args.reset().ptr(X + uintptr(n0*p.C*p.H*p.W)*4).ptr(col)
+				b.convArgs(p, cnt)
+				blocks, threads := b.elemGrid(kIm2col, cnt*crs*PQ)
+				b.launch(kIm2col, blocks, 1, 1, threads)
+			}
+			// z = n·G + g: A = w[g], B = col[n, g], C = y[n0+n, g].
+			b.gemm(&gemmDesc{m: kg, n: PQ, k: crsg,
+				a: Wt, aS0: kg * crsg, aM: crsg, aK: 1,
+				b: col, bS1: crs * PQ, bS0: crsg * PQ, bK: PQ, bN: 1,
+				c: Y + uintptr(n0*p.K*PQ)*4, cS1: p.K * PQ, cS0: kg * PQ, ldc: PQ,
+				batch: cnt * G, zdiv: G, alpha: 1})
+		}
+	})
 }
 
 // Conv2dBackwardData implements backend.Ops.
@@ -182,39 +176,36 @@ func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.T
 	backend.CheckConv("conv2d backward data", p, dx, w, dy)
 	p = p.Normalized()
 	checkSize("conv2d backward data", max(dx.Numel(), dy.Numel(), p.C*p.R*p.S*p.P()*p.Q()))
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	DY, Wt, DX := b.ptr(dy), b.ptr(w), b.ptr(dx)
-	G, PQ := p.G(), p.P()*p.Q()
-	cg, kg := p.C/G, p.K/G
-	crs, crsg := p.C*p.R*p.S, cg*p.R*p.S
-	pointwise := isPointwise(p)
-	nb := p.N
-	if !pointwise {
-		nb = convChunk(p)
-	}
-	for n0 := 0; n0 < p.N; n0 += nb {
-		cnt := min(nb, p.N-n0)
-		dcol := DX + uintptr(n0*p.C*p.H*p.W)*4
+	b.queue(func() {
+		DY, Wt, DX := b.ptr(dy), b.ptr(w), b.ptr(dx)
+		G, PQ := p.G(), p.P()*p.Q()
+		cg, kg := p.C/G, p.K/G
+		crs, crsg := p.C*p.R*p.S, cg*p.R*p.S
+		pointwise := isPointwise(p)
+		nb := p.N
 		if !pointwise {
-			dcol = b.scratchPtr(scratchCol, cnt*crs*PQ)
+			nb = convChunk(p)
 		}
-		// dcol[n, g] = w[g]ᵀ · dy[n, g]: A(m, l) = w[g][l, m].
-		b.gemm(&gemmDesc{m: crsg, n: PQ, k: kg,
-			a: Wt, aS0: kg * crsg, aM: 1, aK: crsg,
-			b: DY + uintptr(n0*p.K*PQ)*4, bS1: p.K * PQ, bS0: kg * PQ, bK: PQ, bN: 1,
-			c: dcol, cS1: crs * PQ, cS0: crsg * PQ, ldc: PQ,
-			batch: cnt * G, zdiv: G, alpha: 1})
-		if !pointwise {
-			b.args.reset().p(dcol).p(DX + uintptr(n0*p.C*p.H*p.W)*4)
-			b.convArgs(p, cnt)
-			blocks, threads := b.elemGrid(kCol2im, cnt*p.C*p.H*p.W)
-			b.launch(kCol2im, blocks, 1, 1, threads)
+		for n0 := 0; n0 < p.N; n0 += nb {
+			cnt := min(nb, p.N-n0)
+			dcol := DX + uintptr(n0*p.C*p.H*p.W)*4
+			if !pointwise {
+				dcol = b.scratchPtr(scratchCol, cnt*crs*PQ)
+			}
+			// dcol[n, g] = w[g]ᵀ · dy[n, g]: A(m, l) = w[g][l, m].
+			b.gemm(&gemmDesc{m: crsg, n: PQ, k: kg,
+				a: Wt, aS0: kg * crsg, aM: 1, aK: crsg,
+				b: DY + uintptr(n0*p.K*PQ)*4, bS1: p.K * PQ, bS0: kg * PQ, bK: PQ, bN: 1,
+				c: dcol, cS1: crs * PQ, cS0: crsg * PQ, ldc: PQ,
+				batch: cnt * G, zdiv: G, alpha: 1})
+			if !pointwise {
+				b.args.reset().ptr(dcol).ptr(DX + uintptr(n0*p.C*p.H*p.W)*4)
+				b.convArgs(p, cnt)
+				blocks, threads := b.elemGrid(kCol2im, cnt*p.C*p.H*p.W)
+				b.launch(kCol2im, blocks, 1, 1, threads)
+			}
 		}
-	}
+	})
 }
 
 // Conv2dBackwardFilter implements backend.Ops.
@@ -222,73 +213,71 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 	backend.CheckConv("conv2d backward filter", p, x, dw, dy)
 	p = p.Normalized()
 	checkSize("conv2d backward filter", max(x.Numel(), dy.Numel(), p.C*p.R*p.S*p.P()*p.Q()))
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	X, DY, DW := b.ptr(x), b.ptr(dy), b.ptr(dw)
-	G, PQ := p.G(), p.P()*p.Q()
-	cg, kg := p.C/G, p.K/G
-	crs, crsg := p.C*p.R*p.S, cg*p.R*p.S
-	pointwise := isPointwise(p)
-	nb := p.N
-	if !pointwise {
-		nb = convChunk(p)
-	}
-	for n0 := 0; n0 < p.N; n0 += nb {
-		cnt := min(nb, p.N-n0)
-		col := X + uintptr(n0*p.C*p.H*p.W)*4
+	b.queue(func() {
+		X, DY, DW := b.ptr(x), b.ptr(dy), b.ptr(dw)
+		G, PQ := p.G(), p.P()*p.Q()
+		cg, kg := p.C/G, p.K/G
+		crs, crsg := p.C*p.R*p.S, cg*p.R*p.S
+		pointwise := isPointwise(p)
+		nb := p.N
 		if !pointwise {
-			col = b.scratchPtr(scratchCol, cnt*crs*PQ)
-			b.args.reset().p(X + uintptr(n0*p.C*p.H*p.W)*4).p(col)
-			b.convArgs(p, cnt)
-			blocks, threads := b.elemGrid(kIm2col, cnt*crs*PQ)
-			b.launch(kIm2col, blocks, 1, 1, threads)
+			nb = convChunk(p)
 		}
-		// dw[g] (kg, crsg) += Σ over l = (n, pq): dy[n, g·kg + m, pq] · col[n, g·crsg + j, pq].
-		dy0 := DY + uintptr(n0*p.K*PQ)*4
-		splits := filterSplits(kg, crsg, G, cnt, b.info.sms)
-		if splits == 1 {
-			beta := float32(1)
-			if n0 == 0 {
-				beta = 0
+		for n0 := 0; n0 < p.N; n0 += nb {
+			cnt := min(nb, p.N-n0)
+			col := X + uintptr(n0*p.C*p.H*p.W)*4
+			if !pointwise {
+				col = b.scratchPtr(scratchCol, cnt*crs*PQ)
+				b.args.reset().ptr(X + uintptr(n0*p.C*p.H*p.W)*4).ptr(col)
+				b.convArgs(p, cnt)
+				blocks, threads := b.elemGrid(kIm2col, cnt*crs*PQ)
+				b.launch(kIm2col, blocks, 1, 1, threads)
 			}
-			b.gemm(&gemmDesc{m: kg, n: crsg, k: cnt * PQ, kseg: PQ,
-				a: dy0, aS0: kg * PQ, aM: PQ, aK: 1, aSeg: p.K * PQ,
-				b: col, bS0: crsg * PQ, bK: 1, bN: PQ, bSeg: crs * PQ,
-				c: DW, cS0: kg * crsg, ldc: crsg,
-				batch: G, zdiv: G, alpha: 1, beta: beta})
-			continue
+			// dw[g] (kg, crsg) += Σ over l = (n, pq): dy[n, g·kg + m, pq] · col[n, g·crsg + j, pq].
+			dy0 := DY + uintptr(n0*p.K*PQ)*4
+			splits := filterSplits(kg, crsg, G, cnt, b.info.sms)
+			if splits == 1 {
+				beta := float32(1)
+				if n0 == 0 {
+					beta = 0
+				}
+				b.gemm(&gemmDesc{m: kg, n: crsg, k: cnt * PQ, kseg: PQ,
+					a: dy0, aS0: kg * PQ, aM: PQ, aK: 1, aSeg: p.K * PQ,
+					b: col, bS0: crsg * PQ, bK: 1, bN: PQ, bSeg: crs * PQ,
+					c: DW, cS0: kg * crsg, ldc: crsg,
+					batch: G, zdiv: G, alpha: 1, beta: beta})
+				continue
+			}
+			// Split-K: few output tiles and a long reduction (the images). Each
+			// split of `per` images writes its partial dw into a workspace slot,
+			// the images left over a last slot; then dw (+)= the ordered sum of
+			// the slots.
+			per := cnt / splits
+			rem := cnt - per*splits
+			slots := splits
+			if rem > 0 {
+				slots++
+			}
+			dwn := p.K * crsg
+			ws := b.scratchPtr(scratchSplitK, slots*dwn)
+			b.gemm(&gemmDesc{m: kg, n: crsg, k: per * PQ, kseg: PQ,
+				a: dy0, aS1: per * p.K * PQ, aS0: kg * PQ, aM: PQ, aK: 1, aSeg: p.K * PQ,
+				b: col, bS1: per * crs * PQ, bS0: crsg * PQ, bK: 1, bN: PQ, bSeg: crs * PQ,
+				c: ws, cS1: dwn, cS0: kg * crsg, ldc: crsg,
+				batch: splits * G, zdiv: G, alpha: 1})
+			if rem > 0 {
+				b.gemm(&gemmDesc{m: kg, n: crsg, k: rem * PQ, kseg: PQ,
+					a: dy0 + uintptr(per*splits*p.K*PQ)*4, aS0: kg * PQ, aM: PQ, aK: 1, aSeg: p.K * PQ,
+					b: col + uintptr(per*splits*crs*PQ)*4, bS0: crsg * PQ, bK: 1, bN: PQ, bSeg: crs * PQ,
+					c: ws + uintptr(splits*dwn)*4, cS0: kg * crsg, ldc: crsg,
+					batch: G, zdiv: G, alpha: 1})
+			}
+			// ws viewed as (outer 1, len slots, inner dwn), summed over the slots.
+			b.args.reset().ptr(ws).ptr(DW).i32(1).i32(slots).i32(dwn).i32(int(backend.Sum)).flag(n0 > 0)
+			blocks, threads := b.elemGrid(kReduceInner, dwn)
+			b.launch(kReduceInner, blocks, 1, 1, threads)
 		}
-		// Split-K: few output tiles and a long reduction (the images). Each
-		// split of `per` images writes its partial dw into a workspace slot,
-		// the images left over a last slot; then dw (+)= the ordered sum of
-		// the slots.
-		per := cnt / splits
-		rem := cnt - per*splits
-		slots := splits
-		if rem > 0 {
-			slots++
-		}
-		dwn := p.K * crsg
-		ws := b.scratchPtr(scratchSplitK, slots*dwn)
-		b.gemm(&gemmDesc{m: kg, n: crsg, k: per * PQ, kseg: PQ,
-			a: dy0, aS1: per * p.K * PQ, aS0: kg * PQ, aM: PQ, aK: 1, aSeg: p.K * PQ,
-			b: col, bS1: per * crs * PQ, bS0: crsg * PQ, bK: 1, bN: PQ, bSeg: crs * PQ,
-			c: ws, cS1: dwn, cS0: kg * crsg, ldc: crsg,
-			batch: splits * G, zdiv: G, alpha: 1})
-		if rem > 0 {
-			b.gemm(&gemmDesc{m: kg, n: crsg, k: rem * PQ, kseg: PQ,
-				a: dy0 + uintptr(per*splits*p.K*PQ)*4, aS0: kg * PQ, aM: PQ, aK: 1, aSeg: p.K * PQ,
-				b: col + uintptr(per*splits*crs*PQ)*4, bS0: crsg * PQ, bK: 1, bN: PQ, bSeg: crs * PQ,
-				c: ws + uintptr(splits*dwn)*4, cS0: kg * crsg, ldc: crsg,
-				batch: G, zdiv: G, alpha: 1})
-		}
-		b.args.reset().p(ws).p(DW).i(1).i(slots).i(dwn).i(int(backend.Sum)).b(n0 > 0)
-		blocks, threads := b.elemGrid(kReduceInner, dwn)
-		b.launch(kReduceInner, blocks, 1, 1, threads)
-	}
+	})
 }
 
 // filterSplits is how many parts the images of a weight-gradient GEMM are
@@ -301,23 +290,20 @@ func filterSplits(kg, crsg, groups, images, sms int) int {
 
 // poolArgs appends a pooling geometry.
 func (b *Backend) poolArgs(p backend.Pool2dParams) {
-	b.args.i(p.N * p.C).i(p.H).i(p.W).i(p.P()).i(p.Q()).i(p.R).i(p.S).
-		i(max(p.StrideH, 1)).i(max(p.StrideW, 1)).i(p.PadH).i(p.PadW)
+	b.args.i32(p.N * p.C).i32(p.H).i32(p.W).i32(p.P()).i32(p.Q()).i32(p.R).i32(p.S).
+		i32(max(p.StrideH, 1)).i32(max(p.StrideW, 1)).i32(p.PadH).i32(p.PadW)
 }
 
 // MaxPool2dForward implements backend.Ops.
 func (b *Backend) MaxPool2dForward(p backend.Pool2dParams, x, y, argmax *tensor.Tensor) {
 	backend.CheckPool("maxpool2d forward", p, x, y, argmax)
 	checkSize("maxpool2d forward", x.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	b.args.reset().p(b.ptr(x)).p(b.ptr(y)).p(b.ptr(argmax))
-	b.poolArgs(p)
-	blocks, threads := b.elemGrid(kMaxPoolForward, y.Numel())
-	b.launch(kMaxPoolForward, blocks, 1, 1, threads)
+	b.queue(func() {
+		b.args.reset().ptr(b.ptr(x)).ptr(b.ptr(y)).ptr(b.ptr(argmax))
+		b.poolArgs(p)
+		blocks, threads := b.elemGrid(kMaxPoolForward, y.Numel())
+		b.launch(kMaxPoolForward, blocks, 1, 1, threads)
+	})
 }
 
 // MaxPool2dBackward implements backend.Ops. argmax must come from
@@ -326,45 +312,36 @@ func (b *Backend) MaxPool2dForward(p backend.Pool2dParams, x, y, argmax *tensor.
 func (b *Backend) MaxPool2dBackward(p backend.Pool2dParams, dy, argmax, dx *tensor.Tensor) {
 	backend.CheckPool("maxpool2d backward", p, dx, dy, argmax)
 	checkSize("maxpool2d backward", dx.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	b.args.reset().p(b.ptr(dy)).p(b.ptr(argmax)).p(b.ptr(dx))
-	b.poolArgs(p)
-	blocks, threads := b.elemGrid(kMaxPoolBackward, dx.Numel())
-	b.launch(kMaxPoolBackward, blocks, 1, 1, threads)
+	b.queue(func() {
+		b.args.reset().ptr(b.ptr(dy)).ptr(b.ptr(argmax)).ptr(b.ptr(dx))
+		b.poolArgs(p)
+		blocks, threads := b.elemGrid(kMaxPoolBackward, dx.Numel())
+		b.launch(kMaxPoolBackward, blocks, 1, 1, threads)
+	})
 }
 
 // AvgPool2dForward implements backend.Ops.
 func (b *Backend) AvgPool2dForward(p backend.Pool2dParams, x, y *tensor.Tensor) {
 	backend.CheckPool("avgpool2d forward", p, x, y)
 	checkSize("avgpool2d forward", x.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	b.args.reset().p(b.ptr(x)).p(b.ptr(y))
-	b.poolArgs(p)
-	blocks, threads := b.elemGrid(kAvgPoolForward, y.Numel())
-	b.launch(kAvgPoolForward, blocks, 1, 1, threads)
+	b.queue(func() {
+		b.args.reset().ptr(b.ptr(x)).ptr(b.ptr(y))
+		b.poolArgs(p)
+		blocks, threads := b.elemGrid(kAvgPoolForward, y.Numel())
+		b.launch(kAvgPoolForward, blocks, 1, 1, threads)
+	})
 }
 
 // AvgPool2dBackward implements backend.Ops.
 func (b *Backend) AvgPool2dBackward(p backend.Pool2dParams, dy, dx *tensor.Tensor) {
 	backend.CheckPool("avgpool2d backward", p, dx, dy)
 	checkSize("avgpool2d backward", dx.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	b.args.reset().p(b.ptr(dy)).p(b.ptr(dx))
-	b.poolArgs(p)
-	blocks, threads := b.elemGrid(kAvgPoolBackward, dx.Numel())
-	b.launch(kAvgPoolBackward, blocks, 1, 1, threads)
+	b.queue(func() {
+		b.args.reset().ptr(b.ptr(dy)).ptr(b.ptr(dx))
+		b.poolArgs(p)
+		blocks, threads := b.elemGrid(kAvgPoolBackward, dx.Numel())
+		b.launch(kAvgPoolBackward, blocks, 1, 1, threads)
+	})
 }
 
 func checkGAP(op string, x, y *tensor.Tensor) (nc, l int) {
@@ -379,40 +356,42 @@ func checkGAP(op string, x, y *tensor.Tensor) (nc, l int) {
 func (b *Backend) GlobalAvgPoolForward(x, y *tensor.Tensor) {
 	nc, l := checkGAP("global avgpool forward", x, y)
 	checkSize("global avgpool forward", x.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil || nc == 0 {
-		return
-	}
-	b.args.reset().p(b.ptr(x)).p(b.ptr(y)).i(nc).i(l).i(int(backend.Mean)).b(false)
-	b.launch(kReduceRows, b.rowGrid(nc), 1, 1, redThreads)
+	b.queue(func() {
+		if nc == 0 {
+			return
+		}
+		b.args.reset().ptr(b.ptr(x)).ptr(b.ptr(y)).i32(nc).i32(l).i32(int(backend.Mean)).flag(false) // accumulate: no
+		b.launch(kReduceRows, b.rowGrid(nc), 1, 1, redThreads)
+	})
 }
 
 // GlobalAvgPoolBackward implements backend.Ops.
 func (b *Backend) GlobalAvgPoolBackward(dy, dx *tensor.Tensor) {
 	nc, l := checkGAP("global avgpool backward", dx, dy)
 	checkSize("global avgpool backward", dx.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil || nc*l == 0 {
-		return
-	}
-	b.args.reset().p(b.ptr(dy)).p(b.ptr(dx)).l(nc).i(l)
-	blocks, threads := b.elemGrid(kGAPBackward, nc*l)
-	b.launch(kGAPBackward, blocks, 1, 1, threads)
+	b.queue(func() {
+		if nc*l == 0 {
+			return
+		}
+		b.args.reset().ptr(b.ptr(dy)).ptr(b.ptr(dx)).i64(nc).i32(l)
+		blocks, threads := b.elemGrid(kGAPBackward, nc*l)
+		b.launch(kGAPBackward, blocks, 1, 1, threads)
+	})
 }
 
 // bnChunk is how many of a channel's N·L values one block of bn_partials sums.
 const bnChunk = 16 * redThreads
 
-// The phases of the batch-norm kernels (their mode argument; kernels/bn.cu
-// names the same values): the mean, the variance about it, the backward
-// sums, or the running statistics (eval).
+// bnPhase is the mode argument of bn_partials and bn_finish: the mean, the
+// variance about it, the backward sums, or the running statistics (eval).
+// kernels/bn.cu names the same values (BN_MEAN …).
+type bnPhase int
+
 const (
-	bnMean     = 0
-	bnVar      = 1
-	bnBackward = 2
-	bnEval     = 3
+	bnMean     bnPhase = 0
+	bnVar      bnPhase = 1
+	bnBackward bnPhase = 2
+	bnEval     bnPhase = 3
 )
 
 // BatchNormForward implements backend.Ops.
@@ -422,35 +401,33 @@ func (b *Backend) BatchNormForward(p backend.BatchNormParams, x, gamma, beta, ru
 		panic("backend: batchnorm forward: training needs saveMean and saveInvStd")
 	}
 	checkSize("batchnorm forward", x.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	X, Y, G, B := b.ptr(x), b.ptr(y), b.ptr(gamma), b.ptr(beta)
-	RM, RV, SM, SI := b.ptr(runMean), b.ptr(runVar), b.optPtr(saveMean), b.optPtr(saveInvStd)
-	m := p.N * p.L
-	chunks := ceilDiv(m, bnChunk)
-	stats := b.scratchPtr(scratchStats, 4*p.C) // C × (2 doubles)
-	finish := func(mode int, parts uintptr) {
-		b.args.reset().p(parts).p(stats).i(p.C).i(chunks).i(mode).d(float64(m)).f(p.Momentum).f(p.Eps).
-			p(SM).p(SI).p(RM).p(RV).p(0).p(0)
-		blocks, threads := b.elemGrid(kBNFinish, p.C)
-		b.launch(kBNFinish, blocks, 1, 1, threads)
-	}
-	if p.Training {
-		parts := b.scratchPtr(scratchParts, 4*p.C*chunks)
-		for _, mode := range [...]int{bnMean, bnVar} {
-			b.args.reset().p(X).p(0).p(stats).p(0).p(0).p(parts).i(p.N).i(p.C).i(p.L).i(bnChunk).i(chunks).i(mode)
-			b.launch(kBNPartials, chunks, p.C, 1, redThreads)
-			finish(mode, parts)
+	b.queue(func() {
+		X, Y, G, B := b.ptr(x), b.ptr(y), b.ptr(gamma), b.ptr(beta)
+		RM, RV, SM, SI := b.ptr(runMean), b.ptr(runVar), b.optPtr(saveMean), b.optPtr(saveInvStd)
+		m := p.N * p.L
+		chunks := ceilDiv(m, bnChunk)
+		stats := b.scratchPtr(scratchStats, 4*p.C) // C × (2 doubles)
+		finish := func(mode bnPhase, parts uintptr) {
+			b.args.reset().ptr(parts).ptr(stats).i32(p.C).i32(chunks).i32(int(mode)).f64(float64(m)).f32(p.Momentum).f32(p.Eps).
+				ptr(SM).ptr(SI).ptr(RM).ptr(RV).ptr(0).ptr(0)
+			blocks, threads := b.elemGrid(kBNFinish, p.C)
+			b.launch(kBNFinish, blocks, 1, 1, threads)
 		}
-	} else {
-		finish(bnEval, 0)
-	}
-	b.args.reset().p(X).p(Y).p(stats).p(G).p(B).i(p.N).i(p.C).i(p.L)
-	blocks, threads := b.elemGrid(kBNApply, x.Numel())
-	b.launch(kBNApply, blocks, 1, 1, threads)
+		if p.Training {
+			parts := b.scratchPtr(scratchParts, 4*p.C*chunks)
+			for _, mode := range [...]bnPhase{bnMean, bnVar} {
+				// No dy, saveMean or saveInvStd in these phases.
+				b.args.reset().ptr(X).ptr(0).ptr(stats).ptr(0).ptr(0).ptr(parts).i32(p.N).i32(p.C).i32(p.L).i32(bnChunk).i32(chunks).i32(int(mode))
+				b.launch(kBNPartials, chunks, p.C, 1, redThreads)
+				finish(mode, parts)
+			}
+		} else {
+			finish(bnEval, 0)
+		}
+		b.args.reset().ptr(X).ptr(Y).ptr(stats).ptr(G).ptr(B).i32(p.N).i32(p.C).i32(p.L)
+		blocks, threads := b.elemGrid(kBNApply, x.Numel())
+		b.launch(kBNApply, blocks, 1, 1, threads)
+	})
 }
 
 // BatchNormBackward implements backend.Ops.
@@ -458,25 +435,23 @@ func (b *Backend) BatchNormBackward(p backend.BatchNormParams, x, dy, gamma, sav
 	backend.CheckBatchNorm("batchnorm backward", p, x, dx, gamma, saveMean, saveInvStd, dgamma, dbeta)
 	backend.CheckSame("batchnorm backward", x.Numel(), dy)
 	checkSize("batchnorm backward", x.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	X, DY, G, SM, SI := b.ptr(x), b.ptr(dy), b.ptr(gamma), b.ptr(saveMean), b.ptr(saveInvStd)
-	DX, DG, DB := b.ptr(dx), b.ptr(dgamma), b.ptr(dbeta)
-	m := p.N * p.L
-	chunks := ceilDiv(m, bnChunk)
-	stats := b.scratchPtr(scratchStats, 4*p.C)
-	parts := b.scratchPtr(scratchParts, 4*p.C*chunks)
-	b.args.reset().p(X).p(DY).p(0).p(SM).p(SI).p(parts).i(p.N).i(p.C).i(p.L).i(bnChunk).i(chunks).i(bnBackward)
-	b.launch(kBNPartials, chunks, p.C, 1, redThreads)
-	b.args.reset().p(parts).p(stats).i(p.C).i(chunks).i(bnBackward).d(float64(m)).f(0).f(0).p(0).p(0).p(0).p(0).p(DG).p(DB)
-	blocks, threads := b.elemGrid(kBNFinish, p.C)
-	b.launch(kBNFinish, blocks, 1, 1, threads)
-	b.args.reset().p(X).p(DY).p(stats).p(G).p(SM).p(SI).p(DX).i(p.N).i(p.C).i(p.L)
-	blocks, threads = b.elemGrid(kBNBackwardDx, x.Numel())
-	b.launch(kBNBackwardDx, blocks, 1, 1, threads)
+	b.queue(func() {
+		X, DY, G, SM, SI := b.ptr(x), b.ptr(dy), b.ptr(gamma), b.ptr(saveMean), b.ptr(saveInvStd)
+		DX, DG, DB := b.ptr(dx), b.ptr(dgamma), b.ptr(dbeta)
+		m := p.N * p.L
+		chunks := ceilDiv(m, bnChunk)
+		stats := b.scratchPtr(scratchStats, 4*p.C)
+		parts := b.scratchPtr(scratchParts, 4*p.C*chunks)
+		b.args.reset().ptr(X).ptr(DY).ptr(0).ptr(SM).ptr(SI).ptr(parts).i32(p.N).i32(p.C).i32(p.L).i32(bnChunk).i32(chunks).i32(int(bnBackward))
+		b.launch(kBNPartials, chunks, p.C, 1, redThreads)
+		// The backward phase uses neither momentum and eps nor the saved and running statistics.
+		b.args.reset().ptr(parts).ptr(stats).i32(p.C).i32(chunks).i32(int(bnBackward)).f64(float64(m)).f32(0).f32(0).ptr(0).ptr(0).ptr(0).ptr(0).ptr(DG).ptr(DB)
+		blocks, threads := b.elemGrid(kBNFinish, p.C)
+		b.launch(kBNFinish, blocks, 1, 1, threads)
+		b.args.reset().ptr(X).ptr(DY).ptr(stats).ptr(G).ptr(SM).ptr(SI).ptr(DX).i32(p.N).i32(p.C).i32(p.L)
+		blocks, threads = b.elemGrid(kBNBackwardDx, x.Numel())
+		b.launch(kBNBackwardDx, blocks, 1, 1, threads)
+	})
 }
 
 // Unary implements backend.Ops.
@@ -485,7 +460,7 @@ func (b *Backend) Unary(op backend.UnaryOp, x, y *tensor.Tensor, a, c float32) {
 	if op < 0 || op >= backend.NumUnaryOps {
 		panic("cuda: unknown unary op " + op.String())
 	}
-	b.elementwise(kUnary, x.Numel(), func() { b.args.p(b.ptr(x)).p(b.ptr(y)).l(x.Numel()).i(int(op)).f(a).f(c) })
+	b.elementwise(kUnary, x.Numel(), func() { b.args.ptr(b.ptr(x)).ptr(b.ptr(y)).i64(x.Numel()).i32(int(op)).f32(a).f32(c) })
 }
 
 // Binary implements backend.Ops.
@@ -494,40 +469,40 @@ func (b *Backend) Binary(op backend.BinaryOp, x, z, y *tensor.Tensor) {
 	if op < 0 || op >= backend.NumBinaryOps {
 		panic("cuda: unknown binary op " + op.String())
 	}
-	b.elementwise(kBinary, x.Numel(), func() { b.args.p(b.ptr(x)).p(b.ptr(z)).p(b.ptr(y)).l(x.Numel()).l(z.Numel()).i(int(op)) })
+	b.elementwise(kBinary, x.Numel(), func() { b.args.ptr(b.ptr(x)).ptr(b.ptr(z)).ptr(b.ptr(y)).i64(x.Numel()).i64(z.Numel()).i32(int(op)) })
 }
 
 // Axpy implements backend.Ops.
 func (b *Backend) Axpy(alpha float32, x, y *tensor.Tensor) {
 	backend.CheckSame("axpy", x.Numel(), x, y)
-	b.elementwise(kAxpy, x.Numel(), func() { b.args.f(alpha).p(b.ptr(x)).p(b.ptr(y)).l(x.Numel()) })
+	b.elementwise(kAxpy, x.Numel(), func() { b.args.f32(alpha).ptr(b.ptr(x)).ptr(b.ptr(y)).i64(x.Numel()) })
 }
 
 // elementwise queues a grid-stride kernel over n elements whose arguments
 // push appends (it runs with the backend entered).
 func (b *Backend) elementwise(k kernel, n int, push func()) {
-	b.enter()
-	defer b.exit()
-	if b.err != nil || n == 0 {
-		return
-	}
-	b.args.reset()
-	push()
-	blocks, threads := b.elemGrid(k, n)
-	b.launch(k, blocks, 1, 1, threads)
+	b.queue(func() {
+		if n == 0 {
+			return
+		}
+		b.args.reset()
+		push()
+		blocks, threads := b.elemGrid(k, n)
+		b.launch(k, blocks, 1, 1, threads)
+	})
 }
 
 // Fill implements backend.Ops (cuMemsetD32Async with the value's bits).
 func (b *Backend) Fill(y *tensor.Tensor, v float32) {
 	backend.CheckSame("fill", y.Numel(), y)
-	b.enter()
-	defer b.exit()
-	if b.err != nil || y.Numel() == 0 {
-		return
-	}
-	if res := b.hot(b.drv.fn.memsetD32Async, b.ptr(y), uintptr(math.Float32bits(v)), uintptr(y.Numel()), b.stream); res != cudaSuccess {
-		b.fail(b.drv.errorFor(res, "cuMemsetD32Async"))
-	}
+	b.queue(func() {
+		if y.Numel() == 0 {
+			return
+		}
+		if res := b.hot(b.drv.fn.memsetD32Async, b.ptr(y), uintptr(math.Float32bits(v)), uintptr(y.Numel()), b.stream); res != cudaSuccess {
+			b.fail(b.drv.errorFor(res, "cuMemsetD32Async"))
+		}
+	})
 }
 
 // Reduce implements backend.Ops.
@@ -537,19 +512,16 @@ func (b *Backend) Reduce(p backend.ReduceParams, x, y *tensor.Tensor) {
 		panic("cuda: unknown reduction " + p.Op.String())
 	}
 	checkSize("reduce", x.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	if p.Inner == 1 {
-		b.args.reset().p(b.ptr(x)).p(b.ptr(y)).i(p.Outer).i(p.Len).i(int(p.Op)).b(p.Accumulate)
-		b.launch(kReduceRows, b.rowGrid(p.Outer), 1, 1, redThreads)
-		return
-	}
-	b.args.reset().p(b.ptr(x)).p(b.ptr(y)).i(p.Outer).i(p.Len).i(p.Inner).i(int(p.Op)).b(p.Accumulate)
-	blocks, threads := b.elemGrid(kReduceInner, p.Outer*p.Inner)
-	b.launch(kReduceInner, blocks, 1, 1, threads)
+	b.queue(func() {
+		if p.Inner == 1 {
+			b.args.reset().ptr(b.ptr(x)).ptr(b.ptr(y)).i32(p.Outer).i32(p.Len).i32(int(p.Op)).flag(p.Accumulate)
+			b.launch(kReduceRows, b.rowGrid(p.Outer), 1, 1, redThreads)
+			return
+		}
+		b.args.reset().ptr(b.ptr(x)).ptr(b.ptr(y)).i32(p.Outer).i32(p.Len).i32(p.Inner).i32(int(p.Op)).flag(p.Accumulate)
+		blocks, threads := b.elemGrid(kReduceInner, p.Outer*p.Inner)
+		b.launch(kReduceInner, blocks, 1, 1, threads)
+	})
 }
 
 // L2NormalizeForward implements backend.Ops.
@@ -557,13 +529,13 @@ func (b *Backend) L2NormalizeForward(eps float32, x, y, norms *tensor.Tensor) {
 	backend.CheckRows("l2normalize forward", x, []*tensor.Tensor{y}, []*tensor.Tensor{norms})
 	checkSize("l2normalize forward", x.Numel())
 	n, d := x.Dim(0), x.Dim(1)
-	b.enter()
-	defer b.exit()
-	if b.err != nil || n == 0 {
-		return
-	}
-	b.args.reset().p(b.ptr(x)).p(b.ptr(y)).p(b.ptr(norms)).i(n).i(d).f(eps)
-	b.launch(kL2Forward, b.rowGrid(n), 1, 1, redThreads)
+	b.queue(func() {
+		if n == 0 {
+			return
+		}
+		b.args.reset().ptr(b.ptr(x)).ptr(b.ptr(y)).ptr(b.ptr(norms)).i32(n).i32(d).f32(eps)
+		b.launch(kL2Forward, b.rowGrid(n), 1, 1, redThreads)
+	})
 }
 
 // L2NormalizeBackward implements backend.Ops (the CPU backend's formula:
@@ -572,13 +544,13 @@ func (b *Backend) L2NormalizeBackward(y, norms, dy, dx *tensor.Tensor, accumulat
 	backend.CheckRows("l2normalize backward", y, []*tensor.Tensor{dy, dx}, []*tensor.Tensor{norms})
 	checkSize("l2normalize backward", y.Numel())
 	n, d := y.Dim(0), y.Dim(1)
-	b.enter()
-	defer b.exit()
-	if b.err != nil || n == 0 {
-		return
-	}
-	b.args.reset().p(b.ptr(y)).p(b.ptr(norms)).p(b.ptr(dy)).p(b.ptr(dx)).i(n).i(d).b(accumulate)
-	b.launch(kL2Backward, b.rowGrid(n), 1, 1, redThreads)
+	b.queue(func() {
+		if n == 0 {
+			return
+		}
+		b.args.reset().ptr(b.ptr(y)).ptr(b.ptr(norms)).ptr(b.ptr(dy)).ptr(b.ptr(dx)).i32(n).i32(d).flag(accumulate)
+		b.launch(kL2Backward, b.rowGrid(n), 1, 1, redThreads)
+	})
 }
 
 // MarginSoftmaxCE implements backend.Ops: the fused head, one block per
@@ -586,36 +558,33 @@ func (b *Backend) L2NormalizeBackward(y, norms, dy, dx *tensor.Tensor, accumulat
 func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, labels []int32, loss, dcos *tensor.Tensor, g backend.MarginGrads) {
 	backend.CheckMargin(p, cos, labels, loss, dcos, g)
 	checkSize("margin softmax", cos.Numel())
-	b.enter()
-	defer b.exit()
-	if b.err != nil {
-		return
-	}
-	lab := b.scratchPtr(scratchLabels, p.N) // int32 labels, one float slot each
-	b.uploadBytes(lab, unsafe.Pointer(&labels[0]), 4*p.N)
-	var cm uintptr
-	if p.Kind == backend.MarginDMLClass {
-		cm = b.ptr(p.ClassMargins)
-	}
-	var gs, mprow uintptr
-	if g.ClassMargins != nil {
-		gs = b.scratchPtr(scratchMarginG, p.N*p.C)
-	}
-	if g.MP != nil {
-		mprow = b.scratchPtr(scratchMarginMP, 2*p.N) // N doubles
-	}
-	b.args.reset().p(b.ptr(cos)).p(lab).p(cm).p(b.ptr(loss)).p(b.optPtr(dcos)).p(gs).p(mprow).p(b.optPtr(p.MPFrom)).
-		i(p.N).i(p.C).i(int(p.Kind)).f(p.S).f(p.M).f(p.M1).f(p.M2).f(p.M3).f(p.MP).f(p.MN).f(p.Lambda).f(p.Eps).b(p.EasyMargin)
-	b.launch(kMarginCE, b.rowGrid(p.N), 1, 1, redThreads)
-	if gs != 0 {
-		b.args.reset().p(gs).p(b.ptr(g.ClassMargins)).i(p.N).i(p.C)
-		blocks, threads := b.elemGrid(kMarginClassGrads, p.C)
-		b.launch(kMarginClassGrads, blocks, 1, 1, threads)
-	}
-	if mprow != 0 {
-		b.args.reset().p(mprow).p(b.ptr(g.MP)).i(p.N)
-		b.launch(kMarginMPGrad, 1, 1, 1, redThreads)
-	}
+	b.queue(func() {
+		lab := b.scratchPtr(scratchLabels, p.N) // int32 labels, one float slot each
+		b.uploadBytes(lab, unsafe.Pointer(&labels[0]), 4*p.N)
+		var cm uintptr
+		if p.Kind == backend.MarginDMLClass {
+			cm = b.ptr(p.ClassMargins)
+		}
+		var gs, mprow uintptr
+		if g.ClassMargins != nil {
+			gs = b.scratchPtr(scratchMarginG, p.N*p.C)
+		}
+		if g.MP != nil {
+			mprow = b.scratchPtr(scratchMarginMP, 2*p.N) // N doubles
+		}
+		b.args.reset().ptr(b.ptr(cos)).ptr(lab).ptr(cm).ptr(b.ptr(loss)).ptr(b.optPtr(dcos)).ptr(gs).ptr(mprow).ptr(b.optPtr(p.MPFrom)).
+			i32(p.N).i32(p.C).i32(int(p.Kind)).f32(p.S).f32(p.M).f32(p.M1).f32(p.M2).f32(p.M3).f32(p.MP).f32(p.MN).f32(p.Lambda).f32(p.Eps).flag(p.EasyMargin)
+		b.launch(kMarginCE, b.rowGrid(p.N), 1, 1, redThreads)
+		if gs != 0 {
+			b.args.reset().ptr(gs).ptr(b.ptr(g.ClassMargins)).i32(p.N).i32(p.C)
+			blocks, threads := b.elemGrid(kMarginClassGrads, p.C)
+			b.launch(kMarginClassGrads, blocks, 1, 1, threads)
+		}
+		if mprow != 0 {
+			b.args.reset().ptr(mprow).ptr(b.ptr(g.MP)).i32(p.N)
+			b.launch(kMarginMPGrad, 1, 1, 1, redThreads)
+		}
+	})
 }
 
 // ProjectMargins implements backend.Backend: one thread per class.
@@ -623,7 +592,7 @@ func (b *Backend) ProjectMargins(p backend.ProjectParams, mp, rho *tensor.Tensor
 	backend.CheckProject(p, mp, rho)
 	checkSize("project margins", rho.Numel())
 	b.elementwise(kProjectMargins, rho.Numel(), func() {
-		b.args.p(b.optPtr(mp)).p(b.ptr(rho)).i(rho.Numel()).d(p.MP).f(p.MaxMP).d(p.MaxMargin).d(p.Delta).d(p.Gap)
+		b.args.ptr(b.optPtr(mp)).ptr(b.ptr(rho)).i32(rho.Numel()).f64(p.MP).f32(p.MaxMP).f64(p.MaxMargin).f64(p.Delta).f64(p.Gap)
 	})
 }
 
@@ -631,7 +600,7 @@ func (b *Backend) ProjectMargins(p backend.ProjectParams, mp, rho *tensor.Tensor
 func (b *Backend) SGDStep(p backend.SGDParams, w, g, mom *tensor.Tensor) {
 	backend.CheckSame("sgd step", w.Numel(), w, g, mom)
 	b.elementwise(kSGD, w.Numel(), func() {
-		b.args.p(b.ptr(w)).p(b.ptr(g)).p(b.ptr(mom)).l(w.Numel()).f(p.LR).f(p.Momentum).f(p.WeightDecay).f(p.Dampening).b(p.Nesterov)
+		b.args.ptr(b.ptr(w)).ptr(b.ptr(g)).ptr(b.ptr(mom)).i64(w.Numel()).f32(p.LR).f32(p.Momentum).f32(p.WeightDecay).f32(p.Dampening).flag(p.Nesterov)
 	})
 }
 
@@ -644,7 +613,7 @@ func (b *Backend) AdamWStep(p backend.AdamWParams, w, g, m, v *tensor.Tensor) {
 	bc1 := 1 - math.Pow(float64(p.Beta1), float64(p.Step))
 	bc2 := 1 - math.Pow(float64(p.Beta2), float64(p.Step))
 	b.elementwise(kAdamW, w.Numel(), func() {
-		b.args.p(b.ptr(w)).p(b.ptr(g)).p(b.ptr(m)).p(b.ptr(v)).l(w.Numel()).
-			f(p.LR).f(p.Beta1).f(p.Beta2).f(p.Eps).f(p.WeightDecay).d(bc1).d(bc2)
+		b.args.ptr(b.ptr(w)).ptr(b.ptr(g)).ptr(b.ptr(m)).ptr(b.ptr(v)).i64(w.Numel()).
+			f32(p.LR).f32(p.Beta1).f32(p.Beta2).f32(p.Eps).f32(p.WeightDecay).f64(bc1).f64(bc2)
 	})
 }
