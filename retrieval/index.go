@@ -18,12 +18,34 @@ import (
 // image paths, and the fingerprint of the model that made them: a query
 // embedded by another model is refused.
 type Index struct {
-	Dim         int
-	Embeddings  []float32 // (N, Dim), rows L2-normalised
-	Items       []int64   // (N)
-	Paths       []string  // (N), may be empty strings
+	Dim        int
+	Embeddings []float32 // (N, Dim), rows L2-normalised
+	Items      []int64   // (N)
+	Paths      []string  // (N), may be empty strings
+	// Categories are the rows' clothes types ("" when unknown); nil when
+	// no row has one.
+	Categories []string
+	// IDs are stable row ids, increasing (a live catalog's rows keep theirs
+	// through compactions); nil: a row's id is its position.
+	IDs         []int64
 	Fingerprint string
 	Meta        map[string]string
+}
+
+// ID is row i's stable id.
+func (ix *Index) ID(i int) int64 {
+	if ix.IDs == nil {
+		return int64(i)
+	}
+	return ix.IDs[i]
+}
+
+// Category is row i's category ("" when unknown).
+func (ix *Index) Category(i int) string {
+	if ix.Categories == nil {
+		return ""
+	}
+	return ix.Categories[i]
 }
 
 // Len is the number of gallery rows.
@@ -34,6 +56,19 @@ func (ix *Index) Validate() error {
 	n := len(ix.Items)
 	if ix.Dim < 1 || len(ix.Embeddings) != n*ix.Dim || len(ix.Paths) != n {
 		return fmt.Errorf("index: %d embeddings values, %d items, %d paths for dimension %d", len(ix.Embeddings), n, len(ix.Paths), ix.Dim)
+	}
+	if ix.Categories != nil && len(ix.Categories) != n {
+		return fmt.Errorf("index: %d categories for %d rows", len(ix.Categories), n)
+	}
+	if ix.IDs != nil {
+		if len(ix.IDs) != n {
+			return fmt.Errorf("index: %d row ids for %d rows", len(ix.IDs), n)
+		}
+		for i := 1; i < n; i++ {
+			if ix.IDs[i] <= ix.IDs[i-1] {
+				return fmt.Errorf("index: row ids not increasing at row %d (%d after %d)", i, ix.IDs[i], ix.IDs[i-1])
+			}
+		}
 	}
 	for i := 0; i < n; i++ {
 		var ss float64
@@ -64,20 +99,29 @@ func Normalize(x []float32, d int) {
 }
 
 // Save writes the index as safetensors (embeddings F32 (N, D), items I64
-// (N)) with paths, fingerprint and metadata in the header, atomically.
+// (N), and ids I64 (N) when it has them) with paths, categories (when any),
+// fingerprint and metadata in the header, atomically.
 func (ix *Index) Save(path string) error {
 	if err := ix.Validate(); err != nil {
 		return err
 	}
 	paths, _ := json.Marshal(ix.Paths)
 	meta := map[string]string{"format": "dmlgo-index-1", "fingerprint": ix.Fingerprint, "paths": string(paths)}
+	if ix.Categories != nil {
+		cats, _ := json.Marshal(ix.Categories)
+		meta["categories"] = string(cats)
+	}
 	for k, v := range ix.Meta {
 		meta["meta."+k] = v
 	}
-	return safetensors.WriteFile(path, []safetensors.Tensor{
+	ts := []safetensors.Tensor{
 		safetensors.FromFloat32("embeddings", []int{ix.Len(), ix.Dim}, ix.Embeddings),
 		safetensors.FromInt64("items", []int{ix.Len()}, ix.Items),
-	}, meta)
+	}
+	if ix.IDs != nil {
+		ts = append(ts, safetensors.FromInt64("ids", []int{ix.Len()}, ix.IDs))
+	}
+	return safetensors.WriteFile(path, ts, meta)
 }
 
 // LoadIndex reads an index written by Save; errors name the file.
@@ -101,13 +145,27 @@ func LoadIndex(path string) (*Index, error) {
 	if err != nil {
 		return bad("%v", err)
 	}
-	items := make([]int64, it.Shape[0])
-	for i := range items {
-		items[i] = int64(binary.LittleEndian.Uint64(it.Data[8*i:]))
+	int64s := func(t safetensors.Tensor) []int64 {
+		out := make([]int64, t.Shape[0])
+		for i := range out {
+			out[i] = int64(binary.LittleEndian.Uint64(t.Data[8*i:]))
+		}
+		return out
 	}
-	ix := &Index{Dim: e.Shape[1], Embeddings: emb, Items: items, Fingerprint: f.Metadata["fingerprint"], Meta: map[string]string{}}
+	ix := &Index{Dim: e.Shape[1], Embeddings: emb, Items: int64s(it), Fingerprint: f.Metadata["fingerprint"], Meta: map[string]string{}}
 	if err := json.Unmarshal([]byte(f.Metadata["paths"]), &ix.Paths); err != nil {
 		return bad("paths: %v", err)
+	}
+	if raw, ok := f.Metadata["categories"]; ok {
+		if err := json.Unmarshal([]byte(raw), &ix.Categories); err != nil {
+			return bad("categories: %v", err)
+		}
+	}
+	if ids, ok := f.Get("ids"); ok {
+		if len(ids.Shape) != 1 || ids.DType != "I64" || ids.Shape[0] != it.Shape[0] {
+			return bad("want ids (N) I64")
+		}
+		ix.IDs = int64s(ids)
 	}
 	for k, v := range f.Metadata {
 		if strings.HasPrefix(k, "meta.") {
@@ -134,13 +192,15 @@ func (ix *Index) ExportNPY(dir string) error {
 		return err
 	}
 	type row struct {
-		Row  int    `json:"row"`
-		Item int64  `json:"item_id"`
-		Path string `json:"path"`
+		Row      int    `json:"row"`
+		ID       int64  `json:"id"`
+		Item     int64  `json:"item_id"`
+		Path     string `json:"path"`
+		Category string `json:"category,omitempty"`
 	}
 	rows := make([]row, ix.Len())
 	for i := range rows {
-		rows[i] = row{i, ix.Items[i], ix.Paths[i]}
+		rows[i] = row{i, ix.ID(i), ix.Items[i], ix.Paths[i], ix.Category(i)}
 	}
 	man, _ := json.MarshalIndent(map[string]any{
 		"embeddings": "embeddings.npy", "items": "items.npy", "count": ix.Len(), "dim": ix.Dim,

@@ -190,3 +190,93 @@ func TestIndexRoundTripAndExport(t *testing.T) {
 		t.Errorf("junk index: %v", err)
 	}
 }
+
+// TestIndexIDsAndCategories: stable ids and categories survive a round
+// trip; ids must increase; an index without them reads as before.
+func TestIndexIDsAndCategories(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	ix := &Index{Dim: 4, Embeddings: randUnit(r, 3, 4), Items: []int64{5, 6, 5}, Paths: []string{"a", "b", "c"},
+		Categories: []string{"tops", "", "dresses"}, IDs: []int64{2, 9, 40}}
+	p := filepath.Join(t.TempDir(), "g.index")
+	if err := ix.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadIndex(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID(2) != 40 || got.Category(0) != "tops" || got.Category(1) != "" || len(got.IDs) != 3 {
+		t.Errorf("ids %v categories %q", got.IDs, got.Categories)
+	}
+	ix.IDs = []int64{2, 2, 3}
+	if err := ix.Save(p); err == nil || !strings.Contains(err.Error(), "increasing") {
+		t.Errorf("repeated ids: %v", err)
+	}
+	ix.IDs, ix.Categories = nil, []string{"x"}
+	if err := ix.Save(p); err == nil {
+		t.Error("one category for three rows accepted")
+	}
+	plain := &Index{Dim: 4, Embeddings: randUnit(r, 2, 4), Items: []int64{1, 2}, Paths: []string{"", ""}}
+	if err := plain.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = LoadIndex(p); err != nil || got.IDs != nil || got.Categories != nil || got.ID(1) != 1 || got.Category(1) != "" {
+		t.Errorf("plain index: %+v, %v", got, err)
+	}
+}
+
+// TestSearchAllow: a filtered search returns the k best allowed rows,
+// whatever the filter keeps (most rows, a few, one, none).
+func TestSearchAllow(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 1))
+	const n, d, q = 700, 16, 9
+	gs, qs := randUnit(r, n, d), randUnit(r, q, d)
+	b := cpu.New(0)
+	for _, keep := range []float64{0.9, 0.05, 0} {
+		allow := NewBitset(n)
+		for i := range n {
+			if r.Float64() < keep {
+				allow.Set(i)
+			}
+		}
+		if keep == 0 {
+			allow.Set(321)
+		}
+		got, err := Search(b, qs, q, gs, n, d, 10, SearchOptions{Allow: allow, GalleryBlock: 128})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range q {
+			var want []Hit
+			for _, h := range naiveRanking(qs[i*d:(i+1)*d], gs, d) {
+				if allow.Has(h.Row) {
+					want = append(want, h)
+				}
+			}
+			want = want[:min(10, len(want))]
+			if len(got[i]) != len(want) {
+				t.Fatalf("keep %g, query %d: %d hits, want %d", keep, i, len(got[i]), len(want))
+			}
+			for j := range want {
+				if got[i][j].Row != want[j].Row {
+					t.Fatalf("keep %g, query %d, rank %d: row %d, want %d", keep, i, j, got[i][j].Row, want[j].Row)
+				}
+			}
+		}
+	}
+	if res, err := Search(b, qs, q, gs, n, d, 10, SearchOptions{Allow: NewBitset(n)}); err != nil || len(res) != q || len(res[0]) != 0 {
+		t.Errorf("nothing allowed: %v, %v", res, err)
+	}
+	if _, err := Search(b, qs, q, gs, n, d, 10, SearchOptions{Allow: NewBitset(n - 1)}); err == nil {
+		t.Error("a filter of another size accepted")
+	}
+	s := FullBitset(70)
+	s.Clear(3)
+	g := s.Grown(130, true)
+	if g.Has(3) || !g.Has(69) || !g.Has(70) || !g.Has(129) || g.Has(130) || g.Count() != 129 {
+		t.Errorf("Grown: count %d", g.Count())
+	}
+	if e := s.Grown(130, false); e.Has(70) || e.Count() != 69 {
+		t.Errorf("Grown without fill: count %d", e.Count())
+	}
+}

@@ -28,6 +28,10 @@ type SearchOptions struct {
 	QueryBlock   int // queries per GEMM (default 256)
 	GalleryBlock int // gallery rows per GEMM (default 8192)
 	Threads      int // goroutines for selection (default GOMAXPROCS)
+	// Allow, when set, holds the rows Search may return (of the gallery's
+	// Len): a query gets its k best allowed rows, fewer only when fewer
+	// are allowed.
+	Allow *Bitset
 }
 
 func (o SearchOptions) withDefaults() SearchOptions {
@@ -94,15 +98,33 @@ func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, 
 	if k < 1 {
 		return nil, fmt.Errorf("retrieval: k must be at least 1, got %d", k)
 	}
+	if o.Allow != nil && o.Allow.Len() != gn {
+		return nil, fmt.Errorf("retrieval: the allowed rows are of a gallery of %d rows, not %d", o.Allow.Len(), gn)
+	}
 	k = min(k, gn)
+	if o.Allow != nil {
+		k = min(k, o.Allow.Count())
+		if k == 0 {
+			return make([][]Hit, q), nil
+		}
+	}
 	heaps := make([]topK, q)
 	for i := range heaps {
 		heaps[i] = topK{k: k, h: make([]Hit, 0, k)}
 	}
+	allow := o.Allow
 	err := Scan(b, queries, q, gallery, gn, d, o, func(qi, g0 int, scores []float32) {
 		h := &heaps[qi]
+		if allow == nil {
+			for j, s := range scores {
+				h.push(Hit{Row: g0 + j, Score: s})
+			}
+			return
+		}
 		for j, s := range scores {
-			h.push(Hit{Row: g0 + j, Score: s})
+			if allow.Has(g0 + j) {
+				h.push(Hit{Row: g0 + j, Score: s})
+			}
 		}
 	})
 	if err != nil {
