@@ -22,7 +22,7 @@ func TestHeadStepAllocatesNothing(t *testing.T) {
 		cfg, _ := DefaultConfig(strings.TrimSuffix(name, fixedMP))
 		cfg.CheckEvery = 1
 		if strings.HasSuffix(name, fixedMP) {
-			cfg.LearnMP = false
+			setOwn(&cfg, func(c *ClassMargins) { c.LearnMP = false })
 		}
 		h, err := New(b, strings.TrimSuffix(name, fixedMP), cfg, 16, 40, 1)
 		if err != nil {

@@ -1,6 +1,9 @@
 package dml
 
 import (
+	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,20 +38,18 @@ func TestDefaultsValidateAndRoundTrip(t *testing.T) {
 func TestLiteratureDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		s, m float64
-	}{{"cosface", 64, 0.35}, {"arcface", 64, 0.5}, {"sphereface", 30, 4}, {"normface", 30, 0}} {
+		want Settings
+	}{
+		{"cosface", CosFace{S: 64, M: 0.35}},
+		{"arcface", ArcFace{S: 64, M: 0.5}},
+		{"sphereface", SphereFace{S: 30, M: 4, Anneal: true, LambdaBase: 1000, LambdaGamma: 0.12, LambdaPower: 1, LambdaMin: 5}},
+		{"normface", NormFace{S: 30}},
+		{"combined", Combined{S: 64, M1: 1, M2: 0.3, M3: 0.2}},
+	} {
 		cfg, _ := DefaultConfig(tc.name)
-		if cfg.S != tc.s || cfg.M != tc.m {
-			t.Errorf("%s: s=%g m=%g, want s=%g m=%g", tc.name, cfg.S, cfg.M, tc.s, tc.m)
+		if cfg.Head != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, cfg.Head, tc.want)
 		}
-	}
-	cfg, _ := DefaultConfig("combined")
-	if cfg.M1 != 1 || cfg.M2 != 0.3 || cfg.M3 != 0.2 {
-		t.Errorf("combined: %g %g %g", cfg.M1, cfg.M2, cfg.M3)
-	}
-	sf, _ := DefaultConfig("sphereface")
-	if !sf.Anneal || sf.LambdaBase != 1000 || sf.LambdaGamma != 0.12 || sf.LambdaPower != 1 || sf.LambdaMin != 5 {
-		t.Errorf("sphereface annealing: %+v", sf)
 	}
 }
 
@@ -119,17 +120,17 @@ func TestParseOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name != NameDMLClass || cfg.MarginLR != 0.5 || cfg.MaxMargin != 0.8 || cfg.LearnMP || cfg.S != 30 {
+	if c := cfg.Head.(ClassMargins); name != NameDMLClass || cfg.MarginLR != 0.5 || c.MaxMargin != 0.8 || c.LearnMP || c.S != 30 {
 		t.Errorf("got %s %+v", name, cfg)
 	}
-	if _, cfg, _ := Parse("sphereface:anneal=false,lambda=3"); cfg.lambdaAt(0) != 3 {
+	if _, cfg, _ := Parse("sphereface:anneal=false,lambda=3"); cfg.Head.(SphereFace).lambdaAt(0) != 3 {
 		t.Errorf("fixed λ not applied: %+v", cfg)
 	}
 }
 
 func TestNewErrors(t *testing.T) {
 	b := cpu.New(1)
-	if _, err := New(b, "cosface", Config{S: 0, M: 0.35, Eps: 1e-6, NormEps: 1e-6}, 4, 4, 1); err == nil || !strings.Contains(err.Error(), "option s") {
+	if _, err := New(b, "cosface", Config{Head: CosFace{S: 0, M: 0.35}, Eps: 1e-6, NormEps: 1e-6}, 4, 4, 1); err == nil || !strings.Contains(err.Error(), "option s") {
 		t.Errorf("s = 0: %v", err)
 	}
 	if _, err := New(b, "cosface", Config{}, 0, 4, 1); err == nil || !strings.Contains(err.Error(), "embedding size") {
@@ -148,5 +149,150 @@ func TestNewErrors(t *testing.T) {
 	}
 	if d, _ := DefaultConfig("arcface"); h.Config() != d || !strings.HasPrefix(h.Describe(), "arcface:s=64,m=0.5,") {
 		t.Errorf("zero Config gave %+v (%s)", h.Config(), h.Describe())
+	}
+}
+
+// setOwn changes cfg's own settings, of type T, with f.
+func setOwn[T Settings](cfg *Config, f func(*T)) {
+	c := cfg.Head.(T)
+	f(&c)
+	cfg.Head = c
+}
+
+// TestSettingsRoundTrip: every head's own settings, at their defaults and
+// with every option changed, come back unchanged through
+// Describe → Parse, and Describe writes the keys of Options in order.
+func TestSettingsRoundTrip(t *testing.T) {
+	changed := map[string]Settings{
+		NameSoftmax:     Softmax{Bias: false},
+		NameNormFace:    NormFace{S: 12.5},
+		NameSphereFace:  SphereFace{S: 20, M: 3, Anneal: false, Lambda: 2.5, LambdaBase: 500, LambdaGamma: 0.2, LambdaPower: 2, LambdaMin: 1},
+		NameCosFace:     CosFace{S: 30, M: 0.4},
+		NameArcFace:     ArcFace{S: 30, M: 0.3, EasyMargin: true},
+		NameCombined:    Combined{S: 32, M1: 0.9, M2: 0.4, M3: 0.1},
+		NameDMLFixed:    FixedMargins{S: 24, MP: 0.15, MN: 0.3},
+		NameDMLAdaptive: FixedMargins{S: 24, MP: 0.05, MN: 0.5},
+		NameDMLClass:    ClassMargins{S: 48, MP: 0.1, MN: 0.3, Delta: 0.1, MaxMargin: 0.6, MarginReg: 96, LearnMP: false},
+		NameProxyAnchor: ProxyAnchor{Alpha: 16, Delta: 0.2},
+	}
+	for _, name := range append(slices.Clone(Names), Composed...) {
+		def, _ := DefaultConfig(name)
+		own, ok := changed[name]
+		if !ok {
+			t.Errorf("%s: no changed settings in the test table", name)
+			continue
+		}
+		cfg := def
+		cfg.Head = own
+		opts, _ := Options(name)
+		var keys []string
+		for _, o := range opts {
+			keys = append(keys, o.Key)
+			switch o.Key { // the shared options the head reads
+			case "eps":
+				cfg.Eps = 1e-4
+			case "norm_eps":
+				cfg.NormEps = 1e-3
+			case "check_every":
+				cfg.CheckEvery = 3
+			case "margin_lr":
+				cfg.MarginLR = 2.5
+			}
+		}
+		if err := cfg.Validate(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		// Every option must differ from its default, so that the round
+		// trip checks its binding.
+		from, to := specOptions(t, def.Describe(name)), specOptions(t, cfg.Describe(name))
+		for i, k := range keys {
+			if i >= len(from) || i >= len(to) || from[i][0] != k || to[i][0] != k {
+				t.Fatalf("%s: Describe writes %v, %v; Options lists %v", name, from, to, keys)
+			}
+			if from[i][1] == to[i][1] {
+				t.Errorf("%s: option %s is %s in both cases", name, k, to[i][1])
+			}
+		}
+		if len(from) != len(keys) {
+			t.Errorf("%s: Describe writes %d options, Options lists %d", name, len(from), len(keys))
+		}
+		for _, c := range []Config{def, cfg} {
+			spec := c.Describe(name)
+			n2, c2, err := Parse(spec)
+			if err != nil || n2 != name || c2 != c {
+				t.Errorf("Parse(%q) = %s %+v %v, want %s %+v", spec, n2, c2, err, name, c)
+			}
+			if fmt.Sprintf("%T", c2.Head) != fmt.Sprintf("%T", def.Head) {
+				t.Errorf("%s: settings of type %T, want %T", name, c2.Head, def.Head)
+			}
+		}
+	}
+}
+
+// specOptions splits a spec's options into key, value pairs.
+func specOptions(t *testing.T, spec string) [][2]string {
+	t.Helper()
+	_, opts, _ := strings.Cut(spec, ":")
+	var out [][2]string
+	for _, kv := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out = append(out, [2]string{k, v})
+	}
+	return out
+}
+
+// TestSettingsType: a Config must hold the named head's settings type; a
+// nil Head in a partly filled Config is the zero settings; every number
+// must be finite.
+func TestSettingsType(t *testing.T) {
+	arc, _ := DefaultConfig(NameArcFace)
+	if err := arc.Validate(NameCosFace); err == nil || !strings.Contains(err.Error(), "dml: cosface: the settings are dml.ArcFace, want dml.CosFace") {
+		t.Errorf("Validate(cosface) of arcface settings: %v", err)
+	}
+	if _, err := New(cpu.New(1), NameCosFace, arc, 4, 4, 1); err == nil || !strings.Contains(err.Error(), "dml.ArcFace") {
+		t.Errorf("New(cosface) with arcface settings: %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "dml: Describe: cosface:") {
+				t.Errorf("Describe(cosface) of arcface settings: panic %v", r)
+			}
+		}()
+		_ = arc.Describe(NameCosFace)
+	}()
+	// FixedMargins serves dml/fixed and dml/adaptive.
+	if fixed, _ := DefaultConfig(NameDMLFixed); fixed.Validate(NameDMLAdaptive) != nil {
+		t.Errorf("dml/fixed's settings for dml/adaptive: %v", fixed.Validate(NameDMLAdaptive))
+	}
+
+	partial := Config{CheckEvery: 1}
+	h, err := New(cpu.New(1), NameSoftmax, partial, 4, 4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Config().Head != (Softmax{}) || len(h.Params()) != 1 || h.Describe() != "softmax:bias=false,check_every=1" {
+		t.Errorf("softmax with a nil Head: %+v, %d params, %s", h.Config(), len(h.Params()), h.Describe())
+	}
+	if err := (Config{Eps: 1e-6, NormEps: 1e-6}).Validate(NameCosFace); err == nil || !strings.Contains(err.Error(), "option s: the scale must be > 0, got 0") {
+		t.Errorf("cosface with a nil Head: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  func(c *Config)
+		want string
+	}{
+		{NameCosFace, func(c *Config) { c.Head = CosFace{S: math.NaN(), M: math.Inf(1)} }, "option m: must be finite"},
+		{NameSphereFace, func(c *Config) { setOwn(c, func(s *SphereFace) { s.LambdaMin = math.NaN() }) }, "option lambda_min: must be finite"},
+		{NameDMLClass, func(c *Config) { c.MarginLR = math.Inf(-1) }, "option margin_lr: must be finite"},
+		{NameDMLClass, func(c *Config) { c.MarginLR = 0 }, "option margin_lr: must be > 0"},
+		{NameProxyAnchor, func(c *Config) { c.NormEps = math.NaN() }, "option norm_eps: must be finite"},
+	} {
+		cfg, _ := DefaultConfig(tc.name)
+		tc.cfg(&cfg)
+		if err := cfg.Validate(tc.name); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %+v: %v, want %q", tc.name, cfg, err, tc.want)
+		}
 	}
 }

@@ -51,7 +51,7 @@
 //
 // For every cosine head f_o(c) = s·c, f_o'(c) = s, except where noted.
 //
-// softmax: z_ij = W_j·x_i + b_j (Config.Bias; no scale, no margin).
+// softmax: z_ij = W_j·x_i + b_j (Softmax.Bias; no scale, no margin).
 //
 // normface: f_y(c) = s·c, f_y' = s.
 //
@@ -68,8 +68,8 @@
 //
 //	λ(t) = max(λ_min, base·(1 + γ·t)^(−power)),   base 1000, γ 0.12, power 1, λ_min 5
 //
-// (Config.Anneal; t is the head's step counter, see Head.SetStep). With
-// Anneal off, λ = Config.Lambda (0 gives pure ψ). SphereFace itself scales
+// (SphereFace.Anneal; t is the head's step counter, see Head.SetStep).
+// With Anneal off, λ = SphereFace.Lambda (0 gives pure ψ). SphereFace itself scales
 // by the feature norm |x|; dmlgo normalises x and scales by s, as the other
 // heads do.
 //
@@ -85,9 +85,9 @@
 // up. At θ = π − m it steps down from −1 to −cos m − m·sin m, by
 // m·sin m − (1 − cos m) ≥ 0 (true for every m < π/2, which Validate
 // requires), and then decreases with cos θ, so the target logit is
-// non-increasing over all of [0, π]. With EasyMargin the rule is instead
-// f_y(c) = s·c wherever c ≤ 0 (s·cos(θ + m) for c > 0): the target logit
-// jumps up at θ = π/2 and is not monotone, as in InsightFace.
+// non-increasing over all of [0, π]. With ArcFace.EasyMargin the rule is
+// instead f_y(c) = s·c wherever c ≤ 0 (s·cos(θ + m) for c > 0): the target
+// logit jumps up at θ = π/2 and is not monotone, as in InsightFace.
 //
 // combined (InsightFace's m1, m2, m3):
 //
@@ -173,10 +173,10 @@
 //
 // # Composed heads: proxy-anchor
 //
-// A head whose table entry (heads.go) sets loss records its loss with
-// autograd ops instead of the fused kernel; such heads are listed in
-// Composed, not Names, because a step uploads their label mask besides
-// the batch. proxy-anchor (Kim, Kim, Cho, Kwak, "Proxy Anchor Loss for
+// A head whose table entry (in its file, listed in heads.go) sets loss
+// records its loss with autograd ops instead of the fused kernel; such
+// heads are listed in Composed, not Names, because a step uploads their
+// label mask besides the batch. proxy-anchor (Kim, Kim, Cho, Kwak, "Proxy Anchor Loss for
 // Deep Metric Learning", CVPR 2020), with c_ip as above, α (alpha,
 // default 32) and δ (delta, default 0.1):
 //

@@ -103,19 +103,20 @@ type head struct {
 // Initialisation: softmax as PyTorch's Linear (weight and bias uniform in
 // ±1/√D); cosine heads W ~ N(0, 1/D), so that |W_j| ≈ 1 (the cosine is
 // invariant to |W_j|, but its gradient scales with 1/|W_j|); dml/class
-// ρ_j = softplus⁻¹(m_n − m_p − δ), so that the margins start at Config.MP
-// and Config.MN.
+// ρ_j = softplus⁻¹(m_n − m_p − δ), so that the margins start at
+// ClassMargins.MP and ClassMargins.MN.
 func New(b backend.Backend, name string, cfg Config, dim, classes int, seed uint64) (Head, error) {
 	n, err := Canonical(name)
 	if err != nil {
 		return nil, err
 	}
-	if cfg == (Config{}) {
+	if cfg.Head == nil && cfg == (Config{}) { // (Head first: == needs a comparable type)
 		cfg, _ = DefaultConfig(n)
 	}
 	if err := cfg.Validate(n); err != nil {
 		return nil, err
 	}
+	cfg.resolve(n) // a nil Head becomes the zero settings it was validated as
 	if dim < 1 {
 		return nil, fmt.Errorf("dml: %s: embedding size %d must be ≥ 1", n, dim)
 	}
@@ -132,7 +133,7 @@ func New(b backend.Backend, name string, cfg Config, dim, classes int, seed uint
 			w[i] = float32((2*rng.Float64() - 1) * bound)
 		}
 		h.weight = newParam(b, "weight", w, false, classes, dim)
-		if cfg.Bias {
+		if sm, _ := cfg.Head.(Softmax); sm.Bias {
 			bv := make([]float32, classes)
 			for i := range bv {
 				bv[i] = float32((2*rng.Float64() - 1) * bound)
@@ -147,14 +148,15 @@ func New(b backend.Backend, name string, cfg Config, dim, classes int, seed uint
 		h.weight = newParam(b, "weight", w, false, classes, dim)
 	}
 	if d.learnsMargins {
-		if cfg.LearnMP {
-			h.mp = newParam(b, "margin_p", []float32{float32(cfg.MP)}, true, 1)
+		c := h.class()
+		if c.LearnMP {
+			h.mp = newParam(b, "margin_p", []float32{float32(c.MP)}, true, 1)
 		} else {
 			t := tensor.New(b.Alloc(1), 0, 1)
-			b.Upload(t, []float32{float32(cfg.MP)})
+			b.Upload(t, []float32{float32(c.MP)})
 			h.mpFixed = autograd.NewVar(t, false)
 		}
-		r := float32(softplusInv(cfg.MN - cfg.MP - cfg.Delta))
+		r := float32(softplusInv(c.MN - c.MP - c.Delta))
 		rho := make([]float32, classes)
 		for i := range rho {
 			rho[i] = r
@@ -218,22 +220,12 @@ func (h *head) Groups() []nn.GroupSpec {
 	return out
 }
 
-// lambdaAt is SphereFace's λ at a step:
-// max(λ_min, base·(1 + γ·step)^(−power)), or the fixed λ.
-func (c Config) lambdaAt(step int) float64 {
-	if !c.Anneal {
-		return c.Lambda
-	}
-	return math.Max(c.LambdaMin, c.LambdaBase*math.Pow(1+c.LambdaGamma*float64(step), -c.LambdaPower))
-}
-
 // marginParams are the kernel's settings at a step (N and C are set by
 // autograd; dml/class's m_p and m_n,j come from Vars).
 func (h *head) marginParams(step int) backend.MarginParams {
-	c := h.cfg
-	p := backend.MarginParams{Kind: h.kind, S: float32(c.S), Eps: float32(c.Eps)}
+	p := backend.MarginParams{Kind: h.kind, Eps: float32(h.cfg.Eps)}
 	if h.def.params != nil {
-		p = h.def.params(c, step, p)
+		p = h.def.params(h.cfg.Head, step, p)
 	}
 	return p
 }
@@ -277,11 +269,13 @@ func (h *head) Logits(g *autograd.Graph, emb *autograd.Var) *autograd.Var {
 		}
 		return g.Linear(emb, h.weight.Var, bias)
 	}
-	s := h.cfg.S
+	var s float32
 	if h.def.scale != nil {
-		s = h.def.scale(h.cfg)
+		s = float32(h.def.scale(h.cfg.Head))
+	} else {
+		s = h.marginParams(h.step).S
 	}
-	return g.Affine(h.cosines(g, emb), float32(s), 0)
+	return g.Affine(h.cosines(g, emb), s, 0)
 }
 
 func (h *head) Forward(g *autograd.Graph, emb *autograd.Var, labels []int32) (*autograd.Var, error) {
@@ -333,19 +327,22 @@ func (h *head) loss(g *autograd.Graph, emb *autograd.Var, labels []int32, step i
 	case h.learnsMargin():
 		mp, mn := h.classMargins(g)
 		loss := g.MarginCE(h.cosines(g, emb), labels, p, mn, mp)
-		if h.cfg.MarginReg != 0 {
-			loss = g.Add(loss, g.Affine(g.Mean(mn), float32(-h.cfg.MarginReg), 0))
+		if reg := h.class().MarginReg; reg != 0 {
+			loss = g.Add(loss, g.Affine(g.Mean(mn), float32(-reg), 0))
 		}
 		return loss
 	}
 	return g.MarginCE(h.cosines(g, emb), labels, p, nil, nil)
 }
 
+// class is dml/class's own settings (the heads that learn margins).
+func (h *head) class() ClassMargins { return h.cfg.Head.(ClassMargins) }
+
 // classMargins records dml/class's margins:
 // m_p = min(max(m_p, 0), m_max − δ) (1) (or the constant m_p) and
 // m_n,j = min(m_p + δ + softplus(ρ_j), m_max) (C).
 func (h *head) classMargins(g *autograd.Graph) (mp, mn *autograd.Var) {
-	c := h.cfg
+	c := h.class()
 	if h.mp != nil {
 		mp = g.Clamp(h.mp.Var, 0, float32(c.MaxMargin-c.Delta))
 	} else {
@@ -369,7 +366,7 @@ const projectGap = 1e-6
 // passes the gradient) and moves back when the loss asks for it. It runs
 // on the device (backend.ProjectMargins): nothing is read back.
 func (h *head) project() {
-	c := h.cfg
+	c := h.class()
 	p := backend.ProjectParams{MP: c.MP, MaxMP: float32(c.MaxMargin - c.Delta - projectGap),
 		MaxMargin: c.MaxMargin, Delta: c.Delta, Gap: projectGap}
 	var mp *tensor.Tensor
@@ -382,7 +379,7 @@ func (h *head) project() {
 // marginValues computes dml/class's m_p and m_n,j on the host, as the
 // forward does (in float64).
 func (h *head) marginValues() (mp float64, mn []float64) {
-	c := h.cfg
+	c := h.class()
 	mp = c.MP
 	if h.mp != nil {
 		var v [1]float32

@@ -21,7 +21,7 @@ func TestDMLFixedIsCosFace(t *testing.T) {
 		cos := fixed
 		cos.name = NameCosFace
 		cos.cfg, _ = DefaultConfig(NameCosFace)
-		cos.cfg.S, cos.cfg.M = mm[2], mm[0]+mm[1]
+		cos.cfg.Head = CosFace{S: mm[2], M: mm[0] + mm[1]}
 		t.Run(fmt.Sprintf("m_p=%g,m_n=%g,s=%g", mm[0], mm[1], mm[2]), func(t *testing.T) {
 			ef, ec := runEngine(t, b, fixed, true), runEngine(t, b, cos, true)
 			closeTo(t, "loss", []float64{ef.loss}, []float64{ec.loss}, 1e-6)
@@ -254,7 +254,7 @@ func TestLogits(t *testing.T) {
 						v += rc.bias[j]
 					}
 				} else {
-					v *= rc.cfg.S
+					v *= refScale(rc.cfg)
 				}
 				want[i*rc.c+j] = v
 			}
@@ -266,7 +266,8 @@ func TestLogits(t *testing.T) {
 // TestSphereFaceAnnealing: λ(t) = max(λ_min, base·(1 + γ·t)^(−power)),
 // used by Forward at the head's step, which advances only while recording.
 func TestSphereFaceAnnealing(t *testing.T) {
-	cfg, _ := DefaultConfig(NameSphereFace)
+	d, _ := DefaultConfig(NameSphereFace)
+	cfg := d.Head.(SphereFace)
 	for _, tc := range []struct {
 		step int
 		want float64
@@ -373,7 +374,8 @@ func TestInitialMargins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"m_p": c.MP, "m_n.mean": c.MN, "m_n.min": c.MN, "m_n.max": c.MN, "margin_term": -c.MN * c.MarginReg}
+	cm := c.Head.(ClassMargins)
+	want := map[string]float64{"m_p": cm.MP, "m_n.mean": cm.MN, "m_n.min": cm.MN, "m_n.max": cm.MN, "margin_term": -cm.MN * cm.MarginReg}
 	for _, s := range h.Margins() {
 		if math.Abs(s.Value-want[s.Name]) > 1e-6 {
 			t.Errorf("%s = %g, want %g", s.Name, s.Value, want[s.Name])

@@ -7,8 +7,17 @@ import (
 // NameProxyAnchor is the Proxy-Anchor loss (Kim, Kim, Cho, Kwak, CVPR 2020).
 const NameProxyAnchor = "proxy-anchor"
 
-// proxyAnchor is the Proxy-Anchor head (Kim, Kim, Cho, Kwak, "Proxy Anchor
-// Loss for Deep Metric Learning", CVPR 2020), composed from autograd ops.
+// ProxyAnchor is proxy-anchor's own settings (Kim, Kim, Cho, Kwak, "Proxy
+// Anchor Loss for Deep Metric Learning", CVPR 2020). Defaults are the
+// paper's: α = 32, δ = 0.1.
+type ProxyAnchor struct {
+	// Alpha is the scale α > 0 (of the inference logits too: α·cos θ).
+	Alpha float64
+	// Delta is the margin δ, in [0, 1).
+	Delta float64
+}
+
+// proxyAnchorHead is the Proxy-Anchor head, composed from autograd ops.
 // With c_ip = cos θ_ip (N, C) as for the cosine heads, α the scale and δ
 // the margin:
 //
@@ -18,23 +27,32 @@ const NameProxyAnchor = "proxy-anchor"
 // P⁺ the classes with a sample in the batch. Each proxy is an anchor that
 // pulls its batch's positives and pushes every negative, weighted by how
 // hard it is (the gradient of ln(1 + Σ exp) is a softmax over the batch).
-// Defaults are the paper's: α = 32, δ = 0.1.
-var proxyAnchor = &headDef{
+var proxyAnchorHead = &headDef{
 	name:     NameProxyAnchor,
-	keys:     []string{"alpha", "delta", "eps", "norm_eps", "check_every"},
-	defaults: func(c *Config) { c.Alpha, c.Delta = 32, 0.1 },
-	validate: func(c Config, bad badOption) error {
-		if !(c.Alpha > 0) {
-			return bad("alpha", "the scale must be > 0, got %g", c.Alpha)
-		}
-		if c.Delta < 0 || c.Delta >= 1 {
-			return bad("delta", "the margin must be in [0, 1), got %g", c.Delta)
-		}
-		return nil
+	settings: settings(ProxyAnchor{Alpha: 32, Delta: 0.1}),
+	scale:    func(c Settings) float64 { return c.(ProxyAnchor).Alpha },
+	margins: func(h *head) []Stat {
+		pa := h.cfg.Head.(ProxyAnchor)
+		return []Stat{{"alpha", pa.Alpha}, {"delta", pa.Delta}}
 	},
-	scale:   func(c Config) float64 { return c.Alpha },
-	margins: func(h *head) []Stat { return []Stat{{"alpha", h.cfg.Alpha}, {"delta", h.cfg.Delta}} },
-	loss:    proxyAnchorLoss,
+	loss: proxyAnchorLoss,
+}
+
+func (c *ProxyAnchor) options(shared *Config) []option {
+	return append([]option{
+		{key: "alpha", doc: "scale α > 0", f: &c.Alpha},
+		{key: "delta", doc: "margin δ in [0, 1)", f: &c.Delta},
+	}, shared.cosineOptions()...)
+}
+
+func (c ProxyAnchor) validate(bad badOption) error {
+	if !(c.Alpha > 0) {
+		return bad("alpha", "the scale must be > 0, got %g", c.Alpha)
+	}
+	if c.Delta < 0 || c.Delta >= 1 {
+		return bad("delta", "the margin must be in [0, 1), got %g", c.Delta)
+	}
+	return nil
 }
 
 // proxyAnchorLoss: cos (N, C), labels (N) -> L (1). The masks P (N, C),
@@ -60,7 +78,8 @@ func proxyAnchorLoss(h *head, g *autograd.Graph, cos *autograd.Var, labels []int
 	}
 	pos := g.Constant(mask, n, c)
 	neg := g.Affine(pos, -1, 1) // exactly 0 or 1
-	a, ad := float32(h.cfg.Alpha), float32(h.cfg.Alpha*h.cfg.Delta)
+	pa := h.cfg.Head.(ProxyAnchor)
+	a, ad := float32(pa.Alpha), float32(pa.Alpha*pa.Delta)
 	lp := g.Log1pSumExp(g.Affine(cos, -a, ad), pos) // (C): 0 for p ∉ P⁺
 	ln := g.Log1pSumExp(g.Affine(cos, a, ad), neg)  // (C)
 	return g.Add(g.Affine(g.Sum(lp), 1/float32(positives), 0), g.Mean(ln))

@@ -33,7 +33,8 @@ func proxyAnchorRef(rc refCase, x, w []float64) float64 {
 		return out
 	}
 	xn, wn := unit(x, rc.n), unit(w, rc.c)
-	a, delta := rc.cfg.Alpha, rc.cfg.Delta
+	pa := rc.cfg.Head.(ProxyAnchor)
+	a, delta := pa.Alpha, pa.Delta
 	var pos, neg float64
 	np := 0
 	for p := 0; p < rc.c; p++ {
@@ -141,7 +142,7 @@ func TestProxyAnchorConfig(t *testing.T) {
 		t.Errorf("Names %v, Composed %v: proxy-anchor belongs to Composed", Names, Composed)
 	}
 	d, err := DefaultConfig(" Proxy-Anchor ")
-	if err != nil || d.Alpha != 32 || d.Delta != 0.1 || d.Eps != 1e-6 || d.NormEps != 1e-6 || d.CheckEvery != 1 {
+	if err != nil || d.Head != (ProxyAnchor{Alpha: 32, Delta: 0.1}) || d.Eps != 1e-6 || d.NormEps != 1e-6 || d.CheckEvery != 1 {
 		t.Errorf("defaults %+v, %v", d, err)
 	}
 	var keys []string
@@ -153,7 +154,7 @@ func TestProxyAnchorConfig(t *testing.T) {
 		t.Errorf("Options: %s", got)
 	}
 	name, cfg, err := Parse("proxy-anchor:alpha=16,delta=0.2")
-	if err != nil || name != NameProxyAnchor || cfg.Alpha != 16 || cfg.Delta != 0.2 {
+	if err != nil || name != NameProxyAnchor || cfg.Head != (ProxyAnchor{Alpha: 16, Delta: 0.2}) {
 		t.Fatalf("Parse: %s %+v %v", name, cfg, err)
 	}
 	spec := cfg.Describe(name)
@@ -221,9 +222,9 @@ func TestProxyAnchorLogits(t *testing.T) {
 		g := autograd.New(b)
 		emb := autograd.NewVar(tensor.RandNormal(2, 0, 1, 2, 4), false)
 		logits, cos := g.Values(h.Logits(g, emb)), g.Values(h.cosines(g, emb))
-		s := float32(h.cfg.S)
+		s := float32(refScale(h.cfg))
 		if name == NameProxyAnchor {
-			s = float32(h.cfg.Alpha)
+			s = float32(h.cfg.Head.(ProxyAnchor).Alpha)
 		}
 		for k := range cos {
 			if logits[k] != s*cos[k] {

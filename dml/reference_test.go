@@ -28,8 +28,8 @@ type refCase struct {
 	n, d, c int
 	x       []float64 // (N, D)
 	w       []float64 // (C, D)
-	bias    []float64 // (C), softmax with Config.Bias
-	pm      float64   // dml/class's m_p parameter (with LearnMP)
+	bias    []float64 // (C), softmax with Softmax.Bias
+	pm      float64   // dml/class's m_p parameter (with ClassMargins.LearnMP)
 	rho     []float64 // (C), dml/class
 	labels  []int32
 	step    int
@@ -50,6 +50,39 @@ type refOut struct {
 	// dpmScale and drhoScale bound the terms that cancel in ∂L/∂m_p
 	// (2s + λ) and ∂L/∂ρ_j (s/N + λ/C).
 	dpmScale, drhoScale float64
+}
+
+// refScale is the scale s of a head's own settings (0: the head has none).
+func refScale(cfg Config) float64 {
+	switch c := cfg.Head.(type) {
+	case NormFace:
+		return c.S
+	case SphereFace:
+		return c.S
+	case CosFace:
+		return c.S
+	case ArcFace:
+		return c.S
+	case Combined:
+		return c.S
+	case FixedMargins:
+		return c.S
+	case ClassMargins:
+		return c.S
+	}
+	return 0
+}
+
+// learnsMP reports whether cfg is dml/class's with a learned m_p.
+func learnsMP(cfg Config) bool {
+	c, ok := cfg.Head.(ClassMargins)
+	return ok && c.LearnMP
+}
+
+// hasBias reports whether cfg is softmax's with a bias.
+func hasBias(cfg Config) bool {
+	c, ok := cfg.Head.(Softmax)
+	return ok && c.Bias
 }
 
 // r32 rounds a setting as the engine sees it (MarginParams are float32).
@@ -74,14 +107,14 @@ func refChebyshev(m int, c float64) (t, u float64) {
 // refTarget returns the label's logit and its derivative in c. mp is the
 // positive margin of the dml kinds.
 func refTarget(name string, cfg Config, lambda, mp, c float64) (z, dz float64) {
-	s := r32(cfg.S)
+	s := r32(refScale(cfg))
 	switch name {
 	case NameSoftmax:
 		return c, 1
 	case NameNormFace:
 		return s * c, s
 	case NameCosFace:
-		return s * (c - r32(cfg.M)), s
+		return s * (c - r32(cfg.Head.(CosFace).M)), s
 	case NameDMLFixed, NameDMLClass, NameDMLAdaptive:
 		return s * (c - mp), s
 	}
@@ -95,8 +128,9 @@ func refTarget(name string, cfg Config, lambda, mp, c float64) (z, dz float64) {
 	sn := math.Sqrt(1 - c*c)
 	switch name {
 	case NameArcFace:
-		m := r32(cfg.M)
-		if cfg.EasyMargin {
+		af := cfg.Head.(ArcFace)
+		m := r32(af.M)
+		if af.EasyMargin {
 			if c <= 0 {
 				return s * c, s * in
 			}
@@ -106,7 +140,7 @@ func refTarget(name string, cfg Config, lambda, mp, c float64) (z, dz float64) {
 		// cos(θ + m) = cos θ cos m − sin θ sin m; d/dc = cos m + c·sin m / sin θ
 		return s * (c*math.Cos(m) - sn*math.Sin(m)), s * in * (math.Cos(m) + c*math.Sin(m)/sn)
 	case NameSphereFace:
-		m := int(cfg.M)
+		m := int(cfg.Head.(SphereFace).M)
 		k := 0
 		for j := 1; j <= m; j++ {
 			if c <= math.Cos(float64(j)*math.Pi/float64(m)) {
@@ -122,7 +156,8 @@ func refTarget(name string, cfg Config, lambda, mp, c float64) (z, dz float64) {
 		dpsi := sign * float64(m) * um
 		return s * (lambda*c + psi) / (1 + lambda), s * in * (lambda + dpsi) / (1 + lambda)
 	case NameCombined:
-		m1, m2, m3 := r32(cfg.M1), r32(cfg.M2), r32(cfg.M3)
+		cm := cfg.Head.(Combined)
+		m1, m2, m3 := r32(cm.M1), r32(cm.M2), r32(cm.M3)
 		th := math.Acos(c)
 		return s * (math.Cos(m1*th+m2) - m3), s * in * m1 * math.Sin(m1*th+m2) / sn
 	}
@@ -132,7 +167,7 @@ func refTarget(name string, cfg Config, lambda, mp, c float64) (z, dz float64) {
 // refOther returns a non-label logit and its derivative; mn is the class's
 // negative margin for the dml kinds.
 func refOther(name string, cfg Config, mn, c float64) (z, dz float64) {
-	s := r32(cfg.S)
+	s := r32(refScale(cfg))
 	switch name {
 	case NameSoftmax:
 		return c, 1
@@ -179,24 +214,31 @@ func refSoftplus(x float64) float64 { return math.Max(x, 0) + math.Log1p(math.Ex
 func ref(rc refCase) refOut {
 	cfg := rc.cfg
 	N, D, C := rc.n, rc.d, rc.c
-	s := r32(cfg.S)
+	s := r32(refScale(cfg))
 	out := refOut{losses: make([]float64, N), dx: make([]float64, N*D), dw: make([]float64, C*D)}
-	lambda := r32(cfg.lambdaAt(rc.step))
+	var lambda float64
+	if sf, ok := cfg.Head.(SphereFace); ok {
+		lambda = r32(sf.lambdaAt(rc.step))
+	}
 
 	// Margins of the dml kinds.
-	mp := r32(cfg.MP)
+	var mp float64
 	mn := make([]float64, C)
 	uIn := make([]float64, C) // [u_j ≤ m_max]
 	mpIn := 0.0               // [0 ≤ p ≤ m_max − δ]
 	switch rc.name {
 	case NameDMLFixed, NameDMLAdaptive:
+		fm := cfg.Head.(FixedMargins)
+		mp = r32(fm.MP)
 		for j := range mn {
-			mn[j] = r32(cfg.MN)
+			mn[j] = r32(fm.MN)
 		}
 	case NameDMLClass:
-		delta, top := r32(cfg.Delta), r32(cfg.MaxMargin)
-		mpTop := r32(cfg.MaxMargin - cfg.Delta)
-		if cfg.LearnMP {
+		cm := cfg.Head.(ClassMargins)
+		mp = r32(cm.MP)
+		delta, top := r32(cm.Delta), r32(cm.MaxMargin)
+		mpTop := r32(cm.MaxMargin - cm.Delta)
+		if cm.LearnMP {
 			mp, mpIn = rc.pm, 1
 			if mp > mpTop {
 				mp, mpIn = mpTop, 0
@@ -321,7 +363,7 @@ func ref(rc refCase) refOut {
 
 	// dml/class: the margin term and the margins' parameters.
 	if rc.name == NameDMLClass {
-		reg := r32(cfg.MarginReg)
+		reg := r32(cfg.Head.(ClassMargins).MarginReg)
 		var meanMN float64
 		for _, v := range mn {
 			meanMN += v / float64(C)
@@ -335,7 +377,7 @@ func ref(rc refCase) refOut {
 			out.drho[j] = du * refSigmoid(rc.rho[j])
 			dmp += du
 		}
-		if cfg.LearnMP {
+		if learnsMP(cfg) {
 			out.dpm = dmp * mpIn
 		}
 	}
@@ -529,7 +571,7 @@ func randomCase(t *testing.T, v variant, n, d, c int, seed uint64) refCase {
 	for i := range rc.labels {
 		rc.labels[i] = int32(rng.IntN(c))
 	}
-	if name == NameSoftmax && cfg.Bias {
+	if name == NameSoftmax && hasBias(cfg) {
 		rc.bias = make([]float64, c)
 		for j := range rc.bias {
 			rc.bias[j] = r() * 0.3
@@ -596,7 +638,7 @@ func sweepCase(name string, cfg Config, step int, phi float64, c int) refCase {
 		}
 		rc.w = append(rc.w, float64(float32(math.Cos(a))), float64(float32(math.Sin(a))))
 	}
-	if name == NameSoftmax && cfg.Bias {
+	if name == NameSoftmax && hasBias(cfg) {
 		rc.bias = make([]float64, c)
 	}
 	if name == NameDMLClass {
@@ -653,7 +695,7 @@ func TestReferenceGradientsByFiniteDifferences(t *testing.T) {
 			if r.drho != nil {
 				closeTo(t, "∂/∂ρ", r.drho, fd.drho, 1e-6)
 			}
-			if rc.name == NameDMLClass && rc.cfg.LearnMP {
+			if rc.name == NameDMLClass && learnsMP(rc.cfg) {
 				closeTo(t, "∂/∂m_p", []float64{r.dpm}, []float64{fd.dpm}, 1e-6)
 			}
 		})
@@ -679,7 +721,7 @@ func TestGradientsByFiniteDifferences(t *testing.T) {
 			if fd.drho != nil {
 				closeTo(t, "∂/∂ρ", e.dr, fd.drho, 2e-5, r.drhoScale)
 			}
-			if rc.name == NameDMLClass && rc.cfg.LearnMP {
+			if rc.name == NameDMLClass && learnsMP(rc.cfg) {
 				closeTo(t, "∂/∂m_p", e.dpm, []float64{fd.dpm}, 2e-5, r.dpmScale)
 			}
 		})
@@ -767,7 +809,7 @@ func TestEngineForwardFiniteDifferences(t *testing.T) {
 			}
 			if rc.rho != nil {
 				check("ρ", rc.rho, e.dr)
-				if rc.cfg.LearnMP {
+				if learnsMP(rc.cfg) {
 					check("m_p", pm, e.dpm)
 				}
 			}

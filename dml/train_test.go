@@ -80,7 +80,7 @@ func (r *tinyRun) step(t *testing.T, lr float32, check func()) float32 {
 // 0 ≤ m_p ≤ m_max − δ, m_p + δ ≤ m_n,j ≤ m_max.
 func (r *tinyRun) checkConstraints(t *testing.T, step int) {
 	t.Helper()
-	c := r.h.cfg
+	c := r.h.class()
 	const tol = 1e-6
 	mp := c.MP
 	if r.h.mp != nil {
@@ -184,7 +184,7 @@ func TestMarginsReachTheClampAndComeBack(t *testing.T) {
 			r.step(t, 0.05, func() { r.checkConstraints(t, s) })
 		}
 		_, mn := r.h.marginValues()
-		r.h.cfg.MarginReg = 0
+		setOwn(&r.h.cfg, func(c *ClassMargins) { c.MarginReg = 0 })
 		_, drho := r.gradsNoStep(t)
 		t.Logf("at the clamp: m_n %v; ∂L/∂ρ with λ = 0: %v", mn, drho)
 		atTop := 0
@@ -217,7 +217,7 @@ func TestMarginsReachTheClampAndComeBack(t *testing.T) {
 		if mp < 0.35-1e-5 {
 			t.Fatalf("λ = 200: m_p = %g did not reach m_max − δ = 0.35", mp)
 		}
-		r.h.cfg.MarginReg = 0
+		setOwn(&r.h.cfg, func(c *ClassMargins) { c.MarginReg = 0 })
 		dmp, _ := r.gradsNoStep(t)
 		t.Logf("m_p %g at its top, m_n %v; ∂L/∂m_p with λ = 0: %g", mp, mn, dmp)
 		if !(dmp > 0) {

@@ -40,7 +40,7 @@ func TestStepTransfersOnlyTheLoss(t *testing.T) {
 		b := &counting{Backend: cpu.New(2)}
 		cfg, _ := DefaultConfig(strings.TrimSuffix(name, fixedMP))
 		if strings.HasSuffix(name, fixedMP) {
-			cfg.LearnMP = false
+			setOwn(&cfg, func(c *ClassMargins) { c.LearnMP = false })
 		}
 		net, err := nn.NewResNet(b, nn.ResNetConfig{Arch: "resnet-s", Out: 16, Seed: 1})
 		if err != nil {
