@@ -67,6 +67,9 @@ type IndexSource struct {
 	GalleryWithVal bool   // Manifest: add the val split's shop rows
 	// Data is a data set: its gallery split (sets.Open and the protocol).
 	Data *sets.Spec
+	// Category is the category of rows that have none of their own (every
+	// file of Dir; manifest rows without a category column); "" for none.
+	Category string
 }
 
 // IndexReport says what BuildIndex did.
@@ -227,9 +230,13 @@ func BuildIndex(ctx context.Context, m *model.Model, src IndexSource, opts model
 		Items: make([]int64, len(emb.Rows)), Paths: make([]string, len(emb.Rows)),
 	}
 	names := map[string]string{}
+	cats := make([]string, len(emb.Rows))
+	anyCat := false
 	for i, r := range emb.Rows {
 		ix.Items[i] = man.Rows[r].Item
 		ix.Paths[i] = paths(r)
+		cats[i] = rowCategory(man, r, src.Category)
+		anyCat = anyCat || cats[i] != ""
 		if name, ok := man.ItemNames[ix.Items[i]]; ok {
 			names[strconv.FormatInt(ix.Items[i], 10)] = name
 		}
@@ -238,11 +245,27 @@ func BuildIndex(ctx context.Context, m *model.Model, src IndexSource, opts model
 		raw, _ := json.Marshal(names)
 		meta["item_names"] = string(raw)
 	}
+	if anyCat {
+		ix.Categories = cats
+	}
 	meta["skipped"] = strconv.Itoa(rep.Skipped)
 	rep.Rows = ix.Len()
 	rep.Items = data.DistinctItems(ix.Items)
 	rep.Elapsed = time.Since(start)
 	return ix, rep, nil
+}
+
+// rowCategory is manifest row r's category as a name: the manifest's name
+// for it, its number, or fallback when it has none.
+func rowCategory(man *data.Manifest, r int, fallback string) string {
+	c := man.Rows[r].Category
+	if c == data.NoCategory {
+		return fallback
+	}
+	if name, ok := man.CategoryNames[c]; ok {
+		return name
+	}
+	return strconv.Itoa(int(c))
 }
 
 // manifestGallery returns the rows of a TSV manifest that the protocol puts

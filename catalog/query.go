@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/dmlgo/dmlgo/catalog/live"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/fmnist"
 	"github.com/dmlgo/dmlgo/data/sets"
@@ -33,11 +34,16 @@ type QueryImage struct {
 
 // Match is one result of a query.
 type Match struct {
-	Rank     int     `json:"rank"`
+	Rank int `json:"rank"`
+	// Row is the match's position in the index searched; ID its stable id
+	// (a single-file index: its position; a catalog: the id its row keeps
+	// through compactions).
 	Row      int     `json:"row"`
+	ID       int64   `json:"id"`
 	Item     int64   `json:"item"`
 	ItemName string  `json:"item_name,omitempty"`
 	Path     string  `json:"path"`
+	Category string  `json:"category,omitempty"`
 	Score    float32 `json:"score"`
 	// SameItem says whether the match shows the query's item (only when
 	// the query's item is known).
@@ -56,14 +62,10 @@ type QueryResult struct {
 	FirstHit int `json:"first_hit,omitempty"`
 }
 
-// Query embeds the queries and returns the k best gallery rows of each,
-// best first. ctx bounds the wait for the model.
-func Query(ctx context.Context, m *model.Model, ix *retrieval.Index, qs []QueryImage, k int) ([]QueryResult, error) {
-	return query(ctx, m, ix, ItemNames(ix), qs, k)
-}
-
-// query is Query with the index's item names given.
-func query(ctx context.Context, m *model.Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, k int) ([]QueryResult, error) {
+// Query embeds the queries and returns the k best live rows of the view
+// (of the category, when one is given) for each, best first. ctx bounds the
+// wait for the model. A single-file index is searched as live.Static(ix).
+func Query(ctx context.Context, m *model.Model, v *live.View, qs []QueryImage, k int, category string) ([]QueryResult, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("k must be at least 1, got %d", k)
 	}
@@ -75,19 +77,23 @@ func query(ctx context.Context, m *model.Model, ix *retrieval.Index, names map[i
 	for i, q := range qs {
 		imgs[i], boxes[i] = q.Image, q.Box
 	}
-	return QueryInputs(ctx, m, ix, names, qs, m.TransformImages(imgs, boxes), k)
+	return QueryInputs(ctx, m, v, ItemNames(v.Index), qs, m.TransformImages(imgs, boxes), k, category)
 }
 
-// QueryInputs is query on the queries' transformed images x (len(qs), C,
-// S, S); qs gives their names and items (their images are not used).
-func QueryInputs(ctx context.Context, m *model.Model, ix *retrieval.Index, names map[int64]string, qs []QueryImage, x []float32, k int) ([]QueryResult, error) {
+// QueryInputs is Query on the queries' transformed images x (len(qs), C,
+// S, S), with the index's item names given; qs gives the queries' names
+// and items (their images are not used).
+func QueryInputs(ctx context.Context, m *model.Model, v *live.View, names map[int64]string, qs []QueryImage, x []float32, k int, category string) ([]QueryResult, error) {
+	if k < 1 {
+		return nil, fmt.Errorf("k must be at least 1, got %d", k)
+	}
 	e, err := m.EmbedInputs(ctx, x, len(qs))
 	if err != nil {
 		return nil, err
 	}
 	var hits [][]retrieval.Hit
 	err = m.Locked(ctx, func() (err error) {
-		hits, err = retrieval.Search(m.B, e, len(qs), ix.Embeddings, ix.Len(), ix.Dim, k, retrieval.SearchOptions{})
+		hits, err = v.Search(m.B, e, len(qs), k, category, retrieval.SearchOptions{})
 		return err
 	})
 	if err != nil {
@@ -101,7 +107,8 @@ func QueryInputs(ctx context.Context, m *model.Model, ix *retrieval.Index, names
 			r.Item = &it
 		}
 		for j, h := range hits[i] {
-			mt := Match{Rank: j + 1, Row: h.Row, Item: ix.Items[h.Row], ItemName: names[ix.Items[h.Row]], Path: ix.Paths[h.Row], Score: h.Score}
+			item := v.Items[h.Row]
+			mt := Match{Rank: j + 1, Row: h.Row, ID: v.ID(h.Row), Item: item, ItemName: names[item], Path: v.Paths[h.Row], Category: v.Category(h.Row), Score: h.Score}
 			if q.HasItem {
 				same := mt.Item == q.Item
 				mt.SameItem = &same
@@ -176,13 +183,24 @@ type Gallery struct {
 	Spec  sets.Spec
 	Log   io.Writer
 
+	rendered *renderedViews // shared by the galleries With makes
+}
+
+// renderedViews holds the FMNIST-C2S benchmark once rendered.
+type renderedViews struct {
 	mu sync.Mutex
 	fm *fmnistViews
 }
 
+// With is the gallery of another index of the same data (a later view of
+// a catalog), sharing what g has rendered.
+func (g *Gallery) With(ix *retrieval.Index) *Gallery {
+	return &Gallery{Index: ix, Spec: g.Spec, Log: g.Log, rendered: g.rendered}
+}
+
 // NewGallery returns the gallery of an index.
 func NewGallery(ix *retrieval.Index, fallback sets.Spec, log io.Writer) *Gallery {
-	g := &Gallery{Index: ix, Spec: fallback, Log: log}
+	g := &Gallery{Index: ix, Spec: fallback, Log: log, rendered: &renderedViews{}}
 	if raw := ix.Meta["data"]; raw != "" {
 		var s sets.Spec
 		if json.Unmarshal([]byte(raw), &s) == nil {
@@ -346,10 +364,10 @@ type fmnistViews struct {
 // views renders the benchmark of g.Spec: the test items only, unless full
 // (the train rows are needed).
 func (g *Gallery) views(full bool) (*fmnistViews, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.fm != nil && (!full || g.fm.offset == 0) {
-		return g.fm, nil
+	g.rendered.mu.Lock()
+	defer g.rendered.mu.Unlock()
+	if fm := g.rendered.fm; fm != nil && (!full || fm.offset == 0) {
+		return fm, nil
 	}
 	spec := g.Spec
 	if spec.Kind != sets.FMNISTC2S && spec.Kind != "" {
@@ -378,7 +396,7 @@ func (g *Gallery) views(full bool) (*fmnistViews, error) {
 	if v.bench, err = fmnist.Build(src, cfg); err != nil {
 		return nil, err
 	}
-	g.fm = v
+	g.rendered.fm = v
 	return v, nil
 }
 

@@ -5,8 +5,10 @@ package serve
 //
 // Routes:
 //
-//	POST /v1/search?k=K[&box=x1,y1,x2,y2]  image in multipart field "image", or the raw body
-//	GET  /v1/gallery/{row}.png             a gallery image (thumbnail)
+//	POST /v1/search?k=K[&box=x1,y1,x2,y2][&category=C]  image in multipart field "image", or the raw body
+//	GET  /v1/gallery/{id}.png              a gallery image (thumbnail) by its row id
+//	POST /v1/items?item=ID[&category=C][&box=…]  add an image to a catalog (-writable)
+//	DELETE /v1/items/{item}                remove an item's images from a catalog (-writable)
 //	GET  /v1/info                          model and index
 //	GET  /healthz                          liveness and load
 //	GET  /                                 a web page to upload a photo
@@ -50,6 +52,7 @@ import (
 	"time"
 
 	"github.com/dmlgo/dmlgo/catalog"
+	"github.com/dmlgo/dmlgo/catalog/live"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/internal/bytesize"
 	"github.com/dmlgo/dmlgo/model"
@@ -104,6 +107,12 @@ type ServerConfig struct {
 	// ("*" for any); none: no CORS headers, so browsers refuse other
 	// sites' scripts.
 	CORSOrigins []string
+	// Writable enables POST /v1/items and DELETE /v1/items/{item} on a
+	// catalog; it needs Token (Validate refuses it without one).
+	Writable bool
+	// Reload is how often a catalog is checked for changes other processes
+	// made (0: only on Server.Reload, which serve calls on SIGHUP).
+	Reload time.Duration
 	// ExposePaths shows the server's file paths (gallery images, the
 	// checkpoint, the index's sources) in responses; without it responses
 	// give paths relative to the indexed folder or file names only.
@@ -161,6 +170,12 @@ func (c ServerConfig) Validate() error {
 	case c.ThumbCache < 0:
 		return fmt.Errorf("-thumb-cache must be 0 or more, got %d", c.ThumbCache)
 	}
+	if c.Writable && c.Token == "" {
+		return fmt.Errorf("-writable needs -token (or $DMLGO_TOKEN): changes to the catalog must not be open to anyone")
+	}
+	if c.Reload < 0 {
+		return fmt.Errorf("-reload must be 0 or more, got %v", c.Reload)
+	}
 	for _, o := range c.CORSOrigins {
 		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
 			return fmt.Errorf("-cors-origin %q: want an origin such as https://shop.example, or *", o)
@@ -176,8 +191,13 @@ func (c ServerConfig) limits() data.DecodeLimits {
 
 // Server is the search service (an http.Handler).
 type Server struct {
-	Model   *model.Model
+	Model *model.Model
+	// Index is the single-file index served; Catalog the live catalog
+	// (one of the two is nil).
 	Index   *retrieval.Index
+	Catalog *live.Catalog
+	// Gallery resolves gallery images (of the first view; later views
+	// share what it renders).
 	Gallery *catalog.Gallery
 	Config  ServerConfig
 
@@ -193,32 +213,68 @@ type Server struct {
 	refused   atomic.Int64
 	failures  atomic.Int64 // 500s, numbered in the log
 	thumbMade atomic.Int64 // thumbnails made (not from the cache)
+	added     atomic.Int64 // rows added over HTTP
 	started   time.Time
+	static    *live.View // the single-file index as a view
+}
+
+// view is what a request searches: the catalog as it stands, or the
+// single-file index.
+func (s *Server) view() *live.View {
+	if s.Catalog != nil {
+		return s.Catalog.View()
+	}
+	return s.static
 }
 
 // NewServer checks that the index belongs to the model and returns the
 // service. gal resolves gallery images (thumbnails); call gal.Prepare first
 // to render in-memory views before serving.
 func NewServer(m *model.Model, ix *retrieval.Index, indexPath string, gal *catalog.Gallery, cfg ServerConfig) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	if err := m.CheckIndex(ix, indexPath); err != nil {
 		return nil, err
 	}
-	if cfg.Log == nil {
-		cfg.Log = io.Discard
+	if cfg.Writable {
+		return nil, fmt.Errorf("-writable: %s is a single-file index, which is read-only; make it a catalog first (retrieve compact -index %s -out FOLDER)", indexPath, indexPath)
 	}
-	s := &Server{Model: m, Index: ix, Gallery: gal, Config: cfg,
-		mux: http.NewServeMux(), uploads: make(chan struct{}, cfg.MaxUploads), slots: make(chan struct{}, 1+cfg.Queue),
-		decode: newBudget(cfg.DecodeBudget), thumbs: newThumbCache(cfg.ThumbCache), makers: make(chan struct{}, 2),
-		names: catalog.ItemNames(ix), started: time.Now()}
 	h := sha256.New()
 	io.WriteString(h, ix.Fingerprint)
 	for i, p := range ix.Paths {
 		fmt.Fprintf(h, "\x00%d\x00%s", ix.Items[i], p)
 	}
-	s.indexID = hex.EncodeToString(h.Sum(nil))[:16]
+	return newServer(m, ix, nil, gal, cfg, hex.EncodeToString(h.Sum(nil))[:16])
+}
+
+// NewCatalogServer is NewServer for a live catalog: searches see every
+// change as soon as it is made here, or by another process once Reload
+// (or the Reload interval) picks it up; with Config.Writable the service
+// adds and removes items itself.
+func NewCatalogServer(m *model.Model, cat *live.Catalog, gal *catalog.Gallery, cfg ServerConfig) (*Server, error) {
+	if err := m.CheckIndex(cat.View().Index, cat.Dir()); err != nil {
+		return nil, err
+	}
+	// Row ids are never reused, so an id's image never changes: the ETag
+	// of a thumbnail is the catalog's and the id's.
+	dir, _ := filepath.Abs(cat.Dir())
+	h := sha256.Sum256([]byte(cat.Fingerprint() + "\x00" + dir))
+	return newServer(m, nil, cat, gal, cfg, hex.EncodeToString(h[:])[:16])
+}
+
+func newServer(m *model.Model, ix *retrieval.Index, cat *live.Catalog, gal *catalog.Gallery, cfg ServerConfig, id string) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	s := &Server{Model: m, Index: ix, Catalog: cat, Gallery: gal, Config: cfg,
+		mux: http.NewServeMux(), uploads: make(chan struct{}, cfg.MaxUploads), slots: make(chan struct{}, 1+cfg.Queue),
+		decode: newBudget(cfg.DecodeBudget), thumbs: newThumbCache(cfg.ThumbCache), makers: make(chan struct{}, 2),
+		started: time.Now(), indexID: id}
+	if ix != nil {
+		s.static = live.Static(ix)
+	}
+	s.names = catalog.ItemNames(s.view().Index)
 	s.mux.HandleFunc("GET /{$}", s.page)
 	s.mux.HandleFunc("GET /favicon.svg", s.favicon)
 	s.mux.HandleFunc("GET /favicon.ico", s.favicon)
@@ -226,6 +282,8 @@ func NewServer(m *model.Model, ix *retrieval.Index, indexPath string, gal *catal
 	s.mux.HandleFunc("GET /v1/info", s.info)
 	s.mux.HandleFunc("POST /v1/search", s.search)
 	s.mux.HandleFunc("GET /v1/gallery/{file}", s.galleryImage)
+	s.mux.HandleFunc("POST /v1/items", s.addItem)
+	s.mux.HandleFunc("DELETE /v1/items/{item}", s.removeItem)
 	return s, nil
 }
 
@@ -245,7 +303,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", origin)
 		w.Header().Add("Vary", "Origin")
 		if r.Method == http.MethodOptions {
-			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
 			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 			w.Header().Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
@@ -321,7 +379,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := s.HTTPServer()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(newLimitListener(ln, s.Config.MaxConns)) }()
-	fmt.Fprintf(s.Config.Log, "serving %d gallery images on http://%s (model %s)\n", s.Index.Len(), ln.Addr(), s.Model.Fingerprint)
+	fmt.Fprintf(s.Config.Log, "serving %d gallery images on http://%s (model %s)\n", s.view().Rows(), ln.Addr(), s.Model.Fingerprint)
+	if s.Catalog != nil && s.Config.Reload > 0 {
+		go s.watch(ctx)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -396,6 +457,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	category := r.URL.Query().Get("category")
+	if len(category) > 256 {
+		writeError(w, http.StatusBadRequest, "category=: at most 256 bytes")
+		return
+	}
 	raw, status, err := s.receive(w, r, t0)
 	if err != nil {
 		if status == http.StatusServiceUnavailable {
@@ -429,7 +495,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-s.slots }()
-	res, err := catalog.QueryInputs(ctx, s.Model, s.Index, s.names, []catalog.QueryImage{{Name: "upload"}}, x, k)
+	res, err := catalog.QueryInputs(ctx, s.Model, s.view(), s.names, []catalog.QueryImage{{Name: "upload"}}, x, k, category)
 	switch {
 	case err == nil:
 	case r.Context().Err() != nil:
@@ -444,7 +510,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 	s.searches.Add(1)
 	out := SearchResponse{K: k, Results: res[0].Matches, Fingerprint: s.Model.Fingerprint}
 	for i := range out.Results {
-		out.Results[i].Thumbnail = fmt.Sprintf("/v1/gallery/%d.png", out.Results[i].Row)
+		out.Results[i].Thumbnail = fmt.Sprintf("/v1/gallery/%d.png", out.Results[i].ID)
 		out.Results[i].Path = s.shownPath(out.Results[i].Path)
 	}
 	out.Milliseconds = float64(time.Since(t0).Microseconds()) / 1000
@@ -598,29 +664,32 @@ func readAll(r io.Reader, declared int64) ([]byte, error) {
 // readAhead is the most readAll reserves before the bytes arrive.
 const readAhead = 256 << 10
 
-// galleryImage serves /v1/gallery/{row}.png: a thumbnail of at most
-// Thumb pixels a side, made once (within the decode limits and budget, two
-// at a time) and kept in a cache of ThumbCache bytes.
+// galleryImage serves /v1/gallery/{id}.png: a thumbnail of at most Thumb
+// pixels a side of the row with that id (a single-file index: its
+// position), made once (within the decode limits and budget, two at a
+// time) and kept in a cache of ThumbCache bytes.
 func (s *Server) galleryImage(w http.ResponseWriter, r *http.Request) {
 	file := r.PathValue("file")
 	num, ok := strings.CutSuffix(file, ".png")
-	row, err := strconv.Atoi(num)
-	if !ok || err != nil || row < 0 {
-		writeError(w, http.StatusNotFound, "%q: want /v1/gallery/ROW.png with ROW a gallery row", file)
+	id, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || id < 0 {
+		writeError(w, http.StatusNotFound, "%q: want /v1/gallery/ID.png with ID a gallery row id", file)
 		return
 	}
-	if row >= s.Index.Len() {
-		writeError(w, http.StatusNotFound, "row %d is outside the gallery (%d rows)", row, s.Index.Len())
+	v := s.view()
+	pos, ok := v.Position(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no gallery row has id %d (%d rows)", id, v.Rows())
 		return
 	}
-	etag := fmt.Sprintf(`"%s-%d-%d"`, s.indexID, row, s.Config.Thumb)
+	etag := fmt.Sprintf(`"%s-%d-%d"`, s.indexID, id, s.Config.Thumb)
 	if r.Header.Get("If-None-Match") == etag {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.Config.QueueTimeout)
 	defer cancel()
-	b, err := s.thumbs.get(ctx, row, func() ([]byte, error) { return s.makeThumb(row) })
+	b, err := s.thumbs.get(ctx, int(id), func() ([]byte, error) { return s.makeThumb(v, pos) })
 	switch {
 	case err == nil:
 	case r.Context().Err() != nil:
@@ -629,7 +698,7 @@ func (s *Server) galleryImage(w http.ResponseWriter, r *http.Request) {
 		s.busy(w, "busy: waited %v for the gallery image (-queue-timeout); retry later", s.Config.QueueTimeout)
 		return
 	default:
-		s.internalError(w, fmt.Sprintf("gallery row %d", row), err)
+		s.internalError(w, fmt.Sprintf("gallery row %d", id), err)
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")
@@ -643,7 +712,7 @@ func (s *Server) galleryImage(w http.ResponseWriter, r *http.Request) {
 // budget; at most two thumbnails are made at once. It runs on for the
 // cache even when the request that started it goes away, but no longer
 // than QueueTimeout for its turn.
-func (s *Server) makeThumb(row int) ([]byte, error) {
+func (s *Server) makeThumb(v *live.View, row int) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Config.QueueTimeout)
 	defer cancel()
 	select {
@@ -654,10 +723,11 @@ func (s *Server) makeThumb(row int) ([]byte, error) {
 	defer func() { <-s.makers }()
 	s.thumbMade.Add(1)
 	var img image.Image
-	p := s.Index.Paths[row]
-	if s.Gallery.Rendered(row) {
+	p := v.Paths[row]
+	gal := s.Gallery.With(v.Index)
+	if gal.Rendered(row) {
 		var err error
-		if img, err = s.Gallery.Image(row); err != nil {
+		if img, err = gal.Image(row); err != nil {
 			return nil, err
 		}
 	} else {
@@ -691,7 +761,7 @@ func (s *Server) shownPath(p string) string {
 	if s.Config.ExposePaths || p == "" || strings.HasPrefix(p, "fmnist-c2s:") {
 		return p
 	}
-	if root := s.Index.Meta["root"]; root != "" {
+	if root := s.view().Meta["root"]; root != "" {
 		if rel, err := filepath.Rel(root, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
 			return filepath.ToSlash(rel)
 		}
@@ -714,14 +784,22 @@ type Info struct {
 	MaxUpload   int64             `json:"max_upload_bytes"`
 	// TokenRequired says whether the API needs an access token.
 	TokenRequired bool `json:"token_required"`
+	// Catalog says whether the gallery is a live catalog; Writable whether
+	// this service adds and removes items; Categories counts the live rows
+	// of each category (catalogs and indexes that have categories).
+	Catalog    bool           `json:"catalog"`
+	Generation int64          `json:"generation,omitempty"`
+	Writable   bool           `json:"writable"`
+	Categories map[string]int `json:"categories,omitempty"`
 }
 
 // pathMeta are the index meta keys that hold server paths.
 var pathMeta = map[string]bool{"checkpoint": true, "root": true, "manifest": true}
 
 func (s *Server) infoValue() Info {
+	v := s.view()
 	meta := map[string]string{}
-	for k, v := range s.Index.Meta {
+	for k, v := range v.Meta {
 		if k == "item_names" || k == "data" {
 			continue
 		}
@@ -737,10 +815,38 @@ func (s *Server) infoValue() Info {
 	return Info{
 		Model: s.Model.Card.Arch, Checkpoint: ckpt, Fingerprint: s.Model.Fingerprint,
 		Dim: s.Model.Dim, Input: model.DescribeTransform(s.Model.Transform),
-		Rows: s.Index.Len(), Items: data.DistinctItems(s.Index.Items), IndexMeta: meta,
+		Rows: v.Rows(), Items: liveItems(v), IndexMeta: meta,
 		DefaultK: s.Config.DefaultK, MaxK: s.Config.MaxK, MaxUpload: s.Config.MaxUpload,
 		TokenRequired: s.Config.Token != "",
+		Catalog:       s.Catalog != nil, Generation: v.Generation, Writable: s.Catalog != nil && s.Config.Writable,
+		Categories: categories(v),
 	}
+}
+
+// liveItems counts the distinct items of the live rows.
+func liveItems(v *live.View) int {
+	if v.Removed == 0 {
+		return data.DistinctItems(v.Items)
+	}
+	seen := map[int64]bool{}
+	for i, it := range v.Items {
+		if v.Live(i) {
+			seen[it] = true
+		}
+	}
+	return len(seen)
+}
+
+// categories counts the live rows by category; nil when no row has one.
+func categories(v *live.View) map[string]int {
+	if v.Categories == nil {
+		return nil
+	}
+	c := v.CategoryCounts()
+	if len(c) == 1 && c[""] > 0 {
+		return nil
+	}
+	return c
 }
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) {
@@ -749,7 +855,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "ok", "gallery_rows": s.Index.Len(), "fingerprint": s.Model.Fingerprint,
+		"status": "ok", "gallery_rows": s.view().Rows(), "fingerprint": s.Model.Fingerprint,
 		"in_flight": len(s.slots), "capacity": cap(s.slots),
 		"uploads": len(s.uploads), "upload_capacity": cap(s.uploads),
 		"decode_bytes": s.decode.inUse(), "thumb_cache_bytes": s.thumbs.bytes(),

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dmlgo/dmlgo/catalog"
+	"github.com/dmlgo/dmlgo/catalog/live"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/testmodel"
 	"github.com/dmlgo/dmlgo/model"
@@ -109,7 +110,7 @@ func testServe(t *testing.T, m *model.Model, ix *retrieval.Index, ixPath string,
 		sr.Results[0].Thumbnail != "/v1/gallery/3.png" || sr.Results[0].Item != ix.Items[3] || sr.Fingerprint != m.Fingerprint {
 		t.Fatalf("search results: %s", raw)
 	}
-	want, err := catalog.Query(context.Background(), m, ix, []catalog.QueryImage{{Image: img3}}, 4)
+	want, err := catalog.Query(context.Background(), m, live.Static(ix), []catalog.QueryImage{{Image: img3}}, 4, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dmlgo/dmlgo/catalog"
+	"github.com/dmlgo/dmlgo/catalog/live"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/model"
 )
@@ -24,6 +25,8 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "index the images (.jpg, .jpeg, .png) under this folder, recursively")
 	itemsFrom := fs.String("items-from", catalog.ItemsFromRow, "-dir: item ids from the file's row number (row), or its parent folder's name when an integer (dirname)")
 	manifest := fs.String("manifest", "", "index a TSV manifest's gallery rows (or, without any, its shop rows)")
+	catalogDir := fs.String("catalog", "", "write a catalog folder (changed later by add, remove, compact) instead of the -out file")
+	category := fs.String("category", "", "category of the images that have none of their own (all of -dir)")
 	npy := fs.String("npy", "", "also export embeddings.npy, items.npy and manifest.json into this folder (faiss, vector databases)")
 	spec := sets.DefaultSpec()
 	spec.RegisterFlags(fs)
@@ -36,8 +39,11 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	if err := df.apply(); err != nil {
 		return err
 	}
-	if *out == "" {
+	if *out == "" && *catalogDir == "" {
 		return usagef("-out: give the index file to write")
+	}
+	if *catalogDir != "" && flagGiven(fs, "out") {
+		return usagef("give -out (a single-file index) or -catalog (a catalog folder), not both")
 	}
 	if *dir != "" && *manifest != "" {
 		return usagef("give one gallery: -dir or -manifest (or data flags), not both")
@@ -69,7 +75,7 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	src := catalog.IndexSource{Dir: *dir, ItemsFrom: *itemsFrom, Manifest: *manifest, ImageRoot: spec.ImageRoot, GalleryWithVal: spec.GalleryWithVal}
+	src := catalog.IndexSource{Dir: *dir, ItemsFrom: *itemsFrom, Manifest: *manifest, ImageRoot: spec.ImageRoot, GalleryWithVal: spec.GalleryWithVal, Category: *category}
 	if *dir == "" && *manifest == "" {
 		s, err := dataSpec(m, fs, spec)
 		if err != nil {
@@ -84,7 +90,14 @@ func runIndex(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stderr, rep)
-	if err := ix.Save(*out); err != nil {
+	if *catalogDir != "" {
+		cat, err := live.Create(*catalogDir, ix, live.Options{Log: stderr})
+		if err != nil {
+			return fmt.Errorf("-catalog: %w", err)
+		}
+		cat.Close()
+		*out = *catalogDir
+	} else if err := ix.Save(*out); err != nil {
 		return fmt.Errorf("-out: %w", err)
 	}
 	fmt.Fprintf(stdout, "index %s: %d images of %d items, %d-dimensional, model %s (%s)\n", *out, rep.Rows, rep.Items, ix.Dim, ix.Fingerprint, m.Card.Arch)

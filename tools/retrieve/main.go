@@ -6,6 +6,10 @@
 //	go run ./tools/retrieve eval  -ckpt runs/demo/best.ckpt -out runs/demo/eval
 //	go run ./tools/retrieve eval  -compare runs/dml,runs/arcface -out runs
 //	go run ./tools/retrieve serve -ckpt runs/demo/best.ckpt -index gallery.safetensors -addr :8080
+//	go run ./tools/retrieve index -ckpt runs/demo/best.ckpt -dir shop/ -catalog shop.catalog
+//	go run ./tools/retrieve add -ckpt runs/demo/best.ckpt -index shop.catalog -dir new-arrivals/ -category dresses
+//	go run ./tools/retrieve remove -index shop.catalog -item 42,43
+//	go run ./tools/retrieve compact -index shop.catalog
 //
 // Progress goes to stderr; results (tables, JSON) to stdout; files are
 // written atomically. Exit status: 0 success, 1 failure, 2 usage error,
@@ -35,10 +39,10 @@ type command struct {
 
 // The synopsis of each subcommand.
 const (
-	indexArgs = "-ckpt FILE [-dir DIR [-items-from row|dirname] | -manifest FILE.tsv | data flags] [-out FILE] [-npy DIR]"
-	queryArgs = "-ckpt FILE -index FILE [-k K] [-json] [-grid FILE.png] [-item ID | -manifest FILE.tsv] [-data-queries N] IMAGE..."
+	indexArgs = "-ckpt FILE [-dir DIR [-items-from row|dirname] | -manifest FILE.tsv | data flags] [-category NAME] [-out FILE | -catalog FOLDER] [-npy DIR]"
+	queryArgs = "-ckpt FILE -index FILE|FOLDER [-k K] [-category NAME] [-json] [-grid FILE.png] [-item ID | -manifest FILE.tsv] [-data-queries N] IMAGE..."
 	evalArgs  = "-ckpt FILE [data flags] [-out DIR] [-json]  |  -compare RUN,RUN,... [-out DIR]"
-	serveArgs = "-ckpt FILE -index FILE [-addr localhost:8080] [limits]"
+	serveArgs = "-ckpt FILE -index FILE|FOLDER [-addr localhost:8080] [-writable -token T] [limits]"
 )
 
 var commands = []command{
@@ -49,7 +53,13 @@ var commands = []command{
 	{"eval", evalArgs,
 		"score a checkpoint on a data set's protocol (top-k, mAP, recall@k, precision@1), or compare runs' metrics.json", runEval},
 	{"serve", serveArgs,
-		"serve the index over HTTP: POST /v1/search, GET /healthz, a web page at /", runServe},
+		"serve the index over HTTP: POST /v1/search, GET /healthz, a web page at /; a catalog also POST/DELETE /v1/items", runServe},
+	{"add", addArgs,
+		"add images to a catalog folder (only they are embedded); searches of a running service see them", runAdd},
+	{"remove", removeArgs,
+		"remove images from a catalog folder by item id, path or row id", runRemove},
+	{"compact", compactArgs,
+		"rewrite a catalog without its removed rows (or make a catalog of a single-file index)", runCompact},
 }
 
 func main() {
@@ -105,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	usage(stderr)
-	fmt.Fprintf(stderr, "\nretrieve: unknown subcommand %q (want index, query, eval or serve)\n", args[0])
+	fmt.Fprintf(stderr, "\nretrieve: unknown subcommand %q (want index, query, eval, serve, add, remove or compact)\n", args[0])
 	return 2
 }
 

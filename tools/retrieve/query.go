@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/dmlgo/dmlgo/catalog"
-	"github.com/dmlgo/dmlgo/retrieval"
 )
 
 func runQuery(args []string, stdout, stderr io.Writer) error {
@@ -29,6 +28,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	item := fs.String("item", "", "the true item of the queries (an id, or an item name of the index): matches are marked same/other")
 	manifest := fs.String("manifest", "", "a TSV manifest listing the query files, to know their items")
 	dataQueries := fs.Int("data-queries", 0, "add N queries of the index's data set, evenly spaced over its query set (items known)")
+	category := fs.String("category", "", "search only the gallery images of this category")
 	boxFlag := fs.String("box", "", "crop the query images given as arguments to x1,y1,x2,y2 (pixels) first")
 	pos, err := parse(fs, args, stderr, queryArgs, true)
 	if err != nil {
@@ -64,10 +64,14 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ix, err := retrieval.LoadIndex(*indexPath)
+	v, cat, err := openIndex(*indexPath, stderr)
 	if err != nil {
-		return fmt.Errorf("-index: %w", err)
+		return err
 	}
+	if cat != nil {
+		defer cat.Close()
+	}
+	ix := v.Index
 	if err := m.CheckIndex(ix, *indexPath); err != nil {
 		return err
 	}
@@ -111,7 +115,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		}
 		qs = append(qs, dq...)
 	}
-	res, err := catalog.Query(context.Background(), m, ix, qs, *k)
+	res, err := catalog.Query(context.Background(), m, v, qs, *k, *category)
 	if err != nil {
 		return err
 	}
@@ -125,7 +129,10 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		printResults(stdout, res)
 	}
 	if *grid != "" {
-		title := fmt.Sprintf("top-%d of %s (%d images), model %s %s", *k, filepath.Base(*indexPath), ix.Len(), m.Card.Arch, m.Fingerprint)
+		title := fmt.Sprintf("top-%d of %s (%d images), model %s %s", *k, filepath.Base(*indexPath), v.Rows(), m.Card.Arch, m.Fingerprint)
+		if *category != "" {
+			title += ", category " + *category
+		}
 		img := catalog.Grid(qs, res, gal, catalog.GridOptions{Thumb: *thumb, Title: title})
 		if err := catalog.WritePNG(*grid, img); err != nil {
 			return fmt.Errorf("-grid: %w", err)

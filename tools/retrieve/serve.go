@@ -16,7 +16,6 @@ import (
 
 	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/internal/bytesize"
-	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/serve"
 )
 
@@ -54,6 +53,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	fs.IntVar(&cfg.Thumb, "thumb", cfg.Thumb, "largest side of the gallery images served")
+	fs.BoolVar(&cfg.Writable, "writable", false, "a catalog -index: accept POST /v1/items and DELETE /v1/items/ITEM (needs -token)")
+	cfg.Reload = 2 * time.Second
+	fs.DurationVar(&cfg.Reload, "reload", cfg.Reload, "a catalog -index: how often to pick up changes other processes made (0: only on SIGHUP)")
 	if _, err := parse(fs, args, stderr, serveArgs, false); err != nil {
 		return err
 	}
@@ -88,15 +90,21 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ix, err := retrieval.LoadIndex(*indexPath)
+	v, cat, err := openIndex(*indexPath, stderr)
 	if err != nil {
-		return fmt.Errorf("-index: %w", err)
+		return err
 	}
-	gal := catalog.NewGallery(ix, m.Card.Data, stderr)
+	gal := catalog.NewGallery(v.Index, m.Card.Data, stderr)
 	if err := gal.Prepare(); err != nil {
 		return fmt.Errorf("gallery images: %w", err)
 	}
-	srv, err := serve.NewServer(m, ix, *indexPath, gal, cfg)
+	var srv *serve.Server
+	if cat != nil {
+		defer cat.Close()
+		srv, err = serve.NewCatalogServer(m, cat, gal, cfg)
+	} else {
+		srv, err = serve.NewServer(m, v.Index, *indexPath, gal, cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -106,5 +114,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			srv.Reload()
+		}
+	}()
 	return srv.Serve(ctx, ln)
 }
