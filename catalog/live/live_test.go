@@ -192,6 +192,10 @@ func TestScriptMatchesModel(t *testing.T) {
 		}
 	}
 	// Compacted, the catalog is the index of the final rows, built afresh.
+	before := c.View()
+	if before.Removed == 0 {
+		t.Fatal("the script left no removed row to compact away")
+	}
 	if _, err := c.Compact(); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +210,35 @@ func TestScriptMatchesModel(t *testing.T) {
 	}
 	if len(names) != 4 { // CURRENT, LOCK, one segment, one log
 		t.Errorf("files after compaction: %v", names)
+	}
+	// Searches give what an index built from scratch on the final rows
+	// gives, before the compaction (removed rows masked) and after.
+	fresh := &retrieval.Index{Dim: testDim}
+	for _, r := range m.rows {
+		fresh.Embeddings = append(fresh.Embeddings, r.row.Embedding...)
+	}
+	r := rand.New(rand.NewPCG(77, 7))
+	var qs []float32
+	for range 6 {
+		qs = append(qs, unit(r)...)
+	}
+	b := cpu.New(0)
+	want, err := retrieval.Search(b, qs, 6, fresh.Embeddings, len(m.rows), testDim, 10, retrieval.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, view := range map[string]*View{"compacted": v, "uncompacted": before} {
+		got, err := view.Search(b, qs, 6, 10, "", retrieval.SearchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q := range want {
+			for j := range want[q] {
+				if gid, wid := view.IDs[got[q][j].Row], m.rows[want[q][j].Row].id; gid != wid || got[q][j].Score != want[q][j].Score {
+					t.Fatalf("%s, query %d, rank %d: id %d (%g), from scratch id %d (%g)", name, q, j, gid, got[q][j].Score, wid, want[q][j].Score)
+				}
+			}
+		}
 	}
 	c.Close()
 }
