@@ -360,11 +360,11 @@ func (g *Graph) ConvBNAct(x, w *Var, o Conv2dOpts, gamma, beta *Var, runMean, ru
 	if res != nil && !res.Value.SameShape(y.Value) {
 		opPanic("conv_bn_act", "residual %s does not match the output %s", shp(res), shp(y))
 	}
-	var rv *tensor.Tensor
+	var resValue *tensor.Tensor
 	if res != nil {
-		rv = res.Value
+		resValue = res.Value
 	}
-	f.ConvBNActForward(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, rv, y.Value, relu)
+	f.ConvBNActForward(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, resValue, y.Value, relu)
 	return y
 }
 
@@ -374,15 +374,15 @@ func convParams(op string, x, w *Var, o Conv2dOpts) backend.Conv2dParams {
 		opPanic(op, "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shp(x), shp(w))
 	}
 	groups := max(o.Groups, 1)
-	var xs, ws [4]int
+	var xShape, wShape [4]int
 	for i := range 4 {
-		xs[i], ws[i] = x.Value.Dim(i), w.Value.Dim(i)
+		xShape[i], wShape[i] = x.Value.Dim(i), w.Value.Dim(i)
 	}
-	p := backend.Conv2dParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], K: ws[0], R: ws[2], S: ws[3],
+	p := backend.Conv2dParams{N: xShape[0], C: xShape[1], H: xShape[2], W: xShape[3], K: wShape[0], R: wShape[2], S: wShape[3],
 		StrideH: max(o.Stride, 1), StrideW: max(o.Stride, 1), PadH: o.Padding, PadW: o.Padding,
 		DilH: max(o.Dilation, 1), DilW: max(o.Dilation, 1), Groups: groups}
-	if xs[1] != ws[1]*groups || ws[0]%groups != 0 {
-		opPanic(op, "x %s has %d channels but w %s expects %d (groups %d)", shp(x), xs[1], shp(w), ws[1]*groups, groups)
+	if xShape[1] != wShape[1]*groups || wShape[0]%groups != 0 {
+		opPanic(op, "x %s has %d channels but w %s expects %d (groups %d)", shp(x), xShape[1], shp(w), wShape[1]*groups, groups)
 	}
 	if p.P() < 1 || p.Q() < 1 {
 		opPanic(op, "input %s is smaller than the filter %s (padding %d, dilation %d)", shp(x), shp(w), o.Padding, p.DilH)

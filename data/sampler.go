@@ -107,17 +107,17 @@ func NewPKSampler(s *Subset, p, k int) (*PKSampler, error) {
 	if s.NumClasses < p {
 		return nil, fmt.Errorf("data: PK sampler with P=%d needs at least %d classes, the subset has %d", p, p, s.NumClasses)
 	}
-	ps := &PKSampler{P: p, K: k, byClass: make([][numDomains][]int, s.NumClasses)}
+	sampler := &PKSampler{P: p, K: k, byClass: make([][numDomains][]int, s.NumClasses)}
 	for i, c := range s.Labels {
 		d := s.Row(i).Domain
-		ps.byClass[c][d] = append(ps.byClass[c][d], i)
+		sampler.byClass[c][d] = append(sampler.byClass[c][d], i)
 	}
-	for c := range ps.byClass {
-		if len(ps.byClass[c][Shop])+len(ps.byClass[c][Consumer]) == 0 {
+	for c := range sampler.byClass {
+		if len(sampler.byClass[c][Shop])+len(sampler.byClass[c][Consumer]) == 0 {
 			return nil, fmt.Errorf("data: PK sampler: class %d has no images", c)
 		}
 	}
-	return ps, nil
+	return sampler, nil
 }
 
 // BatchSize returns P*K.
@@ -127,8 +127,8 @@ func (s *PKSampler) BatchSize() int { return s.P * s.K }
 func (s *PKSampler) Plan(seed uint64, epoch int) [][]int {
 	r := rng.New(seed, uint64(epoch), tagPK)
 	classes := r.Perm(len(s.byClass))
-	nb := len(classes) / s.P
-	plan := make([][]int, nb)
+	numBatches := len(classes) / s.P
+	plan := make([][]int, numBatches)
 	var pools [numDomains][]int
 	for b := range plan {
 		batch := make([]int, 0, s.P*s.K)
@@ -148,9 +148,9 @@ func (s *PKSampler) Plan(seed uint64, epoch int) [][]int {
 				}
 				if next[d] >= len(pools[d]) {
 					// Both used up: start again (repeats, reshuffled).
-					for dd := range pools {
-						next[dd] = 0
-						r.Shuffle(len(pools[dd]), func(i, j int) { pools[dd][i], pools[dd][j] = pools[dd][j], pools[dd][i] })
+					for dom := range pools {
+						next[dom] = 0
+						r.Shuffle(len(pools[dom]), func(i, j int) { pools[dom][i], pools[dom][j] = pools[dom][j], pools[dom][i] })
 					}
 					if len(pools[d]) == 0 {
 						d = 1 - d

@@ -85,8 +85,8 @@ func join(prefix, name string) string {
 func Params(m Module) []Named[*Param] {
 	var out []Named[*Param]
 	Walk(m, func(prefix string, mod Module) {
-		ps, _ := mod.Own()
-		for _, p := range ps {
+		params, _ := mod.Own()
+		for _, p := range params {
 			out = append(out, Named[*Param]{join(prefix, p.Name), p})
 		}
 	})
@@ -97,8 +97,8 @@ func Params(m Module) []Named[*Param] {
 func Buffers(m Module) []Named[*Buffer] {
 	var out []Named[*Buffer]
 	Walk(m, func(prefix string, mod Module) {
-		_, bs := mod.Own()
-		for _, b := range bs {
+		_, buffers := mod.Own()
+		for _, b := range buffers {
 			out = append(out, Named[*Buffer]{join(prefix, b.Name), b})
 		}
 	})

@@ -177,11 +177,11 @@ func NewSGD(ps *ParamSet, momentum, weightDecay float32, nesterov bool) *SGD {
 func (o *SGD) Step(lr float32) {
 	o.PS.finishGrads()
 	for i, g := range o.PS.Groups {
-		wd := o.WeightDecay
+		weightDecay := o.WeightDecay
 		if g.NoDecay {
-			wd = 0
+			weightDecay = 0
 		}
-		p := backend.SGDParams{LR: lr * g.LRScale, Momentum: o.Momentum, WeightDecay: wd, Dampening: o.Dampening, Nesterov: o.Nesterov}
+		p := backend.SGDParams{LR: lr * g.LRScale, Momentum: o.Momentum, WeightDecay: weightDecay, Dampening: o.Dampening, Nesterov: o.Nesterov}
 		o.PS.B.SGDStep(p, g.Values, g.Grads, o.PS.groupView(o.mom, &o.momViews, i))
 	}
 }
@@ -223,11 +223,11 @@ func (o *AdamW) Step(lr float32) {
 	o.PS.finishGrads()
 	o.step++
 	for i, g := range o.PS.Groups {
-		wd := o.WeightDecay
+		weightDecay := o.WeightDecay
 		if g.NoDecay {
-			wd = 0
+			weightDecay = 0
 		}
-		p := backend.AdamWParams{LR: lr * g.LRScale, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: wd, Step: int(o.step)}
+		p := backend.AdamWParams{LR: lr * g.LRScale, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: weightDecay, Step: int(o.step)}
 		o.PS.B.AdamWStep(p, g.Values, g.Grads, o.PS.groupView(o.m, &o.mViews, i), o.PS.groupView(o.v, &o.vViews, i))
 	}
 }

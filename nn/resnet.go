@@ -33,9 +33,9 @@ func NewBasicBlock(b backend.Backend, rng *rand.Rand, cin, cout, stride int) *Ba
 
 // Forward implements Module.
 func (m *BasicBlock) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
-	sc := m.shortcut(g, x)
+	skip := m.shortcut(g, x)
 	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
-	return convBN(g, m.Conv2, m.BN2, y, sc, true)
+	return convBN(g, m.Conv2, m.BN2, y, skip, true)
 }
 
 func (m *BasicBlock) shortcut(g *autograd.Graph, x *autograd.Var) *autograd.Var {
@@ -43,18 +43,18 @@ func (m *BasicBlock) shortcut(g *autograd.Graph, x *autograd.Var) *autograd.Var 
 }
 
 // shortcut is a residual block's identity or downsample (conv + BN).
-func shortcut(g *autograd.Graph, ds *Sequential, x *autograd.Var) *autograd.Var {
-	if ds == nil {
+func shortcut(g *autograd.Graph, downsample *Sequential, x *autograd.Var) *autograd.Var {
+	if downsample == nil {
 		return x
 	}
-	if len(ds.Layers) == 2 {
-		conv, ok1 := ds.Layers[0].M.(*Conv2d)
-		bn, ok2 := ds.Layers[1].M.(*BatchNorm)
+	if len(downsample.Layers) == 2 {
+		conv, ok1 := downsample.Layers[0].M.(*Conv2d)
+		bn, ok2 := downsample.Layers[1].M.(*BatchNorm)
 		if ok1 && ok2 {
 			return convBN(g, conv, bn, x, nil, false)
 		}
 	}
-	return ds.Forward(g, x)
+	return downsample.Forward(g, x)
 }
 
 // convBN is conv → bn → + res (res may be nil) → ReLU (when relu): in eval
@@ -113,10 +113,10 @@ func NewBottleneck(b backend.Backend, rng *rand.Rand, cin, width, stride int) *B
 
 // Forward implements Module.
 func (m *Bottleneck) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
-	sc := shortcut(g, m.Downsample, x)
+	skip := shortcut(g, m.Downsample, x)
 	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
 	y = convBN(g, m.Conv2, m.BN2, y, nil, true)
-	return convBN(g, m.Conv3, m.BN3, y, sc, true)
+	return convBN(g, m.Conv3, m.BN3, y, skip, true)
 }
 
 // Children implements Module.

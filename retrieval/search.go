@@ -59,18 +59,18 @@ func Scan(b backend.Backend, queries []float32, q int, gallery []float32, gn, d 
 	scoreBuf := make([]float32, o.QueryBlock*o.GalleryBlock)
 	for g0 := 0; g0 < gn; g0 += o.GalleryBlock {
 		gb := min(o.GalleryBlock, gn-g0)
-		gt, freeG := backend.OnDevice(b, gallery[g0*d:(g0+gb)*d], gb, d)
+		galleryDev, freeGallery := backend.OnDevice(b, gallery[g0*d:(g0+gb)*d], gb, d)
 		for q0 := 0; q0 < q; q0 += o.QueryBlock {
 			qb := min(o.QueryBlock, q-q0)
-			qt, freeQ := backend.OnDevice(b, queries[q0*d:(q0+qb)*d], qb, d)
-			st := b.Alloc(qb * gb)
-			s := tensor.New(st, 0, qb, gb)
+			queryDev, freeQueries := backend.OnDevice(b, queries[q0*d:(q0+qb)*d], qb, d)
+			scoreMem := b.Alloc(qb * gb)
+			scoresDev := tensor.New(scoreMem, 0, qb, gb)
 			// scores (qb, gb) = queries (qb, D) · galleryᵀ (D, gb)
-			b.Gemm(backend.GemmParams{TransB: true, M: qb, N: gb, K: d, Alpha: 1}, qt, gt, s)
+			b.Gemm(backend.GemmParams{TransB: true, M: qb, N: gb, K: d, Alpha: 1}, queryDev, galleryDev, scoresDev)
 			scores := scoreBuf[:qb*gb]
-			b.Download(scores, s)
-			b.Free(st)
-			freeQ()
+			b.Download(scores, scoresDev)
+			b.Free(scoreMem)
+			freeQueries()
 			var wg sync.WaitGroup
 			per := (qb + o.Threads - 1) / o.Threads
 			for t0 := 0; t0 < qb; t0 += per {
@@ -84,7 +84,7 @@ func Scan(b backend.Backend, queries []float32, q int, gallery []float32, gn, d 
 			}
 			wg.Wait()
 		}
-		freeG()
+		freeGallery()
 		if err := b.Synchronize(); err != nil {
 			return err
 		}

@@ -113,13 +113,13 @@ func Numel(shape []int) int {
 
 // ContiguousStrides returns the row-major strides of a shape.
 func ContiguousStrides(shape []int) []int {
-	st := make([]int, len(shape))
+	strides := make([]int, len(shape))
 	s := 1
 	for i := len(shape) - 1; i >= 0; i-- {
-		st[i] = s
+		strides[i] = s
 		s *= shape[i]
 	}
-	return st
+	return strides
 }
 
 // Shape returns the dimensions (a copy the caller may keep).

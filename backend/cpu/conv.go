@@ -28,55 +28,55 @@ import (
 func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) {
 	backend.CheckConv("conv2d forward", p, x, w, y)
 	p = p.Normalized()
-	X, Wt, Y := x.HostData(), w.HostData(), y.HostData()
+	xData, wData, yData := x.HostData(), w.HostData(), y.HostData()
 	if b.ref {
-		refConvForward(p, X, Wt, Y)
+		refConvForward(p, xData, wData, yData)
 		return
 	}
 	if implicitForward(p) {
-		b.convImplicitForward(p, X, Wt, Y, nil)
+		b.convImplicitForward(p, xData, wData, yData, nil)
 		return
 	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: X, w: Wt, y: Y, gt: gemmThreads(b.Threads(), p.N)})
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: xData, w: wData, y: yData, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // Conv2dBackwardData implements backend.Ops.
 func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.Tensor) {
 	backend.CheckConv("conv2d backward data", p, dx, w, dy)
 	p = p.Normalized()
-	DY, Wt, DX := dy.HostData(), w.HostData(), dx.HostData()
+	dyData, wData, dxData := dy.HostData(), w.HostData(), dx.HostData()
 	if b.ref {
-		refConvBackwardData(p, DY, Wt, DX)
+		refConvBackwardData(p, dyData, wData, dxData)
 		return
 	}
 	if implicitBackwardData(p) {
-		b.convImplicitBackwardData(p, DY, Wt, DX)
+		b.convImplicitBackwardData(p, dyData, wData, dxData)
 		return
 	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).col2imBackwardData, p: p, x: DX, w: Wt, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).col2imBackwardData, p: p, x: dxData, w: wData, y: dyData, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // Conv2dBackwardFilter implements backend.Ops.
 func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor.Tensor) {
 	backend.CheckConv("conv2d backward filter", p, x, dw, dy)
 	p = p.Normalized()
-	X, DY, DW := x.HostData(), dy.HostData(), dw.HostData()
+	xData, dyData, dwData := x.HostData(), dy.HostData(), dw.HostData()
 	if b.ref {
-		refConvBackwardFilter(p, X, DY, DW)
+		refConvBackwardFilter(p, xData, dyData, dwData)
 		return
 	}
 	if implicitForward(p) {
-		b.convImplicitBackwardFilter(p, X, DY, DW)
+		b.convImplicitBackwardFilter(p, xData, dyData, dwData)
 		// The implicit path also multiplies values outside the filter's
 		// reach by zero, which turns an Inf there into a NaN the direct
 		// sum has not. Its sum holds every term of the direct one, so a
 		// finite result is the direct sum's (in another order); only a
 		// non-finite one is computed again, directly.
-		if finite(DW) {
+		if finite(dwData) {
 			return
 		}
 	}
-	b.sumOverImages(p.N, DW, convLoop{sum: (*convLoop).im2colBackwardFilter, p: p, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+	b.sumOverImages(p.N, dwData, convLoop{sum: (*convLoop).im2colBackwardFilter, p: p, x: xData, y: dyData, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // ConvBNActForward implements backend.ConvBNActer: the convolution, then
@@ -110,13 +110,13 @@ func (b *Backend) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, ga
 		e.res = res.HostData()
 	}
 	defer func() { e.res = nil }()
-	X, W, Y := x.HostData(), w.HostData(), y.HostData()
+	xData, wData, yData := x.HostData(), w.HostData(), y.HostData()
 	if implicitForward(np) {
-		b.convImplicitForward(np, X, W, Y, e)
+		b.convImplicitForward(np, xData, wData, yData, e)
 		return
 	}
 	b.Conv2dForward(p, x, w, y)
-	splitN(b, &epilogueLoops, p.N, epilogueLoop{e: e, y: Y})
+	splitN(b, &epilogueLoops, p.N, epilogueLoop{e: e, y: yData})
 }
 
 // convLoop is a convolution pass's loop over images: the arguments of one
@@ -206,7 +206,7 @@ func (k *convLoop) im2colBackwardFilter(acc []float32, lo, hi int) {
 // the filter (forward: y = w·col) or with dy (not forward: acc += dy·colᵀ,
 // k.y being dy).
 func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
-	p, X, gt := k.p, k.x, k.gt
+	p, x, threads := k.p, k.x, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
@@ -217,16 +217,16 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 	}
 	for n := lo; n < hi; n++ {
 		for g := 0; g < G; g++ {
-			xs := X[(n*p.C+g*cg)*p.H*p.W:]
+			xs := x[(n*p.C+g*cg)*p.H*p.W:]
 			col := xs
 			if colBuf != nil {
 				col = *colBuf
 				im2col(p, cg, xs, col)
 			}
 			if forward {
-				sgemm(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, col, PQ, 0, k.y[(n*p.K+g*kg)*PQ:], PQ, gt)
+				sgemm(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, col, PQ, 0, k.y[(n*p.K+g*kg)*PQ:], PQ, threads)
 			} else {
-				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, gt)
+				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, threads)
 			}
 		}
 	}
@@ -235,7 +235,7 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 // col2imBackwardData is Conv2dBackwardData's explicit path for images
 // [lo, hi) (k.x is dx, k.y is dy).
 func (k *convLoop) col2imBackwardData(lo, hi int) {
-	p, DX, Wt, DY, gt := k.p, k.x, k.w, k.y, k.gt
+	p, dx, w, dy, threads := k.p, k.x, k.w, k.y, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
@@ -246,12 +246,12 @@ func (k *convLoop) col2imBackwardData(lo, hi int) {
 	}
 	for n := lo; n < hi; n++ {
 		for g := 0; g < G; g++ {
-			dxs := DX[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
+			dxs := dx[(n*p.C+g*cg)*p.H*p.W : (n*p.C+(g+1)*cg)*p.H*p.W]
 			dcol := dxs
 			if colBuf != nil {
 				dcol = *colBuf
 			}
-			sgemm(true, false, crs, PQ, kg, 1, Wt[g*kg*crs:], crs, DY[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, gt)
+			sgemm(true, false, crs, PQ, kg, 1, w[g*kg*crs:], crs, dy[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, threads)
 			if colBuf != nil {
 				clear(dxs)
 				col2im(p, cg, dcol, dxs)
@@ -262,7 +262,7 @@ func (k *convLoop) col2imBackwardData(lo, hi int) {
 
 // implicitForward is convImplicitForward for images [lo, hi).
 func (k *convLoop) implicitForward(lo, hi int) {
-	p, geo, X, Wt, Y, filt, gt := k.p, k.geo, k.x, k.w, k.y, k.filt, k.gt
+	p, geo, x, w, y, filt, threads := k.p, k.geo, k.x, k.w, k.y, k.filt, k.gt
 	G, P, Q := p.G(), p.P(), p.Q()
 	PQ := P * Q
 	cg, kg := p.C/G, p.K/G
@@ -277,19 +277,19 @@ func (k *convLoop) implicitForward(lo, hi int) {
 		st.pad = grow(st.pad, geo.size())
 	}
 	for n := lo; n < hi; n++ {
-		src := X[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		src := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		if !direct {
 			geo.fill(src, st.pad)
 			src = st.pad
 		}
 		for g := 0; g < G; g++ {
 			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
-			y := Y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
-			clear(y)
-			gemmDispatch(false, false, kg, PQ, crs, 1, Wt[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, y, PQ, gt)
+			out := y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
+			clear(out)
+			gemmDispatch(false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, out, PQ, threads)
 		}
 		if k.epi != nil {
-			k.epi.apply(n, Y[n*p.K*PQ:(n+1)*p.K*PQ])
+			k.epi.apply(n, y[n*p.K*PQ:(n+1)*p.K*PQ])
 		}
 	}
 	st.cb.src = nil
@@ -298,7 +298,7 @@ func (k *convLoop) implicitForward(lo, hi int) {
 // implicitBackwardFilter is convImplicitBackwardFilter's sum over images
 // [lo, hi), added into acc (k.y is dy).
 func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
-	p, geo, X, DY, gt := k.p, k.geo, k.x, k.y, k.gt
+	p, geo, x, dy, threads := k.p, k.geo, k.x, k.y, k.gt
 	G, P, Q := p.G(), p.P(), p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs := cg * p.R * p.S
@@ -313,31 +313,31 @@ func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
 	clear(st.pad[geo.size():])
 	st.dy = grow(st.dy, p.K*grid)
 	for n := lo; n < hi; n++ {
-		geo.fill(X[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
-		dy := DY[n*p.K*P*Q : (n+1)*p.K*P*Q]
+		geo.fill(x[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], st.pad)
+		dyImage := dy[n*p.K*P*Q : (n+1)*p.K*P*Q]
 		for r := 0; r < p.K*P; r++ {
 			row := st.dy[r*wpe : (r+1)*wpe]
-			copy(row[:Q], dy[r*Q:(r+1)*Q])
+			copy(row[:Q], dyImage[r*Q:(r+1)*Q])
 			clear(row[Q:])
 		}
 		for g := 0; g < G; g++ {
 			st.cb.src = st.pad[g*cg*chw:]
-			gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, gt)
+			gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, threads)
 		}
 	}
 	st.cb.src = nil
 }
 
 // convImplicitForward is Conv2dForward on the implicit path (p normalised),
-// followed by epi on each image's output when epi is not nil.
-func (b *Backend) convImplicitForward(p backend.Conv2dParams, X, Wt, Y []float32, epi *convEpilogue) {
+// followed by epilogue on each image's output when epilogue is not nil.
+func (b *Backend) convImplicitForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
 	G := p.G()
 	kg := p.K / G
 	crs := p.C / G * p.R * p.S
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	fp := packFilters(G, kg, crs, Wt)
+	fp := packFilters(G, kg, crs, w)
 	defer filterPool.put(fp)
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, x: X, w: Wt, y: Y, filt: *fp, epi: epi, gt: gemmThreads(b.Threads(), p.N)})
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, x: x, w: w, y: y, filt: *fp, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // packFilters packs each group's filter matrix (m×k at w[g·m·k:]) once for
@@ -361,7 +361,7 @@ var filterPool freeList[[]packedA]
 
 // convImplicitBackwardData is Conv2dBackwardData on the implicit path (p
 // normalised, unit strides).
-func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []float32) {
+func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, dy, w, dx []float32) {
 	G, P, Q := p.G(), p.P(), p.Q()
 	cg, kg := p.C/G, p.K/G
 	rs := p.R * p.S
@@ -373,7 +373,7 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 	flip := *fb
 	for g := 0; g < G; g++ {
 		for k := 0; k < kg; k++ {
-			wk := Wt[(g*kg+k)*cg*rs:]
+			wk := w[(g*kg+k)*cg*rs:]
 			for c := 0; c < cg; c++ {
 				dst := flip[(g*cg+c)*krs+k*rs:]
 				src := wk[c*rs : (c+1)*rs]
@@ -389,7 +389,7 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 	q := backend.Conv2dParams{N: p.N, C: p.K, H: P, W: Q, K: p.C, R: p.R, S: p.S,
 		StrideH: 1, StrideW: 1, PadH: p.DilH*(p.R-1) - p.PadH, PadW: p.DilW*(p.S-1) - p.PadW,
 		DilH: p.DilH, DilW: p.DilW, Groups: G}
-	b.convImplicitForward(q, DY, flip, DX, nil)
+	b.convImplicitForward(q, dy, flip, dx, nil)
 }
 
 // convImplicitBackwardFilter is Conv2dBackwardFilter on the implicit path
@@ -401,9 +401,9 @@ func (b *Backend) convImplicitBackwardData(p backend.Conv2dParams, DY, Wt, DX []
 // each row widened to Wpe by zeros, and B (taps × pixels) reads the phased
 // image with one contiguous run per tap, packed by transposing tap rows
 // (convB.packT).
-func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, X, DY, DW []float32) {
+func (b *Backend) convImplicitBackwardFilter(p backend.Conv2dParams, x, dy, dw []float32) {
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	b.sumOverImages(p.N, DW, convLoop{sum: (*convLoop).implicitBackwardFilter, p: p, geo: geo, x: X, y: DY, gt: gemmThreads(b.Threads(), p.N)})
+	b.sumOverImages(p.N, dw, convLoop{sum: (*convLoop).implicitBackwardFilter, p: p, geo: geo, x: x, y: dy, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // isPointwise reports whether col == x for this convolution.

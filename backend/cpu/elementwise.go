@@ -13,49 +13,49 @@ import (
 // Unary implements backend.Ops.
 func (b *Backend) Unary(op backend.UnaryOp, x, y *tensor.Tensor, a, c float32) {
 	backend.CheckUnary(op, x, y)
-	X, Y := x.HostData(), y.HostData()
+	xData, yData := x.HostData(), y.HostData()
 	if b.ref {
-		refUnary(op, X, Y, a, c)
+		refUnary(op, xData, yData, a, c)
 		return
 	}
-	splitElemsN(b, &elemLoops, len(X), elemLoop{run: (*elemLoop).unaryRange, unary: op, x: X, y: Y, a: a, c: c})
+	splitElemsN(b, &elemLoops, len(xData), elemLoop{run: (*elemLoop).unaryRange, unary: op, x: xData, y: yData, a: a, c: c})
 }
 
 // Binary implements backend.Ops.
 func (b *Backend) Binary(op backend.BinaryOp, x, z, y *tensor.Tensor) {
 	backend.CheckBinary(op, x, z, y)
-	X, Z, Y := x.HostData(), z.HostData(), y.HostData()
-	if b.ref || len(Z) != len(X) {
-		if len(Z) != len(X) && !b.ref {
+	xData, zData, yData := x.HostData(), z.HostData(), y.HostData()
+	if b.ref || len(zData) != len(xData) {
+		if len(zData) != len(xData) && !b.ref {
 			// Row broadcast: split by whole rows.
-			splitN(b, &elemLoops, len(X)/len(Z), elemLoop{run: (*elemLoop).binaryRows, binary: op, x: X, z: Z, y: Y})
+			splitN(b, &elemLoops, len(xData)/len(zData), elemLoop{run: (*elemLoop).binaryRows, binary: op, x: xData, z: zData, y: yData})
 			return
 		}
-		refBinary(op, X, Z, Y)
+		refBinary(op, xData, zData, yData)
 		return
 	}
-	splitElemsN(b, &elemLoops, len(X), elemLoop{run: (*elemLoop).binaryRange, binary: op, x: X, z: Z, y: Y})
+	splitElemsN(b, &elemLoops, len(xData), elemLoop{run: (*elemLoop).binaryRange, binary: op, x: xData, z: zData, y: yData})
 }
 
 // Axpy implements backend.Ops.
 func (b *Backend) Axpy(alpha float32, x, y *tensor.Tensor) {
 	backend.CheckSame("axpy", x.Numel(), x, y)
-	X, Y := x.HostData(), y.HostData()
+	xData, yData := x.HostData(), y.HostData()
 	if b.ref {
-		for i, v := range X {
-			Y[i] += alpha * v
+		for i, v := range xData {
+			yData[i] += alpha * v
 		}
 		return
 	}
-	splitElemsN(b, &elemLoops, len(X), elemLoop{run: (*elemLoop).axpyRange, x: X, y: Y, a: alpha})
+	splitElemsN(b, &elemLoops, len(xData), elemLoop{run: (*elemLoop).axpyRange, x: xData, y: yData, a: alpha})
 }
 
 // Fill implements backend.Ops.
 func (b *Backend) Fill(y *tensor.Tensor, v float32) {
 	backend.CheckSame("fill", y.Numel(), y)
-	Y := y.HostData()
-	for i := range Y {
-		Y[i] = v
+	yData := y.HostData()
+	for i := range yData {
+		yData[i] = v
 	}
 }
 

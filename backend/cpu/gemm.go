@@ -35,11 +35,11 @@ func (b *Backend) Gemm(p backend.GemmParams, a, bm, c *tensor.Tensor) {
 // GemmBatched implements backend.Ops.
 func (b *Backend) GemmBatched(p backend.GemmParams, batch int, a, bm, c *tensor.Tensor) {
 	backend.CheckGemm(p, batch, a, bm, c)
-	A, B, C := a.HostData(), bm.HostData(), c.HostData()
+	aData, bData, cData := a.HostData(), bm.HostData(), c.HostData()
 	sa, sb, sc := p.M*p.K, p.K*p.N, p.M*p.N
 	if b.ref {
 		for i := 0; i < batch; i++ {
-			refGemm(p, A[i*sa:(i+1)*sa], B[i*sb:(i+1)*sb], C[i*sc:(i+1)*sc])
+			refGemm(p, aData[i*sa:(i+1)*sa], bData[i*sb:(i+1)*sb], cData[i*sc:(i+1)*sc])
 		}
 		return
 	}
@@ -50,14 +50,14 @@ func (b *Backend) GemmBatched(p backend.GemmParams, batch int, a, bm, c *tensor.
 	if p.TransB {
 		ldb = p.K
 	}
-	th := b.Threads()
-	if batch >= th && th > 1 {
+	threads := b.Threads()
+	if batch >= threads && threads > 1 {
 		// Many small products: one goroutine per share of the batch.
-		splitWith(&batchedGemms, batch, th, batchedGemm{p, A, B, C, lda, ldb})
+		splitWith(&batchedGemms, batch, threads, batchedGemm{p, aData, bData, cData, lda, ldb})
 		return
 	}
 	for i := 0; i < batch; i++ {
-		sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, A[i*sa:], lda, B[i*sb:], ldb, p.Beta, C[i*sc:], p.N, th)
+		sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, aData[i*sa:], lda, bData[i*sb:], ldb, p.Beta, cData[i*sc:], p.N, threads)
 	}
 }
 

@@ -229,39 +229,39 @@ func runGemmCase(t *testing.T, r *rand.Rand, c gemmCase) bool {
 		cBuf[i] = sentinel
 	}
 	// Compact copies for the oracle, and C's starting values.
-	A, B := make([]float32, m*k), make([]float32, k*n)
+	aDense, bDense := make([]float32, m*k), make([]float32, k*n)
 	for i := 0; i < ar; i++ {
-		copy(A[i*ac:(i+1)*ac], aBuf[c.offA+i*lda:])
+		copy(aDense[i*ac:(i+1)*ac], aBuf[c.offA+i*lda:])
 	}
 	for i := 0; i < br; i++ {
-		copy(B[i*bc:(i+1)*bc], bBuf[c.offB+i*ldb:])
+		copy(bDense[i*bc:(i+1)*bc], bBuf[c.offB+i*ldb:])
 	}
-	C := randSlice(r, m*n)
+	cStart := randSlice(r, m*n)
 	if c.nanC {
-		for i := range C {
-			C[i] = float32(math.NaN())
+		for i := range cStart {
+			cStart[i] = float32(math.NaN())
 		}
 	}
 	for i := 0; i < m; i++ {
-		copy(cBuf[c.offC+i*ldc:], C[i*n:(i+1)*n])
+		copy(cBuf[c.offC+i*ldc:], cStart[i*n:(i+1)*n])
 	}
 	aCopy, bCopy := append([]float32(nil), aBuf...), append([]float32(nil), bBuf...)
 
 	sgemm(c.transA, c.transB, m, n, k, c.alpha, aBuf[c.offA:], lda, bBuf[c.offB:], ldb, c.beta, cBuf[c.offC:], ldc, max(1, c.threads))
 
 	p := backend.GemmParams{TransA: c.transA, TransB: c.transB, M: m, N: n, K: k, Alpha: c.alpha, Beta: c.beta}
-	want := append([]float32(nil), C...)
-	refGemm(p, A, B, want)
+	want := append([]float32(nil), cStart...)
+	refGemm(p, aDense, bDense, want)
 	// Error bound of a float32 dot product of length k: about k·u times
 	// the sum of the magnitudes of its terms.
-	absA, absB, bound := make([]float32, len(A)), make([]float32, len(B)), make([]float32, len(C))
-	for i, v := range A {
+	absA, absB, bound := make([]float32, len(aDense)), make([]float32, len(bDense)), make([]float32, len(cStart))
+	for i, v := range aDense {
 		absA[i] = float32(math.Abs(float64(v)))
 	}
-	for i, v := range B {
+	for i, v := range bDense {
 		absB[i] = float32(math.Abs(float64(v)))
 	}
-	for i, v := range C {
+	for i, v := range cStart {
 		if !c.nanC {
 			bound[i] = float32(math.Abs(float64(v)))
 		}

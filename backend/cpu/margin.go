@@ -18,26 +18,26 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	if p.MPFrom != nil {
 		p.MP = p.MPFrom.HostData()[0]
 	}
-	COS, L := cos.HostData(), loss.HostData()
-	var DC, CM, GCM []float32
+	cosData, lossData := cos.HostData(), loss.HostData()
+	var dcosData, classMargins, classMarginGrad []float32
 	if dcos != nil {
-		DC = dcos.HostData()
+		dcosData = dcos.HostData()
 	}
 	if p.ClassMargins != nil {
-		CM = p.ClassMargins.HostData()
+		classMargins = p.ClassMargins.HostData()
 	}
-	th := b.Threads()
+	threads := b.Threads()
 	if b.ref {
-		th = 1
+		threads = 1
 	}
 	k := marginLoops.get()
 	defer marginLoops.put(k)
-	k.p, k.cos, k.labels, k.cm, k.loss, k.dcos = p, COS, labels, CM, L, DC
-	k.parts = splitRangeInto(k.parts[:0], p.N, th, 1)
+	k.p, k.cos, k.labels, k.cm, k.loss, k.dcos = p, cosData, labels, classMargins, lossData, dcosData
+	k.parts = splitRangeInto(k.parts[:0], p.N, threads, 1)
 	k.mp = grow(k.mp, len(k.parts))
 	k.gcm = nil
 	if g.ClassMargins != nil {
-		GCM = g.ClassMargins.HostData()
+		classMarginGrad = g.ClassMargins.HostData()
 		for len(k.gcmBufs) < len(k.parts) {
 			k.gcmBufs = append(k.gcmBufs, nil)
 		}
@@ -48,7 +48,7 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	}
 	// Each part of the rows has its own partial sums, added in part order
 	// below, so the result does not depend on which goroutine ran it.
-	parallelFor(len(k.parts), th, k)
+	parallelFor(len(k.parts), threads, k)
 	if g.MP != nil {
 		var sum float64
 		for _, v := range k.mp {
@@ -58,7 +58,7 @@ func (b *Backend) MarginSoftmaxCE(p backend.MarginParams, cos *tensor.Tensor, la
 	}
 	for _, part := range k.gcm {
 		for c, v := range part {
-			GCM[c] += v
+			classMarginGrad[c] += v
 		}
 	}
 	k.cos, k.labels, k.cm, k.loss, k.dcos = nil, nil, nil, nil, nil

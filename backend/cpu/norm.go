@@ -19,30 +19,30 @@ func (b *Backend) BatchNormForward(p backend.BatchNormParams, x, gamma, beta, ru
 	if p.Training && (saveMean == nil || saveInvStd == nil) {
 		panic("backend: batchnorm forward: training needs saveMean and saveInvStd")
 	}
-	X, Y := x.HostData(), y.HostData()
-	G, Bt, RM, RV := gamma.HostData(), beta.HostData(), runMean.HostData(), runVar.HostData()
-	var SM, SI []float32
+	xData, yData := x.HostData(), y.HostData()
+	gammaData, betaData, runMeanData, runVarData := gamma.HostData(), beta.HostData(), runMean.HostData(), runVar.HostData()
+	var saveMeanData, saveInvStdData []float32
 	if p.Training {
-		SM, SI = saveMean.HostData(), saveInvStd.HostData()
+		saveMeanData, saveInvStdData = saveMean.HostData(), saveInvStd.HostData()
 	}
 	if b.ref {
-		refBatchNormForward(p, X, G, Bt, RM, RV, Y, SM, SI)
+		refBatchNormForward(p, xData, gammaData, betaData, runMeanData, runVarData, yData, saveMeanData, saveInvStdData)
 		return
 	}
-	splitN(b, &bnLoops, p.C, bnLoop{run: (*bnLoop).forward, p: p, x: X, g: G, beta: Bt, rm: RM, rv: RV, y: Y, sm: SM, si: SI})
+	splitN(b, &bnLoops, p.C, bnLoop{run: (*bnLoop).forward, p: p, x: xData, g: gammaData, beta: betaData, rm: runMeanData, rv: runVarData, y: yData, sm: saveMeanData, si: saveInvStdData})
 }
 
 // BatchNormBackward implements backend.Ops.
 func (b *Backend) BatchNormBackward(p backend.BatchNormParams, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta *tensor.Tensor) {
 	backend.CheckBatchNorm("batchnorm backward", p, x, dx, gamma, saveMean, saveInvStd, dgamma, dbeta)
 	backend.CheckSame("batchnorm backward", x.Numel(), dy)
-	X, DY, G, SM, SI := x.HostData(), dy.HostData(), gamma.HostData(), saveMean.HostData(), saveInvStd.HostData()
-	DX, DG, DB := dx.HostData(), dgamma.HostData(), dbeta.HostData()
+	xData, dyData, gammaData, saveMeanData, saveInvStdData := x.HostData(), dy.HostData(), gamma.HostData(), saveMean.HostData(), saveInvStd.HostData()
+	dxData, dgammaData, dbetaData := dx.HostData(), dgamma.HostData(), dbeta.HostData()
 	if b.ref {
-		refBatchNormBackward(p, X, DY, G, SM, SI, DX, DG, DB)
+		refBatchNormBackward(p, xData, dyData, gammaData, saveMeanData, saveInvStdData, dxData, dgammaData, dbetaData)
 		return
 	}
-	splitN(b, &bnLoops, p.C, bnLoop{run: (*bnLoop).backward, p: p, x: X, dy: DY, g: G, sm: SM, si: SI, dx: DX, dg: DG, db: DB})
+	splitN(b, &bnLoops, p.C, bnLoop{run: (*bnLoop).backward, p: p, x: xData, dy: dyData, g: gammaData, sm: saveMeanData, si: saveInvStdData, dx: dxData, dg: dgammaData, db: dbetaData})
 }
 
 // bnLoop is batch norm's loop over channels: run, forward or backward,
@@ -287,10 +287,10 @@ func refL2NormalizeForward(eps float32, n, d int, x, y, norms []float32) {
 		for _, v := range x[i*d : (i+1)*d] {
 			ss += float64(v) * float64(v)
 		}
-		nrm := float32(math.Max(math.Sqrt(ss), float64(eps)))
-		norms[i] = nrm
+		norm := float32(math.Max(math.Sqrt(ss), float64(eps)))
+		norms[i] = norm
 		for j := 0; j < d; j++ {
-			y[i*d+j] = x[i*d+j] / nrm
+			y[i*d+j] = x[i*d+j] / norm
 		}
 	}
 }

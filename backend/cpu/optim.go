@@ -13,12 +13,12 @@ import (
 // SGDStep implements backend.Ops.
 func (b *Backend) SGDStep(p backend.SGDParams, w, g, mom *tensor.Tensor) {
 	backend.CheckSame("sgd step", w.Numel(), w, g, mom)
-	W, G, M := w.HostData(), g.HostData(), mom.HostData()
+	wData, gData, momData := w.HostData(), g.HostData(), mom.HostData()
 	if b.ref {
-		refSGDStep(p, W, G, M)
+		refSGDStep(p, wData, gData, momData)
 		return
 	}
-	splitElemsN(b, &optLoops, len(W), optLoop{run: (*optLoop).sgdStep, sgd: p, w: W, g: G, m: M})
+	splitElemsN(b, &optLoops, len(wData), optLoop{run: (*optLoop).sgdStep, sgd: p, w: wData, g: gData, m: momData})
 }
 
 // AdamWStep implements backend.Ops.
@@ -27,12 +27,12 @@ func (b *Backend) AdamWStep(p backend.AdamWParams, w, g, m, v *tensor.Tensor) {
 	if p.Step < 1 {
 		panic("backend: adamw step: Step counts from 1")
 	}
-	W, G, M, V := w.HostData(), g.HostData(), m.HostData(), v.HostData()
+	wData, gData, mData, vData := w.HostData(), g.HostData(), m.HostData(), v.HostData()
 	if b.ref {
-		refAdamWStep(p, W, G, M, V)
+		refAdamWStep(p, wData, gData, mData, vData)
 		return
 	}
-	splitElemsN(b, &optLoops, len(W), optLoop{run: (*optLoop).adamWStep, adam: p, w: W, g: G, m: M, v: V})
+	splitElemsN(b, &optLoops, len(wData), optLoop{run: (*optLoop).adamWStep, adam: p, w: wData, g: gData, m: mData, v: vData})
 }
 
 // optLoop is the optimizer steps' loop over elements: run, sgdStep or

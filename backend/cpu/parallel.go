@@ -44,11 +44,11 @@ func splitN[K any, PK interface {
 	*K
 	kernel
 }](b *Backend, list *freeList[K], n int, k K) {
-	th := b.Threads()
+	threads := b.Threads()
 	if b.ref {
-		th = 1
+		threads = 1
 	}
-	splitWith[K, PK](list, n, th, k)
+	splitWith[K, PK](list, n, threads, k)
 }
 
 // splitElemsN is splitN for elementwise work: below 32K elements one
@@ -57,11 +57,11 @@ func splitElemsN[K any, PK interface {
 	*K
 	kernel
 }](b *Backend, list *freeList[K], n int, k K) {
-	th := b.Threads()
+	threads := b.Threads()
 	if n < 1<<15 {
-		th = 1
+		threads = 1
 	}
-	splitWith[K, PK](list, n, th, k)
+	splitWith[K, PK](list, n, threads, k)
 }
 
 // parallelFor runs body over contiguous ranges that cover [0, n), on the

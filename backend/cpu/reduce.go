@@ -15,12 +15,12 @@ import (
 // Reduce implements backend.Ops.
 func (b *Backend) Reduce(p backend.ReduceParams, x, y *tensor.Tensor) {
 	backend.CheckReduce(p, x, y)
-	X, Y := x.HostData(), y.HostData()
+	xData, yData := x.HostData(), y.HostData()
 	if b.ref || p.Outer == 1 {
-		refReduce(p, X, Y)
+		refReduce(p, xData, yData)
 		return
 	}
-	splitN(b, &reduceLoops, p.Outer, reduceLoop{p, X, Y})
+	splitN(b, &reduceLoops, p.Outer, reduceLoop{p, xData, yData})
 }
 
 // reduceLoop is Reduce's loop over the outer dimension.

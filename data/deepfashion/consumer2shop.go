@@ -17,17 +17,17 @@ var (
 // Eval/list_eval_partition.txt and Anno/list_bbox_consumer2shop.txt.
 // Images are not opened (see data.Manifest.Check).
 func LoadConsumer2Shop(opts Options) (*data.Manifest, error) {
-	pf, pname, err := openList(opts.Root, filepath.Join("Eval", "list_eval_partition.txt"), "list_eval_partition.txt")
+	partFile, partName, err := openList(opts.Root, filepath.Join("Eval", "list_eval_partition.txt"), "list_eval_partition.txt")
 	if err != nil {
 		return nil, err
 	}
-	defer pf.Close()
-	bf, bname, err := openList(opts.Root, filepath.Join("Anno", "list_bbox_consumer2shop.txt"), "list_bbox_consumer2shop.txt")
+	defer partFile.Close()
+	boxFile, boxName, err := openList(opts.Root, filepath.Join("Anno", "list_bbox_consumer2shop.txt"), "list_bbox_consumer2shop.txt")
 	if err != nil {
 		return nil, err
 	}
-	defer bf.Close()
-	m, err := ParseConsumer2Shop(pf, pname, bf, bname, opts.Strict)
+	defer boxFile.Close()
+	m, err := ParseConsumer2Shop(partFile, partName, boxFile, boxName, opts.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -46,14 +46,14 @@ func LoadConsumer2Shop(opts Options) (*data.Manifest, error) {
 // no pair lists is counted (WarnBoxUnused) either way.
 func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string, strict bool) (*data.Manifest, error) {
 	l := lists{strict: strict, warn: data.NewWarnings()}
-	pt, err := l.readTable(partition, partitionName, c2sPartitionHeader)
+	partTable, err := l.readTable(partition, partitionName, c2sPartitionHeader)
 	if err != nil {
 		return nil, err
 	}
-	var bt *table
+	var boxTable *table
 	boxes := map[string]bboxRow{}
 	if bbox != nil {
-		if bt, boxes, err = l.readBoxes(bbox, bboxName, c2sBBoxHeader); err != nil {
+		if boxTable, boxes, err = l.readBoxes(bbox, bboxName, c2sBBoxHeader); err != nil {
 			return nil, err
 		}
 	}
@@ -70,27 +70,27 @@ func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reade
 	images := map[string]seen{}
 	itemSplit := map[int64]data.Split{}
 	itemRow := map[int64]int{}
-	for i, f := range pt.rows {
+	for i, f := range partTable.rows {
 		item, err := parseItemID(f[2])
 		if err != nil {
-			return nil, pt.errorf(i, "%v", err)
+			return nil, partTable.errorf(i, "%v", err)
 		}
 		split, ok := splitOf(f[3], data.Train, data.Val, data.Test)
 		if !ok {
-			return nil, pt.errorf(i, "evaluation_status %q is not train, val or test", f[3])
+			return nil, partTable.errorf(i, "evaluation_status %q is not train, val or test", f[3])
 		}
 		if s, ok := itemSplit[item]; ok && s != split {
-			return nil, pt.errorf(i, "item %s is %s here but %s at %s", f[2], split, s, pt.where(itemRow[item]))
+			return nil, partTable.errorf(i, "item %s is %s here but %s at %s", f[2], split, s, partTable.where(itemRow[item]))
 		}
 		itemSplit[item], itemRow[item] = split, i
 		for col, dom := range [2]data.Domain{data.Consumer, data.Shop} {
 			name := f[col]
 			if prev, ok := images[name]; ok {
 				if prev.item != item {
-					return nil, pt.errorf(i, "image %s belongs to item %d at %s and to item %d here", name, prev.item, pt.where(prev.row), item)
+					return nil, partTable.errorf(i, "image %s belongs to item %d at %s and to item %d here", name, prev.item, partTable.where(prev.row), item)
 				}
 				if m.Rows[prev.index].Domain != dom {
-					return nil, pt.errorf(i, "image %s appears as both shop and consumer", name)
+					return nil, partTable.errorf(i, "image %s appears as both shop and consumer", name)
 				}
 				continue
 			}
@@ -103,7 +103,7 @@ func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reade
 				}
 				if b.source == want {
 					row.Box, row.Category = b.box, int32(b.kind)
-				} else if err := l.problem(data.WarnSourceMismatch, bt.where(b.row), "source_type %d, but %s is a %s image (column %d of %s)", b.source, name, dom, col+1, pt.where(i)); err != nil {
+				} else if err := l.problem(data.WarnSourceMismatch, boxTable.where(b.row), "source_type %d, but %s is a %s image (column %d of %s)", b.source, name, dom, col+1, partTable.where(i)); err != nil {
 					return nil, err
 				}
 			} else if bbox != nil {
@@ -112,8 +112,8 @@ func ParseConsumer2Shop(partition io.Reader, partitionName string, bbox io.Reade
 			m.Rows = append(m.Rows, row)
 		}
 	}
-	if bt != nil {
-		l.unusedBoxes(bt, boxes, func(name string) bool { _, ok := images[name]; return ok })
+	if boxTable != nil {
+		l.unusedBoxes(boxTable, boxes, func(name string) bool { _, ok := images[name]; return ok })
 	}
 	return m, nil
 }

@@ -17,17 +17,17 @@ var (
 // list_eval_partition.txt and list_bbox_inshop.txt, in Eval/ and Anno/ or
 // directly in Root. Images are not opened (see data.Manifest.Check).
 func LoadInShop(opts Options) (*data.Manifest, error) {
-	pf, pname, err := openList(opts.Root, filepath.Join("Eval", "list_eval_partition.txt"), "list_eval_partition.txt")
+	partFile, partName, err := openList(opts.Root, filepath.Join("Eval", "list_eval_partition.txt"), "list_eval_partition.txt")
 	if err != nil {
 		return nil, err
 	}
-	defer pf.Close()
-	bf, bname, err := openList(opts.Root, filepath.Join("Anno", "list_bbox_inshop.txt"), "list_bbox_inshop.txt")
+	defer partFile.Close()
+	boxFile, boxName, err := openList(opts.Root, filepath.Join("Anno", "list_bbox_inshop.txt"), "list_bbox_inshop.txt")
 	if err != nil {
 		return nil, err
 	}
-	defer bf.Close()
-	m, err := ParseInShop(pf, pname, bf, bname, opts.Strict)
+	defer boxFile.Close()
+	m, err := ParseInShop(partFile, partName, boxFile, boxName, opts.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -41,14 +41,14 @@ func LoadInShop(opts Options) (*data.Manifest, error) {
 // ParseConsumer2Shop (there is no source column to check).
 func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bboxName string, strict bool) (*data.Manifest, error) {
 	l := lists{strict: strict, warn: data.NewWarnings()}
-	pt, err := l.readTable(partition, partitionName, inShopPartitionHeader)
+	partTable, err := l.readTable(partition, partitionName, inShopPartitionHeader)
 	if err != nil {
 		return nil, err
 	}
-	var bt *table
+	var boxTable *table
 	boxes := map[string]bboxRow{}
 	if bbox != nil {
-		if bt, boxes, err = l.readBoxes(bbox, bboxName, inShopBBoxHeader); err != nil {
+		if boxTable, boxes, err = l.readBoxes(bbox, bboxName, inShopBBoxHeader); err != nil {
 			return nil, err
 		}
 	}
@@ -58,17 +58,17 @@ func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bbox
 		CategoryNames: map[int32]string{1: "upper-body", 2: "lower-body", 3: "full-body"},
 	}
 	seen := map[string]int{}
-	for i, f := range pt.rows {
+	for i, f := range partTable.rows {
 		item, err := parseItemID(f[1])
 		if err != nil {
-			return nil, pt.errorf(i, "%v", err)
+			return nil, partTable.errorf(i, "%v", err)
 		}
 		split, ok := splitOf(f[2], data.Train, data.Query, data.Gallery)
 		if !ok {
-			return nil, pt.errorf(i, "evaluation_status %q is not train, query or gallery", f[2])
+			return nil, partTable.errorf(i, "evaluation_status %q is not train, query or gallery", f[2])
 		}
 		if prev, dup := seen[f[0]]; dup {
-			return nil, pt.errorf(i, "image %s is listed again (first at %s)", f[0], pt.where(prev))
+			return nil, partTable.errorf(i, "image %s is listed again (first at %s)", f[0], partTable.where(prev))
 		}
 		seen[f[0]] = i
 		row := data.Row{Path: f[0], Item: item, Domain: data.Shop, Split: split, Category: data.NoCategory}
@@ -79,8 +79,8 @@ func ParseInShop(partition io.Reader, partitionName string, bbox io.Reader, bbox
 		}
 		m.Rows = append(m.Rows, row)
 	}
-	if bt != nil {
-		l.unusedBoxes(bt, boxes, func(name string) bool { _, ok := seen[name]; return ok })
+	if boxTable != nil {
+		l.unusedBoxes(boxTable, boxes, func(name string) bool { _, ok := seen[name]; return ok })
 	}
 	return m, nil
 }

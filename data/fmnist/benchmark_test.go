@@ -306,7 +306,7 @@ func TestExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	R := len(b.Manifest.Rows)
+	numRows := len(b.Manifest.Rows)
 	read := func(name string) *npy.Array {
 		f, err := os.Open(filepath.Join(dir, name+".npy"))
 		if err != nil {
@@ -320,7 +320,7 @@ func TestExport(t *testing.T) {
 		return a
 	}
 	imgs := read("images")
-	if !slices.Equal(imgs.Shape, []int{R, 32, 32}) || !bytes.Equal(imgs.Data, b.Pixels) {
+	if !slices.Equal(imgs.Shape, []int{numRows, 32, 32}) || !bytes.Equal(imgs.Data, b.Pixels) {
 		t.Errorf("images: shape %v", imgs.Shape)
 	}
 	ids, _ := npy.Values[int64](read("item_ids"))
@@ -341,7 +341,7 @@ func TestExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back ExportManifest
-	if err := json.Unmarshal(js, &back); err != nil || back.Rows != R || back.Config.Shift.Name != "moderate" || len(back.Arrays) != 7 {
+	if err := json.Unmarshal(js, &back); err != nil || back.Rows != numRows || back.Config.Shift.Name != "moderate" || len(back.Arrays) != 7 {
 		t.Errorf("manifest.json: %v %+v", err, back)
 	}
 	if em.Arrays["labels"].DType != "int64" {

@@ -50,12 +50,12 @@ func Export(b *Benchmark, dir string) (*ExportManifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	R := len(b.Manifest.Rows)
-	items := make([]int64, R)
-	labels := make([]int64, R)
-	domains := make([]uint8, R)
-	splits := make([]uint8, R)
-	cats := make([]uint8, R)
+	numRows := len(b.Manifest.Rows)
+	items := make([]int64, numRows)
+	labels := make([]int64, numRows)
+	domains := make([]uint8, numRows)
+	splits := make([]uint8, numRows)
+	cats := make([]uint8, numRows)
 	for i := range labels {
 		labels[i] = -1
 	}
@@ -72,7 +72,7 @@ func Export(b *Benchmark, dir string) (*ExportManifest, error) {
 		Format:      "dmlgo fmnist-c2s export v1",
 		Description: b.Config.String(),
 		Config:      b.Config,
-		Rows:        R,
+		Rows:        numRows,
 		Arrays:      map[string]Array{},
 		Codes: map[string]any{
 			"domain":   map[string]string{"0": "shop", "1": "consumer"},
@@ -105,15 +105,15 @@ func Export(b *Benchmark, dir string) (*ExportManifest, error) {
 		return nil
 	}
 	steps := []error{
-		write("images", "uint8", "views, 32 x 32, 0 = black", []int{R, ViewSide, ViewSide}, func(p string) error {
-			return npy.WriteFile(p, []int{R, ViewSide, ViewSide}, b.Pixels)
+		write("images", "uint8", "views, 32 x 32, 0 = black", []int{numRows, ViewSide, ViewSide}, func(p string) error {
+			return npy.WriteFile(p, []int{numRows, ViewSide, ViewSide}, b.Pixels)
 		}),
-		write("item_ids", "int64", "item id", []int{R}, func(p string) error { return npy.WriteFile(p, []int{R}, items) }),
-		write("labels", "int64", "training class, -1 for test rows", []int{R}, func(p string) error { return npy.WriteFile(p, []int{R}, labels) }),
-		write("domains", "uint8", "0 shop, 1 consumer", []int{R}, func(p string) error { return npy.WriteFile(p, []int{R}, domains) }),
-		write("splits", "uint8", "0 train, 2 test", []int{R}, func(p string) error { return npy.WriteFile(p, []int{R}, splits) }),
-		write("categories", "uint8", "clothes type 0..9", []int{R}, func(p string) error { return npy.WriteFile(p, []int{R}, cats) }),
-		write("views", "int16", "0 shop view, k consumer view k", []int{R}, func(p string) error { return npy.WriteFile(p, []int{R}, b.Views) }),
+		write("item_ids", "int64", "item id", []int{numRows}, func(p string) error { return npy.WriteFile(p, []int{numRows}, items) }),
+		write("labels", "int64", "training class, -1 for test rows", []int{numRows}, func(p string) error { return npy.WriteFile(p, []int{numRows}, labels) }),
+		write("domains", "uint8", "0 shop, 1 consumer", []int{numRows}, func(p string) error { return npy.WriteFile(p, []int{numRows}, domains) }),
+		write("splits", "uint8", "0 train, 2 test", []int{numRows}, func(p string) error { return npy.WriteFile(p, []int{numRows}, splits) }),
+		write("categories", "uint8", "clothes type 0..9", []int{numRows}, func(p string) error { return npy.WriteFile(p, []int{numRows}, cats) }),
+		write("views", "int16", "0 shop view, k consumer view k", []int{numRows}, func(p string) error { return npy.WriteFile(p, []int{numRows}, b.Views) }),
 	}
 	for _, err := range steps {
 		if err != nil {
