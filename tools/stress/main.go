@@ -60,6 +60,7 @@ var cases = []stressCase{
 	{"bad-flags", 60 * time.Second, caseBadFlags},
 	{"sigint-eval", 120 * time.Second, caseSigintEval},
 	{"local-bomb", 60 * time.Second, caseLocalBomb},
+	{"catalog-live", 120 * time.Second, caseCatalog},
 }
 
 // env is what every case shares: the binaries and a tiny trained model
