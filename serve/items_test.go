@@ -103,6 +103,17 @@ func TestServeCatalog(t *testing.T) {
 		t.Errorf("info %+v", info)
 	}
 
+	// The page offers the categories.
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `<option value="hats">hats (1)</option>`) {
+		t.Error("the page offers no category filter")
+	}
+
 	// Searches go on while items are added.
 	var wg sync.WaitGroup
 	errs := make(chan string, 100)
