@@ -15,30 +15,32 @@ import (
 // MaxPool2dForward implements backend.Ops.
 func (b *Backend) MaxPool2dForward(p backend.Pool2dParams, x, y, argmax *tensor.Tensor) {
 	backend.CheckPool("maxpool2d forward", p, x, y, argmax)
-	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).maxForward, p: p, x: x.HostData(), y: y.HostData(), arg: argmax.HostData()})
+	splitN(b, &poolLoops, p.N*p.C, poolLoop{run: (*poolLoop).maxForward, p: p, x: x.HostData(), y: y.HostData(), arg: argmax.HostData()})
 }
 
 // MaxPool2dBackward implements backend.Ops.
 func (b *Backend) MaxPool2dBackward(p backend.Pool2dParams, dy, argmax, dx *tensor.Tensor) {
 	backend.CheckPool("maxpool2d backward", p, dx, dy, argmax)
-	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).maxBackward, p: p, x: dx.HostData(), y: dy.HostData(), arg: argmax.HostData()})
+	splitN(b, &poolLoops, p.N*p.C, poolLoop{run: (*poolLoop).maxBackward, p: p, x: dx.HostData(), y: dy.HostData(), arg: argmax.HostData()})
 }
 
 // AvgPool2dForward implements backend.Ops.
 func (b *Backend) AvgPool2dForward(p backend.Pool2dParams, x, y *tensor.Tensor) {
 	backend.CheckPool("avgpool2d forward", p, x, y)
-	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).avgForward, p: p, x: x.HostData(), y: y.HostData()})
+	splitN(b, &poolLoops, p.N*p.C, poolLoop{run: (*poolLoop).avgForward, p: p, x: x.HostData(), y: y.HostData()})
 }
 
 // AvgPool2dBackward implements backend.Ops.
 func (b *Backend) AvgPool2dBackward(p backend.Pool2dParams, dy, dx *tensor.Tensor) {
 	backend.CheckPool("avgpool2d backward", p, dx, dy)
-	splitN(b, &poolLoops, p.N, poolLoop{run: (*poolLoop).avgBackward, p: p, x: dx.HostData(), y: dy.HostData()})
+	splitN(b, &poolLoops, p.N*p.C, poolLoop{run: (*poolLoop).avgBackward, p: p, x: dx.HostData(), y: dy.HostData()})
 }
 
-// poolLoop is the pooling ops' loop over images: run, one of the methods
-// below, does images [lo, hi). x and y are the input and output planes
-// (their gradients in the backward passes).
+// poolLoop is the pooling ops' loop over planes (one channel of one
+// image; pooling treats each on its own, so one image's channels are
+// split over the threads too): run, one of the methods below, does planes
+// [lo, hi). x and y are the input and output planes (their gradients in
+// the backward passes).
 type poolLoop struct {
 	run  func(k *poolLoop, lo, hi int)
 	p    backend.Pool2dParams
@@ -50,12 +52,13 @@ var poolLoops freeList[poolLoop]
 
 func (k *poolLoop) chunk(lo, hi int) { k.run(k, lo, hi) }
 
-// images returns the parameters of images [lo, hi), their x and y planes,
-// and where their output planes are ([o0, o1), for arg).
+// images returns the parameters of planes [lo, hi) (as hi−lo images of
+// one channel), their x and y planes, and where their output planes are
+// ([o0, o1), for arg).
 func (k *poolLoop) images(lo, hi int) (p backend.Pool2dParams, x, y []float32, o0, o1 int) {
 	p = k.p
-	in, out := p.C*p.H*p.W, p.C*p.P()*p.Q()
-	p.N = hi - lo
+	in, out := p.H*p.W, p.P()*p.Q()
+	p.N, p.C = hi-lo, 1
 	return p, k.x[lo*in : hi*in], k.y[lo*out : hi*out], lo * out, hi * out
 }
 
