@@ -17,12 +17,13 @@ func opPanic(op string, format string, args ...any) {
 	panic(fmt.Sprintf("autograd: %s: "+format, append([]any{op}, args...)...))
 }
 
-func shp(v *Var) string { return tensor.ShapeString(v.Value.Shape()) }
+// shapeOf writes a variable's shape for error messages: "(2, 3)".
+func shapeOf(v *Var) string { return tensor.ShapeString(v.Value.Shape()) }
 
 // MatMul: y = op(a)·op(b), a and b rank 2; op transposes when the flag is set.
 func (g *Graph) MatMul(a, b *Var, transA, transB bool) *Var {
 	if a.Value.Rank() != 2 || b.Value.Rank() != 2 {
-		opPanic("matmul", "operands must be rank 2, got %s and %s", shp(a), shp(b))
+		opPanic("matmul", "operands must be rank 2, got %s and %s", shapeOf(a), shapeOf(b))
 	}
 	m, k := a.Value.Dim(0), a.Value.Dim(1)
 	if transA {
@@ -33,7 +34,7 @@ func (g *Graph) MatMul(a, b *Var, transA, transB bool) *Var {
 		k2, n = n, k2
 	}
 	if k != k2 {
-		opPanic("matmul", "inner dimensions differ: %s (trans %v) and %s (trans %v)", shp(a), transA, shp(b), transB)
+		opPanic("matmul", "inner dimensions differ: %s (trans %v) and %s (trans %v)", shapeOf(a), transA, shapeOf(b), transB)
 	}
 	y := g.newVar([]int{m, n}, a, b)
 	g.B.Gemm(backend.GemmParams{TransA: transA, TransB: transB, M: m, N: n, K: k, Alpha: 1}, a.Value, b.Value, y.Value)
@@ -90,7 +91,7 @@ func (g *Graph) Linear(x, w, b *Var) *Var {
 func (g *Graph) AddRow(x, b *Var) *Var {
 	n := b.Value.Numel()
 	if x.Value.Numel()%n != 0 {
-		opPanic("add_row", "x %s and row %s do not broadcast", shp(x), shp(b))
+		opPanic("add_row", "x %s and row %s do not broadcast", shapeOf(x), shapeOf(b))
 	}
 	y := g.newVarLike(x.Value, x, b)
 	g.B.Binary(backend.Add, x.Value, b.Value, y.Value)
@@ -129,7 +130,7 @@ func (g *Graph) passGrad(v, y *Var) {
 // Add: y = a + b, same shapes.
 func (g *Graph) Add(a, b *Var) *Var {
 	if !a.Value.SameShape(b.Value) {
-		opPanic("add", "shapes differ: %s and %s", shp(a), shp(b))
+		opPanic("add", "shapes differ: %s and %s", shapeOf(a), shapeOf(b))
 	}
 	y := g.newVarLike(a.Value, a, b)
 	g.B.Binary(backend.Add, a.Value, b.Value, y.Value)
@@ -149,7 +150,7 @@ func addGrad(g *Graph, nd *node) {
 // Mul: y = a·b elementwise, same shapes.
 func (g *Graph) Mul(a, b *Var) *Var {
 	if !a.Value.SameShape(b.Value) {
-		opPanic("mul", "shapes differ: %s and %s", shp(a), shp(b))
+		opPanic("mul", "shapes differ: %s and %s", shapeOf(a), shapeOf(b))
 	}
 	y := g.newVarLike(a.Value, a, b)
 	g.B.Binary(backend.Mul, a.Value, b.Value, y.Value)
@@ -174,7 +175,7 @@ func mulGrad(g *Graph, nd *node) {
 // AddScalarVar: y = x + s, s a single-element Var broadcast over x.
 func (g *Graph) AddScalarVar(x, s *Var) *Var {
 	if s.Value.Numel() != 1 {
-		opPanic("add_scalar_var", "s must have one element, got %s", shp(s))
+		opPanic("add_scalar_var", "s must have one element, got %s", shapeOf(s))
 	}
 	y := g.newVarLike(x.Value, x, s)
 	g.B.Binary(backend.Add, x.Value, s.Value, y.Value)
@@ -358,7 +359,7 @@ func (g *Graph) ConvBNAct(x, w *Var, o Conv2dOpts, gamma, beta *Var, runMean, ru
 	p := convParams("conv_bn_act", x, w, o)
 	y := g.newVar([]int{p.N, p.K, p.P(), p.Q()})
 	if res != nil && !res.Value.SameShape(y.Value) {
-		opPanic("conv_bn_act", "residual %s does not match the output %s", shp(res), shp(y))
+		opPanic("conv_bn_act", "residual %s does not match the output %s", shapeOf(res), shapeOf(y))
 	}
 	var resValue *tensor.Tensor
 	if res != nil {
@@ -371,7 +372,7 @@ func (g *Graph) ConvBNAct(x, w *Var, o Conv2dOpts, gamma, beta *Var, runMean, ru
 // convParams checks a convolution's operands and returns its parameters.
 func convParams(op string, x, w *Var, o Conv2dOpts) backend.Conv2dParams {
 	if x.Value.Rank() != 4 || w.Value.Rank() != 4 {
-		opPanic(op, "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shp(x), shp(w))
+		opPanic(op, "x %s must be (N, C, H, W) and w %s (K, C/G, R, S)", shapeOf(x), shapeOf(w))
 	}
 	groups := max(o.Groups, 1)
 	var xShape, wShape [4]int
@@ -382,10 +383,10 @@ func convParams(op string, x, w *Var, o Conv2dOpts) backend.Conv2dParams {
 		StrideH: max(o.Stride, 1), StrideW: max(o.Stride, 1), PadH: o.Padding, PadW: o.Padding,
 		DilH: max(o.Dilation, 1), DilW: max(o.Dilation, 1), Groups: groups}
 	if xShape[1] != wShape[1]*groups || wShape[0]%groups != 0 {
-		opPanic(op, "x %s has %d channels but w %s expects %d (groups %d)", shp(x), xShape[1], shp(w), wShape[1]*groups, groups)
+		opPanic(op, "x %s has %d channels but w %s expects %d (groups %d)", shapeOf(x), xShape[1], shapeOf(w), wShape[1]*groups, groups)
 	}
 	if p.P() < 1 || p.Q() < 1 {
-		opPanic(op, "input %s is smaller than the filter %s (padding %d, dilation %d)", shp(x), shp(w), o.Padding, p.DilH)
+		opPanic(op, "input %s is smaller than the filter %s (padding %d, dilation %d)", shapeOf(x), shapeOf(w), o.Padding, p.DilH)
 	}
 	return p
 }
@@ -397,7 +398,7 @@ type PoolOpts struct {
 
 func poolParams(op string, x *Var, o PoolOpts) backend.Pool2dParams {
 	if x.Value.Rank() != 4 {
-		opPanic(op, "x %s must be (N, C, H, W)", shp(x))
+		opPanic(op, "x %s must be (N, C, H, W)", shapeOf(x))
 	}
 	s := o.Stride
 	if s == 0 {
@@ -406,7 +407,7 @@ func poolParams(op string, x *Var, o PoolOpts) backend.Pool2dParams {
 	x0, x1, x2, x3 := x.Value.Dim(0), x.Value.Dim(1), x.Value.Dim(2), x.Value.Dim(3)
 	p := backend.Pool2dParams{N: x0, C: x1, H: x2, W: x3, R: o.Kernel, S: o.Kernel, StrideH: s, StrideW: s, PadH: o.Padding, PadW: o.Padding}
 	if o.Kernel < 1 || p.P() < 1 || p.Q() < 1 || 2*o.Padding > o.Kernel {
-		opPanic(op, "window %d (stride %d, padding %d) does not fit input %s", o.Kernel, s, o.Padding, shp(x))
+		opPanic(op, "window %d (stride %d, padding %d) does not fit input %s", o.Kernel, s, o.Padding, shapeOf(x))
 	}
 	return p
 }
@@ -447,7 +448,7 @@ func avgPool2dGrad(g *Graph, nd *node) {
 // GlobalAvgPool: x (N, C, H, W) -> y (N, C).
 func (g *Graph) GlobalAvgPool(x *Var) *Var {
 	if x.Value.Rank() != 4 {
-		opPanic("global_avgpool", "x %s must be (N, C, H, W)", shp(x))
+		opPanic("global_avgpool", "x %s must be (N, C, H, W)", shapeOf(x))
 	}
 	y := g.newVar([]int{x.Value.Dim(0), x.Value.Dim(1)}, x)
 	g.B.GlobalAvgPoolForward(x.Value, y.Value)
@@ -476,17 +477,17 @@ type BatchNormOpts struct {
 func (g *Graph) BatchNorm(x, gamma, beta *Var, runMean, runVar *tensor.Tensor, o BatchNormOpts) *Var {
 	rank := x.Value.Rank()
 	if rank != 2 && rank != 4 {
-		opPanic("batchnorm", "x %s must be (N, C) or (N, C, H, W)", shp(x))
+		opPanic("batchnorm", "x %s must be (N, C) or (N, C, H, W)", shapeOf(x))
 	}
 	p := backend.BatchNormParams{N: x.Value.Dim(0), C: x.Value.Dim(1), L: 1, Training: o.Training, Momentum: o.Momentum, Eps: o.Eps}
 	if rank == 4 {
 		p.L = x.Value.Dim(2) * x.Value.Dim(3)
 	}
 	if gamma.Value.Numel() != p.C || beta.Value.Numel() != p.C {
-		opPanic("batchnorm", "x %s has %d channels, gamma %s and beta %s", shp(x), p.C, shp(gamma), shp(beta))
+		opPanic("batchnorm", "x %s has %d channels, gamma %s and beta %s", shapeOf(x), p.C, shapeOf(gamma), shapeOf(beta))
 	}
 	if o.Training && p.N*p.L < 2 {
-		opPanic("batchnorm", "training needs more than one value per channel, got x %s", shp(x))
+		opPanic("batchnorm", "training needs more than one value per channel, got x %s", shapeOf(x))
 	}
 	y := g.newVarLike(x.Value, x, gamma, beta)
 	var mean, inv *tensor.Tensor
@@ -565,7 +566,7 @@ func dropoutGrad(g *Graph, nd *node) {
 // L2Normalize: x (N, D) -> y = x/max(|x|, eps) row by row.
 func (g *Graph) L2Normalize(x *Var, eps float32) *Var {
 	if x.Value.Rank() != 2 {
-		opPanic("l2normalize", "x %s must be (N, D)", shp(x))
+		opPanic("l2normalize", "x %s must be (N, D)", shapeOf(x))
 	}
 	y := g.newVarLike(x.Value, x)
 	norms := g.Tensor(x.Value.Dim(0))
@@ -593,7 +594,7 @@ func l2NormalizeGrad(g *Graph, nd *node) {
 // ∂L/∂m_p.
 func (g *Graph) MarginCE(cos *Var, labels []int32, p backend.MarginParams, classMargins, mp *Var) *Var {
 	if cos.Value.Rank() != 2 {
-		opPanic("margin_ce", "cos %s must be (N, C)", shp(cos))
+		opPanic("margin_ce", "cos %s must be (N, C)", shapeOf(cos))
 	}
 	p.N, p.C = cos.Value.Dim(0), cos.Value.Dim(1)
 	if classMargins != nil {
@@ -670,7 +671,7 @@ func logGrad(g *Graph, nd *node) {
 // is viewed as (N, rest)). The gradient repeats dy on every row.
 func (g *Graph) SumDim0(x *Var) *Var {
 	if x.Value.Rank() < 2 {
-		opPanic("sum_dim0", "x %s must have rank ≥ 2", shp(x))
+		opPanic("sum_dim0", "x %s must have rank ≥ 2", shapeOf(x))
 	}
 	n := x.Value.Dim(0)
 	c := x.Value.Numel() / n
@@ -714,7 +715,7 @@ const log1pSumExpOff = 1e30
 // (the softmax of the column with the "1" as an extra zero logit).
 func (g *Graph) Log1pSumExp(z, mask *Var) *Var {
 	if z.Value.Rank() != 2 || !z.Value.SameShape(mask.Value) {
-		opPanic("log1p_sum_exp", "z %s must be (N, C) and mask %s the same", shp(z), shp(mask))
+		opPanic("log1p_sum_exp", "z %s must be (N, C) and mask %s the same", shapeOf(z), shapeOf(mask))
 	}
 	if mask.RequiresGrad {
 		opPanic("log1p_sum_exp", "the mask must be a constant")
