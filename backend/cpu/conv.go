@@ -37,7 +37,11 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 		b.convImplicitForward(p, xData, wData, yData, nil)
 		return
 	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: xData, w: wData, y: yData, gt: gemmThreads(b.Threads(), p.N)})
+	// The filter is packed once for every image's GEMMs.
+	G := p.G()
+	fp := packFilters(G, p.K/G, p.C/G*p.R*p.S, wData)
+	defer filterPool.put(fp)
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: xData, w: wData, y: yData, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // Conv2dBackwardData implements backend.Ops.
@@ -133,7 +137,7 @@ type convLoop struct {
 	p       backend.Conv2dParams
 	geo     phased // implicit paths: the padded image's phase planes
 	x, w, y []float32
-	filt    []packedA     // implicit forward: each group's packed filter
+	filt    []packedA     // forward: each group's packed filter
 	epi     *convEpilogue // implicit forward: applied to each image's output
 	gt      int           // threads per GEMM
 }
@@ -224,7 +228,13 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 				im2col(p, cg, xs, col)
 			}
 			if forward {
-				sgemm(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, col, PQ, 0, k.y[(n*p.K+g*kg)*PQ:], PQ, threads)
+				out := k.y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
+				clear(out)
+				var pa *packedA
+				if k.filt != nil {
+					pa = &k.filt[g]
+				}
+				gemmDispatch(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, pa, col, PQ, nil, out, PQ, threads)
 			} else {
 				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, threads)
 			}

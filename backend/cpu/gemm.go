@@ -239,14 +239,14 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 func gemmDispatch(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
+	if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k) {
+		pa = nil
+	}
 	if threads == 1 {
-		if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k) {
-			pa = nil
-		}
 		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc)
 		return
 	}
-	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, cb, c, ldc, threads)
+	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc, threads)
 }
 
 // gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B).
@@ -345,13 +345,13 @@ func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb
 // handed out from an atomic counter, so the calling goroutine starts at
 // once and a helper that arrives late (or shares a busy core) simply takes
 // fewer; a phase begins when every task of the previous one is done.
-func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
+func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	mr, nr := kern.mr, kern.nr
 	// The job's state is kept across calls; its teamJob is left alone (a
 	// helper may still look at it, see teamJob).
 	g := gemmJobs.get()
 	g.gemmArgs = gemmArgs{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-		a: a, lda: lda, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: blk.kc}
+		a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: blk.kc}
 	// A packed chunk holds all k rows: narrower chunks keep it within
 	// maxSharedB values when k is long.
 	nc := max(nr, min(blk.nc, maxSharedB/k)/nr*nr)
@@ -409,7 +409,8 @@ type gemmArgs struct {
 	alpha          float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
-	cb             *convB // when set, B is read through it
+	cb             *convB   // when set, B is read through it
+	pa             *packedA // when set, A packed already (for this kernel and blk.kc)
 	kc, rowsPer    int
 	bp             []float32 // the packed chunk of B: kc block pb at pb·kc·np·NR, its panel q at q·NR·kb
 }
@@ -470,9 +471,15 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 	mb, cb := min(g.rowsPer, g.m-i0), min(ph.colsPer, ph.nb-j0)
 	for pc := 0; pc < g.k; pc += kc {
 		kb := min(kc, g.k-pc)
-		buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
-		packA(g.kern, g.transA, mb, kb, g.a, g.lda, i0, pc, buf.a)
-		macroKernel(g.kern, kb, buf.a, mb, g.bp[pc*np*nr+j0*kb:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
+		ap := buf.a
+		if g.pa != nil {
+			ap = g.pa.block(i0, pc, kb)
+		} else {
+			buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
+			ap = buf.a
+			packA(g.kern, g.transA, mb, kb, g.a, g.lda, i0, pc, ap)
+		}
+		macroKernel(g.kern, kb, ap, mb, g.bp[pc*np*nr+j0*kb:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
 	}
 }
 

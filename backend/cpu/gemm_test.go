@@ -439,3 +439,37 @@ func TestSplitRange(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmPrepackedA: C += A·B with A packed beforehand (packedA, as the
+// convolutions pass their filters) equals the product that packs A itself,
+// bit for bit, on one thread and on several, with blocks that split k and
+// m, at every level.
+func TestGemmPrepackedA(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(13, uint64(l)))
+		for _, mode := range []string{"default", "tiny blocks"} {
+			if mode == "tiny blocks" {
+				defer withBlocking(16, 7, 64)()
+			}
+			saved := minParallelFlops
+			minParallelFlops = 1
+			for i := range 30 {
+				m, n, k := 1+r.IntN(90), 1+r.IntN(120), 1+r.IntN(200)
+				a, b := randSlice(r, m*k), randSlice(r, k*n)
+				var pa packedA
+				pa.pack(activeKernel(), false, m, k, a, k)
+				for _, threads := range []int{1, 2, 3} {
+					want, got := make([]float32, m*n), make([]float32, m*n)
+					gemmDispatch(false, false, m, n, k, 1, a, k, nil, b, n, nil, want, n, threads)
+					gemmDispatch(false, false, m, n, k, 1, a, k, &pa, b, n, nil, got, n, threads)
+					for j := range want {
+						if got[j] != want[j] {
+							t.Fatalf("%v %s case %d m=%d n=%d k=%d threads=%d: C[%d] %g, without packing first %g", l, mode, i, m, n, k, threads, j, got[j], want[j])
+						}
+					}
+				}
+			}
+			minParallelFlops = saved
+		}
+	})
+}
