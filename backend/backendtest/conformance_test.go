@@ -124,6 +124,24 @@ func cases() []opCase {
 		{N: 2, C: 3, H: 7, W: 9, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
 		{N: 1, C: 4, H: 8, W: 8, R: 2, S: 2, StrideH: 2, StrideW: 2},
 		{N: 3, C: 2, H: 5, W: 6, R: 3, S: 3, StrideH: 1, StrideW: 1},
+		{N: 1, C: 2, H: 10, W: 7, R: 3, S: 2, StrideH: 3, StrideW: 2, PadH: 1, PadW: 1},
+		{N: 1, C: 5, H: 12, W: 12, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
+	}
+	for _, p := range pools {
+		// Values from {-1, 0, 1}: windows with ties, whose first maximum
+		// (row-major) must win on every backend.
+		p := p
+		xs, ys := p.N*p.C*p.H*p.W, p.N*p.C*p.P()*p.Q()
+		ties := make([]float32, xs)
+		for i := range ties {
+			ties[i] = float32(r.IntN(3) - 1)
+		}
+		add(opCase{name: fmt.Sprintf("maxpool/ties_n%d_c%d_%dx%d_w%d_s%d_p%d", p.N, p.C, p.H, p.W, p.R, p.StrideH, p.PadH), tol: 0,
+			data: [][]float32{ties, zeros(ys), zeros(ys), zeros(xs)}, shapes: [][]int{{xs}, {ys}, {ys}, {xs}}, outputs: []int{1, 2, 3},
+			run: func(b backend.Backend, t []*tensor.Tensor) {
+				b.MaxPool2dForward(p, t[0], t[1], t[2])
+				b.MaxPool2dBackward(p, t[1], t[2], t[3])
+			}})
 	}
 	for _, p := range pools {
 		p := p

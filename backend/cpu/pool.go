@@ -15,7 +15,11 @@ import (
 // MaxPool2dForward implements backend.Ops.
 func (b *Backend) MaxPool2dForward(p backend.Pool2dParams, x, y, argmax *tensor.Tensor) {
 	backend.CheckPool("maxpool2d forward", p, x, y, argmax)
-	splitN(b, &poolLoops, p.N*p.C, poolLoop{run: (*poolLoop).maxForward, p: p, x: x.HostData(), y: y.HostData(), arg: argmax.HostData()})
+	run := (*poolLoop).maxForward
+	if b.ref {
+		run = (*poolLoop).refMaxForward
+	}
+	splitN(b, &poolLoops, p.N*p.C, poolLoop{run: run, p: p, x: x.HostData(), y: y.HostData(), arg: argmax.HostData()})
 }
 
 // MaxPool2dBackward implements backend.Ops.
@@ -62,10 +66,63 @@ func (k *poolLoop) images(lo, hi int) (p backend.Pool2dParams, x, y []float32, o
 	return p, k.x[lo*in : hi*in], k.y[lo*out : hi*out], lo * out, hi * out
 }
 
-// maxForward: x -> y, arg.
-func (k *poolLoop) maxForward(lo, hi int) {
+// refMaxForward: x -> y, arg, by the reference loop.
+func (k *poolLoop) refMaxForward(lo, hi int) {
 	p, x, y, o0, o1 := k.images(lo, hi)
 	refMaxPoolForward(p, x, y, k.arg[o0:o1])
+}
+
+// maxForward: x -> y, arg, as refMaxPoolForward (the same ties, signed
+// zeros and NaNs) with each window's rows clipped to the plane once, not
+// per pixel, and without a data-dependent branch per pixel: the window's
+// maximum first (the builtin max, which keeps NaN), then the first pixel
+// that holds it (the last NaN when it is NaN), whose value is the output.
+func (k *poolLoop) maxForward(lo, hi int) {
+	p, x, y, o0, o1 := k.images(lo, hi)
+	arg := k.arg[o0:o1]
+	P, Q := p.P(), p.Q()
+	sh, sw := max(p.StrideH, 1), max(p.StrideW, 1)
+	inf := float32(math.Inf(-1))
+	for plane := 0; plane < p.N; plane++ {
+		xp := x[plane*p.H*p.W : (plane+1)*p.H*p.W]
+		yp, ap := y[plane*P*Q:(plane+1)*P*Q], arg[plane*P*Q:(plane+1)*P*Q]
+		for oh := 0; oh < P; oh++ {
+			ih0 := oh*sh - p.PadH
+			r0, r1 := max(0, -ih0), min(p.R, p.H-ih0)
+			for ow := 0; ow < Q; ow++ {
+				iw0 := ow*sw - p.PadW
+				s0, s1 := max(0, -iw0), min(p.S, p.W-iw0)
+				o := oh*Q + ow
+				if r0 >= r1 || s0 >= s1 {
+					yp[o], ap[o] = inf, -1
+					continue
+				}
+				best := inf
+				for r := r0; r < r1; r++ {
+					at := (ih0+r)*p.W + iw0 + s0
+					for _, v := range xp[at : at+s1-s0] {
+						best = max(best, v)
+					}
+				}
+				bi := -1
+			find:
+				for r := r0; r < r1; r++ {
+					at := (ih0+r)*p.W + iw0 + s0
+					for j, v := range xp[at : at+s1-s0] {
+						if best != best {
+							if v != v {
+								bi = at + j // the last NaN
+							}
+						} else if v == best {
+							bi = at + j
+							break find
+						}
+					}
+				}
+				yp[o], ap[o] = xp[bi], float32(bi)
+			}
+		}
+	}
 }
 
 // maxBackward: y (dy), arg -> x (dx).
