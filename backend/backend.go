@@ -50,6 +50,26 @@ type ConvBNActer interface {
 	ConvBNActForward(p Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool)
 }
 
+// WeightFreezer is implemented by backends that can keep derived forms of
+// weights that no longer change (the CPU keeps convolution filters packed
+// for its GEMM instead of packing them on every call). A model loaded
+// for inference freezes its weights (see Freeze); training never does.
+// Writing to a frozen tensor through Upload drops what was derived from
+// it; writing to it through ops is a mistake the backend does not see.
+type WeightFreezer interface {
+	FreezeWeights(ts ...*tensor.Tensor)
+}
+
+// Freeze declares ts unchanging to b when b can use it (WeightFreezer),
+// and reports whether it could.
+func Freeze(b Backend, ts ...*tensor.Tensor) bool {
+	f, ok := b.(WeightFreezer)
+	if ok {
+		f.FreezeWeights(ts...)
+	}
+	return ok
+}
+
 // Backend is memory plus the op set.
 type Backend interface {
 	// Name is the registry name ("cpu", "cuda").

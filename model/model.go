@@ -15,6 +15,7 @@ import (
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/nn"
 	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/tensor"
 )
 
 // Model is an embedding network with what it takes to use it: its card,
@@ -91,6 +92,13 @@ func Load(path string, opts Options, log io.Writer) (*Model, error) {
 		return nil, err
 	}
 	nn.SetTraining(net, false)
+	// A loaded model is never trained: the backend may keep its weights in
+	// the form its kernels want (the CPU's packed convolution filters).
+	var weights []*tensor.Tensor
+	for _, p := range nn.Params(net) {
+		weights = append(weights, p.V.Value)
+	}
+	backend.Freeze(b, weights...)
 	m, err := Wrap(b, net, card, opts)
 	if err != nil {
 		return nil, err

@@ -39,9 +39,11 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 	}
 	// The filter is packed once for every image's GEMMs.
 	G := p.G()
-	fp := packFilters(G, p.K/G, p.C/G*p.R*p.S, wData)
-	defer filterPool.put(fp)
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: xData, w: wData, y: yData, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
+	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, wData)
+	if fp != nil {
+		defer filterPool.put(fp)
+	}
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: xData, w: wData, y: yData, filt: filt, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // Conv2dBackwardData implements backend.Ops.
@@ -345,9 +347,11 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, x, w, y []float32,
 	kg := p.K / G
 	crs := p.C / G * p.R * p.S
 	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	fp := packFilters(G, kg, crs, w)
-	defer filterPool.put(fp)
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, x: x, w: w, y: y, filt: *fp, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
+	filt, fp := b.packedFilters(G, kg, crs, w)
+	if fp != nil {
+		defer filterPool.put(fp)
+	}
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, x: x, w: w, y: y, filt: filt, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // packFilters packs each group's filter matrix (m×k at w[g·m·k:]) once for

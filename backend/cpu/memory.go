@@ -40,6 +40,7 @@ type Backend struct {
 	threads int  // 0: GOMAXPROCS at each call
 	poison  bool // AllocUninit fills NaN (SetPoison)
 	pool    pool
+	frozen  frozenSet // weights declared unchanging, and their packed filters
 }
 
 // New returns a fast CPU backend using threads goroutines per op (0: GOMAXPROCS).
@@ -147,6 +148,9 @@ func (b *Backend) Free(s tensor.Storage) {
 // Upload implements backend.Backend.
 func (b *Backend) Upload(dst *tensor.Tensor, src []float32) {
 	backend.CheckSame("upload", len(src), dst)
+	if b.frozen.n.Load() > 0 {
+		b.thaw(dst.HostData())
+	}
 	copy(dst.HostData(), src)
 }
 

@@ -1,0 +1,102 @@
+package cpu
+
+import (
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// Frozen weights: a model loaded for inference declares its weights
+// unchanging (backend.Freeze), and the convolutions keep their filters
+// packed for the GEMM kernel from the first call on, instead of packing
+// every filter on every call (for ResNet-50 at batch 1, a fifth of the
+// time). The packs follow the kernel and the k blocking in use when made;
+// a change of either (tests force SIMD levels and block sizes) makes new
+// ones.
+
+// frozenSet maps a frozen tensor's first element to its entry.
+type frozenSet struct {
+	mu sync.Mutex
+	m  map[*float32]*frozenEntry
+	n  atomic.Int32 // len(m), read without the lock
+}
+
+type frozenEntry struct {
+	w     []float32 // the frozen values (keeps them alive and their length)
+	packs map[packKey][]packedA
+}
+
+type packKey struct{ groups, m, k, mr, kc int }
+
+// FreezeWeights implements backend.WeightFreezer.
+func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
+	if b.ref {
+		return
+	}
+	b.frozen.mu.Lock()
+	defer b.frozen.mu.Unlock()
+	if b.frozen.m == nil {
+		b.frozen.m = map[*float32]*frozenEntry{}
+	}
+	for _, t := range ts {
+		w := t.HostData()
+		if len(w) == 0 {
+			continue
+		}
+		key := unsafe.SliceData(w)
+		if e, ok := b.frozen.m[key]; ok && len(e.w) == len(w) {
+			continue
+		}
+		b.frozen.m[key] = &frozenEntry{w: w, packs: map[packKey][]packedA{}}
+	}
+	b.frozen.n.Store(int32(len(b.frozen.m)))
+}
+
+// thaw forgets what was derived from the values at w (an Upload into a
+// frozen tensor).
+func (b *Backend) thaw(w []float32) {
+	if len(w) == 0 {
+		return
+	}
+	b.frozen.mu.Lock()
+	defer b.frozen.mu.Unlock()
+	for key, e := range b.frozen.m {
+		// Any overlap: the upload may cover part of a frozen tensor.
+		lo, hi := uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(key))+uintptr(4*len(e.w))
+		wlo, whi := uintptr(unsafe.Pointer(unsafe.SliceData(w))), uintptr(unsafe.Pointer(unsafe.SliceData(w)))+uintptr(4*len(w))
+		if wlo < hi && lo < whi {
+			delete(b.frozen.m, key)
+		}
+	}
+	b.frozen.n.Store(int32(len(b.frozen.m)))
+}
+
+// packedFilters returns each group's filter packed (w holds groups
+// filters of m×k): the frozen tensor's packs, made once, when w is a
+// frozen tensor's whole data; otherwise packed now into a pooled buffer,
+// fp, which the caller returns to filterPool.
+func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA, fp *[]packedA) {
+	if len(w) > 0 && b.frozen.n.Load() > 0 {
+		b.frozen.mu.Lock()
+		e, ok := b.frozen.m[unsafe.SliceData(w)]
+		if ok && len(e.w) == groups*m*k {
+			kern := activeKernel()
+			key := packKey{groups, m, k, kern.mr, blk.kc}
+			ps, ok := e.packs[key]
+			if !ok {
+				ps = make([]packedA, groups)
+				for g := range ps {
+					ps[g].pack(kern, false, m, k, w[g*m*k:], k)
+				}
+				e.packs[key] = ps
+			}
+			b.frozen.mu.Unlock()
+			return ps, nil
+		}
+		b.frozen.mu.Unlock()
+	}
+	fp = packFilters(groups, m, k, w)
+	return *fp, fp
+}
