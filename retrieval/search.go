@@ -9,6 +9,7 @@ package retrieval
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sort"
 	"sync"
@@ -56,20 +57,28 @@ func Scan(b backend.Backend, queries []float32, q int, gallery []float32, gn, d 
 		return fmt.Errorf("retrieval: queries hold %d values for %d×%d, gallery %d for %d×%d", len(queries), q, d, len(gallery), gn, d)
 	}
 	o = o.withDefaults()
-	scoreBuf := make([]float32, o.QueryBlock*o.GalleryBlock)
+	scoreBuf := make([]float32, min(q, o.QueryBlock)*min(gn, o.GalleryBlock))
+	// A backend whose tensors are Go memory writes the scores in place.
+	h, host := b.(backend.HostMemory)
+	host = host && h.HostMemory()
 	for g0 := 0; g0 < gn; g0 += o.GalleryBlock {
 		gb := min(o.GalleryBlock, gn-g0)
 		galleryDev, freeGallery := backend.OnDevice(b, gallery[g0*d:(g0+gb)*d], gb, d)
 		for q0 := 0; q0 < q; q0 += o.QueryBlock {
 			qb := min(o.QueryBlock, q-q0)
 			queryDev, freeQueries := backend.OnDevice(b, queries[q0*d:(q0+qb)*d], qb, d)
-			scoreMem := b.Alloc(qb * gb)
-			scoresDev := tensor.New(scoreMem, 0, qb, gb)
-			// scores (qb, gb) = queries (qb, D) · galleryᵀ (D, gb)
-			b.Gemm(backend.GemmParams{TransB: true, M: qb, N: gb, K: d, Alpha: 1}, queryDev, galleryDev, scoresDev)
 			scores := scoreBuf[:qb*gb]
-			b.Download(scores, scoresDev)
-			b.Free(scoreMem)
+			// scores (qb, gb) = queries (qb, D) · galleryᵀ (D, gb)
+			gemm := backend.GemmParams{TransB: true, M: qb, N: gb, K: d, Alpha: 1}
+			if host {
+				b.Gemm(gemm, queryDev, galleryDev, tensor.FromSlice(scores, qb, gb))
+			} else {
+				scoreMem := b.Alloc(qb * gb)
+				scoresDev := tensor.New(scoreMem, 0, qb, gb)
+				b.Gemm(gemm, queryDev, galleryDev, scoresDev)
+				b.Download(scores, scoresDev)
+				b.Free(scoreMem)
+			}
 			freeQueries()
 			var wg sync.WaitGroup
 			per := (qb + o.Threads - 1) / o.Threads
@@ -113,28 +122,39 @@ func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, 
 		heaps[i] = topK{k: k, h: make([]Hit, 0, k)}
 	}
 	allow := o.Allow
+	if gathers(allow, gn) {
+		// Few rows allowed: scan a dense copy of them (filtered.go).
+		if err := searchGathered(b, queries, q, gallery, gn, d, o, heaps); err != nil {
+			return nil, err
+		}
+		return sortedHits(heaps), nil
+	}
 	err := Scan(b, queries, q, gallery, gn, d, o, func(qi, g0 int, scores []float32) {
 		h := &heaps[qi]
-		if allow == nil {
-			for j, s := range scores {
-				h.push(Hit{Row: g0 + j, Score: s})
-			}
-			return
-		}
+		// Most scores fall below the k-th best so far: one comparison
+		// with it, in a register, rejects them.
+		floor := h.floor()
 		for j, s := range scores {
-			if allow.Has(g0 + j) {
-				h.push(Hit{Row: g0 + j, Score: s})
+			if s < floor || allow != nil && !allow.Has(g0+j) {
+				continue
 			}
+			h.push(Hit{Row: g0 + j, Score: s})
+			floor = h.floor()
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([][]Hit, q)
+	return sortedHits(heaps), nil
+}
+
+// sortedHits is each heap's hits, best first.
+func sortedHits(heaps []topK) [][]Hit {
+	out := make([][]Hit, len(heaps))
 	for i := range heaps {
 		out[i] = heaps[i].sorted()
 	}
-	return out, nil
+	return out
 }
 
 // topK keeps the k best hits in a min-heap ordered by (score, −row).
@@ -149,6 +169,15 @@ func worse(a, b Hit) bool {
 		return a.Score < b.Score || a.Score != a.Score // NaN ranks last
 	}
 	return a.Row > b.Row
+}
+
+// floor is the k-th best score so far (−Inf until there are k): a score
+// below it cannot enter the heap.
+func (t *topK) floor() float32 {
+	if len(t.h) < t.k {
+		return float32(math.Inf(-1))
+	}
+	return t.h[0].Score
 }
 
 func (t *topK) push(x Hit) {

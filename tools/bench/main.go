@@ -2,10 +2,13 @@
 // measurement per line as `name value unit`, the form the reference scripts
 // in ../shared/bench print too.
 //
-//	go run ./tools/bench [flags] [gemm|train|embed|search|all]
+//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|all]
 //
-// With --anchors it also runs the reference scripts (OpenBLAS through numpy,
-// PyTorch, numpy search) in the same run, when a python3 with those modules
+// (all is every suite but ann and photo, which take minutes: approximate
+// search of -nq queries in -n rows, see ann.go; ResNet-50/18 at 224×224
+// and the photo pipeline, see photo.go.) With --anchors it also runs the
+// reference scripts (OpenBLAS through numpy, PyTorch, numpy search, faiss
+// and hnswlib) in the same run, when a python3 with those modules
 // is present, and prints `ratio_<name> value x`: our figure over the
 // anchor's, measured side by side.
 package main
@@ -36,6 +39,10 @@ type options struct {
 	sizes      []int
 	// profileAllocs turns allocation sampling on for the timed steps.
 	profileAllocs bool
+	// The ann suite: gallery rows, queries, k, rows added after the
+	// build, the data's seed, and the recall–speed plot's file.
+	annN, annQ, annK, annAdds, annSeed int
+	annPlot                            string
 }
 
 func main() {
@@ -46,13 +53,19 @@ func main() {
 	flag.IntVar(&o.classes, "classes", 10000, "classes of the cosface head in the train suite")
 	flag.IntVar(&o.steps, "steps", 10, "timed steps for train and embed (after 3 warm-up steps)")
 	flag.BoolVar(&o.anchors, "anchors", false, "also run the reference scripts and print ratios")
-	flag.StringVar(&o.anchorsDir, "anchors-dir", filepath.Join("..", "shared", "bench"), "folder of blas_anchor.py, torch_anchor.py, search_anchor.py")
+	flag.StringVar(&o.anchorsDir, "anchors-dir", filepath.Join("..", "shared", "bench"), "folder of blas_anchor.py, torch_anchor.py, search_anchor.py, ann_anchor.py")
 	flag.StringVar(&o.device, "device", "", "backend: auto, cpu or cuda (default $DMLGO_DEVICE or auto)")
 	flag.StringVar(&sizes, "sizes", "256,512,1024,2048", "GEMM sizes N (N×N×N)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	flag.IntVar(&o.annN, "n", 1000000, "ann: gallery rows")
+	flag.IntVar(&o.annQ, "nq", 10000, "ann: queries")
+	flag.IntVar(&o.annK, "k", 10, "ann: neighbours per query (recall@k)")
+	flag.IntVar(&o.annAdds, "adds", 10000, "ann: rows added one at a time after the build (0: none)")
+	flag.IntVar(&o.annSeed, "seed", 1, "ann: seed of the data")
+	flag.StringVar(&o.annPlot, "ann-plot", "", "ann: write the recall–speed plot (PNG) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write a profile of every allocation in the timed steps of train and embed to this file at the end")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|all]...\n")
+		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|all]...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -62,6 +75,9 @@ func main() {
 			fatalf("--sizes: %q is not a positive integer", s)
 		}
 		o.sizes = append(o.sizes, n)
+	}
+	if o.annN < 2 || o.annQ < 1 || o.annK < 1 || o.annK > o.annN || o.annAdds < 0 {
+		fatalf("-n %d, -nq %d, -k %d, -adds %d: want n ≥ 2, nq ≥ 1, 1 ≤ k ≤ n, adds ≥ 0", o.annN, o.annQ, o.annK, o.annAdds)
 	}
 	suites := flag.Args()
 	if len(suites) == 0 || (len(suites) == 1 && suites[0] == "all") {
@@ -114,8 +130,12 @@ func main() {
 			modelSuite(b, o, s)
 		case "search":
 			searchSuite(b, o)
+		case "ann":
+			annSuite(b, o)
+		case "photo":
+			photoSuite(b, o)
 		default:
-			fatalf("unknown suite %q (want gemm, train, embed, search or all)", s)
+			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo or all)", s)
 		}
 	}
 }
