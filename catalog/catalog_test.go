@@ -121,7 +121,7 @@ func TestRetrieveEndToEnd(t *testing.T) {
 	if len(qs) != ds.Query.Len() {
 		t.Fatalf("%d data queries, the data set has %d", len(qs), ds.Query.Len())
 	}
-	results, err := Query(ctx, m, live.Static(ix), qs, ix.Len(), "")
+	results, err := Query(ctx, m, live.Static(ix), qs, ix.Len(), live.SearchParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestRetrieveEndToEnd(t *testing.T) {
 		q.Item, q.HasItem = fix.Items[i], true
 		self = append(self, q)
 	}
-	sr, err := Query(ctx, m, live.Static(fix), self, 3, "")
+	sr, err := Query(ctx, m, live.Static(fix), self, 3, live.SearchParams{})
 	if err != nil {
 		t.Fatal(err)
 	}

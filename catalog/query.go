@@ -63,9 +63,10 @@ type QueryResult struct {
 }
 
 // Query embeds the queries and returns the k best live rows of the view
-// (of the category, when one is given) for each, best first. ctx bounds the
-// wait for the model. A single-file index is searched as live.Static(ix).
-func Query(ctx context.Context, m *model.Model, v *live.View, qs []QueryImage, k int, category string) ([]QueryResult, error) {
+// for each, best first, as p asks (a category; exact or approximate
+// search). ctx bounds the wait for the model. A single-file index is
+// searched as live.Static(ix).
+func Query(ctx context.Context, m *model.Model, v *live.View, qs []QueryImage, k int, p live.SearchParams) ([]QueryResult, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("k must be at least 1, got %d", k)
 	}
@@ -77,13 +78,13 @@ func Query(ctx context.Context, m *model.Model, v *live.View, qs []QueryImage, k
 	for i, q := range qs {
 		imgs[i], boxes[i] = q.Image, q.Box
 	}
-	return QueryInputs(ctx, m, v, ItemNames(v.Index), qs, m.TransformImages(imgs, boxes), k, category)
+	return QueryInputs(ctx, m, v, ItemNames(v.Index), qs, m.TransformImages(imgs, boxes), k, p)
 }
 
 // QueryInputs is Query on the queries' transformed images x (len(qs), C,
 // S, S), with the index's item names given; qs gives the queries' names
 // and items (their images are not used).
-func QueryInputs(ctx context.Context, m *model.Model, v *live.View, names map[int64]string, qs []QueryImage, x []float32, k int, category string) ([]QueryResult, error) {
+func QueryInputs(ctx context.Context, m *model.Model, v *live.View, names map[int64]string, qs []QueryImage, x []float32, k int, p live.SearchParams) ([]QueryResult, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("k must be at least 1, got %d", k)
 	}
@@ -93,7 +94,7 @@ func QueryInputs(ctx context.Context, m *model.Model, v *live.View, names map[in
 	}
 	var hits [][]retrieval.Hit
 	err = m.Locked(ctx, func() (err error) {
-		hits, err = v.Search(m.B, e, len(qs), k, category, retrieval.SearchOptions{})
+		hits, err = v.Search(m.B, e, len(qs), k, p)
 		return err
 	})
 	if err != nil {

@@ -173,6 +173,17 @@ func TestServeCatalog(t *testing.T) {
 		t.Errorf("thumbnail of a removed row: %d", code)
 	}
 
+	// Search modes: exact and probing every list answer alike; bad values
+	// are refused.
+	if code := call(t, "POST", base+"/v1/search?k=5&exact=1", tok, hat, &sr); code != 200 || len(sr.Results) != 5 {
+		t.Errorf("exact=1: %d, %d results", code, len(sr.Results))
+	}
+	for _, q := range []string{"recall=2", "recall=x", "nprobe=0", "exact=maybe"} {
+		if code := call(t, "POST", base+"/v1/search?"+q, tok, hat, nil); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, code)
+		}
+	}
+
 	// Refusals.
 	for _, tc := range []struct {
 		method, path, token string

@@ -57,6 +57,7 @@ import (
 	"github.com/dmlgo/dmlgo/internal/bytesize"
 	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/retrieval/ivf"
 )
 
 // ServerConfig tunes the service.
@@ -457,9 +458,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	category := r.URL.Query().Get("category")
-	if len(category) > 256 {
-		writeError(w, http.StatusBadRequest, "category=: at most 256 bytes")
+	params, err := searchMode(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	raw, status, err := s.receive(w, r, t0)
@@ -495,7 +496,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-s.slots }()
-	res, err := catalog.QueryInputs(ctx, s.Model, s.view(), s.names, []catalog.QueryImage{{Name: "upload"}}, x, k, category)
+	res, err := catalog.QueryInputs(ctx, s.Model, s.view(), s.names, []catalog.QueryImage{{Name: "upload"}}, x, k, params)
 	switch {
 	case err == nil:
 	case r.Context().Err() != nil:
@@ -583,6 +584,38 @@ func (s *Server) prepare(ctx context.Context, raw []byte, box image.Rectangle) (
 		return nil, http.StatusBadRequest, fmt.Errorf("box %v lies outside the %d×%d image", box, img.Bounds().Dx(), img.Bounds().Dy())
 	}
 	return s.Model.TransformImages([]image.Image{img}, []image.Rectangle{box}), http.StatusOK, nil
+}
+
+// searchMode reads ?category=, ?exact=, ?recall= and ?nprobe=.
+func searchMode(r *http.Request) (live.SearchParams, error) {
+	q := r.URL.Query()
+	var p live.SearchParams
+	p.Category = q.Get("category")
+	if len(p.Category) > 256 {
+		return p, fmt.Errorf("category=: at most 256 bytes")
+	}
+	switch v := q.Get("exact"); v {
+	case "", "0", "false":
+	case "1", "true":
+		p.Exact = true
+	default:
+		return p, fmt.Errorf("exact=%q: want 1 or 0", v)
+	}
+	if v := q.Get("recall"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0 && f <= 1) {
+			return p, fmt.Errorf("recall=%q: want a recall@10 target in (0, 1]", v)
+		}
+		p.Recall = f
+	}
+	if v := q.Get("nprobe"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1<<20 {
+			return p, fmt.Errorf("nprobe=%q: want the lists to scan per query, 1 or more", v)
+		}
+		p.NProbe = n
+	}
+	return p, nil
 }
 
 // searchParams reads ?k= and ?box=.
@@ -787,10 +820,14 @@ type Info struct {
 	// Catalog says whether the gallery is a live catalog; Writable whether
 	// this service adds and removes items; Categories counts the live rows
 	// of each category (catalogs and indexes that have categories).
-	Catalog    bool           `json:"catalog"`
-	Generation int64          `json:"generation,omitempty"`
-	Writable   bool           `json:"writable"`
-	Categories map[string]int `json:"categories,omitempty"`
+	Catalog    bool  `json:"catalog"`
+	Generation int64 `json:"generation,omitempty"`
+	// Approximate describes the approximate index searches use (nil:
+	// exact search): its lists and the rows it covers; the rows added
+	// since are searched exactly.
+	Approximate *ApproximateInfo `json:"approximate,omitempty"`
+	Writable    bool             `json:"writable"`
+	Categories  map[string]int   `json:"categories,omitempty"`
 }
 
 // pathMeta are the index meta keys that hold server paths.
@@ -819,8 +856,25 @@ func (s *Server) infoValue() Info {
 		DefaultK: s.Config.DefaultK, MaxK: s.Config.MaxK, MaxUpload: s.Config.MaxUpload,
 		TokenRequired: s.Config.Token != "",
 		Catalog:       s.Catalog != nil, Generation: v.Generation, Writable: s.Catalog != nil && s.Config.Writable,
-		Categories: categories(v),
+		Categories:  categories(v),
+		Approximate: approximate(v),
 	}
+}
+
+func approximate(v *live.View) *ApproximateInfo {
+	lists, rows, ok := v.Approximate()
+	if !ok {
+		return nil
+	}
+	return &ApproximateInfo{Kind: "ivf", Lists: lists, Rows: rows, DefaultRecall: ivf.DefaultRecall}
+}
+
+// ApproximateInfo is Info's description of an approximate index.
+type ApproximateInfo struct {
+	Kind          string  `json:"kind"`
+	Lists         int     `json:"lists"`
+	Rows          int     `json:"rows"`
+	DefaultRecall float64 `json:"default_recall"`
 }
 
 // liveItems counts the distinct items of the live rows.

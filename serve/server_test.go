@@ -110,7 +110,7 @@ func testServe(t *testing.T, m *model.Model, ix *retrieval.Index, ixPath string,
 		sr.Results[0].Thumbnail != "/v1/gallery/3.png" || sr.Results[0].Item != ix.Items[3] || sr.Fingerprint != m.Fingerprint {
 		t.Fatalf("search results: %s", raw)
 	}
-	want, err := catalog.Query(context.Background(), m, live.Static(ix), []catalog.QueryImage{{Image: img3}}, 4, "")
+	want, err := catalog.Query(context.Background(), m, live.Static(ix), []catalog.QueryImage{{Image: img3}}, 4, live.SearchParams{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func Example() {
 	s := float32(1 / math.Sqrt2)
 	q := []float32{0, s, s, 0}
 	v := cat.View()
-	hits, err := v.Search(backend.MustSelect("cpu"), q, 1, 5, "dresses", retrieval.SearchOptions{})
+	hits, err := v.Search(backend.MustSelect("cpu"), q, 1, 5, live.SearchParams{Category: "dresses"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -46,6 +46,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/retrieval/ivf"
 )
 
 // Format is the manifest's format tag.
@@ -76,6 +77,8 @@ type manifest struct {
 	Meta        map[string]string `json:"meta,omitempty"`
 	Segments    []string          `json:"segments"`
 	WAL         string            `json:"wal"`
+	// ANN is the approximate index of the segments' rows ("": none).
+	ANN string `json:"ann,omitempty"`
 	// NextID is the id the first row added to the log gets.
 	NextID int64 `json:"next_id"`
 }
@@ -98,6 +101,7 @@ type state struct {
 	man    manifest
 	walOff int64 // bytes of the log applied (header included)
 	ix     *retrieval.Index
+	ann    *ivf.Index        // of the segments' rows, or nil
 	live   *retrieval.Bitset // nil: every row is live
 	dead   int
 	byItem map[int64][]int32
@@ -156,7 +160,7 @@ func Create(dir string, ix *retrieval.Index, opts Options) (*Catalog, error) {
 		next = seg.IDs[n-1] + 1
 	}
 	man := manifest{Format: Format, Generation: 1, Dim: ix.Dim, Fingerprint: ix.Fingerprint, Meta: ix.Meta, NextID: next}
-	if err := c.writeGeneration(&man, &seg); err != nil {
+	if err := c.writeGeneration(&man, &seg, nil); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -266,6 +270,16 @@ func (c *Catalog) refreshOnce(repair bool) (bool, error) {
 		if st, err = newState(man, ix); err != nil {
 			return false, fmt.Errorf("%s: %w", c.dir, err)
 		}
+		if man.ANN != "" {
+			ann, _, err := ivf.Load(c.path(man.ANN))
+			if err != nil {
+				return false, err
+			}
+			if ann.Len() != ix.Len() || ann.Dim() != man.Dim {
+				return false, fmt.Errorf("%s: %d rows of dimension %d, the segments hold %d of %d", c.path(man.ANN), ann.Len(), ann.Dim(), ix.Len(), man.Dim)
+			}
+			st.ann = ann
+		}
 		changed = true
 	}
 	applied, err := c.replay(st, repair)
@@ -293,7 +307,11 @@ func (c *Catalog) readManifest() (manifest, error) {
 	if man.Dim < 1 || man.WAL == "" || man.Generation < 1 {
 		return man, fmt.Errorf("%s: dimension %d, log %q, generation %d", c.path(ManifestFile), man.Dim, man.WAL, man.Generation)
 	}
-	for _, name := range append([]string{man.WAL}, man.Segments...) {
+	names := append([]string{man.WAL}, man.Segments...)
+	if man.ANN != "" {
+		names = append(names, man.ANN)
+	}
+	for _, name := range names {
 		if name != filepath.Base(name) || strings.HasPrefix(name, ".") {
 			return man, fmt.Errorf("%s: file name %q is not a plain name in the folder", c.path(ManifestFile), name)
 		}
@@ -500,7 +518,7 @@ func findID(ids []int64, id int64) (int, bool) {
 }
 
 func (st *state) view() *View {
-	v := &View{Index: st.ix, Removed: st.dead, Generation: st.man.Generation, Version: st.walOff}
+	v := &View{Index: st.ix, Removed: st.dead, Generation: st.man.Generation, Version: st.walOff, ann: st.ann}
 	if st.live != nil {
 		v.live = st.live
 	}
@@ -642,25 +660,38 @@ type CompactReport struct {
 	Generation int64 // the new generation
 	Rows       int   // live rows kept
 	Dropped    int   // removed rows dropped
+	Lists      int   // lists of the approximate index built (0: none)
 	Stray      []string
 }
 
-// Compact writes the live rows into one new segment and starts an empty
-// log: removed rows stop taking memory and search time, and opening the
-// catalog no longer replays the log. It is crash-safe at every step (see
-// the package comment).
-func (c *Catalog) Compact() (CompactReport, error) {
+// Compact is CompactWith the default options: an approximate index when
+// the catalog holds ivf.ExactBelow rows or more.
+func (c *Catalog) Compact() (CompactReport, error) { return c.CompactWith(CompactOptions{}) }
+
+// CompactWith writes the live rows into one new segment (and, as o asks,
+// their approximate index) and starts an empty log: removed rows stop
+// taking memory and search time, and opening the catalog no longer
+// replays the log. It is crash-safe at every step (see the package
+// comment).
+func (c *Catalog) CompactWith(o CompactOptions) (CompactReport, error) {
 	var rep CompactReport
 	err := c.change(func(st *state) error {
 		v := st.view()
 		seg := v.LiveIndex()
+		ann, err := buildANN(seg, o)
+		if err != nil {
+			return err
+		}
 		man := st.man
 		man.Generation++
 		man.NextID = st.nextID
-		if err := c.writeGeneration(&man, seg); err != nil {
+		if err := c.writeGeneration(&man, seg, ann); err != nil {
 			return err
 		}
 		old := append([]string{st.man.WAL}, st.man.Segments...)
+		if st.man.ANN != "" {
+			old = append(old, st.man.ANN)
+		}
 		crash("compact:manifest")
 		for _, name := range old {
 			if err := os.Remove(c.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -672,9 +703,13 @@ func (c *Catalog) Compact() (CompactReport, error) {
 		if err != nil {
 			return err
 		}
+		nst.ann = ann
 		nst.walOff = int64(len(walMagic))
 		c.setState(nst)
 		rep = CompactReport{Generation: man.Generation, Rows: seg.Len(), Dropped: st.dead}
+		if ann != nil {
+			rep.Lists = ann.Lists()
+		}
 		rep.Stray = c.removeStray(man)
 		return nil
 	})
@@ -682,8 +717,9 @@ func (c *Catalog) Compact() (CompactReport, error) {
 }
 
 // writeGeneration writes man's generation: the segment of ix (when it has
-// rows), an empty log, then CURRENT naming them. The caller holds LOCK.
-func (c *Catalog) writeGeneration(man *manifest, ix *retrieval.Index) error {
+// rows) and its approximate index (when ann is not nil), an empty log,
+// then CURRENT naming them. The caller holds LOCK.
+func (c *Catalog) writeGeneration(man *manifest, ix *retrieval.Index, ann *ivf.Index) error {
 	man.Segments = nil
 	if ix.Len() > 0 {
 		name := fmt.Sprintf("seg-%06d.safetensors", man.Generation)
@@ -693,6 +729,14 @@ func (c *Catalog) writeGeneration(man *manifest, ix *retrieval.Index) error {
 			return err
 		}
 		man.Segments = []string{name}
+	}
+	man.ANN = ""
+	if ann != nil {
+		name := fmt.Sprintf("ann-%06d.safetensors", man.Generation)
+		if err := ann.Save(c.path(name), map[string]string{"fingerprint": man.Fingerprint}); err != nil {
+			return err
+		}
+		man.ANN = name
 	}
 	crash("generation:segment")
 	man.WAL = fmt.Sprintf("wal-%06d.log", man.Generation)
@@ -708,7 +752,7 @@ func (c *Catalog) writeGeneration(man *manifest, ix *retrieval.Index) error {
 // not name: what a crash in the middle of a compaction left. The caller
 // holds LOCK.
 func (c *Catalog) removeStray(man manifest) []string {
-	keep := map[string]bool{ManifestFile: true, LockFile: true, man.WAL: true}
+	keep := map[string]bool{ManifestFile: true, LockFile: true, man.WAL: true, man.ANN: true}
 	for _, s := range man.Segments {
 		keep[s] = true
 	}
@@ -719,8 +763,10 @@ func (c *Catalog) removeStray(man manifest) []string {
 	var removed []string
 	for _, e := range entries {
 		name := e.Name()
-		ours := strings.HasPrefix(name, "seg-") || strings.HasPrefix(name, "wal-") ||
-			strings.HasPrefix(name, ".seg-") || strings.HasPrefix(name, ".wal-") || strings.HasPrefix(name, "."+ManifestFile+".tmp-")
+		ours := false
+		for _, prefix := range []string{"seg-", "wal-", "ann-", ".seg-", ".wal-", ".ann-", "." + ManifestFile + ".tmp-"} {
+			ours = ours || strings.HasPrefix(name, prefix)
+		}
 		if keep[name] || !ours || e.IsDir() {
 			continue
 		}

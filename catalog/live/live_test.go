@@ -228,7 +228,7 @@ func TestScriptMatchesModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, view := range map[string]*View{"compacted": v, "uncompacted": before} {
-		got, err := view.Search(b, qs, 6, 10, "", retrieval.SearchOptions{})
+		got, err := view.Search(b, qs, 6, 10, SearchParams{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -580,7 +580,7 @@ func TestSearchFilters(t *testing.T) {
 		qs = append(qs, unit(r)...)
 	}
 	for _, cat := range []string{"", "tops", "shoes", "hats"} {
-		got, err := v.Search(b, qs, 5, 7, cat, retrieval.SearchOptions{})
+		got, err := v.Search(b, qs, 5, 7, SearchParams{Category: cat})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -612,7 +612,148 @@ func TestSearchFilters(t *testing.T) {
 			}
 		}
 	}
-	if got, err := v.Search(b, qs, 5, 7, "hats", retrieval.SearchOptions{}); err != nil || len(got[0]) != 0 {
+	if got, err := v.Search(b, qs, 5, 7, SearchParams{Category: "hats"}); err != nil || len(got[0]) != 0 {
 		t.Errorf("unknown category: %v %v", got, err)
+	}
+}
+
+// clustered makes n unit rows of dimension d around 40 centres.
+func clustered(r *rand.Rand, n, d int) []float32 {
+	centres := make([][]float64, 40)
+	for i := range centres {
+		centres[i] = make([]float64, d)
+		for j := range centres[i] {
+			centres[i][j] = r.NormFloat64()
+		}
+	}
+	out := make([]float32, 0, n*d)
+	for range n {
+		c := centres[r.IntN(len(centres))]
+		v := make([]float32, d)
+		var ss float64
+		for j := range v {
+			x := c[j] + 0.3*r.NormFloat64()
+			v[j] = float32(x)
+			ss += x * x
+		}
+		for j := range v {
+			v[j] = float32(float64(v[j]) / math.Sqrt(ss))
+		}
+		out = append(out, v...)
+	}
+	return out
+}
+
+// TestApproximateCatalog: a compaction builds the approximate index, which
+// a reopened catalog loads; searches through it probing every list equal
+// exact search (removed rows, rows added since and a category filter
+// included); at the default recall they find most of the exact top 10;
+// an added row finds itself; Exact bypasses the index.
+func TestApproximateCatalog(t *testing.T) {
+	const n, d = 3000, 16
+	r := rand.New(rand.NewPCG(31, 1))
+	all := clustered(r, n+30, d) // the rows, then 30 queries like them
+	emb, queries := all[:n*d], all[n*d:]
+	ix := &retrieval.Index{Dim: d, Fingerprint: "fp1", Embeddings: emb, Items: make([]int64, n), Paths: make([]string, n), Categories: make([]string, n)}
+	for i := range n {
+		ix.Items[i] = int64(i / 3)
+		ix.Categories[i] = []string{"tops", "dresses", "shoes"}[i%3]
+	}
+	dir := filepath.Join(t.TempDir(), "shop")
+	c, err := Create(dir, ix, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New(0)
+	rep, err := c.CompactWith(CompactOptions{ANN: ANNIVF, Backend: b})
+	if err != nil || rep.Lists == 0 {
+		t.Fatalf("compaction: %+v, %v", rep, err)
+	}
+	c.Close()
+	if c, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if lists, rows, ok := c.View().Approximate(); !ok || rows != n || lists != rep.Lists {
+		t.Fatalf("reopened: approximate %v, %d rows, %d lists", ok, rows, lists)
+	}
+	// Rows added since, rows removed.
+	added := clustered(r, 40, d)
+	var rows []Row
+	for i := range 40 {
+		rows = append(rows, Row{Item: int64(5000 + i), Category: "hats", Embedding: added[i*d : (i+1)*d]})
+	}
+	ids, err := c.Add("fp1", rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Remove(ByItem, []int64{1, 2, 3, 50, 400}, nil); err != nil {
+		t.Fatal(err)
+	}
+	v := c.View()
+	lists, _, _ := v.Approximate()
+	qs := append(slices.Clone(queries), added[7*d:8*d]...)
+	nq := 31
+	for _, cat := range []string{"", "shoes", "hats"} {
+		exact, err := v.Search(b, qs, nq, 10, SearchParams{Category: cat, Exact: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := v.Search(b, qs, nq, 10, SearchParams{Category: cat, NProbe: lists})
+		if err != nil {
+			t.Fatal(err)
+		}
+		approx, err := v.Search(b, qs, nq, 10, SearchParams{Category: cat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found, total := 0, 0
+		for q := range nq {
+			if len(all[q]) != len(exact[q]) {
+				t.Fatalf("category %q, query %d: %d hits probing every list, %d exact", cat, q, len(all[q]), len(exact[q]))
+			}
+			for j := range exact[q] {
+				if all[q][j].Row != exact[q][j].Row {
+					t.Fatalf("category %q, query %d, rank %d: row %d probing every list, %d exact", cat, q, j, all[q][j].Row, exact[q][j].Row)
+				}
+			}
+			want := map[int]bool{}
+			for _, h := range exact[q] {
+				want[h.Row] = true
+			}
+			for _, h := range approx[q] {
+				if !v.Live(h.Row) || (cat != "" && v.Category(h.Row) != cat) {
+					t.Fatalf("category %q: row %d (live %v, category %q) returned", cat, h.Row, v.Live(h.Row), v.Category(h.Row))
+				}
+				if want[h.Row] {
+					found++
+				}
+			}
+			total += len(exact[q])
+		}
+		if recall := float64(found) / float64(total); recall < 0.9 {
+			t.Errorf("category %q: recall@10 %.3f at the default target", cat, recall)
+		}
+		if cat != "shoes" {
+			if got := approx[nq-1][0]; v.IDs[got.Row] != ids[7] || got.Score < 0.999 {
+				t.Errorf("category %q: the added row %d is not its own best match: %+v", cat, ids[7], got)
+			}
+		}
+	}
+	// A stray index of an unfinished compaction goes; the catalog's stays.
+	os.WriteFile(filepath.Join(dir, "ann-999999.safetensors"), []byte("x"), 0o644)
+	removed, err := c.Tidy()
+	if err != nil || len(removed) != 1 || removed[0] != "ann-999999.safetensors" {
+		t.Errorf("Tidy removed %v, %v", removed, err)
+	}
+	// A compaction with no index policy drops it.
+	if _, err := c.CompactWith(CompactOptions{ANN: ANNNone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := c.View().Approximate(); ok {
+		t.Error("ANN none kept the approximate index")
+	}
+	if _, err := c.CompactWith(CompactOptions{ANN: "hnsw"}); err == nil {
+		t.Error("an unknown index kind accepted")
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"os"
 	"sync"
 
-	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/retrieval/ivf"
 )
 
 // View is the catalog at one moment: its rows by position (Index, with
@@ -24,9 +24,11 @@ type View struct {
 	Generation, Version int64
 
 	live *retrieval.Bitset // nil: no row is removed
+	ann  *ivf.Index        // approximate index of rows [0, ann.Len()), or nil
 
-	mu   sync.Mutex
-	cats map[string]*retrieval.Bitset // live rows of a category, made on first use
+	mu     sync.Mutex
+	cats   map[string]*retrieval.Bitset // live rows of a category, made on first use
+	splits map[splitKey]*retrieval.Bitset
 }
 
 // Rows is the number of live rows.
@@ -47,16 +49,6 @@ func (v *View) Position(id int64) (int, bool) {
 // Static is the view of a single-file index (read-only; a row's id is its
 // position).
 func Static(ix *retrieval.Index) *View { return &View{Index: ix} }
-
-// Search returns the k best live rows (of the category, when one is
-// given) for each query (nq, Dim), best first, by position. A category
-// filter loses no recall: the k best rows of the category are returned.
-func (v *View) Search(b backend.Backend, queries []float32, nq, k int, category string, o retrieval.SearchOptions) ([][]retrieval.Hit, error) {
-	if allow, ok := v.allowed(category); ok {
-		o.Allow = allow
-	}
-	return retrieval.Search(b, queries, nq, v.Embeddings, v.Len(), v.Dim, k, o)
-}
 
 // LiveIndex is a new index of the live rows only (the removed ones
 // dropped), with their ids and categories.

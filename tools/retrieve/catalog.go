@@ -18,13 +18,14 @@ import (
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/retrieval/ivf"
 	"github.com/dmlgo/dmlgo/serve"
 )
 
 const (
 	addArgs     = "-ckpt FILE -index FOLDER (-dir DIR [-items-from row|dirname] | -manifest FILE.tsv | data flags) [-category NAME]"
 	removeArgs  = "-index FOLDER (-item ID,... | -path FILE,... | -id ROWID,...)"
-	compactArgs = "-index FOLDER  |  -index FILE -out FOLDER"
+	compactArgs = "-index FOLDER [-ann auto|ivf|none] [-lists L]  |  -index FILE -out FOLDER"
 )
 
 // openIndex opens what -index names: a catalog folder (cat is set) or a
@@ -208,6 +209,8 @@ func runCompact(args []string, stdout, stderr io.Writer) error {
 	indexPath := fs.String("index", "", "catalog folder to compact, or a single-file index to make a catalog of (with -out)")
 	out := fs.String("out", "", "with a single-file -index: the catalog folder to create")
 	prune := fs.Bool("prune-images", true, "delete the images the service kept for rows no longer in the catalog (images/)")
+	ann := fs.String("ann", live.ANNAuto, "approximate index: auto (from 50,000 images on), ivf (always) or none")
+	lists := fs.Int("lists", 0, "-ann: inverted lists (0: 4·√images)")
 	if _, err := parse(fs, args, stderr, compactArgs, false); err != nil {
 		return err
 	}
@@ -238,11 +241,22 @@ func runCompact(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cat.Close()
-	rep, err := cat.Compact()
+	switch *ann {
+	case live.ANNAuto, live.ANNIVF, live.ANNNone:
+	default:
+		return usagef("-ann %q: want auto, ivf or none", *ann)
+	}
+	if *lists < 0 {
+		return usagef("-lists must be 0 or more, got %d", *lists)
+	}
+	rep, err := cat.CompactWith(live.CompactOptions{ANN: *ann, IVF: ivf.Config{Lists: *lists}})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "catalog %s: generation %d, %d images kept, %d removed ones dropped\n", *indexPath, rep.Generation, rep.Rows, rep.Dropped)
+	if rep.Lists > 0 {
+		fmt.Fprintf(stdout, "approximate index: %d lists over the %d images (searches aim at recall@10 0.95; -exact, -recall, -nprobe change it)\n", rep.Lists, rep.Rows)
+	}
 	if *prune {
 		n, err := pruneImages(cat)
 		if err != nil {

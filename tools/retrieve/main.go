@@ -40,7 +40,7 @@ type command struct {
 // The synopsis of each subcommand.
 const (
 	indexArgs = "-ckpt FILE [-dir DIR [-items-from row|dirname] | -manifest FILE.tsv | data flags] [-category NAME] [-out FILE | -catalog FOLDER] [-npy DIR]"
-	queryArgs = "-ckpt FILE -index FILE|FOLDER [-k K] [-category NAME] [-json] [-grid FILE.png] [-item ID | -manifest FILE.tsv] [-data-queries N] IMAGE..."
+	queryArgs = "-ckpt FILE -index FILE|FOLDER [-k K] [-category NAME] [-exact | -recall R | -nprobe N] [-json] [-grid FILE.png] [-item ID | -manifest FILE.tsv] [-data-queries N] IMAGE..."
 	evalArgs  = "-ckpt FILE [data flags] [-out DIR] [-json]  |  -compare RUN,RUN,... [-out DIR]"
 	serveArgs = "-ckpt FILE -index FILE|FOLDER [-addr localhost:8080] [-writable -token T] [limits]"
 )

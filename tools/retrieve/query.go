@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/dmlgo/dmlgo/catalog"
+	"github.com/dmlgo/dmlgo/catalog/live"
 )
 
 func runQuery(args []string, stdout, stderr io.Writer) error {
@@ -28,7 +29,11 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	item := fs.String("item", "", "the true item of the queries (an id, or an item name of the index): matches are marked same/other")
 	manifest := fs.String("manifest", "", "a TSV manifest listing the query files, to know their items")
 	dataQueries := fs.Int("data-queries", 0, "add N queries of the index's data set, evenly spaced over its query set (items known)")
-	category := fs.String("category", "", "search only the gallery images of this category")
+	var mode live.SearchParams
+	fs.StringVar(&mode.Category, "category", "", "search only the gallery images of this category")
+	fs.BoolVar(&mode.Exact, "exact", false, "a catalog with an approximate index: search every image exactly")
+	fs.Float64Var(&mode.Recall, "recall", 0, "a catalog with an approximate index: the recall@10 to aim at, in (0, 1] (0: 0.95)")
+	fs.IntVar(&mode.NProbe, "nprobe", 0, "a catalog with an approximate index: lists to scan per query (0: from -recall)")
 	boxFlag := fs.String("box", "", "crop the query images given as arguments to x1,y1,x2,y2 (pixels) first")
 	pos, err := parse(fs, args, stderr, queryArgs, true)
 	if err != nil {
@@ -47,6 +52,10 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		return usagef("-k must be at least 1, got %d", *k)
 	case *thumb < 16:
 		return usagef("-thumb must be at least 16, got %d", *thumb)
+	case mode.Recall < 0 || mode.Recall > 1:
+		return usagef("-recall must be in (0, 1], got %g", mode.Recall)
+	case mode.NProbe < 0:
+		return usagef("-nprobe must be 0 or more, got %d", mode.NProbe)
 	case *dataQueries < 0:
 		return usagef("-data-queries must be 0 or more, got %d", *dataQueries)
 	case len(pos) == 0 && *dataQueries == 0:
@@ -115,7 +124,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		}
 		qs = append(qs, dq...)
 	}
-	res, err := catalog.Query(context.Background(), m, v, qs, *k, *category)
+	res, err := catalog.Query(context.Background(), m, v, qs, *k, mode)
 	if err != nil {
 		return err
 	}
@@ -130,8 +139,8 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	}
 	if *grid != "" {
 		title := fmt.Sprintf("top-%d of %s (%d images), model %s %s", *k, filepath.Base(*indexPath), v.Rows(), m.Card.Arch, m.Fingerprint)
-		if *category != "" {
-			title += ", category " + *category
+		if mode.Category != "" {
+			title += ", category " + mode.Category
 		}
 		img := catalog.Grid(qs, res, gal, catalog.GridOptions{Thumb: *thumb, Title: title})
 		if err := catalog.WritePNG(*grid, img); err != nil {
