@@ -1,0 +1,183 @@
+package main
+
+// The photo suite: what a shop runs. ResNet-50 and ResNet-18 on 3×224×224
+// inputs with a 128-wide embedding fc: embedding at batch 1 (one upload to
+// the service; the weights frozen, as model.Load freezes them) and 32 (a
+// gallery), training at batch 32 (a CosFace head over 1000 classes, SGD
+// momentum 0.9); and the photo pipeline (JPEG decode, EXIF, crop, resize,
+// normalise) on one core. With -anchors, bench/photo_anchor.py times
+// PyTorch's variants in the same run and each ratio is taken against the
+// best of them (ratio_<arch>_<mode>_b<batch>_best).
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dmlgo/dmlgo/autograd"
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/data"
+	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/nn"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// photoAnchorScript is the anchor, relative to the repository root (the
+// tool runs from there, as make does).
+const photoAnchorScript = "bench/photo_anchor.py"
+
+func photoSuite(b backend.Backend, o options) {
+	if backend.SetThreads(b, o.threads) {
+		runtime.GOMAXPROCS(max(o.threads, 1))
+	}
+	steps := max(3, o.steps/2)
+	for _, arch := range []string{"resnet50", "resnet18"} {
+		ours := map[string]float64{}
+		for _, batch := range []int{1, 32} {
+			tag := fmt.Sprintf("%s_embed_b%d", arch, batch)
+			ours[tag] = photoModel(b, arch, batch, false, steps)
+			emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
+		}
+		tag := arch + "_train_b32"
+		ours[tag] = photoModel(b, arch, 32, true, max(2, steps/2))
+		emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
+		if !o.anchors {
+			continue
+		}
+		a := runAnchor("torchvision", nil, photoAnchorScript, "--arch", arch, "--threads", strconv.Itoa(o.threads), "--steps", strconv.Itoa(steps))
+		for tag, v := range ours {
+			best, bestName := 0.0, ""
+			for k, av := range a {
+				if strings.HasSuffix(k, "_"+tag) {
+					emit(k, av, "img/s")
+					if av > best {
+						best, bestName = av, k
+					}
+				}
+			}
+			if best > 0 {
+				fmt.Printf("# best PyTorch variant for %s: %s\n", tag, bestName)
+				ratio(tag+"_best", v, best)
+			}
+		}
+	}
+	photoPipeline(o)
+}
+
+// photoModel times embedding (eval mode, no gradient) or a training step
+// of arch at batch on random inputs, and returns images per second.
+func photoModel(b backend.Backend, arch string, batch int, train bool, steps int) float64 {
+	net, err := nn.NewResNet(b, nn.ResNetConfig{Arch: arch, InChannels: 3, Out: 128, Seed: 1})
+	if err != nil {
+		fatalf("%v", err)
+	}
+	x := tensor.RandNormal(2, 0, 1, batch, 3, 224, 224).HostData()
+	g := autograd.New(b)
+	var f func()
+	if train {
+		const classes = 1000
+		w := tensor.RandNormal(1, 0, 0.01, classes, 128).HostData()
+		wt := tensor.New(b.Alloc(len(w)), 0, classes, 128)
+		b.Upload(wt, w)
+		head := &nn.Param{Name: "head", Var: autograd.NewVar(wt, true)}
+		ps := nn.NewParamSet(b, nn.GroupSpec{Name: "net", Params: nn.Params(net)}, nn.GroupSpec{Name: "head", Params: []nn.Named[*nn.Param]{{Name: "head", V: head}}})
+		opt := nn.NewSGD(ps, 0.9, 0, false)
+		labels := make([]int32, batch)
+		r := rand.New(rand.NewPCG(3, 3))
+		for i := range labels {
+			labels[i] = int32(r.IntN(classes))
+		}
+		f = func() {
+			ps.ZeroGrad()
+			e := g.L2Normalize(net.Forward(g, g.Constant(x, batch, 3, 224, 224)), 1e-12)
+			cos := g.MatMul(e, g.L2Normalize(head.Var, 1e-12), false, true)
+			g.Backward(g.MarginCE(cos, labels, backend.MarginParams{Kind: backend.MarginCosFace, S: 30, M: 0.35, Eps: 1e-7}, nil, nil))
+			opt.Step(0.01)
+			g.Reset()
+		}
+	} else {
+		nn.SetTraining(net, false)
+		var weights []*tensor.Tensor
+		for _, p := range nn.Params(net) {
+			weights = append(weights, p.V.Value)
+		}
+		backend.Freeze(b, weights...) // as model.Load does
+		f = func() {
+			g.NoGrad(func() { g.Values(net.Forward(g, g.Constant(x, batch, 3, 224, 224))) })
+			g.Reset()
+		}
+	}
+	for range 2 {
+		f()
+	}
+	if err := b.Synchronize(); err != nil {
+		fatalf("%v", err)
+	}
+	t := time.Now()
+	for range steps {
+		f()
+	}
+	if err := b.Synchronize(); err != nil {
+		fatalf("%v", err)
+	}
+	return float64(steps*batch) / time.Since(t).Seconds()
+}
+
+// photoPipeline times, on one core, what retrieve index does to a JPEG
+// before the network sees it: decode (EXIF orientation included), crop,
+// resize to 224, normalise; a 1200×1600 photo (a phone's, scaled down).
+func photoPipeline(o options) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("dmlgo-bench-photo-%d.jpg", os.Getpid()))
+	if err := os.WriteFile(path, photoJPEG(1200, 1600), 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	defer os.Remove(path)
+	tf, err := sets.Transform(sets.TSV)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	dst := make([]float32, tf.Len())
+	dt := timeIt(2*time.Second, func() {
+		img, err := data.DecodeFile(path)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		tf.Apply(dst, img, image.Rectangle{}, 0, nil)
+	})
+	ours := 1 / dt.Seconds()
+	emit("dmlgo_pipeline_224_t1", ours, "img/s")
+	if o.anchors {
+		a := runAnchor("PIL", nil, photoAnchorScript, "--pipeline", path, "--threads", "1")
+		if v := a["pil_pipeline_224"]; v > 0 {
+			emit("pil_pipeline_224", v, "img/s")
+			ratio("pipeline_224_t1", ours, v)
+		}
+	}
+}
+
+// photoJPEG encodes a w×h photo-like JPEG (smooth colour gradients and
+// some texture, quality 90).
+func photoJPEG(w, h int) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	r := rand.New(rand.NewPCG(7, 7))
+	for y := range h {
+		for x := range w {
+			n := uint8(r.IntN(24))
+			img.SetRGBA(x, y, color.RGBA{R: uint8(x*200/w) + n, G: uint8(y*200/h) + n, B: uint8((x+y)*100/(w+h)) + n, A: 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+		fatalf("%v", err)
+	}
+	return buf.Bytes()
+}
