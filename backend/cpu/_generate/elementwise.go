@@ -5,7 +5,9 @@ import "fmt"
 // An elementwise kernel runs a loop over whole vectors: its Go caller passes
 // slices whose length is a multiple of the vector width (8 for AVX2, 16 for
 // AVX-512) and does the remaining elements itself. Each op has an AVX2 and
-// an AVX-512 variant in one file.
+// an AVX-512 variant in one file. Every slice holds float32 values except,
+// where xsize says so, the first (x), whose narrower elements the decoding
+// kernels widen: one vector of x then takes lanes×xsize bytes.
 type elemOp struct {
 	name    string   // base name: <name>AVX2, <name>AVX512
 	file    string   // output file
@@ -20,7 +22,17 @@ type elemOp struct {
 	f64     bool     // accumulators hold float64
 	results []result // reductions: where each sum goes
 	unroll  [2]int   // unroll for AVX2, AVX-512
+	xsize   int      // bytes per element of ptrs[0] (x); 0 for 4 (float32)
+	need    []string // features for the comment (AVX2, AVX-512), if not the level's
 	body    func(b *elemBody)
+}
+
+// stride is how many bytes of pointer i one vector step covers.
+func (op *elemOp) stride(i int, s isa) int {
+	if i == 0 && op.xsize != 0 {
+		return s.lanes * op.xsize
+	}
+	return s.vbytes()
 }
 
 type scalar struct {
@@ -53,6 +65,9 @@ func (b *elemBody) a(i int) string {
 	return b.s.v(b.s.nregs - len(b.op.scalars) - 1 - (b.u*b.op.nacc + i))
 }
 func (b *elemBody) sc(i int) string { return b.s.v(b.s.nregs - 1 - i) }
+
+// xoff is the byte offset of this step's vector of x (ptrs[0]).
+func (b *elemBody) xoff() int { return b.u * b.op.stride(0, b.s) }
 
 // k is this step's mask register (AVX-512).
 func (b *elemBody) k() string { return fmt.Sprintf("K%d", b.u+1) }
@@ -217,6 +232,33 @@ var elementwiseOps = []elemOp{
 			b.p("\tVFMADD231PD %s, %s, %s", b.t(1), b.t(1), b.a(1))
 		},
 	},
+	{
+		// VCVTPH2PS is exact; like every x86 conversion it returns a
+		// signalling NaN quiet (sets mantissa bit 22).
+		name: "decodeF16", file: "decodef16_amd64.s", sig: "(x []uint16, y []float32)", frame: 48,
+		loop:  "for i, v := range x { y[i] = f16ToF32(v) } (exact)",
+		ptrs:  []ptr{{"x_base+0(FP)", "SI"}, {"y_base+24(FP)", "DI"}},
+		count: "x_len+8(FP)", ntmp: 1, unroll: [2]int{4, 4}, xsize: 2,
+		need: []string{"AVX and F16C", ""},
+		body: func(b *elemBody) {
+			b.p("\tVCVTPH2PS %d(SI), %s", b.xoff(), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
+	{
+		name: "decodeI8", file: "decodei8_amd64.s", sig: "(a float32, x []int8, y []float32)", frame: 56,
+		loop:    "for i, v := range x { y[i] = float32(v) * a }",
+		scalars: []scalar{{arg: "a+0(FP)"}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"y_base+32(FP)", "DI"}},
+		count:   "x_len+16(FP)", ntmp: 1, unroll: [2]int{4, 4}, xsize: 1,
+		need: []string{"AVX2", ""},
+		body: func(b *elemBody) {
+			b.p("\tVPMOVSXBD %d(SI), %s", b.xoff(), b.t(0))
+			b.p("\tVCVTDQ2PS %s, %s", b.t(0), b.t(0))
+			b.p("\tVMULPS %s, %s, %s", b.sc(0), b.t(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(0), b.off)
+		},
+	},
 }
 
 func elementwiseFile(op elemOp) []byte {
@@ -231,6 +273,9 @@ func elementwiseFile(op elemOp) []byte {
 func elementwiseFunc(w *asm, op *elemOp, s isa, unroll int) {
 	name := op.name + map[string]string{"avx2": "AVX2", "avx512": "AVX512"}[s.name]
 	need := map[string]string{"avx2": "AVX2 and FMA", "avx512": "AVX-512 F"}[s.name]
+	if i := map[string]int{"avx2": 0, "avx512": 1}[s.name]; i < len(op.need) && op.need[i] != "" {
+		need = op.need[i]
+	}
 	if unroll*(op.ntmp+op.nacc)+len(op.scalars) > s.nregs {
 		panic(name + ": too many registers")
 	}
@@ -271,8 +316,8 @@ func elementwiseFunc(w *asm, op *elemOp, s isa, unroll int) {
 		b.u, b.off = u, u*vb
 		op.body(b)
 	}
-	for _, p := range op.ptrs {
-		w.p("\tADDQ $%d, %s", unroll*vb, p.reg)
+	for i, p := range op.ptrs {
+		w.p("\tADDQ $%d, %s", unroll*op.stride(i, s), p.reg)
 	}
 	w.p("\tSUBQ $%d, CX", unroll)
 	w.p("\tCMPQ CX, $%d", unroll)
@@ -285,8 +330,8 @@ func elementwiseFunc(w *asm, op *elemOp, s isa, unroll int) {
 	w.p("loop1:")
 	b.u, b.off = 0, 0
 	op.body(b)
-	for _, p := range op.ptrs {
-		w.p("\tADDQ $%d, %s", vb, p.reg)
+	for i, p := range op.ptrs {
+		w.p("\tADDQ $%d, %s", op.stride(i, s), p.reg)
 	}
 	w.p("\tDECQ CX")
 	w.p("\tJNZ  loop1")
