@@ -866,7 +866,7 @@ func approximate(v *live.View) *ApproximateInfo {
 	if !ok {
 		return nil
 	}
-	return &ApproximateInfo{Kind: "ivf", Lists: lists, Rows: rows, DefaultRecall: ivf.DefaultRecall}
+	return &ApproximateInfo{Kind: "ivf", Lists: lists, Rows: rows, Storage: string(v.ANNStorage()), DefaultRecall: ivf.DefaultRecall}
 }
 
 // ApproximateInfo is Info's description of an approximate index.
@@ -874,6 +874,7 @@ type ApproximateInfo struct {
 	Kind          string  `json:"kind"`
 	Lists         int     `json:"lists"`
 	Rows          int     `json:"rows"`
+	Storage       string  `json:"storage"` // fp32, fp16 or int8 (re-ranked with the exact rows)
 	DefaultRecall float64 `json:"default_recall"`
 }
 

@@ -60,6 +60,15 @@ func (v *View) Approximate() (lists, rows int, ok bool) {
 	return v.ann.Lists(), v.ann.Len(), true
 }
 
+// ANNStorage is how the approximate index holds its rows ("" without
+// one).
+func (v *View) ANNStorage() ivf.Storage {
+	if v.ann == nil {
+		return ""
+	}
+	return v.ann.Storage()
+}
+
 // Search returns the k best live rows (of the category, when one is
 // given) for each query (nq, Dim), best first, by position. A category
 // filter loses no recall: the k best rows of the category are returned
@@ -81,7 +90,7 @@ func (v *View) Search(b backend.Backend, queries []float32, nq, k int, p SearchP
 	}
 	// The indexed rows, approximately; the rows added since, exactly.
 	head := v.ann.Len()
-	io := ivf.SearchOptions{NProbe: p.NProbe, Recall: p.Recall, Threads: o.Threads}
+	io := ivf.SearchOptions{NProbe: p.NProbe, Recall: p.Recall, Threads: o.Threads, Rows: v.Embeddings[:head*v.Dim]}
 	if filtered {
 		io.Allow = v.headAllow(p.Category, allow)
 	}

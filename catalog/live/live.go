@@ -657,10 +657,12 @@ func (c *Catalog) Remove(kind KeyKind, ints []int64, paths []string) (int, error
 
 // CompactReport says what Compact did.
 type CompactReport struct {
-	Generation int64 // the new generation
-	Rows       int   // live rows kept
-	Dropped    int   // removed rows dropped
-	Lists      int   // lists of the approximate index built (0: none)
+	Generation int64       // the new generation
+	Rows       int         // live rows kept
+	Dropped    int         // removed rows dropped
+	Lists      int         // lists of the approximate index built (0: none)
+	Storage    ivf.Storage // how its lists hold the rows
+	ANNBytes   int64       // its memory
 	Stray      []string
 }
 
@@ -708,7 +710,7 @@ func (c *Catalog) CompactWith(o CompactOptions) (CompactReport, error) {
 		c.setState(nst)
 		rep = CompactReport{Generation: man.Generation, Rows: seg.Len(), Dropped: st.dead}
 		if ann != nil {
-			rep.Lists = ann.Lists()
+			rep.Lists, rep.Storage, rep.ANNBytes = ann.Lists(), ann.Storage(), ann.Bytes()
 		}
 		rep.Stray = c.removeStray(man)
 		return nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/retrieval"
+	"github.com/dmlgo/dmlgo/retrieval/ivf"
 )
 
 const testDim = 8
@@ -650,6 +651,12 @@ func clustered(r *rand.Rand, n, d int) []float32 {
 // included); at the default recall they find most of the exact top 10;
 // an added row finds itself; Exact bypasses the index.
 func TestApproximateCatalog(t *testing.T) {
+	for _, st := range ivf.Storages {
+		t.Run(string(st), func(t *testing.T) { testApproximateCatalog(t, st) })
+	}
+}
+
+func testApproximateCatalog(t *testing.T, st ivf.Storage) {
 	const n, d = 3000, 16
 	r := rand.New(rand.NewPCG(31, 1))
 	all := clustered(r, n+30, d) // the rows, then 30 queries like them
@@ -665,8 +672,8 @@ func TestApproximateCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := cpu.New(0)
-	rep, err := c.CompactWith(CompactOptions{ANN: ANNIVF, Backend: b})
-	if err != nil || rep.Lists == 0 {
+	rep, err := c.CompactWith(CompactOptions{ANN: ANNIVF, Backend: b, IVF: ivf.Config{Storage: st}})
+	if err != nil || rep.Lists == 0 || rep.Storage != st || rep.ANNBytes <= 0 {
 		t.Fatalf("compaction: %+v, %v", rep, err)
 	}
 	c.Close()
@@ -674,8 +681,8 @@ func TestApproximateCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if lists, rows, ok := c.View().Approximate(); !ok || rows != n || lists != rep.Lists {
-		t.Fatalf("reopened: approximate %v, %d rows, %d lists", ok, rows, lists)
+	if lists, rows, ok := c.View().Approximate(); !ok || rows != n || lists != rep.Lists || c.View().ANNStorage() != st {
+		t.Fatalf("reopened: approximate %v, %d rows, %d lists, storage %q", ok, rows, lists, c.View().ANNStorage())
 	}
 	// Rows added since, rows removed.
 	added := clustered(r, 40, d)

@@ -75,6 +75,9 @@ type Config struct {
 	CalibrationQueries int
 	// Threads for the Go loops beside the GEMMs (default GOMAXPROCS).
 	Threads int
+	// Storage is how the lists hold their rows (default FP32; see
+	// Storage).
+	Storage Storage
 }
 
 func (c Config) withDefaults(n int) Config {
@@ -96,6 +99,9 @@ func (c Config) withDefaults(n int) Config {
 		c.CalibrationQueries = 500
 	}
 	c.CalibrationQueries = min(c.CalibrationQueries, n)
+	if c.Storage == "" {
+		c.Storage = FP32
+	}
 	if c.Threads <= 0 {
 		c.Threads = runtime.GOMAXPROCS(0)
 	}
@@ -115,7 +121,8 @@ const MaxRows = math.MaxInt32
 // Index is an inverted-file index of float32 rows of dimension Dim.
 type Index struct {
 	dim       int
-	n         int       // rows held: numbered 0…n−1
+	n         int // rows held: numbered 0…n−1
+	storage   Storage
 	centroids []float32 // (L, dim), unit rows
 	lists     []list
 	// calib[i][p−1] is the recall@calibDepths[i] estimated at build for
@@ -124,10 +131,13 @@ type Index struct {
 }
 
 // list is one inverted list: its rows' numbers and their vectors, in the
-// order added.
+// order added, in one of three forms (the index's Storage).
 type list struct {
-	rows []int32   // (m)
-	vecs []float32 // (m, dim)
+	rows   []int32   // (m)
+	vecs   []float32 // (m, dim): FP32
+	half   []uint16  // (m, dim): FP16, binary16 bits
+	codes  []int8    // (m, dim): INT8, row j is codes[j·dim:]·scales[j]
+	scales []float32 // (m): INT8
 }
 
 // Dim is the rows' dimension.
@@ -148,12 +158,15 @@ func (ix *Index) ListSizes() []int {
 	return out
 }
 
+// Storage is how the lists hold their rows.
+func (ix *Index) Storage() Storage { return ix.storage }
+
 // Bytes is the memory the index holds: rows, row numbers, centroids and
 // calibration, with the spare capacity of the lists.
 func (ix *Index) Bytes() int64 {
-	s := int64(len(ix.centroids))*4 + int64(len(ix.calib)*len(ix.lists))*4 + int64(len(ix.lists))*48
+	s := int64(len(ix.centroids))*4 + int64(len(ix.calib)*len(ix.lists))*4 + int64(len(ix.lists))*(24*5)
 	for _, l := range ix.lists {
-		s += int64(cap(l.rows))*4 + int64(cap(l.vecs))*4
+		s += int64(cap(l.rows))*4 + int64(cap(l.vecs))*4 + int64(cap(l.half))*2 + int64(cap(l.codes)) + int64(cap(l.scales))*4
 	}
 	return s
 }
@@ -165,7 +178,13 @@ func (ix *Index) Snapshot() *Index {
 	out := *ix
 	out.lists = make([]list, len(ix.lists))
 	for i, l := range ix.lists {
-		out.lists[i] = list{rows: l.rows[:len(l.rows):len(l.rows)], vecs: l.vecs[:len(l.vecs):len(l.vecs)]}
+		out.lists[i] = list{
+			rows:   l.rows[:len(l.rows):len(l.rows)],
+			vecs:   l.vecs[:len(l.vecs):len(l.vecs)],
+			half:   l.half[:len(l.half):len(l.half)],
+			codes:  l.codes[:len(l.codes):len(l.codes)],
+			scales: l.scales[:len(l.scales):len(l.scales)],
+		}
 	}
 	return &out
 }
@@ -228,11 +247,14 @@ func Build(b backend.Backend, rows []float32, n, dim int, c Config) (*Index, err
 		return nil, fmt.Errorf("ivf: %d rows, at most %d", n, MaxRows)
 	}
 	c = c.withDefaults(n)
+	if err := c.Storage.check(); err != nil {
+		return nil, err
+	}
 	cent, err := trainKMeans(b, rows, n, dim, c)
 	if err != nil {
 		return nil, err
 	}
-	ix := &Index{dim: dim, centroids: cent, lists: make([]list, c.Lists)}
+	ix := &Index{dim: dim, storage: c.Storage, centroids: cent, lists: make([]list, c.Lists)}
 	assign, err := ix.assign(b, rows, n, c.Threads)
 	if err != nil {
 		return nil, err
@@ -243,12 +265,10 @@ func Build(b backend.Backend, rows []float32, n, dim int, c Config) (*Index, err
 		counts[a]++
 	}
 	for i := range ix.lists {
-		ix.lists[i] = list{rows: make([]int32, 0, counts[i]), vecs: make([]float32, 0, counts[i]*dim)}
+		ix.lists[i] = ix.newList(counts[i])
 	}
 	for r, a := range assign {
-		l := &ix.lists[a]
-		l.rows = append(l.rows, int32(r))
-		l.vecs = append(l.vecs, rows[r*dim:(r+1)*dim]...)
+		ix.lists[a].add(ix.storage, int32(r), rows[r*dim:(r+1)*dim])
 	}
 	ix.n = n
 	if c.CalibrationQueries > 0 {
@@ -273,9 +293,7 @@ func (ix *Index) Add(b backend.Backend, rows []float32, m int) error {
 		return err
 	}
 	for r, a := range assign {
-		l := &ix.lists[a]
-		l.rows = append(l.rows, int32(ix.n+r))
-		l.vecs = append(l.vecs, rows[r*ix.dim:(r+1)*ix.dim]...)
+		ix.lists[a].add(ix.storage, int32(ix.n+r), rows[r*ix.dim:(r+1)*ix.dim])
 	}
 	ix.n += m
 	return nil
@@ -299,7 +317,7 @@ func (ix *Index) Compact(keep *retrieval.Bitset) (*Index, error) {
 			next++
 		}
 	}
-	out := &Index{dim: ix.dim, n: int(next), centroids: ix.centroids, calib: ix.calib, lists: make([]list, len(ix.lists))}
+	out := &Index{dim: ix.dim, n: int(next), storage: ix.storage, centroids: ix.centroids, calib: ix.calib, lists: make([]list, len(ix.lists))}
 	d := ix.dim
 	for l, lst := range ix.lists {
 		m := 0
@@ -308,11 +326,10 @@ func (ix *Index) Compact(keep *retrieval.Bitset) (*Index, error) {
 				m++
 			}
 		}
-		nl := list{rows: make([]int32, 0, m), vecs: make([]float32, 0, m*d)}
+		nl := out.newList(m)
 		for j, r := range lst.rows {
 			if nr := newRow[r]; nr >= 0 {
-				nl.rows = append(nl.rows, nr)
-				nl.vecs = append(nl.vecs, lst.vecs[j*d:(j+1)*d]...)
+				nl.copyRow(&lst, j, d, nr)
 			}
 		}
 		out.lists[l] = nl

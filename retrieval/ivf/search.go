@@ -33,8 +33,16 @@ type SearchOptions struct {
 	// them. A filter therefore costs no recall: the rows it keeps are
 	// searched as an index of those rows alone would search them.
 	Allow *retrieval.Bitset
-	// Exact makes the search exact (every list, or the allowed rows).
+	// Exact makes the search exact (every list, or the allowed rows; for
+	// a compressed index, exact search of Rows).
 	Exact bool
+	// Rows are the gallery's exact rows (Len, Dim), row-major, by row
+	// number: a compressed index (Storage FP16 or INT8) needs them to
+	// re-rank its candidates; an FP32 index ignores them.
+	Rows []float32
+	// Refine is the candidates per result a compressed index re-ranks:
+	// k·Refine (default DefaultRefine).
+	Refine int
 	// QueryBlock is the queries planned and scanned together (default
 	// 4096): the memory of a search grows with it.
 	QueryBlock int
@@ -71,6 +79,15 @@ func (ix *Index) Search(b backend.Backend, queries []float32, nq, k int, o Searc
 	if o.QueryBlock <= 0 {
 		o.QueryBlock = 4096
 	}
+	if o.Refine < 0 {
+		return nil, fmt.Errorf("ivf: refine %d, want at least 1 (or 0 for the default)", o.Refine)
+	}
+	if o.Refine == 0 {
+		o.Refine = DefaultRefine
+	}
+	if ix.storage.Compressed() && len(o.Rows) != ix.n*ix.dim {
+		return nil, fmt.Errorf("ivf: a %s index re-ranks with the gallery's rows: %d values given for %d rows of dimension %d", ix.storage, len(o.Rows), ix.n, ix.dim)
+	}
 	L := len(ix.lists)
 	out := make([][]retrieval.Hit, nq)
 	allowedRows := -1
@@ -84,8 +101,16 @@ func (ix *Index) Search(b backend.Backend, queries []float32, nq, k int, o Searc
 		}
 	}
 	nprobe, exact := ix.probes(k, allowedRows, o)
+	if exact && ix.storage.Compressed() {
+		return retrieval.Search(b, queries, nq, o.Rows, ix.n, ix.dim, k, retrieval.SearchOptions{Allow: o.Allow, Threads: o.Threads})
+	}
 	if exact && o.Allow != nil {
 		return ix.searchAllowed(b, queries, nq, k, o)
+	}
+	// A compressed index keeps k·Refine candidates for the re-ranking.
+	keep := k
+	if ix.storage.Compressed() {
+		keep = k * o.Refine
 	}
 	var allowed []int32 // per list: allowed rows (nil: no filter)
 	var deeper func(int) int
@@ -108,9 +133,13 @@ func (ix *Index) Search(b backend.Backend, queries []float32, nq, k int, o Searc
 			for l := range p.lists {
 				p.lists[l] = all
 			}
-			hs, err := ix.scan(b, queries[q0*ix.dim:(q0+qb)*ix.dim], p, k, o)
+			qs := queries[q0*ix.dim : (q0+qb)*ix.dim]
+			hs, err := ix.scan(b, qs, p, keep, o)
 			if err != nil {
 				return nil, err
+			}
+			if keep > k {
+				ix.rerank(qs, hs, o.Rows, k, o.Threads)
 			}
 			copy(out[q0:], hs)
 		}
@@ -123,9 +152,12 @@ func (ix *Index) Search(b backend.Backend, queries []float32, nq, k int, o Searc
 		if err != nil {
 			return nil, err
 		}
-		hs, err := ix.scan(b, qs, p, k, o)
+		hs, err := ix.scan(b, qs, p, keep, o)
 		if err != nil {
 			return nil, err
+		}
+		if keep > k {
+			ix.rerank(qs, hs, o.Rows, k, o.Threads)
 		}
 		copy(out[q0:], hs)
 	}
@@ -434,7 +466,7 @@ func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchO
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var qbuf, sbuf []float32
+			var qbuf, sbuf, vbuf []float32
 			for {
 				l := int(next.Add(1) - 1)
 				if l >= len(ix.lists) {
@@ -445,6 +477,8 @@ func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchO
 				if len(ql) == 0 || m == 0 {
 					continue
 				}
+				var vecs []float32
+				vecs, vbuf = lst.vectors(d, vbuf)
 				for c0 := 0; c0 < len(ql); c0 += scanChunk {
 					chunk := ql[c0:min(len(ql), c0+scanChunk)]
 					qbuf = grow(qbuf, len(chunk)*d)
@@ -453,8 +487,8 @@ func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchO
 					}
 					sbuf = grow(sbuf, len(chunk)*m)
 					if len(chunk) < gemmQueries {
-						dots(qbuf, len(chunk), lst.vecs, m, d, sbuf)
-					} else if err := gemmNT(b, qbuf, len(chunk), lst.vecs, m, d, sbuf); err != nil {
+						dots(qbuf, len(chunk), vecs, m, d, sbuf)
+					} else if err := gemmNT(b, qbuf, len(chunk), vecs, m, d, sbuf); err != nil {
 						// scores (chunk, m) = queries (chunk, d) · list rowsᵀ (d, m)
 						fail(err)
 						return

@@ -16,6 +16,7 @@ import (
 	"github.com/dmlgo/dmlgo/catalog"
 	"github.com/dmlgo/dmlgo/catalog/live"
 	"github.com/dmlgo/dmlgo/data/sets"
+	"github.com/dmlgo/dmlgo/internal/bytesize"
 	"github.com/dmlgo/dmlgo/model"
 	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/retrieval/ivf"
@@ -25,7 +26,7 @@ import (
 const (
 	addArgs     = "-ckpt FILE -index FOLDER (-dir DIR [-items-from row|dirname] | -manifest FILE.tsv | data flags) [-category NAME]"
 	removeArgs  = "-index FOLDER (-item ID,... | -path FILE,... | -id ROWID,...)"
-	compactArgs = "-index FOLDER [-ann auto|ivf|none] [-lists L]  |  -index FILE -out FOLDER"
+	compactArgs = "-index FOLDER [-ann auto|ivf|none] [-lists L] [-storage fp32|fp16|int8]  |  -index FILE -out FOLDER"
 )
 
 // openIndex opens what -index names: a catalog folder (cat is set) or a
@@ -211,6 +212,7 @@ func runCompact(args []string, stdout, stderr io.Writer) error {
 	prune := fs.Bool("prune-images", true, "delete the images the service kept for rows no longer in the catalog (images/)")
 	ann := fs.String("ann", live.ANNAuto, "approximate index: auto (from 50,000 images on), ivf (always) or none")
 	lists := fs.Int("lists", 0, "-ann: inverted lists (0: 4·√images)")
+	storage := fs.String("storage", string(ivf.FP32), "-ann: how the approximate index holds the rows: fp32, fp16 or int8 (compressed: candidates re-ranked with the exact rows; less memory)")
 	if _, err := parse(fs, args, stderr, compactArgs, false); err != nil {
 		return err
 	}
@@ -249,13 +251,17 @@ func runCompact(args []string, stdout, stderr io.Writer) error {
 	if *lists < 0 {
 		return usagef("-lists must be 0 or more, got %d", *lists)
 	}
-	rep, err := cat.CompactWith(live.CompactOptions{ANN: *ann, IVF: ivf.Config{Lists: *lists}})
+	st, err := ivf.ParseStorage(*storage)
+	if err != nil {
+		return usagef("-storage %q: want fp32, fp16 or int8", *storage)
+	}
+	rep, err := cat.CompactWith(live.CompactOptions{ANN: *ann, IVF: ivf.Config{Lists: *lists, Storage: st}})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "catalog %s: generation %d, %d images kept, %d removed ones dropped\n", *indexPath, rep.Generation, rep.Rows, rep.Dropped)
 	if rep.Lists > 0 {
-		fmt.Fprintf(stdout, "approximate index: %d lists over the %d images (searches aim at recall@10 0.95; -exact, -recall, -nprobe change it)\n", rep.Lists, rep.Rows)
+		fmt.Fprintf(stdout, "approximate index: %d lists over the %d images, %s, %s (searches aim at recall@10 0.95; -exact, -recall, -nprobe change it)\n", rep.Lists, rep.Rows, rep.Storage, bytesize.Format(rep.ANNBytes))
 	}
 	if *prune {
 		n, err := pruneImages(cat)

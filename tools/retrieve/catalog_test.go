@@ -108,21 +108,28 @@ func TestCatalogCommands(t *testing.T) {
 
 	// An approximate index (forced: the catalog is small): probing every
 	// list, and -exact, answer as exact search did.
-	if code, out, errs := runCmd("compact", "-index", cat, "-ann", "ivf", "-lists", "3"); code != 0 || !strings.Contains(out, "approximate index: 3 lists over the 7 images") {
-		t.Fatalf("compact -ann ivf: exit %d\n%s\n%s", code, out, errs)
+	// The same with compressed lists (re-ranked with the exact rows).
+	for _, storage := range []string{"fp32", "fp16", "int8"} {
+		code, out, errs := runCmd("compact", "-index", cat, "-ann", "ivf", "-lists", "3", "-storage", storage)
+		if code != 0 || !strings.Contains(out, "approximate index: 3 lists over the 7 images, "+storage) {
+			t.Fatalf("compact -ann ivf -storage %s: exit %d\n%s\n%s", storage, code, out, errs)
+		}
+		for _, mode := range [][]string{{"-exact"}, {"-nprobe", "3"}} {
+			q3 := queryCatalog(t, append([]string{"-ckpt", ckpt, "-index", cat, "-k", "9", seven}, mode...)...)
+			a, b := q.Queries[0].Matches, q3.Queries[0].Matches
+			same := len(a) == len(b)
+			for i := 0; same && i < len(a); i++ {
+				// The index scans its lists with another GEMM: scores may
+				// differ in the last bit, ranks may not.
+				same = a[i].ID == b[i].ID && math.Abs(float64(a[i].Score-b[i].Score)) < 1e-5
+			}
+			if !same {
+				t.Errorf("-storage %s %v changed the results:\n%v\n%v", storage, mode, a, b)
+			}
+		}
 	}
-	for _, mode := range [][]string{{"-exact"}, {"-nprobe", "3"}} {
-		q3 := queryCatalog(t, append([]string{"-ckpt", ckpt, "-index", cat, "-k", "9", seven}, mode...)...)
-		a, b := q.Queries[0].Matches, q3.Queries[0].Matches
-		same := len(a) == len(b)
-		for i := 0; same && i < len(a); i++ {
-			// The index scans its lists with another GEMM: scores may
-			// differ in the last bit, ranks may not.
-			same = a[i].ID == b[i].ID && math.Abs(float64(a[i].Score-b[i].Score)) < 1e-5
-		}
-		if !same {
-			t.Errorf("%v changed the results:\n%v\n%v", mode, a, b)
-		}
+	if code, _, errs := runCmd("compact", "-index", cat, "-ann", "ivf", "-storage", "int4"); code != 2 || !strings.Contains(errs, "-storage") {
+		t.Errorf("-storage int4: exit %d: %s", code, errs)
 	}
 	if code, _, errs := runCmd("query", "-ckpt", ckpt, "-index", cat, "-recall", "2", seven); code != 2 || !strings.Contains(errs, "-recall") {
 		t.Errorf("-recall 2: exit %d: %s", code, errs)
