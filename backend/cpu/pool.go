@@ -89,7 +89,20 @@ func (k *poolLoop) maxForward(lo, hi int) {
 		for oh := 0; oh < P; oh++ {
 			ih0 := oh*sh - p.PadH
 			r0, r1 := max(0, -ih0), min(p.R, p.H-ih0)
+			// The 3×3 windows inside the plane (ResNet's stem pool, all
+			// but its edges) by the unrolled loop; the others below.
+			in0, in1 := 0, 0 // [in0, in1): the inner windows of this row
+			if p.R == 3 && p.S == 3 && r0 == 0 && r1 == 3 {
+				in0 = min(Q, (p.PadW+sw-1)/sw)
+				in1 = max(in0, min(Q, (p.W-3+p.PadW)/sw+1))
+				o := oh * Q
+				max3x3(xp[ih0*p.W:], p.W, in0*sw-p.PadW, sw, yp[o+in0:o+in1], ap[o+in0:o+in1], ih0*p.W)
+			}
 			for ow := 0; ow < Q; ow++ {
+				if ow == in0 && in1 > in0 {
+					ow = in1 - 1
+					continue
+				}
 				iw0 := ow*sw - p.PadW
 				s0, s1 := max(0, -iw0), min(p.S, p.W-iw0)
 				o := oh*Q + ow
@@ -122,6 +135,55 @@ func (k *poolLoop) maxForward(lo, hi int) {
 				yp[o], ap[o] = xp[bi], float32(bi)
 			}
 		}
+	}
+}
+
+// max3x3 is maxForward's loop for len(y) 3×3 windows inside a plane: the
+// window of y[i] starts at column c0 + i·sw of rows x[0:], x[w:], x[2w:]
+// (x starts at the window's first row, at plane offset base). The same
+// result as the general loop: the window's maximum, its first pixel that
+// holds it (the last NaN when the window holds one).
+func max3x3(x []float32, w, c0, sw int, y, arg []float32, base int) {
+	if len(y) == 0 {
+		return
+	}
+	last := c0 + (len(y)-1)*sw
+	ra, rb, rc := x[:last+3], x[w:w+last+3], x[2*w:2*w+last+3]
+	for i := range y {
+		c := c0 + i*sw
+		a, b, d := ra[c:c+3:c+3], rb[c:c+3:c+3], rc[c:c+3:c+3]
+		m := max(max(max(a[0], a[1]), max(a[2], b[0])), max(max(b[1], b[2]), max(d[0], max(d[1], d[2]))))
+		var at int // the first pixel equal to m, as row·w + column
+		switch m {
+		case a[0]:
+			at = c
+		case a[1]:
+			at = c + 1
+		case a[2]:
+			at = c + 2
+		case b[0]:
+			at = w + c
+		case b[1]:
+			at = w + c + 1
+		case b[2]:
+			at = w + c + 2
+		case d[0]:
+			at = 2*w + c
+		case d[1]:
+			at = 2*w + c + 1
+		case d[2]:
+			at = 2*w + c + 2
+		default: // m is NaN: the last NaN wins
+			at = -1
+			for r, row := range [3][]float32{a, b, d} {
+				for j, v := range row {
+					if v != v {
+						at = r*w + c + j
+					}
+				}
+			}
+		}
+		y[i], arg[i] = x[at], float32(base+at)
 	}
 }
 

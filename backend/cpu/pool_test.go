@@ -1,0 +1,61 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+)
+
+// TestMaxForwardMatchesReference: the fast max pooling loop (with its
+// unrolled 3×3 windows) gives the reference loop's outputs and argmax bit
+// for bit, over window sizes, strides, paddings and planes of odd and
+// even sizes, on values with ties, signed zeros, infinities and NaNs.
+func TestMaxForwardMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 1, -1, inf, -inf, nan}
+	cases := 0
+	for _, win := range [][2]int{{3, 3}, {2, 2}, {3, 2}, {1, 1}} {
+		for stride := 1; stride <= 3; stride++ {
+			for pad := 0; pad <= win[0]/2; pad++ {
+				for _, hw := range [][2]int{{3, 3}, {5, 6}, {7, 9}, {12, 12}, {13, 8}} {
+					p := backend.Pool2dParams{N: 2, C: 1, H: hw[0], W: hw[1], R: win[0], S: win[1], StrideH: stride, StrideW: stride, PadH: pad, PadW: pad}
+					if p.P() < 1 || p.Q() < 1 {
+						continue
+					}
+					for _, mix := range []string{"ties", "specials"} {
+						x := make([]float32, p.N*p.H*p.W)
+						for i := range x {
+							switch {
+							case mix == "ties":
+								x[i] = float32(r.IntN(3) - 1)
+							case r.IntN(5) == 0:
+								x[i] = specials[r.IntN(len(specials))]
+							default:
+								x[i] = float32(r.NormFloat64())
+							}
+						}
+						ys := p.N * p.P() * p.Q()
+						want, wantArg := make([]float32, ys), make([]float32, ys)
+						got, gotArg := make([]float32, ys), make([]float32, ys)
+						(&poolLoop{p: p, x: x, y: want, arg: wantArg}).refMaxForward(0, p.N)
+						(&poolLoop{p: p, x: x, y: got, arg: gotArg}).maxForward(0, p.N)
+						for i := range want {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) && !(got[i] != got[i] && want[i] != want[i]) || gotArg[i] != wantArg[i] {
+								t.Fatalf("%s %+v: output %d = %v at %v, want %v at %v", mix, p, i, got[i], gotArg[i], want[i], wantArg[i])
+							}
+						}
+						cases++
+					}
+				}
+			}
+		}
+	}
+	if cases < 100 {
+		t.Fatalf("only %d cases", cases)
+	}
+	t.Log(fmt.Sprint(cases, " cases"))
+}
