@@ -2,7 +2,9 @@ package main
 
 // The ann suite: approximate search (retrieval/ivf) against exact search,
 // faiss (IndexFlatIP, IndexHNSWFlat, IndexIVFFlat) and hnswlib, on the
-// same vectors (../shared/bench/ann_anchor.py).
+// same vectors (../shared/bench/ann_anchor.py reads the .npy files this
+// suite writes), and our exact top-k against faiss IndexFlatIP's
+// (bench/faiss_exact_check.py). The rows: ann_data.go.
 
 import (
 	"fmt"
@@ -23,7 +25,6 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/dmlgo/dmlgo/backend"
-	"github.com/dmlgo/dmlgo/data/npy"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/retrieval/ivf"
@@ -95,30 +96,32 @@ var annRecalls = []float64{0.90, 0.95, 0.99}
 
 // annSuite: see README, "Benchmarks".
 func annSuite(b backend.Backend, o options) {
-	const d = 128
-	n, nq, k := o.annN, o.annQ, o.annK
-	tag := fmt.Sprintf("n%d_d%d_k%d", n, d, k)
-	fmt.Fprintf(os.Stderr, "ann: making %d + %d rows of dimension %d (%d centres, noise 0.35)\n", n, nq, d, max(16, n/100))
-	r := rand.New(rand.NewPCG(uint64(o.annSeed), 0xa22))
-	centres := make([]float32, max(16, n/100)*d)
-	for i := range centres {
-		centres[i] = float32(r.NormFloat64() / math.Sqrt(d))
+	ad, cleanup, err := annLoad(o)
+	if err != nil {
+		cleanup()
+		fatalf("ann: %v", err)
 	}
-	base, queries := annMixture(r, n, d, centres), annMixture(r, nq, d, centres)
-	adds := annMixture(r, o.annAdds, d, centres)
+	defer cleanup()
+	n, nq, d, k := ad.n, ad.nq, ad.d, o.annK
+	base, queries, adds := ad.base, ad.queries, ad.adds
+	tag := fmt.Sprintf("n%d_d%d_k%d", n, d, k)
 
-	var dir string
-	if o.anchors {
-		var err error
+	// The .npy files faiss reads: both sides search identical rows.
+	dir := o.annWriteNPY
+	var basePath, queriesPath string
+	if dir == "" && o.anchors {
 		if dir, err = os.MkdirTemp("", "dmlgo-ann-"); err != nil {
+			cleanup()
 			fatalf("%v", err)
 		}
 		defer os.RemoveAll(dir)
-		if err := npy.WriteFile(filepath.Join(dir, "base.npy"), []int{n, d}, base); err != nil {
-			fatalf("%v", err)
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fatalf("-write-npy: %v", err)
 		}
-		if err := npy.WriteFile(filepath.Join(dir, "queries.npy"), []int{nq, d}, queries); err != nil {
-			fatalf("%v", err)
+		if basePath, queriesPath, err = annFiles(ad, dir, o.annWriteNPY != ""); err != nil {
+			fatalf("ann: %v", err)
 		}
 	}
 	var curves []annCurve
@@ -135,8 +138,22 @@ func annSuite(b backend.Backend, o options) {
 			fatalf("%v", err)
 		}
 		flatQPS := float64(nq) / time.Since(t0).Seconds()
-		exact = ex
 		emit("dmlgo_flat_qps_"+tt, flatQPS, "queries/s")
+		if exact == nil && dir != "" {
+			// Our exact top-k, for faiss_exact_check.py.
+			ids := filepath.Join(dir, "ours_exact_ids.npy")
+			if err := writeExactIDs(ids, ex, k); err != nil {
+				fatalf("ann: %v", err)
+			}
+			if o.annWriteNPY != "" {
+				fmt.Fprintf(os.Stderr, "ann: wrote %s, %s (float32 %d×%d, %d×%d) and %s (int64 %d×%d: our exact top-%d rows)\n",
+					basePath, queriesPath, n, d, nq, d, ids, nq, k, k)
+			}
+			if o.anchors {
+				runFaissCheck(basePath, queriesPath, ids, k)
+			}
+		}
+		exact = ex
 
 		t0 = time.Now()
 		ix, err := ivf.Build(b, base, n, d, ivf.Config{Threads: th})
@@ -213,6 +230,58 @@ func annSuite(b backend.Backend, o options) {
 			emit(fmt.Sprintf("dmlgo_ivf_add_p99_us_%s", tt), float64(lat[len(lat)*99/100].Microseconds()), "us")
 		}
 
+		// Compressed lists, re-ranked with the exact rows: their memory
+		// is the codes plus those rows.
+		compressed := map[ivf.Storage]map[float64]float64{}
+		var stMem = map[ivf.Storage]int64{ivf.FP32: mem}
+		for _, st := range []ivf.Storage{ivf.FP16, ivf.INT8} {
+			t0 := time.Now()
+			cx, err := ivf.Build(b, base, n, d, ivf.Config{Threads: th, Storage: st})
+			if err != nil {
+				fatalf("%v", err)
+			}
+			emitf(fmt.Sprintf("dmlgo_ivf_%s_build_s_%s", st, tt), time.Since(t0).Seconds(), "s")
+			stMem[st] = cx.Bytes()
+			emit(fmt.Sprintf("dmlgo_ivf_%s_mem_%s", st, tag), float64(cx.Bytes())/(1<<20), "MiB")
+			var cpts []annPoint
+			for _, p := range annProbes(cx.Lists()) {
+				t0 := time.Now()
+				got, err := cx.Search(b, queries, nq, k, ivf.SearchOptions{NProbe: p, Threads: th, Rows: base})
+				if err != nil {
+					fatalf("%v", err)
+				}
+				qps := float64(nq) / time.Since(t0).Seconds()
+				rec := recallAtK(got, exact, k)
+				cpts = append(cpts, annPoint{rec, qps})
+				emitf(fmt.Sprintf("dmlgo_ivf_%s_nprobe%d_recall_%s", st, p, tt), rec, "recall")
+				emit(fmt.Sprintf("dmlgo_ivf_%s_nprobe%d_qps_%s", st, p, tt), qps, "queries/s")
+				if rec >= 0.999 {
+					break
+				}
+			}
+			compressed[st] = map[float64]float64{}
+			for _, rr := range annRecalls {
+				compressed[st][rr] = atRecall(cpts, rr)
+				emit(fmt.Sprintf("dmlgo_ivf_%s_qps_r%d_%s", st, int(rr*100+0.5), tt), compressed[st][rr], "queries/s")
+			}
+			curves = append(curves, annCurve{fmt.Sprintf("dmlgo IVF %s, %s", st, threadsLabel(th)), cpts})
+		}
+		if th == o.threads {
+			// Memory against hnswlib's (M = 32, its layout): the index
+			// alone for FP32 lists (they hold the rows), the codes and
+			// the exact rows for the compressed ones.
+			hl := hnswlibBytes(n, d, 32)
+			emit("hnswlib_mem_est_"+tag, float64(hl)/(1<<20), "MiB")
+			for _, st := range ivf.Storages {
+				m := stMem[st]
+				if st.Compressed() {
+					m += int64(4 * n * d)
+				}
+				emit(fmt.Sprintf("dmlgo_ivf_%s_mem_with_rows_%s", st, tag), float64(m)/(1<<20), "MiB")
+				ratio("ann_mem_"+string(st), float64(m), float64(hl))
+			}
+		}
+
 		if !o.anchors {
 			continue
 		}
@@ -221,7 +290,7 @@ func annSuite(b backend.Backend, o options) {
 			module = "hnswlib"
 		}
 		a := runAnchor(module, []string{"OMP_NUM_THREADS=" + strconv.Itoa(th), "OPENBLAS_NUM_THREADS=" + strconv.Itoa(th)},
-			filepath.Join(o.anchorsDir, "ann_anchor.py"), "--base", filepath.Join(dir, "base.npy"), "--queries", filepath.Join(dir, "queries.npy"),
+			filepath.Join(o.anchorsDir, "ann_anchor.py"), "--base", basePath, "--queries", queriesPath,
 			"--threads", strconv.Itoa(th), "--k", strconv.Itoa(k))
 		if a == nil {
 			continue
@@ -264,6 +333,11 @@ func annSuite(b backend.Backend, o options) {
 			if !math.IsNaN(best) && !math.IsNaN(ours[rr]) {
 				ratio(fmt.Sprintf("ann_qps_r%d_t%d", int(rr*100+0.5), th), ours[rr], best)
 			}
+			for _, st := range []ivf.Storage{ivf.FP16, ivf.INT8} {
+				if q := compressed[st][rr]; !math.IsNaN(best) && !math.IsNaN(q) {
+					ratio(fmt.Sprintf("ann_qps_r%d_%s_t%d", int(rr*100+0.5), st, th), q, best)
+				}
+			}
 			if v, ok := a[fmt.Sprintf("faiss_ivf_qps_r%d_%s", int(rr*100+0.5), tt)]; ok && !math.IsNaN(v) && !math.IsNaN(ours[rr]) {
 				ratio(fmt.Sprintf("ivf_qps_r%d_t%d", int(rr*100+0.5), th), ours[rr], v)
 			}
@@ -305,14 +379,14 @@ func annSuite(b backend.Backend, o options) {
 			hm := hnswFlatBytes(n, d, 32)
 			emit("faiss_hnsw_mem_est_"+tag, float64(hm)/(1<<20), "MiB")
 			// Bytes over bytes: below 1, ours is smaller.
-			ratio("ann_mem", float64(mem), float64(hm))
+			ratio("ann_mem_faiss_hnsw", float64(mem), float64(hm))
 		}
 		curves = append(curves, anchorCurves(a, tt, th)...)
 	}
 	runtime.GOMAXPROCS(o.threads)
 	backend.SetThreads(b, o.threads)
 	if o.annPlot != "" && len(curves) > 0 {
-		if err := annPlot(o.annPlot, fmt.Sprintf("recall@%d against speed, %d × %d, %d queries", k, n, d, nq), curves); err != nil {
+		if err := annPlot(o.annPlot, fmt.Sprintf("recall@%d against speed, %d × %d (%s), %d queries", k, n, d, ad.name, nq), curves); err != nil {
 			fatalf("--ann-plot: %v", err)
 		}
 		fmt.Fprintf(os.Stderr, "ann: plot written to %s\n", o.annPlot)
@@ -342,6 +416,17 @@ func annProbes(lists int) []int {
 // (int32) and its offset into the links (int64).
 func hnswFlatBytes(n, d, m int) int64 {
 	perRow := 4*float64(d) + 4*(2*float64(m)+float64(m)/float64(m-1)) + 4 + 8
+	return int64(perRow * float64(n))
+}
+
+// hnswlibBytes is the memory of an hnswlib index of n rows of dimension d
+// with M links, from its layout (hnswalg.h): per row, level 0's block (2M
+// int32 links, their count, the float32 row, the int64 label), its level
+// (int), its upper-level pointer, and its std::mutex (40 bytes on Linux);
+// upper levels of M links and a count, M/(M−1)·(1/M) levels per row on
+// average.
+func hnswlibBytes(n, d, m int) int64 {
+	perRow := float64(2*m*4+4+4*d+8) + 4 + 8 + 40 + float64(4*m+4)/float64(m-1)
 	return int64(perRow * float64(n))
 }
 

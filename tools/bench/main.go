@@ -2,7 +2,7 @@
 // measurement per line as `name value unit`, the form the reference scripts
 // in ../shared/bench print too.
 //
-//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|all]
+//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|serve|all]
 //
 // (all is every suite but ann and photo, which take minutes: approximate
 // search of -nq queries in -n rows, see ann.go; ResNet-50/18 at 224×224
@@ -40,9 +40,17 @@ type options struct {
 	// profileAllocs turns allocation sampling on for the timed steps.
 	profileAllocs bool
 	// The ann suite: gallery rows, queries, k, rows added after the
-	// build, the data's seed, and the recall–speed plot's file.
+	// build, the data's seed, and the recall–speed plot's file; the rows
+	// from .npy files (annBase, annQueries) or embedded by a checkpoint
+	// (annReal) instead of the mixture; the folder for the .npy files
+	// faiss_exact_check.py reads.
 	annN, annQ, annK, annAdds, annSeed int
 	annPlot                            string
+	annBase, annQueries, annReal       string
+	annWriteNPY                        string
+	// The serve figures (serve_latency.go): requests timed at
+	// concurrency 1 (twice as many at 4), and the gallery's rows.
+	serveN, serveRows int
 }
 
 func main() {
@@ -57,15 +65,21 @@ func main() {
 	flag.StringVar(&o.device, "device", "", "backend: auto, cpu or cuda (default $DMLGO_DEVICE or auto)")
 	flag.StringVar(&sizes, "sizes", "256,512,1024,2048", "GEMM sizes N (N×N×N)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
-	flag.IntVar(&o.annN, "n", 1000000, "ann: gallery rows")
-	flag.IntVar(&o.annQ, "nq", 10000, "ann: queries")
+	flag.IntVar(&o.annN, "n", 1000000, "ann: gallery rows (with -base: when given, the file's first n rows, else all; with -real: when given, n shop views, else all 70,000)")
+	flag.IntVar(&o.annQ, "nq", 10000, "ann: queries (with -queries: when given, the file's first nq rows, else all; with -real: nq consumer views)")
 	flag.IntVar(&o.annK, "k", 10, "ann: neighbours per query (recall@k)")
 	flag.IntVar(&o.annAdds, "adds", 10000, "ann: rows added one at a time after the build (0: none)")
 	flag.IntVar(&o.annSeed, "seed", 1, "ann: seed of the data")
 	flag.StringVar(&o.annPlot, "ann-plot", "", "ann: write the recall–speed plot (PNG) to this file")
+	flag.StringVar(&o.annBase, "base", "", "ann: search the rows of this float32 (n, d) .npy file instead of the mixture (with -queries; rows L2-normalised on load where they are not unit length)")
+	flag.StringVar(&o.annQueries, "queries", "", "ann: the queries, a float32 (nq, d) .npy file (with -base)")
+	flag.StringVar(&o.annReal, "real", "", "ann: search FMNIST-C2S embedded by this checkpoint: the gallery its shop views, the queries consumer views")
+	flag.StringVar(&o.annWriteNPY, "write-npy", "", "ann: write base.npy, queries.npy and ours_exact_ids.npy (int64 (nq, k)) into this folder, for bench/faiss_exact_check.py")
+	flag.IntVar(&o.serveN, "serve-n", 100, "serve: requests timed at concurrency 1 (twice as many at concurrency 4)")
+	flag.IntVar(&o.serveRows, "serve-rows", 10000, "serve: gallery rows (random unit vectors)")
 	flag.StringVar(&memProfile, "memprofile", "", "write a profile of every allocation in the timed steps of train and embed to this file at the end")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|all]...\n")
+		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|serve|all]...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -134,8 +148,10 @@ func main() {
 			annSuite(b, o)
 		case "photo":
 			photoSuite(b, o)
+		case "serve":
+			serveSuite(o)
 		default:
-			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo or all)", s)
+			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo, serve or all)", s)
 		}
 	}
 }

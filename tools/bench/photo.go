@@ -4,8 +4,9 @@ package main
 // inputs with a 128-wide embedding fc: embedding at batch 1 (one upload to
 // the service; the weights frozen, as model.Load freezes them) and 32 (a
 // gallery), training at batch 32 (a CosFace head over 1000 classes, SGD
-// momentum 0.9); and the photo pipeline (JPEG decode, EXIF, crop, resize,
-// normalise) on one core. With -anchors, bench/photo_anchor.py times
+// momentum 0.9); the photo pipeline (JPEG decode, EXIF, crop, resize,
+// normalise) on one core; and retrieve serve end to end (serve_latency.go,
+// also the suite serve alone). With -anchors, bench/photo_anchor.py times
 // PyTorch's variants in the same run and each ratio is taken against the
 // best of them (ratio_<arch>_<mode>_b<batch>_best).
 
@@ -71,6 +72,7 @@ func photoSuite(b backend.Backend, o options) {
 		}
 	}
 	photoPipeline(o)
+	serveSuite(o) // serve_latency.go
 }
 
 // photoModel times embedding (eval mode, no gradient) or a training step
