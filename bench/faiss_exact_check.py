@@ -19,6 +19,7 @@ and faiss's differ, the two rows' scores (computed again in float64 with
 numpy) must be equal within --tol (default 1e-5); our rows must be valid
 and distinct. Prints `name value unit` lines:
 
+    faiss_flat_qps_n…_t1 4800 queries/s           IndexFlatIP's search, timed
     faiss_exact_topk_agree 1 fraction             queries whose top-k agrees
     faiss_exact_topk_mismatch_queries 0 queries
     faiss_exact_topk_same_ids 0.9998 fraction     positions with the same row
@@ -38,6 +39,7 @@ p.add_argument("--queries", required=True, help="float32 (nq, d) .npy")
 p.add_argument("--ids", required=True, help="int64 (nq, k) .npy: our exact top-k rows")
 p.add_argument("--k", type=int, default=0, help="positions compared (default: all columns of --ids)")
 p.add_argument("--tol", type=float, default=1e-5, help="scores closer than this are a tie")
+p.add_argument("--threads", type=int, default=1, help="faiss threads for the timed search (its queries/s is printed as ann_anchor.py prints it)")
 a = p.parse_args()
 
 
@@ -80,11 +82,15 @@ if np.abs(norms - 1).max() > 1e-4:
     print(f"faiss_exact_check: {base}: rows are not unit length (norms {norms.min():.4g}..{norms.max():.4g}): "
           "comparing inner products as they are", file=sys.stderr)
 
+import time
 import faiss  # after the checks: a bad file fails fast without it
 
+faiss.omp_set_num_threads(a.threads)
 index = faiss.IndexFlatIP(d)
 index.add(np.ascontiguousarray(xb))
+t0 = time.perf_counter()
 _, theirs = index.search(np.ascontiguousarray(xq), k)
+print(f"faiss_flat_qps_n{n}_d{d}_k{k}_t{a.threads} {nq / (time.perf_counter() - t0):.4g} queries/s", flush=True)
 
 bad_rows = (ours < 0) | (ours >= n)
 dup = np.array([len(set(r)) != k for r in ours])

@@ -18,6 +18,7 @@ import (
 	"github.com/dmlgo/dmlgo/catalog/live"
 	"github.com/dmlgo/dmlgo/internal/testmodel"
 	"github.com/dmlgo/dmlgo/model"
+	"github.com/dmlgo/dmlgo/retrieval/ivf"
 )
 
 func noisePNG(t *testing.T, seed uint64) []byte {
@@ -181,6 +182,46 @@ func TestServeCatalog(t *testing.T) {
 	for _, q := range []string{"recall=2", "recall=x", "nprobe=0", "exact=maybe"} {
 		if code := call(t, "POST", base+"/v1/search?"+q, tok, hat, nil); code != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", q, code)
+		}
+	}
+
+	// Another process compacts with an approximate index of INT8 lists:
+	// the service reports it, the page offers the search modes, and the
+	// modes answer.
+	other, err = live.Open(catDir, live.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CompactWith(live.CompactOptions{ANN: live.ANNIVF, IVF: ivf.Config{Storage: ivf.INT8}}); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	if err := srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	call(t, "GET", base+"/v1/info", tok, nil, &info)
+	if a := info.Approximate; a == nil || a.Storage != "int8" || a.Lists < 1 {
+		t.Errorf("info after an int8 compaction: %+v", a)
+	}
+	resp, err = http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `<option value="exact=1">exact</option>`) {
+		t.Error("the page offers no search mode with an approximate index")
+	}
+	var ex, ap SearchResponse
+	if code := call(t, "POST", base+"/v1/search?k=5&exact=1", tok, hat, &ex); code != 200 || len(ex.Results) != 5 {
+		t.Errorf("exact=1 on the int8 index: %d, %d results", code, len(ex.Results))
+	}
+	if code := call(t, "POST", fmt.Sprintf("%s/v1/search?k=5&nprobe=%d", base, info.Approximate.Lists), tok, hat, &ap); code != 200 || len(ap.Results) != 5 {
+		t.Errorf("every list on the int8 index: %d, %d results", code, len(ap.Results))
+	}
+	for i := range min(len(ex.Results), len(ap.Results)) {
+		if ex.Results[i].ID != ap.Results[i].ID {
+			t.Errorf("rank %d: exact %+v, every list of the int8 index %+v", i, ex.Results[i], ap.Results[i])
 		}
 	}
 
