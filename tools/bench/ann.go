@@ -289,8 +289,12 @@ func annSuite(b backend.Backend, o options) {
 		if findPython(module) == "" {
 			module = "hnswlib"
 		}
+		script := o.annAnchor
+		if script == "" {
+			script = filepath.Join(o.anchorsDir, "ann_anchor.py")
+		}
 		a := runAnchor(module, []string{"OMP_NUM_THREADS=" + strconv.Itoa(th), "OPENBLAS_NUM_THREADS=" + strconv.Itoa(th)},
-			filepath.Join(o.anchorsDir, "ann_anchor.py"), "--base", basePath, "--queries", queriesPath,
+			script, "--base", basePath, "--queries", queriesPath,
 			"--threads", strconv.Itoa(th), "--k", strconv.Itoa(k))
 		if a == nil {
 			continue
@@ -307,7 +311,7 @@ func annSuite(b backend.Backend, o options) {
 				unit = "recall"
 			case strings.Contains(name, "_build_s_"):
 				unit = "s"
-			case strings.Contains(name, "rss"):
+			case strings.Contains(name, "rss"), strings.Contains(name, "_mem_"):
 				unit = "MiB"
 			}
 			emitf(name, a[name], unit)
@@ -318,7 +322,7 @@ func annSuite(b backend.Backend, o options) {
 				missing = append(missing, lib)
 			}
 		}
-		if len(missing) > 0 {
+		if len(missing) > 0 && o.annAnchor == "" {
 			fmt.Fprintf(os.Stderr, "bench: ann anchor: no figures from %s (python3-faiss / python3-hnswlib missing?): ratios use the others\n", strings.Join(missing, ", "))
 		}
 		// Ours over the best graph index at each recall (NaN figures, a
@@ -373,6 +377,17 @@ func annSuite(b backend.Backend, o options) {
 			ratio(fmt.Sprintf("ann_build_t%d", th), build, bestBuild)
 			if th == o.threads {
 				ratio("ann_build", build, bestBuild)
+			}
+		}
+		if hl, ok := a["hnswlib_mem_"+tt]; ok && hl > 0 {
+			// hnswlib's memory as measured (bench/hnswlib_anchor.py):
+			// the growth of its resident memory over the build.
+			for _, st := range ivf.Storages {
+				m := stMem[st]
+				if st.Compressed() {
+					m += int64(4 * n * d)
+				}
+				ratio(fmt.Sprintf("ann_mem_%s_measured_t%d", st, th), float64(m)/(1<<20), hl)
 			}
 		}
 		if th == o.threads {

@@ -48,6 +48,7 @@ type options struct {
 	annPlot                            string
 	annBase, annQueries, annReal       string
 	annWriteNPY                        string
+	annAnchor                          string // the anchor script ("": ann_anchor.py of -anchors-dir)
 	// The serve figures (serve_latency.go): requests timed at
 	// concurrency 1 (twice as many at 4), and the gallery's rows.
 	serveN, serveRows int
@@ -74,6 +75,7 @@ func main() {
 	flag.StringVar(&o.annBase, "base", "", "ann: search the rows of this float32 (n, d) .npy file instead of the mixture (with -queries; rows L2-normalised on load where they are not unit length)")
 	flag.StringVar(&o.annQueries, "queries", "", "ann: the queries, a float32 (nq, d) .npy file (with -base)")
 	flag.StringVar(&o.annReal, "real", "", "ann: search FMNIST-C2S embedded by this checkpoint: the gallery its shop views, the queries consumer views")
+	flag.StringVar(&o.annAnchor, "ann-anchor", "", "ann: the anchor script (default ann_anchor.py in -anchors-dir; bench/hnswlib_anchor.py leaves out faiss HNSW, whose build takes hours at a million rows here)")
 	flag.StringVar(&o.annWriteNPY, "write-npy", "", "ann: write base.npy, queries.npy and ours_exact_ids.npy (int64 (nq, k)) into this folder, for bench/faiss_exact_check.py")
 	flag.IntVar(&o.serveN, "serve-n", 100, "serve: requests timed at concurrency 1 (twice as many at concurrency 4)")
 	flag.IntVar(&o.serveRows, "serve-rows", 10000, "serve: gallery rows (random unit vectors)")
