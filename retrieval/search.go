@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
@@ -131,15 +132,17 @@ func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, 
 	}
 	err := Scan(b, queries, q, gallery, gn, d, o, func(qi, g0 int, scores []float32) {
 		h := &heaps[qi]
-		// Most scores fall below the k-th best so far: one comparison
-		// with it, in a register, rejects them.
+		// Most scores fall below the k-th best so far: a SIMD scan
+		// skips to the next one that does not.
 		floor := h.floor()
-		for j, s := range scores {
-			if s < floor || allow != nil && !allow.Has(g0+j) {
-				continue
+		for j := 0; j < len(scores); j++ {
+			if j += cpu.IndexNotBelow(scores[j:], floor); j == len(scores) {
+				break
 			}
-			h.push(Hit{Row: g0 + j, Score: s})
-			floor = h.floor()
+			if allow == nil || allow.Has(g0+j) {
+				h.push(Hit{Row: g0 + j, Score: scores[j]})
+				floor = h.floor()
+			}
 		}
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/retrieval"
 )
 
@@ -498,15 +499,15 @@ func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchO
 						locks[qi].Lock()
 						h := &heaps[qi]
 						// Most scores fall below the k-th best so far: a
-						// comparison with it in a register rejects them.
+						// SIMD scan skips to the next one that does not.
 						floor := h.floor()
 						rs := lst.rows[:len(sc)]
-						for j, s := range sc {
-							if s < floor {
-								continue
+						for j := 0; j < len(sc); j++ {
+							if j += cpu.IndexNotBelow(sc[j:], floor); j == len(sc) {
+								break
 							}
 							if r := rs[j]; allow == nil || allow.Has(int(r)) {
-								h.push(r, s)
+								h.push(r, sc[j])
 								floor = h.floor()
 							}
 						}
