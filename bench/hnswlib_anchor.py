@@ -14,9 +14,10 @@ or by hand on the .npy files tools/bench -write-npy DIR writes:
 Prints `name value unit` lines named as ann_anchor.py names them (tag
 n<N>_d<D>_k<K>_t<T>): faiss_flat_qps_<tag>; hnswlib_build_s_<tag>;
 hnswlib_ef<E>_recall_<tag> and _qps_ for each ef swept; hnswlib_qps_r90/
-r95/r99_<tag> (interpolated); and hnswlib_mem_<tag>, the growth of the
+r95/r99_<tag> (interpolated); hnswlib_mem_<tag>, the growth of the
 process's resident memory over the build (MiB), which ann_anchor.py does
-not measure. Needs numpy, faiss and hnswlib (Debian: python3-faiss,
+not measure; and with --adds, hnswlib_add_s_<tag>, the time to add those
+rows (in one call, on --threads threads). Needs numpy, faiss and hnswlib (Debian: python3-faiss,
 python3-hnswlib; the /usr/bin/python3 here has them)."""
 import argparse, time
 import numpy as np
@@ -25,6 +26,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--base", required=True); p.add_argument("--queries", required=True)
 p.add_argument("--threads", type=int, default=1); p.add_argument("--k", type=int, default=10)
 p.add_argument("--m", type=int, default=32); p.add_argument("--efc", type=int, default=200)
+p.add_argument("--adds", help="float32 (na, d) .npy: rows added after the sweep, timed (hnswlib_add_s_<tag>)")
 a = p.parse_args()
 T, K = a.threads, a.k
 xb = np.ascontiguousarray(np.load(a.base), dtype=np.float32)
@@ -86,3 +88,9 @@ for ef in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
     out(f"hnswlib_ef{ef}_qps_{tag}", len(xq) / dt, "queries/s")
 for r in (0.90, 0.95, 0.99):
     out(f"hnswlib_qps_r{int(r * 100)}_{tag}", at_recall(pts, r), "queries/s")
+if a.adds:
+    xa = np.ascontiguousarray(np.load(a.adds), dtype=np.float32)
+    t = time.perf_counter()
+    h.resize_index(n + len(xa))
+    h.add_items(xa, np.arange(n, n + len(xa)))
+    out(f"hnswlib_add_s_{tag}", time.perf_counter() - t, "s")

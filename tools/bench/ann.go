@@ -25,6 +25,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/data/npy"
 	"github.com/dmlgo/dmlgo/internal/atomicfile"
 	"github.com/dmlgo/dmlgo/retrieval"
 	"github.com/dmlgo/dmlgo/retrieval/ivf"
@@ -213,6 +214,7 @@ func annSuite(b backend.Backend, o options) {
 		emit("dmlgo_ivf_single_query_p99_us_"+tt, float64(lat[len(lat)*99/100].Microseconds()), "us")
 
 		// Adding rows one at a time, as the live catalog does.
+		addTotal := 0.0
 		if len(adds) > 0 {
 			lat := make([]time.Duration, o.annAdds)
 			t0 = time.Now()
@@ -224,6 +226,7 @@ func annSuite(b backend.Backend, o options) {
 				lat[i] = time.Since(t)
 			}
 			total := time.Since(t0)
+			addTotal = total.Seconds()
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			emitf(fmt.Sprintf("dmlgo_ivf_add%d_s_%s", o.annAdds, tt), total.Seconds(), "s")
 			emit(fmt.Sprintf("dmlgo_ivf_add_p50_us_%s", tt), float64(lat[len(lat)/2].Microseconds()), "us")
@@ -293,9 +296,19 @@ func annSuite(b backend.Backend, o options) {
 		if script == "" {
 			script = filepath.Join(o.anchorsDir, "ann_anchor.py")
 		}
+		var extra []string
+		if o.annAnchor != "" && len(adds) > 0 {
+			// Our anchor scripts (bench/hnswlib_anchor.py) also time
+			// adding the rows we add.
+			addsPath := filepath.Join(dir, "adds.npy")
+			if err := npy.WriteFile(addsPath, []int{len(adds) / d, d}, adds); err != nil {
+				fatalf("ann: %v", err)
+			}
+			extra = []string{"--adds", addsPath}
+		}
 		a := runAnchor(module, []string{"OMP_NUM_THREADS=" + strconv.Itoa(th), "OPENBLAS_NUM_THREADS=" + strconv.Itoa(th)},
-			script, "--base", basePath, "--queries", queriesPath,
-			"--threads", strconv.Itoa(th), "--k", strconv.Itoa(k))
+			append([]string{script, "--base", basePath, "--queries", queriesPath,
+				"--threads", strconv.Itoa(th), "--k", strconv.Itoa(k)}, extra...)...)
 		if a == nil {
 			continue
 		}
@@ -309,7 +322,7 @@ func annSuite(b backend.Backend, o options) {
 			switch {
 			case strings.Contains(name, "_recall_"):
 				unit = "recall"
-			case strings.Contains(name, "_build_s_"):
+			case strings.Contains(name, "_build_s_"), strings.Contains(name, "_add_s_"):
 				unit = "s"
 			case strings.Contains(name, "rss"), strings.Contains(name, "_mem_"):
 				unit = "MiB"
@@ -378,6 +391,11 @@ func annSuite(b backend.Backend, o options) {
 			if th == o.threads {
 				ratio("ann_build", build, bestBuild)
 			}
+		}
+		if v, ok := a["hnswlib_add_s_"+tt]; ok && addTotal > 0 {
+			// Seconds over seconds: ours one row at a time (as a catalog
+			// adds), hnswlib's in one call on th threads.
+			ratio(fmt.Sprintf("ann_add_t%d", th), addTotal, v)
 		}
 		if hl, ok := a["hnswlib_mem_"+tt]; ok && hl > 0 {
 			// hnswlib's memory as measured (bench/hnswlib_anchor.py):
