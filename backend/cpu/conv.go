@@ -231,12 +231,11 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 			}
 			if forward {
 				out := k.y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
-				clear(out)
 				var pa *packedA
 				if k.filt != nil {
 					pa = &k.filt[g]
 				}
-				gemmDispatch(false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, pa, col, PQ, nil, out, PQ, threads)
+				gemmDispatch(true, false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, pa, col, PQ, nil, out, PQ, threads)
 			} else {
 				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, threads)
 			}
@@ -297,8 +296,7 @@ func (k *convLoop) implicitForward(lo, hi int) {
 		for g := 0; g < G; g++ {
 			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
 			out := y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
-			clear(out)
-			gemmDispatch(false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, out, PQ, threads)
+			gemmDispatch(true, false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, out, PQ, threads)
 		}
 		if k.epi != nil {
 			k.epi.apply(n, y[n*p.K*PQ:(n+1)*p.K*PQ])
@@ -334,7 +332,7 @@ func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
 		}
 		for g := 0; g < G; g++ {
 			st.cb.src = st.pad[g*cg*chw:]
-			gemmDispatch(false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, threads)
+			gemmDispatch(false, false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, threads)
 		}
 	}
 	st.cb.src = nil

@@ -225,32 +225,39 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	if m == 0 || n == 0 {
 		return
 	}
-	scaleC(m, n, beta, c, ldc)
-	if k == 0 || alpha == 0 {
-		return
+	if beta != 0 || k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		if k == 0 || alpha == 0 {
+			return
+		}
 	}
-	gemmDispatch(transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, nil, c, ldc, threads)
+	// beta = 0: the kernels clear each tile of C as they first reach it,
+	// while it is in cache, rather than in a pass of its own.
+	gemmDispatch(beta == 0, transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, nil, c, ldc, threads)
 }
 
-// gemmDispatch is C += alpha·op(A)·op(B) on up to `threads` goroutines,
-// with B read through cb when it is not nil (then b and ldb are unused;
-// see convB), and A taken from pa when it is not nil and was packed for
-// the active kernel (the serial path; the parallel one packs a and lda).
-func gemmDispatch(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
+// gemmDispatch is C += alpha·op(A)·op(B) on up to `threads` goroutines
+// (C = alpha·op(A)·op(B) when zero: C's old values, NaN included, are not
+// read), with B read through cb when it is not nil (then b and ldb are
+// unused; see convB), and A taken from pa when it is not nil and was
+// packed for the active kernel (the serial path; the parallel one packs a
+// and lda).
+func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
 	if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k) {
 		pa = nil
 	}
 	if threads == 1 {
-		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc)
+		gemmSerial(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc)
 		return
 	}
-	gemmParallel(kern, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc, threads)
+	gemmParallel(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc, threads)
 }
 
-// gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B).
-func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int) {
+// gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B)
+// (C = … when zero).
+func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
 	mc := max(mr, blk.mc/mr*mr)
 	nc := max(nr, blk.nc/nr*nr)
@@ -274,7 +281,7 @@ func gemmSerial(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32
 					packA(kern, transA, mb, kb, a, lda, ic, pc, buf.a)
 					ap = buf.a
 				}
-				macroKernel(kern, kb, ap, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
+				macroKernel(kern, zero && pc == 0, kb, ap, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
 			}
 		}
 	}
@@ -308,8 +315,10 @@ func (p *packedA) block(ic, pc, kb int) []float32 {
 
 // macroKernel runs the micro-kernel over an mb×nb block of C (c at its
 // top-left corner) from mb/MR packed A panels and nb/NR packed B panels of
-// depth kb: each A panel stays in L1 while it meets every B panel.
-func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb int, alpha float32, c []float32, ldc int, buf *gemmBuffers) {
+// depth kb: each A panel stays in L1 while it meets every B panel. With
+// zero, each tile of C is cleared just before the micro-kernel adds to
+// it.
+func macroKernel(kern gemmKernel, zero bool, kb int, ap []float32, mb int, bp []float32, nb int, alpha float32, c []float32, ldc int, buf *gemmBuffers) {
 	mr, nr := kern.mr, kern.nr
 	for i := 0; i < mb; i += mr {
 		mm := min(mr, mb-i)
@@ -319,6 +328,11 @@ func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb
 			b := bp[j*kb : j*kb+nr*kb]
 			// The slice bounds check that the whole tile is in c.
 			ct := c[i*ldc+j : (i+mm-1)*ldc+j+nn]
+			if zero {
+				for r := 0; r < mm; r++ {
+					clear(ct[r*ldc : r*ldc+nn])
+				}
+			}
 			switch {
 			case mm == mr && nn == nr:
 				kern.fn(kb, a, b, ct, ldc, alpha)
@@ -345,12 +359,12 @@ func macroKernel(kern gemmKernel, kb int, ap []float32, mb int, bp []float32, nb
 // handed out from an atomic counter, so the calling goroutine starts at
 // once and a helper that arrives late (or shares a busy core) simply takes
 // fewer; a phase begins when every task of the previous one is done.
-func gemmParallel(kern gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
+func gemmParallel(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	mr, nr := kern.mr, kern.nr
 	// The job's state is kept across calls; its teamJob is left alone (a
 	// helper may still look at it, see teamJob).
 	g := gemmJobs.get()
-	g.gemmArgs = gemmArgs{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+	g.gemmArgs = gemmArgs{kern: kern, zero: zero, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
 		a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: blk.kc}
 	// A packed chunk holds all k rows: narrower chunks keep it within
 	// maxSharedB values when k is long.
@@ -405,6 +419,7 @@ type gemmJob struct {
 type gemmArgs struct {
 	kern           gemmKernel
 	transA, transB bool
+	zero           bool // C = alpha·op(A)·op(B): each tile cleared first
 	m, n, k        int
 	alpha          float32
 	a, b, c        []float32
@@ -479,7 +494,7 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 			ap = buf.a
 			packA(g.kern, g.transA, mb, kb, g.a, g.lda, i0, pc, ap)
 		}
-		macroKernel(g.kern, kb, ap, mb, g.bp[pc*np*nr+j0*kb:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
+		macroKernel(g.kern, g.zero && pc == 0, kb, ap, mb, g.bp[pc*np*nr+j0*kb:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
 	}
 }
 
