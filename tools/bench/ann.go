@@ -494,6 +494,63 @@ func anchorCurves(a map[string]float64, tt string, th int) []annCurve {
 	return out
 }
 
+// annReplot draws annPlot's plot again from the lines a run printed
+// (saved to the file from): every sweep point of ours and the anchors'.
+func annReplot(from, path string) error {
+	raw, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	a := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				a[f[0]] = v
+			}
+		}
+	}
+	// The tag: from our exact search's line of one thread.
+	var tag string
+	for name := range a {
+		if t, ok := strings.CutPrefix(name, "dmlgo_flat_qps_"); ok && strings.HasSuffix(t, "_t1") {
+			tag = strings.TrimSuffix(t, "_t1")
+		}
+	}
+	if tag == "" {
+		return fmt.Errorf("%s: no dmlgo_flat_qps_…_t1 line: not the output of the ann suite", from)
+	}
+	var curves []annCurve
+	for th := 1; th <= 64; th++ {
+		tt := fmt.Sprintf("%s_t%d", tag, th)
+		flat, ok := a["dmlgo_flat_qps_"+tt]
+		if !ok {
+			continue
+		}
+		for _, st := range []string{"", "fp16_", "int8_"} {
+			var pts []annPoint
+			for p := 1; p <= 1<<20; p++ {
+				rec, ok1 := a[fmt.Sprintf("dmlgo_ivf_%snprobe%d_recall_%s", st, p, tt)]
+				qps, ok2 := a[fmt.Sprintf("dmlgo_ivf_%snprobe%d_qps_%s", st, p, tt)]
+				if ok1 && ok2 {
+					pts = append(pts, annPoint{rec, qps})
+				}
+			}
+			if len(pts) > 0 {
+				label := "dmlgo IVF"
+				if st != "" {
+					label += " " + strings.TrimSuffix(st, "_")
+				}
+				curves = append(curves, annCurve{label + ", " + threadsLabel(th), pts})
+			}
+		}
+		curves = append(curves, annCurve{"dmlgo exact, " + threadsLabel(th), []annPoint{{1, flat}}})
+		curves = append(curves, anchorCurves(a, tt, th)...)
+	}
+	var n, d, k int
+	fmt.Sscanf(tag, "n%d_d%d_k%d", &n, &d, &k)
+	return annPlot(path, fmt.Sprintf("recall@%d against speed, %d × %d", k, n, d), curves)
+}
+
 // annPlot draws queries/s (log scale) against recall, one line per index
 // and thread count, into path (PNG), atomically.
 func annPlot(path, title string, curves []annCurve) error {
@@ -507,6 +564,8 @@ func annPlot(path, title string, curves []annCurve) error {
 		color.RGBA{R: 31, G: 119, B: 180, A: 255}, color.RGBA{R: 255, G: 127, B: 14, A: 255},
 		color.RGBA{R: 44, G: 160, B: 44, A: 255}, color.RGBA{R: 214, G: 39, B: 40, A: 255},
 		color.RGBA{R: 148, G: 103, B: 189, A: 255}, color.RGBA{R: 140, G: 86, B: 75, A: 255},
+		color.RGBA{R: 227, G: 119, B: 194, A: 255}, color.RGBA{R: 127, G: 127, B: 127, A: 255},
+		color.RGBA{R: 188, G: 189, B: 34, A: 255}, color.RGBA{R: 23, G: 190, B: 207, A: 255},
 	}
 	byLib := map[string]int{}
 	for _, c := range curves {

@@ -49,6 +49,7 @@ type options struct {
 	annBase, annQueries, annReal       string
 	annWriteNPY                        string
 	annAnchor                          string // the anchor script ("": ann_anchor.py of -anchors-dir)
+	annReplot                          string // a run's output to plot again
 	// The serve figures (serve_latency.go): requests timed at
 	// concurrency 1 (twice as many at 4), and the gallery's rows.
 	serveN, serveRows int
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&o.annAdds, "adds", 10000, "ann: rows added one at a time after the build (0: none)")
 	flag.IntVar(&o.annSeed, "seed", 1, "ann: seed of the data")
 	flag.StringVar(&o.annPlot, "ann-plot", "", "ann: write the recall–speed plot (PNG) to this file")
+	flag.StringVar(&o.annReplot, "ann-replot", "", "ann: draw -ann-plot from this file of a run's output lines instead of running")
 	flag.StringVar(&o.annBase, "base", "", "ann: search the rows of this float32 (n, d) .npy file instead of the mixture (with -queries; rows L2-normalised on load where they are not unit length)")
 	flag.StringVar(&o.annQueries, "queries", "", "ann: the queries, a float32 (nq, d) .npy file (with -base)")
 	flag.StringVar(&o.annReal, "real", "", "ann: search FMNIST-C2S embedded by this checkpoint: the gallery its shop views, the queries consumer views")
@@ -94,6 +96,15 @@ func main() {
 	}
 	if o.annN < 2 || o.annQ < 1 || o.annK < 1 || o.annK > o.annN || o.annAdds < 0 {
 		fatalf("-n %d, -nq %d, -k %d, -adds %d: want n ≥ 2, nq ≥ 1, 1 ≤ k ≤ n, adds ≥ 0", o.annN, o.annQ, o.annK, o.annAdds)
+	}
+	if o.annReplot != "" {
+		if o.annPlot == "" {
+			fatalf("-ann-replot needs -ann-plot FILE.png")
+		}
+		if err := annReplot(o.annReplot, o.annPlot); err != nil {
+			fatalf("-ann-replot: %v", err)
+		}
+		return
 	}
 	suites := flag.Args()
 	if len(suites) == 0 || (len(suites) == 1 && suites[0] == "all") {
