@@ -27,8 +27,8 @@ type Hit struct {
 
 // SearchOptions tune the blocked search.
 type SearchOptions struct {
-	QueryBlock   int // queries per GEMM (default 256)
-	GalleryBlock int // gallery rows per GEMM (default 8192)
+	QueryBlock   int // queries per GEMM (default 1024)
+	GalleryBlock int // gallery rows per GEMM (default 2048)
 	Threads      int // goroutines for selection (default GOMAXPROCS)
 	// Allow, when set, holds the rows Search may return (of the gallery's
 	// Len): a query gets its k best allowed rows, fewer only when fewer
@@ -37,11 +37,15 @@ type SearchOptions struct {
 }
 
 func (o SearchOptions) withDefaults() SearchOptions {
+	// Each block of gallery rows is packed once per block of queries:
+	// 1024 queries make that copy a few percent of the GEMM (it was 14%
+	// of exact search at 256), and 2048 rows keep the scores (8 MiB)
+	// about as large as before.
 	if o.QueryBlock <= 0 {
-		o.QueryBlock = 256
+		o.QueryBlock = 1024
 	}
 	if o.GalleryBlock <= 0 {
-		o.GalleryBlock = 8192
+		o.GalleryBlock = 2048
 	}
 	if o.Threads <= 0 {
 		o.Threads = runtime.GOMAXPROCS(0)
