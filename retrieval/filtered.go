@@ -24,7 +24,7 @@ func gathers(allow *Bitset, gn int) bool {
 
 // searchGathered pushes the scores of the allowed rows of gallery (gn, d)
 // into heaps, one per query (Search's filtered scan).
-func searchGathered(b backend.Backend, queries []float32, q int, gallery []float32, gn, d int, o SearchOptions, heaps []topK) error {
+func searchGathered(b backend.Backend, queries []float32, q int, gallery []float32, gn, d int, o SearchOptions, heaps []TopK) error {
 	o = o.withDefaults()
 	chunk := 4 * o.GalleryBlock // rows gathered per Scan (Scan blocks them again)
 	rows := make([]int, 0, chunk)
@@ -35,13 +35,13 @@ func searchGathered(b backend.Backend, queries []float32, q int, gallery []float
 		}
 		err := Scan(b, queries, q, buf, len(rows), d, o, func(qi, g0 int, scores []float32) {
 			h := &heaps[qi]
-			floor := h.floor()
+			floor := h.Floor()
 			for j, s := range scores {
 				if s < floor {
 					continue
 				}
-				h.push(Hit{Row: rows[g0+j], Score: s})
-				floor = h.floor()
+				h.Push(Hit{Row: rows[g0+j], Score: s})
+				floor = h.Floor()
 			}
 		})
 		rows, buf = rows[:0], buf[:0]

@@ -122,9 +122,9 @@ func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, 
 			return make([][]Hit, q), nil
 		}
 	}
-	heaps := make([]topK, q)
+	heaps := make([]TopK, q)
 	for i := range heaps {
-		heaps[i] = topK{k: k, h: make([]Hit, 0, k)}
+		heaps[i] = NewTopK(k)
 	}
 	allow := o.Allow
 	if gathers(allow, gn) {
@@ -138,14 +138,14 @@ func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, 
 		h := &heaps[qi]
 		// Most scores fall below the k-th best so far: a SIMD scan
 		// skips to the next one that does not.
-		floor := h.floor()
+		floor := h.Floor()
 		for j := 0; j < len(scores); j++ {
 			if j += cpu.IndexNotBelow(scores[j:], floor); j == len(scores) {
 				break
 			}
 			if allow == nil || allow.Has(g0+j) {
-				h.push(Hit{Row: g0 + j, Score: scores[j]})
-				floor = h.floor()
+				h.Push(Hit{Row: g0 + j, Score: scores[j]})
+				floor = h.Floor()
 			}
 		}
 	})
@@ -156,43 +156,49 @@ func Search(b backend.Backend, queries []float32, q int, gallery []float32, gn, 
 }
 
 // sortedHits is each heap's hits, best first.
-func sortedHits(heaps []topK) [][]Hit {
+func sortedHits(heaps []TopK) [][]Hit {
 	out := make([][]Hit, len(heaps))
 	for i := range heaps {
-		out[i] = heaps[i].sorted()
+		out[i] = heaps[i].Sorted()
 	}
 	return out
 }
 
-// topK keeps the k best hits in a min-heap ordered by (score, −row).
-type topK struct {
+// TopK keeps the k best hits offered to it in a min-heap ordered by
+// (score, −row), the order Search ranks by (NaN last); exact search and
+// the approximate index's scan share it.
+type TopK struct {
 	k int
 	h []Hit
 }
 
-// worse reports whether a ranks below b.
-func worse(a, b Hit) bool {
+// NewTopK is an empty selection of the k best hits.
+func NewTopK(k int) TopK { return TopK{k: k, h: make([]Hit, 0, k)} }
+
+// Worse reports whether a ranks below b.
+func Worse(a, b Hit) bool {
 	if a.Score != b.Score {
 		return a.Score < b.Score || a.Score != a.Score // NaN ranks last
 	}
 	return a.Row > b.Row
 }
 
-// floor is the k-th best score so far (−Inf until there are k): a score
+// Floor is the k-th best score so far (−Inf until there are k): a score
 // below it cannot enter the heap.
-func (t *topK) floor() float32 {
+func (t *TopK) Floor() float32 {
 	if len(t.h) < t.k {
 		return float32(math.Inf(-1))
 	}
 	return t.h[0].Score
 }
 
-func (t *topK) push(x Hit) {
+// Push offers x.
+func (t *TopK) Push(x Hit) {
 	if len(t.h) < t.k {
 		t.h = append(t.h, x)
 		for i := len(t.h) - 1; i > 0; {
 			p := (i - 1) / 2
-			if !worse(t.h[i], t.h[p]) {
+			if !Worse(t.h[i], t.h[p]) {
 				break
 			}
 			t.h[i], t.h[p] = t.h[p], t.h[i]
@@ -200,16 +206,16 @@ func (t *topK) push(x Hit) {
 		}
 		return
 	}
-	if !worse(t.h[0], x) {
+	if !Worse(t.h[0], x) {
 		return
 	}
 	t.h[0] = x
 	for i := 0; ; {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(t.h) && worse(t.h[l], t.h[m]) {
+		if l < len(t.h) && Worse(t.h[l], t.h[m]) {
 			m = l
 		}
-		if r < len(t.h) && worse(t.h[r], t.h[m]) {
+		if r < len(t.h) && Worse(t.h[r], t.h[m]) {
 			m = r
 		}
 		if m == i {
@@ -220,8 +226,9 @@ func (t *topK) push(x Hit) {
 	}
 }
 
-func (t *topK) sorted() []Hit {
+// Sorted is the hits kept, best first.
+func (t *TopK) Sorted() []Hit {
 	out := append([]Hit(nil), t.h...)
-	sort.Slice(out, func(i, j int) bool { return worse(out[j], out[i]) })
+	sort.Slice(out, func(i, j int) bool { return Worse(out[j], out[i]) })
 	return out
 }

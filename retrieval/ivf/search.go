@@ -449,10 +449,10 @@ const scanChunk = 256
 // may be scanned at once).
 func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchOptions) ([][]retrieval.Hit, error) {
 	d := ix.dim
-	heaps := make([]topK, p.nq)
+	heaps := make([]retrieval.TopK, p.nq)
 	locks := make([]sync.Mutex, p.nq)
 	for i := range heaps {
-		heaps[i] = topK{k: k}
+		heaps[i] = retrieval.NewTopK(k)
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -500,15 +500,15 @@ func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchO
 						h := &heaps[qi]
 						// Most scores fall below the k-th best so far: a
 						// SIMD scan skips to the next one that does not.
-						floor := h.floor()
+						floor := h.Floor()
 						rs := lst.rows[:len(sc)]
 						for j := 0; j < len(sc); j++ {
 							if j += cpu.IndexNotBelow(sc[j:], floor); j == len(sc) {
 								break
 							}
 							if r := rs[j]; allow == nil || allow.Has(int(r)) {
-								h.push(r, sc[j])
-								floor = h.floor()
+								h.Push(retrieval.Hit{Row: int(r), Score: sc[j]})
+								floor = h.Floor()
 							}
 						}
 						locks[qi].Unlock()
@@ -523,7 +523,7 @@ func (ix *Index) scan(b backend.Backend, qs []float32, p *plan, k int, o SearchO
 	}
 	out := make([][]retrieval.Hit, p.nq)
 	for i := range heaps {
-		out[i] = heaps[i].sorted()
+		out[i] = heaps[i].Sorted()
 	}
 	return out, nil
 }
@@ -615,68 +615,4 @@ func grow(s []float32, n int) []float32 {
 		return make([]float32, n)
 	}
 	return s[:n]
-}
-
-// topK keeps the k best (row, score) pairs in a min-heap ordered by
-// (score, −row), as retrieval's exact search ranks them (NaN last).
-type topK struct {
-	k int
-	h []retrieval.Hit
-}
-
-// worse reports whether a ranks below b.
-func worse(a, b retrieval.Hit) bool {
-	if a.Score != b.Score {
-		return a.Score < b.Score || a.Score != a.Score
-	}
-	return a.Row > b.Row
-}
-
-// floor is the k-th best score so far (−Inf until there are k): a score
-// below it cannot enter.
-func (t *topK) floor() float32 {
-	if len(t.h) < t.k {
-		return float32(math.Inf(-1))
-	}
-	return t.h[0].Score
-}
-
-func (t *topK) push(row int32, s float32) {
-	x := retrieval.Hit{Row: int(row), Score: s}
-	if len(t.h) < t.k {
-		t.h = append(t.h, x)
-		for i := len(t.h) - 1; i > 0; {
-			p := (i - 1) / 2
-			if !worse(t.h[i], t.h[p]) {
-				break
-			}
-			t.h[i], t.h[p] = t.h[p], t.h[i]
-			i = p
-		}
-		return
-	}
-	if !worse(t.h[0], x) {
-		return
-	}
-	t.h[0] = x
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(t.h) && worse(t.h[l], t.h[m]) {
-			m = l
-		}
-		if r < len(t.h) && worse(t.h[r], t.h[m]) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		t.h[i], t.h[m] = t.h[m], t.h[i]
-		i = m
-	}
-}
-
-func (t *topK) sorted() []retrieval.Hit {
-	out := append([]retrieval.Hit{}, t.h...)
-	sort.Slice(out, func(i, j int) bool { return worse(out[j], out[i]) })
-	return out
 }

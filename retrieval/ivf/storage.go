@@ -149,9 +149,9 @@ func (ix *Index) rerank(qs []float32, hits [][]retrieval.Hit, rows []float32, k,
 			}
 			slices.SortFunc(hs, func(a, b retrieval.Hit) int {
 				switch {
-				case worse(b, a):
+				case retrieval.Worse(b, a):
 					return -1
-				case worse(a, b):
+				case retrieval.Worse(a, b):
 					return 1
 				}
 				return 0

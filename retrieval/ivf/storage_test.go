@@ -24,7 +24,7 @@ func checkExactScores(t *testing.T, name string, got [][]retrieval.Hit, qs, rows
 			for c := 0; c < testD; c++ {
 				s += float64(qs[i*testD+c]) * float64(rows[h.Row*testD+c])
 			}
-			if math.Abs(s-float64(h.Score)) > 1e-5 || j > 0 && worse(hs[j-1], h) {
+			if math.Abs(s-float64(h.Score)) > 1e-5 || j > 0 && retrieval.Worse(hs[j-1], h) {
 				t.Fatalf("%s: query %d hit %d: %+v, its inner product %g", name, i, j, h, s)
 			}
 		}
