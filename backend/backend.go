@@ -17,6 +17,8 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dmlgo/dmlgo/tensor"
 )
@@ -68,6 +70,34 @@ func Freeze(b Backend, ts ...*tensor.Tensor) bool {
 		f.FreezeWeights(ts...)
 	}
 	return ok
+}
+
+// Precisioner is implemented by backends that can run a frozen model's
+// convolutions in a lower precision than float32 (the CPU: bfloat16 with
+// AVX-512 BF16). SetPrecision takes one of Precisions and returns what
+// will run, in words: a backend or CPU that lacks the kernels runs
+// float32 and says why.
+type Precisioner interface {
+	SetPrecision(name string) (effective string, err error)
+}
+
+// Precisions are the names SetPrecision takes.
+var Precisions = []string{"fp32", "bf16"}
+
+// SetPrecision sets the precision of b's frozen convolutions ("" is
+// fp32) and returns what will run. A backend without low-precision
+// kernels runs fp32, and asking it for another precision is an error.
+func SetPrecision(b Backend, name string) (string, error) {
+	if !slices.Contains(Precisions, name) && name != "" {
+		return "", fmt.Errorf("unknown precision %q (want %s)", name, strings.Join(Precisions, ", "))
+	}
+	if p, ok := b.(Precisioner); ok {
+		return p.SetPrecision(name)
+	}
+	if name == "" || name == "fp32" {
+		return "fp32", nil
+	}
+	return "", fmt.Errorf("precision %s: the %s backend runs fp32 only", name, b.Name())
 }
 
 // Backend is memory plus the op set.

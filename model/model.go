@@ -44,6 +44,9 @@ type Model struct {
 	Batch int
 	// Workers is the number of goroutines decoding images (0: GOMAXPROCS).
 	Workers int
+	// Precision is what the convolutions run in, in words ("fp32", or
+	// "bf16 (AVX-512 BF16)", or a float32 fallback and its reason).
+	Precision string
 
 	lock chan struct{} // holds one token while the graph is in use
 	g    *autograd.Graph
@@ -55,6 +58,10 @@ type Options struct {
 	Threads int    // CPU threads (0: all cores); Load only
 	Batch   int    // images per forward pass (0: 64)
 	Workers int    // decoding goroutines (0: GOMAXPROCS)
+	// Precision of the convolutions: fp32 (""), or bf16 where the backend
+	// and CPU have the kernels (float32 otherwise; Model.Precision says
+	// what runs). Load only.
+	Precision string
 }
 
 // Load reads a checkpoint (a training run's last.ckpt or best.ckpt) and
@@ -99,11 +106,18 @@ func Load(path string, opts Options, log io.Writer) (*Model, error) {
 		weights = append(weights, p.V.Value)
 	}
 	backend.Freeze(b, weights...)
+	prec, err := backend.SetPrecision(b, opts.Precision)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Precision != "" && opts.Precision != "fp32" {
+		fmt.Fprintf(log, "precision: %s\n", prec)
+	}
 	m, err := Wrap(b, net, card, opts)
 	if err != nil {
 		return nil, err
 	}
-	m.Path = path
+	m.Path, m.Precision = path, prec
 	return m, nil
 }
 
@@ -141,8 +155,12 @@ func (e *DeviceError) Unwrap() error { return e.Err }
 
 // Describe is one line about the model, for logs.
 func (m *Model) Describe() string {
-	return fmt.Sprintf("%s, embedding %d, input %s (trained on %s), fingerprint %s",
+	s := fmt.Sprintf("%s, embedding %d, input %s (trained on %s), fingerprint %s",
 		m.Card.Arch, m.Dim, DescribeTransform(m.Transform), m.Card.Data.Kind, m.Fingerprint)
+	if m.Precision != "" && m.Precision != "fp32" {
+		s += ", precision " + m.Precision
+	}
+	return s
 }
 
 // CheckIndex refuses an index whose embeddings another model made: they are

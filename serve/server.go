@@ -804,17 +804,20 @@ func (s *Server) shownPath(p string) string {
 
 // Info describes the model and the index (GET /v1/info).
 type Info struct {
-	Model       string            `json:"model"`
-	Checkpoint  string            `json:"checkpoint"`
-	Fingerprint string            `json:"fingerprint"`
-	Dim         int               `json:"dim"`
-	Input       string            `json:"input"`
-	Rows        int               `json:"gallery_rows"`
-	Items       int               `json:"gallery_items"`
-	IndexMeta   map[string]string `json:"index_meta"`
-	DefaultK    int               `json:"default_k"`
-	MaxK        int               `json:"max_k"`
-	MaxUpload   int64             `json:"max_upload_bytes"`
+	Model       string `json:"model"`
+	Checkpoint  string `json:"checkpoint"`
+	Fingerprint string `json:"fingerprint"`
+	Dim         int    `json:"dim"`
+	Input       string `json:"input"`
+	// Precision is what the model's convolutions run in ("fp32", or
+	// "bf16 (AVX-512 BF16)", or a float32 fallback and its reason).
+	Precision string            `json:"precision"`
+	Rows      int               `json:"gallery_rows"`
+	Items     int               `json:"gallery_items"`
+	IndexMeta map[string]string `json:"index_meta"`
+	DefaultK  int               `json:"default_k"`
+	MaxK      int               `json:"max_k"`
+	MaxUpload int64             `json:"max_upload_bytes"`
 	// TokenRequired says whether the API needs an access token.
 	TokenRequired bool `json:"token_required"`
 	// Catalog says whether the gallery is a live catalog; Writable whether
@@ -851,7 +854,7 @@ func (s *Server) infoValue() Info {
 	}
 	return Info{
 		Model: s.Model.Card.Arch, Checkpoint: ckpt, Fingerprint: s.Model.Fingerprint,
-		Dim: s.Model.Dim, Input: model.DescribeTransform(s.Model.Transform),
+		Dim: s.Model.Dim, Input: model.DescribeTransform(s.Model.Transform), Precision: precision(s.Model),
 		Rows: v.Rows(), Items: liveItems(v), IndexMeta: meta,
 		DefaultK: s.Config.DefaultK, MaxK: s.Config.MaxK, MaxUpload: s.Config.MaxUpload,
 		TokenRequired: s.Config.Token != "",
@@ -859,6 +862,13 @@ func (s *Server) infoValue() Info {
 		Categories:  categories(v),
 		Approximate: approximate(v),
 	}
+}
+
+func precision(m *model.Model) string {
+	if m.Precision == "" {
+		return "fp32"
+	}
+	return m.Precision
 }
 
 func approximate(v *live.View) *ApproximateInfo {

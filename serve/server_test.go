@@ -234,7 +234,7 @@ func testServe(t *testing.T, m *model.Model, ix *retrieval.Index, ixPath string,
 	}
 	resp, raw = get("/v1/info")
 	var info Info
-	if err := json.Unmarshal(raw, &info); err != nil || info.Fingerprint != m.Fingerprint || info.Rows != ix.Len() {
+	if err := json.Unmarshal(raw, &info); err != nil || info.Fingerprint != m.Fingerprint || info.Rows != ix.Len() || info.Precision != "fp32" {
 		t.Errorf("info: %s", raw)
 	}
 	resp, raw = get("/")

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -16,6 +17,39 @@ import (
 // a change of either (tests force SIMD levels and block sizes) makes new
 // ones.
 
+// SetPrecision sets the arithmetic of frozen convolutions ("fp32" or
+// "bf16"; see lowp.go) and returns what will run, with the reason when it
+// is not what was asked: BF16 needs AVX-512 BF16 and the AVX-512 level.
+// Training (unfrozen weights) is always float32.
+func (b *Backend) SetPrecision(name string) (string, error) {
+	var p Precision
+	switch name {
+	case "", "fp32":
+		p = FP32
+	case "bf16":
+		p = BF16
+	default:
+		return "", fmt.Errorf("cpu: unknown precision %q (want fp32 or bf16)", name)
+	}
+	b.precision.Store(int32(p))
+	return b.EffectivePrecision(), nil
+}
+
+// EffectivePrecision says what frozen convolutions run in now, and why
+// when it is not the precision set.
+func (b *Backend) EffectivePrecision() string {
+	p := Precision(b.precision.Load())
+	switch {
+	case p == FP32 || b.ref:
+		return "fp32"
+	case bf16Kernel.fn == nil:
+		return "fp32 (bf16 asked for, but this CPU or build has no AVX-512 BF16)"
+	case ActiveLevel() != AVX512:
+		return fmt.Sprintf("fp32 (bf16 asked for, but the SIMD level is %v)", ActiveLevel())
+	}
+	return "bf16 (AVX-512 BF16)"
+}
+
 // frozenSet maps a frozen tensor's first element to its entry.
 type frozenSet struct {
 	mu sync.Mutex
@@ -28,7 +62,10 @@ type frozenEntry struct {
 	packs map[packKey][]packedA
 }
 
-type packKey struct{ groups, m, k, mr, kc int }
+type packKey struct {
+	groups, m, k, mr, kc int
+	bf16                 bool
+}
 
 // FreezeWeights implements backend.WeightFreezer.
 func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
@@ -83,7 +120,10 @@ func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA,
 		e, ok := b.frozen.m[unsafe.SliceData(w)]
 		if ok && len(e.w) == groups*m*k {
 			kern := activeKernel()
-			key := packKey{groups, m, k, kern.mr, blk.kc}
+			if Precision(b.precision.Load()) == BF16 && bf16Ready() {
+				kern = bf16Kernel
+			}
+			key := packKey{groups, m, k, kern.mr, kern.kc(), kern.bf16}
 			ps, ok := e.packs[key]
 			if !ok {
 				ps = make([]packedA, groups)

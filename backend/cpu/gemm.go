@@ -130,6 +130,27 @@ type gemmKernel struct {
 	// packRows, when set, is a faster packRowsGo for whole panels (rows =
 	// MR of a non-transposed A, or NR of a transposed B).
 	packRows rowPacker
+	// bf16: the kernel multiplies bfloat16 values, two k steps per 32-bit
+	// slot of its panels (see lowp.go); the packers round float32 panels
+	// into that layout, and a block of kb k steps is depth(kb) slots deep.
+	bf16 bool
+}
+
+// depth is how many slots deep the kernel's panels are for kb k steps.
+func (k gemmKernel) depth(kb int) int {
+	if k.bf16 {
+		return (kb + 1) / 2
+	}
+	return kb
+}
+
+// kc is the k blocking for this kernel: blk.kc, made even for bfloat16
+// pairs so that every block but the last is whole pairs.
+func (k gemmKernel) kc() int {
+	if k.bf16 {
+		return (blk.kc + 1) &^ 1
+	}
+	return blk.kc
 }
 
 // Block sizes, set from the cache sizes by initBlocking: kc·MR values of A
@@ -203,9 +224,10 @@ func gemmKernelGeneric(kc int, a, b []float32, c []float32, ldc int, alpha float
 
 var genericKernel = gemmKernel{name: "generic 4x4", mr: 4, nr: 4, fn: gemmKernelGeneric}
 
-// gemmBuffers are one thread's packing buffers.
+// gemmBuffers are one thread's packing buffers (wide: a float32 panel
+// on its way to the bfloat16 layout).
 type gemmBuffers struct {
-	a, b, tile []float32
+	a, b, tile, wide []float32
 }
 
 var bufPool freeList[gemmBuffers]
@@ -244,8 +266,13 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // and lda).
 func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
+	if pa != nil && pa.bf16 {
+		// Filters packed for the bfloat16 kernel run on it (packedFilters
+		// makes them only where it exists).
+		kern = bf16Kernel
+	}
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
-	if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k) {
+	if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k || pa.kc != kern.kc()) {
 		pa = nil
 	}
 	if threads == 1 {
@@ -261,7 +288,7 @@ func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha f
 	mr, nr := kern.mr, kern.nr
 	mc := max(mr, blk.mc/mr*mr)
 	nc := max(nr, blk.nc/nr*nr)
-	kc := blk.kc
+	kc := kern.kc()
 	buf := bufPool.get()
 	defer bufPool.put(buf)
 	for jc := 0; jc < n; jc += nc {
@@ -269,19 +296,20 @@ func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha f
 		np := (nb + nr - 1) / nr
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
-			buf.b = grow(buf.b, np*nr*kb)
-			packBOp(kern, cb, transB, kb, nb, b, ldb, pc, jc, buf.b)
+			kd := kern.depth(kb)
+			buf.b = grow(buf.b, np*nr*kd)
+			packBOp(kern, cb, transB, kb, nb, b, ldb, pc, jc, buf.b, buf)
 			for ic := 0; ic < m; ic += mc {
 				mb := min(mc, m-ic)
 				var ap []float32
 				if pa != nil {
 					ap = pa.block(ic, pc, kb)
 				} else {
-					buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
-					packA(kern, transA, mb, kb, a, lda, ic, pc, buf.a)
+					buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kd)
+					packAOp(kern, transA, mb, kb, a, lda, ic, pc, buf.a, buf)
 					ap = buf.a
 				}
-				macroKernel(kern, zero && pc == 0, kb, ap, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
+				macroKernel(kern, zero && pc == 0, kd, ap, mb, buf.b, nb, alpha, c[ic*ldc+jc:], ldc, buf)
 			}
 		}
 	}
@@ -292,25 +320,44 @@ func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha f
 // batch): the kc block at depth pc starts at pc·mpad (mpad = M rounded up
 // to MR), laid out as packA lays out a block of all M rows.
 type packedA struct {
-	mr, m, k, mpad int
-	buf            []float32
+	mr, m, k, kc, mpad int
+	bf16               bool // for the bfloat16 kernel: depths in pairs
+	buf                []float32
 }
 
 // pack fills p with op(A) (m×k) for kern, reusing p's buffer.
 func (p *packedA) pack(kern gemmKernel, trans bool, m, k int, a []float32, lda int) {
-	p.mr, p.m, p.k = kern.mr, m, k
+	p.mr, p.m, p.k, p.kc, p.bf16 = kern.mr, m, k, kern.kc(), kern.bf16
 	p.mpad = (m + kern.mr - 1) / kern.mr * kern.mr
-	p.buf = grow(p.buf, p.mpad*k)
-	for pc := 0; pc < k; pc += blk.kc {
-		kb := min(blk.kc, k-pc)
-		packA(kern, trans, m, kb, a, lda, 0, pc, p.buf[pc*p.mpad:pc*p.mpad+p.mpad*kb])
+	p.buf = grow(p.buf, p.mpad*p.slot(k))
+	var buf *gemmBuffers
+	if kern.bf16 {
+		buf = bufPool.get()
+		defer bufPool.put(buf)
 	}
+	for pc := 0; pc < k; pc += p.kc {
+		kb := min(p.kc, k-pc)
+		o := p.slot(pc) * p.mpad
+		packAOp(kern, trans, m, kb, a, lda, 0, pc, p.buf[o:o+p.mpad*kern.depth(kb)], buf)
+	}
+}
+
+// slot is where depth pc (a multiple of kc, or k) starts in slots.
+func (p *packedA) slot(pc int) int {
+	if p.bf16 {
+		return (pc + 1) / 2
+	}
+	return pc
 }
 
 // block is the packed rows from ic (a multiple of MR) of the kc block at
 // depth pc, kb deep.
 func (p *packedA) block(ic, pc, kb int) []float32 {
-	return p.buf[pc*p.mpad+ic*kb : pc*p.mpad+p.mpad*kb]
+	o, kd := p.slot(pc)*p.mpad, kb
+	if p.bf16 {
+		kd = (kb + 1) / 2
+	}
+	return p.buf[o+ic*kd : o+p.mpad*kd]
 }
 
 // macroKernel runs the micro-kernel over an mb×nb block of C (c at its
@@ -365,7 +412,7 @@ func gemmParallel(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha
 	// helper may still look at it, see teamJob).
 	g := gemmJobs.get()
 	g.gemmArgs = gemmArgs{kern: kern, zero: zero, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-		a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: blk.kc}
+		a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: kern.kc()}
 	// A packed chunk holds all k rows: narrower chunks keep it within
 	// maxSharedB values when k is long.
 	nc := max(nr, min(blk.nc, maxSharedB/k)/nr*nr)
@@ -394,7 +441,7 @@ func gemmParallel(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha
 		comp.done.Store(0)
 	}
 	shared := sharedBPool.get()
-	*shared = grow(*shared, k*min(nc, (n+nr-1)/nr*nr))
+	*shared = grow(*shared, kern.depth(k)*min(nc, (n+nr-1)/nr*nr))
 	g.bp = *shared
 	g.teamJob.j = g
 	teamRun(threads-1, &g.teamJob)
@@ -427,7 +474,7 @@ type gemmArgs struct {
 	cb             *convB   // when set, B is read through it
 	pa             *packedA // when set, A packed already (for this kernel and blk.kc)
 	kc, rowsPer    int
-	bp             []float32 // the packed chunk of B: kc block pb at pb·kc·np·NR, its panel q at q·NR·kb
+	bp             []float32 // the packed chunk of B: kc block pb at depth(pb·kc)·np·NR, its panel q at q·NR·depth(kb)
 }
 
 // gemmPhase is one phase of a gemmJob: packing or computing one chunk of
@@ -479,22 +526,23 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 	if ph.pack {
 		pc, j := t/np*kc, t%np*nr
 		kb := min(kc, g.k-pc)
-		packBOp(g.kern, g.cb, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[pc*np*nr+j*kb:])
+		packBOp(g.kern, g.cb, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[g.kern.depth(pc)*np*nr+j*g.kern.depth(kb):], buf)
 		return
 	}
 	i0, j0 := (t/ph.colGroups)*g.rowsPer, (t%ph.colGroups)*ph.colsPer
 	mb, cb := min(g.rowsPer, g.m-i0), min(ph.colsPer, ph.nb-j0)
 	for pc := 0; pc < g.k; pc += kc {
 		kb := min(kc, g.k-pc)
+		kd := g.kern.depth(kb)
 		ap := buf.a
 		if g.pa != nil {
 			ap = g.pa.block(i0, pc, kb)
 		} else {
-			buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kb)
+			buf.a = grow(buf.a, (mb+mr-1)/mr*mr*kd)
 			ap = buf.a
-			packA(g.kern, g.transA, mb, kb, g.a, g.lda, i0, pc, ap)
+			packAOp(g.kern, g.transA, mb, kb, g.a, g.lda, i0, pc, ap, buf)
 		}
-		macroKernel(g.kern, g.zero && pc == 0, kb, ap, mb, g.bp[pc*np*nr+j0*kb:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
+		macroKernel(g.kern, g.zero && pc == 0, kd, ap, mb, g.bp[g.kern.depth(pc)*np*nr+j0*kd:], cb, g.alpha, g.c[i0*g.ldc+ph.jc+j0:], g.ldc, buf)
 	}
 }
 
@@ -596,13 +644,50 @@ func packA(kern gemmKernel, trans bool, mb, kb int, a []float32, lda, i0, l0 int
 	}
 }
 
-// packBOp is packB, or cb's packer when B is a convolution's image.
-func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32) {
+// packBOp is packB, or cb's packer when B is a convolution's image, for
+// kern: for a bfloat16 kernel each panel is packed in float32 into
+// buf.wide, then paired.
+func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32, buf *gemmBuffers) {
+	if !kern.bf16 {
+		packBF32(kern, cb, trans, kb, nb, b, ldb, l0, j0, dst)
+		return
+	}
+	nr, kd := kern.nr, kern.depth(kb)
+	buf.wide = grow(buf.wide, nr*kb)
+	for j := 0; j < nb; j += nr {
+		d := dst[j*kd : j*kd+nr*kd]
+		if cb == nil && !trans && nb-j >= nr {
+			// Whole panel of rows of B: rounded straight from B.
+			pairRows(b[l0*ldb+j0+j:], ldb, nr, kb, d)
+			continue
+		}
+		packBF32(kern, cb, trans, kb, min(nr, nb-j), b, ldb, l0, j0+j, buf.wide)
+		pairRows(buf.wide, nr, nr, kb, d)
+	}
+}
+
+func packBF32(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32) {
 	if cb != nil {
 		cb.packOp(trans, kern.nr, kb, nb, l0, j0, dst)
 		return
 	}
 	packB(kern, trans, kb, nb, b, ldb, l0, j0, dst)
+}
+
+// packAOp is packA for kern: for a bfloat16 kernel the panels are packed
+// in float32 into buf.wide, then paired.
+func packAOp(kern gemmKernel, trans bool, mb, kb int, a []float32, lda, i0, l0 int, dst []float32, buf *gemmBuffers) {
+	if !kern.bf16 {
+		packA(kern, trans, mb, kb, a, lda, i0, l0, dst)
+		return
+	}
+	mr, kd := kern.mr, kern.depth(kb)
+	np := (mb + mr - 1) / mr
+	buf.wide = grow(buf.wide, np*mr*kb)
+	packA(kern, trans, mb, kb, a, lda, i0, l0, buf.wide)
+	for q := 0; q < np; q++ {
+		pairRows(buf.wide[q*mr*kb:(q+1)*mr*kb], mr, mr, kb, dst[q*mr*kd:(q+1)*mr*kd])
+	}
 }
 
 // packB copies the kb×nb block of op(B) at (l0, j0) into NR-wide panels:

@@ -27,6 +27,9 @@ func addAsmKernels(k map[Level]gemmKernel) {
 		k[AVX512] = gemmKernel{name: "avx512 8x32", mr: 8, nr: 32, fn: gemmKernelAVX512,
 			edge: gemmKernelAVX512Edge, packRows: packRowsAVX512}
 	}
+	if hasBF16 {
+		bf16Kernel.fn, bf16Kernel.edge, bf16Kernel.packRows = gemmKernelBF16, gemmKernelBF16Edge, packRowsAVX512
+	}
 }
 
 // checkPack panics unless src and dst hold what a rowPacker touches.
@@ -293,4 +296,21 @@ func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) (
 		packT16OffAVX512(src, &t, n, cols, dst[r0:], ldd)
 	}
 	return rows, cols
+}
+
+// hasBF16 gates the bfloat16 kernels (VDPBF16PS, VCVTNEPS2BF16).
+var hasBF16 = hasAVX512 && cpu.X86.HasAVX512BF16
+
+// pairRowsVec pairs the first `pairs` pairs of 32-wide rows (lds apart)
+// with the AVX-512 BF16 converter when it may run, and returns how many it
+// did.
+func pairRowsVec(src []float32, lds, pairs int, dst []float32) int {
+	if !bf16Ready() {
+		return 0
+	}
+	if lds < 32 || len(src) < (2*pairs-1)*lds+32 || len(dst) < pairs*32 {
+		panic("cpu: pairRows: slices too short")
+	}
+	pairBF16AVX512(src, lds, pairs, dst)
+	return pairs
 }

@@ -22,6 +22,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -41,6 +42,8 @@ type Backend struct {
 	poison  bool // AllocUninit fills NaN (SetPoison)
 	pool    pool
 	frozen  frozenSet // weights declared unchanging, and their packed filters
+	// precision of frozen convolutions (a Precision; see lowp.go)
+	precision atomic.Int32
 }
 
 // New returns a fast CPU backend using threads goroutines per op (0: GOMAXPROCS).

@@ -37,6 +37,27 @@ func gemmKernelAVX512(kc int, a, b []float32, c []float32, ldc int, alpha float3
 //go:noescape
 func gemmKernelAVX512Edge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
 
+// gemmKernelBF16 is the 8×32 bfloat16 micro-kernel (AVX-512 F and BF16):
+// a and b are panels of bfloat16 pairs (lowp.go), kc pairs deep, and
+//
+//	c[i*ldc+j] += alpha * Σ_p (a_p[i].lo·b_p[j].lo + a_p[i].hi·b_p[j].hi)
+//
+// with each pair's products added to float32 sums (VDPBF16PS).
+//
+//go:noescape
+func gemmKernelBF16(kc int, a, b []float32, c []float32, ldc int, alpha float32)
+
+// gemmKernelBF16Edge is gemmKernelBF16 with i < mm and j < nn only.
+//
+//go:noescape
+func gemmKernelBF16Edge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
+
+// pairBF16AVX512 is pairRows for w = 32 and an even kb = 2·pairs
+// (AVX-512 F and BF16).
+//
+//go:noescape
+func pairBF16AVX512(src []float32, lds, pairs int, dst []float32)
+
 // packT16AVX512 is, for 1 ≤ rows ≤ 16 (AVX-512 F):
 //
 //	for r := 0; r < rows; r++ {

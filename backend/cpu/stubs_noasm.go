@@ -8,6 +8,8 @@ package cpu
 
 func addAsmKernels(map[Level]gemmKernel) {}
 
+func pairRowsVec(src []float32, lds, pairs int, dst []float32) int { return 0 }
+
 func axpyVec(a float32, x, y []float32) int                        { return 0 }
 func scaleVec(a float32, x, y []float32) int                       { return 0 }
 func affineVec(a, c float32, x, y []float32) int                   { return 0 }

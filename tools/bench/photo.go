@@ -45,11 +45,22 @@ func photoSuite(b backend.Backend, o options) {
 		ours := map[string]float64{}
 		for _, batch := range []int{1, 32} {
 			tag := fmt.Sprintf("%s_embed_b%d", arch, batch)
-			ours[tag] = photoModel(b, arch, batch, false, steps)
+			ours[tag] = photoModel(b, arch, batch, false, steps, "fp32")
 			emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
+			// The low precisions this backend and CPU run, against our
+			// fp32 (ratio_<tag>_bf16_vs_fp32) and PyTorch's best.
+			if prec, err := backend.SetPrecision(b, "bf16"); err == nil && prec == "bf16 (AVX-512 BF16)" {
+				v := photoModel(b, arch, batch, false, steps, "bf16")
+				emit(fmt.Sprintf("dmlgo_%s_t%d_%s_bf16", b.Name(), o.threads, tag), v, "img/s")
+				ratio(tag+"_bf16_vs_fp32", v, ours[tag])
+				ours[tag+"_bf16"] = v
+			} else {
+				fmt.Printf("# no bf16 figures: %s %v\n", prec, err)
+			}
+			backend.SetPrecision(b, "fp32")
 		}
 		tag := arch + "_train_b32"
-		ours[tag] = photoModel(b, arch, 32, true, max(2, steps/2))
+		ours[tag] = photoModel(b, arch, 32, true, max(2, steps/2), "fp32")
 		emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
 		if !o.anchors {
 			continue
@@ -66,11 +77,15 @@ func photoSuite(b backend.Backend, o options) {
 			}
 			a[k+"_tuned"] = v
 		}
+		printed := map[string]bool{}
 		for tag, v := range ours {
 			best, bestName := 0.0, ""
 			for k, av := range a {
-				if strings.HasSuffix(strings.TrimSuffix(k, "_tuned"), "_"+tag) {
-					emit(k, av, "img/s")
+				if strings.HasSuffix(strings.TrimSuffix(k, "_tuned"), "_"+strings.TrimSuffix(tag, "_bf16")) {
+					if !printed[k] {
+						emit(k, av, "img/s")
+						printed[k] = true
+					}
 					if av > best {
 						best, bestName = av, k
 					}
@@ -91,9 +106,10 @@ func photoSuite(b backend.Backend, o options) {
 // activations go back to the kernel and come back page-faulting).
 const tunedMalloc = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736"
 
-// photoModel times embedding (eval mode, no gradient) or a training step
-// of arch at batch on random inputs, and returns images per second.
-func photoModel(b backend.Backend, arch string, batch int, train bool, steps int) float64 {
+// photoModel times embedding (eval mode, no gradient; the convolutions at
+// precision) or a training step of arch at batch on random inputs, and
+// returns images per second.
+func photoModel(b backend.Backend, arch string, batch int, train bool, steps int, precision string) float64 {
 	net, err := nn.NewResNet(b, nn.ResNetConfig{Arch: arch, InChannels: 3, Out: 128, Seed: 1})
 	if err != nil {
 		fatalf("%v", err)
@@ -129,6 +145,9 @@ func photoModel(b backend.Backend, arch string, batch int, train bool, steps int
 			weights = append(weights, p.V.Value)
 		}
 		backend.Freeze(b, weights...) // as model.Load does
+		if _, err := backend.SetPrecision(b, precision); err != nil {
+			fatalf("%v", err)
+		}
 		f = func() {
 			g.NoGrad(func() { g.Values(net.Forward(g, g.Constant(x, batch, 3, 224, 224))) })
 			g.Reset()

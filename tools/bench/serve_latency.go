@@ -84,14 +84,26 @@ func runServeSuite(o options) error {
 		warm:   serveWarmup, threads: o.threads, device: o.device,
 		upload: photoJPEG(serveW, serveH), log: os.Stderr,
 	}
-	res, err := serveLatency(sb)
-	if err != nil {
-		return err
-	}
 	fmt.Printf("# serve: %s (random weights) 3×224×224 → %d, exact top-%d of %d gallery rows, one %d×%d JPEG (%d bytes) per request as multipart, %d threads, default service limits, client in the same process\n",
 		serveArch, serveDim, serveK, o.serveRows, serveW, serveH, len(sb.upload), o.threads)
-	for _, f := range serveFigures(servePrefix, o.threads, o.serveRows, res) {
-		fmt.Printf("%s %s %s\n", f.name, f.value, f.unit)
+	// fp32, then bf16 where the CPU has the kernels (serve_rn50_bf16_*).
+	for _, prec := range []string{"fp32", "bf16"} {
+		prefix := servePrefix
+		if prec != "fp32" {
+			if o.device == "cuda" || !cpu.BF16Ready() {
+				fmt.Printf("# serve: no %s figures: this CPU or device has no bfloat16 kernels\n", prec)
+				continue
+			}
+			prefix += "_" + prec
+		}
+		sb.precision = prec
+		res, err := serveLatency(sb)
+		if err != nil {
+			return err
+		}
+		for _, f := range serveFigures(prefix, o.threads, o.serveRows, res) {
+			fmt.Printf("%s %s %s\n", f.name, f.value, f.unit)
+		}
 	}
 	return nil
 }
@@ -123,7 +135,9 @@ type serveBench struct {
 	warm    int          // untimed requests before each level (at least its concurrency)
 	threads int          // model.Options.Threads (0: all cores, GOMAXPROCS unchanged)
 	device  string       // model.Options.Device
-	upload  []byte       // the JPEG posted
+	// precision is model.Options.Precision ("": fp32).
+	precision string
+	upload    []byte // the JPEG posted
 	// wrap, when set, wraps the service's handler (tests inject faults).
 	wrap func(http.Handler) http.Handler
 	log  io.Writer // progress
@@ -152,7 +166,7 @@ func serveLatency(sb serveBench) ([]serveResult, error) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(cfg.DecodeBudget + 256<<20))
 	}
-	m, err := model.Load(sb.ckpt, model.Options{Device: sb.device, Threads: sb.threads, Batch: 64}, sb.log)
+	m, err := model.Load(sb.ckpt, model.Options{Device: sb.device, Threads: sb.threads, Batch: 64, Precision: sb.precision}, sb.log)
 	if err != nil {
 		return nil, err
 	}

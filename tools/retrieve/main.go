@@ -24,8 +24,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
+	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/data"
 	"github.com/dmlgo/dmlgo/data/sets"
 	"github.com/dmlgo/dmlgo/internal/bytesize"
@@ -167,6 +170,7 @@ func (f *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.opts.Threads, "threads", 0, "CPU threads, 0 to 1024 (0: all cores)")
 	fs.IntVar(&f.opts.Batch, "batch", 64, "images per forward pass, 1 to 65536")
 	fs.IntVar(&f.opts.Workers, "workers", 0, "image decoding goroutines, 0 to 1024 (0: one per core)")
+	fs.StringVar(&f.opts.Precision, "precision", "fp32", "arithmetic of the convolutions: fp32, or bf16 (bfloat16 products, float32 sums; needs AVX-512 BF16, else runs fp32)")
 }
 
 func (f *modelFlags) check() error {
@@ -180,6 +184,8 @@ func (f *modelFlags) check() error {
 		return usagef("-threads must be from 0 (all cores) to 1024, got %d", f.opts.Threads)
 	case f.opts.Workers < 0 || f.opts.Workers > 1024:
 		return usagef("-workers must be from 0 (one per core) to 1024, got %d", f.opts.Workers)
+	case !slices.Contains(backend.Precisions, f.opts.Precision):
+		return usagef("-precision must be one of %s, got %q", strings.Join(backend.Precisions, ", "), f.opts.Precision)
 	}
 	return nil
 }

@@ -33,11 +33,16 @@ type gemmKernel struct {
 	unroll int // k steps per loop iteration
 	edge   bool
 	needs  string // the CPU features, for the comment
+	// bf16: each k step is a pair of bfloat16 values per 32-bit slot of a
+	// and b, multiplied and summed into the float32 accumulators by
+	// VDPBF16PS (AVX-512 BF16) instead of a fused multiply-add.
+	bf16 bool
 }
 
 var (
 	avx2Kernel   = gemmKernel{name: "gemmKernelAVX2", isa: avx2, mr: 6, nv: 2, unroll: 4, needs: "AVX2 and FMA"}
 	avx512Kernel = gemmKernel{name: "gemmKernelAVX512", isa: avx512, mr: 8, nv: 2, unroll: 4, edge: true, needs: "AVX-512 F"}
+	bf16Kernel   = gemmKernel{name: "gemmKernelBF16", isa: avx512, mr: 8, nv: 2, unroll: 4, edge: true, bf16: true, needs: "AVX-512 F and BF16"}
 )
 
 // Register use: b vectors in 0..nv-1, broadcast temporaries after them, the
@@ -111,6 +116,15 @@ func (k gemmKernel) body(w *asm) {
 		}
 		for i := 0; i < k.mr; i++ {
 			t := s.v(k.nv + i%k.ntmp())
+			if k.bf16 {
+				// A pair of a's values: one 32-bit slot to every lane.
+				w.p("\tVPBROADCASTD %d(SI), %s", aoff+i*4, t)
+				for v := 0; v < k.nv; v++ {
+					acc := k.isa.nregs - k.nacc() + i*k.nv + v
+					w.p("\t%s // VDPBF16PS %s, %s, %s", evex512(0x52, ppF3, acc, k.nv+i%k.ntmp(), v), s.v(v), t, k.acc(i, v))
+				}
+				continue
+			}
 			w.p("\tVBROADCASTSS %d(SI), %s", aoff+i*4, t)
 			for v := 0; v < k.nv; v++ {
 				w.p("\tVFMADD231PS %s, %s, %s", s.v(v), t, k.acc(i, v))

@@ -26,6 +26,8 @@ func main() {
 	files := map[string][]byte{
 		"gemm_avx2_amd64.s":      gemmFile(avx2Kernel),
 		"gemm_avx512_amd64.s":    gemmFile(avx512Kernel),
+		"gemm_bf16_amd64.s":      gemmFile(bf16Kernel),
+		"pairbf16_amd64.s":       pairBF16(),
 		"pack_avx2_amd64.s":      packAVX2(),
 		"pack_avx512_amd64.s":    packAVX512(),
 		"gather_avx2_amd64.s":    gatherAVX2(),

@@ -1,0 +1,86 @@
+package main
+
+import "fmt"
+
+// Low-precision instructions the Go assembler has no mnemonics for
+// (AVX-512 BF16 and VNNI), written out as their EVEX encodings.
+
+// EVEX pp field: the implied SIMD prefix.
+const (
+	pp66 = 1
+	ppF3 = 2
+	ppF2 = 3
+)
+
+// evex512 encodes the register form of a 512-bit EVEX instruction in map
+// 0F38 with W0 and no mask: op dst, src1, src2 in Intel's order (dst in
+// ModRM.reg, src1 in EVEX.vvvv, src2 in ModRM.rm), registers 0–31; src1 <
+// 0 for the one-source forms (vvvv unused, all ones).
+//
+//	VDPBF16PS      op 0x52, F3: dst += src1·src2 over pairs of bfloat16
+//	VCVTNEPS2BF16  op 0x72, F3: dst (ymm) = bfloat16(src2 (zmm))
+//	VPDPBUSD       op 0x50, 66: dst += src1 (u8) · src2 (s8) over quads
+func evex512(op byte, pp int, dst, src1, src2 int) string {
+	inv := func(b int) int { return b ^ 1 }
+	v := src1
+	if v < 0 {
+		v = 0 // encoded inverted: vvvv = 1111, V' = 1
+	}
+	p0 := inv(dst>>3&1)<<7 | inv(src2>>4&1)<<6 | inv(src2>>3&1)<<5 | inv(dst>>4&1)<<4 | 2 // map 0F38
+	p1 := 0<<7 | (^v&15)<<3 | 1<<2 | pp
+	p2 := 0<<7 | 2<<5 | 0<<4 | inv(v>>4&1)<<3 // 512 bits, no broadcast, no mask
+	modrm := 0xc0 | (dst&7)<<3 | src2&7
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x",
+		p0, p1, p2, op, modrm)
+}
+
+// pairBF16 converts rows of 32 float32 values, lds apart, to the bfloat16
+// pairs the BF16 micro-kernel reads:
+//
+//	for p := 0; p < pairs; p++ {
+//		for j := 0; j < 32; j++ {
+//			dst[p*32+j] = bits of uint32(bf16(src[2p*lds+j])) | uint32(bf16(src[(2p+1)*lds+j]))<<16
+//		}
+//	}
+//
+// with VCVTNEPS2BF16's rounding (to nearest even; denormals to zero, NaN
+// kept quiet).
+func pairBF16() []byte {
+	var w asm
+	w.header()
+	w.p("")
+	w.p("// func pairBF16AVX512(src []float32, lds, pairs int, dst []float32)")
+	w.p("//")
+	w.p("// Needs AVX-512 F and BF16.")
+	w.p("TEXT ·pairBF16AVX512(SB), NOSPLIT, $0-64")
+	w.p("\tMOVQ src_base+0(FP), SI")
+	w.p("\tMOVQ lds+24(FP), DX")
+	w.p("\tSHLQ $2, DX")
+	w.p("\tMOVQ pairs+32(FP), CX")
+	w.p("\tMOVQ dst_base+40(FP), DI")
+	w.p("\tTESTQ CX, CX")
+	w.p("\tJZ   done")
+	w.p("")
+	w.p("loop:")
+	for h := 0; h < 2; h++ {
+		// even row's half h in Z0, odd row's in Z1
+		w.p("\tVMOVUPS %d(SI), Z0", h*64)
+		w.p("\tVMOVUPS %d(SI)(DX*1), Z1", h*64)
+		w.p("\t%s // VCVTNEPS2BF16 Z0, Y2", evex512(0x72, ppF3, 2, -1, 0))
+		w.p("\t%s // VCVTNEPS2BF16 Z1, Y3", evex512(0x72, ppF3, 3, -1, 1))
+		w.p("\tVPMOVZXWD Y2, Z2")
+		w.p("\tVPMOVZXWD Y3, Z3")
+		w.p("\tVPSLLD $16, Z3, Z3")
+		w.p("\tVPORD Z3, Z2, Z2")
+		w.p("\tVMOVDQU32 Z2, %d(DI)", h*64)
+	}
+	w.p("\tLEAQ (SI)(DX*2), SI")
+	w.p("\tADDQ $128, DI")
+	w.p("\tDECQ CX")
+	w.p("\tJNZ  loop")
+	w.p("")
+	w.p("done:")
+	w.p("\tVZEROUPPER")
+	w.p("\tRET")
+	return w.Bytes()
+}

@@ -1,0 +1,290 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// The bfloat16 path is tested against float64 sums of the bfloat16-rounded
+// operands (the products are exact in float32, so only the order of the
+// float32 sums differs), and its rounding against the CPU's own
+// conversion, bit for bit.
+
+func needBF16(t *testing.T) func() {
+	t.Helper()
+	if bf16Kernel.fn == nil {
+		t.Skip("no AVX-512 BF16 on this CPU or build")
+	}
+	restore, err := SetLevel(AVX512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restore
+}
+
+// bf16Specials are values whose rounding is easy to get wrong: ties
+// (even and odd), carries into the exponent, the largest finite values,
+// denormals, infinities and NaNs with payloads.
+var bf16Specials = []uint32{
+	0, 0x80000000, 0x3f800000, 0x3f808000, 0x3f818000, 0x3f80ffff, 0x3f807fff, 0x3f808001,
+	0x7f7fffff, 0xff7fffff, 0x7f7f8000, 0x7f7f7fff, 0x00000001, 0x80000001, 0x007fffff,
+	0x00800000, 0x00808000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001,
+	0x7fbfffff, 0xff812345, 0x7fffffff, 0x3fffffff, 0x477fe000, 0x477ff000, 0x3effffff,
+}
+
+func TestRoundBF16Reference(t *testing.T) {
+	for _, c := range []struct {
+		in  uint32
+		out uint16
+	}{
+		{0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, {0x3f818000, 0x3f82}, {0x3f808001, 0x3f81},
+		{0x3f807fff, 0x3f80}, {0x7f7fffff, 0x7f80}, {0x00000001, 0x0000}, {0x807fffff, 0x8000},
+		{0x7f800000, 0x7f80}, {0xff800000, 0xff80}, {0x7f800001, 0x7fc0}, {0xffc00001, 0xffc0},
+	} {
+		if got := roundBF16(math.Float32frombits(c.in)); got != c.out {
+			t.Errorf("roundBF16(%#08x) = %#04x, want %#04x", c.in, got, c.out)
+		}
+	}
+}
+
+// TestPairRowsMatchesCPU: the AVX-512 BF16 converter and the Go rounding
+// agree bit for bit on the specials and on random bit patterns, for even
+// and odd depths.
+func TestPairRowsMatchesCPU(t *testing.T) {
+	defer needBF16(t)()
+	r := rand.New(rand.NewPCG(21, 1))
+	for i, kb := range []int{1, 2, 3, 8, 31, 64, 257, 2, 9, 40} {
+		lds := 32
+		if i >= 7 {
+			lds = 45 // rows of a wider matrix
+		}
+		src := make([]float32, lds*kb)
+		for i := range src {
+			if i < len(bf16Specials) {
+				src[i] = math.Float32frombits(bf16Specials[i])
+			} else {
+				src[i] = math.Float32frombits(r.Uint32())
+			}
+		}
+		kd := (kb + 1) / 2
+		got := make([]float32, 32*kd+5)
+		want := make([]float32, 32*kd+5)
+		for i := range got {
+			got[i], want[i] = sentinel, sentinel
+		}
+		pairRows(src, lds, 32, kb, got)
+		for p := 0; p < kd; p++ {
+			for j := 0; j < 32; j++ {
+				lo := uint32(roundBF16(src[2*p*lds+j]))
+				var hi uint32
+				if 2*p+1 < kb {
+					hi = uint32(roundBF16(src[(2*p+1)*lds+j]))
+				}
+				want[p*32+j] = math.Float32frombits(lo | hi<<16)
+			}
+		}
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("kb=%d lds=%d: slot %d = %#08x, want %#08x", kb, lds, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+			}
+		}
+	}
+}
+
+// roundedDense is x with every value rounded to bfloat16.
+func roundedDense(x []float32) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = bf16Float(roundBF16(v))
+	}
+	return y
+}
+
+// TestGemmBF16: C = alpha·A·B (and C += …) through the bfloat16 kernel,
+// with A packed first (as frozen filters are) and packed per call, serial
+// and parallel, odd and tiny k blocks, partial tiles, sentinels around C
+// and NaN in C when it is overwritten.
+func TestGemmBF16(t *testing.T) {
+	defer needBF16(t)()
+	r := rand.New(rand.NewPCG(22, 2))
+	saved := minParallelFlops
+	minParallelFlops = 1
+	defer func() { minParallelFlops = saved }()
+	for _, blocking := range []string{"default", "odd kc"} {
+		if blocking == "odd kc" {
+			defer withBlocking(24, 7, 64)()
+		}
+		for i := range 60 {
+			m, n, k := 1+r.IntN(70), 1+r.IntN(150), 1+r.IntN(300)
+			if i < 4 {
+				m, n, k = 8*(i+1), 32*(i+1), 2*(i+1) // whole tiles and pairs
+			}
+			zero := i%2 == 0
+			prepacked := i%3 == 0
+			threads := 1 + i%3
+			name := fmt.Sprintf("%s case %d m=%d n=%d k=%d zero=%v prepacked=%v threads=%d", blocking, i, m, n, k, zero, prepacked, threads)
+			ldc := n + i%5
+			a, b := randSlice(r, m*k), randSlice(r, k*n)
+			if i%7 == 1 {
+				b[r.IntN(len(b))] = 1e-40 // a denormal: the kernel sees zero
+			}
+			c := make([]float32, m*ldc+9)
+			start := randSlice(r, m*n)
+			for j := range c {
+				c[j] = sentinel
+			}
+			for row := 0; row < m; row++ {
+				for col := 0; col < n; col++ {
+					if zero {
+						c[row*ldc+col] = float32(math.NaN())
+					} else {
+						c[row*ldc+col] = start[row*n+col]
+					}
+				}
+			}
+			const alpha = 0.5
+			var pa *packedA
+			if prepacked {
+				pa = &packedA{}
+				pa.pack(bf16Kernel, false, m, k, a, k)
+			}
+			if pa != nil {
+				gemmDispatch(zero, false, false, m, n, k, alpha, a, k, pa, b, n, nil, c, ldc, threads)
+			} else if threads == 1 {
+				gemmSerial(bf16Kernel, zero, false, false, m, n, k, alpha, a, k, nil, b, n, nil, c, ldc)
+			} else {
+				gemmParallel(bf16Kernel, zero, false, false, m, n, k, alpha, a, k, nil, b, n, nil, c, ldc, threads)
+			}
+			ar, br := roundedDense(a), roundedDense(b)
+			for j, v := range br {
+				if math.Abs(float64(v)) < 1e-38 {
+					br[j] = 0
+				}
+			}
+			for row := 0; row < m; row++ {
+				for col := 0; col < n; col++ {
+					var s, mag float64
+					for l := 0; l < k; l++ {
+						p := float64(ar[row*k+l]) * float64(br[l*n+col])
+						s += p
+						mag += math.Abs(p)
+					}
+					want := alpha * s
+					if !zero {
+						want += float64(start[row*n+col])
+						mag += math.Abs(float64(start[row*n+col]))
+					}
+					got := c[row*ldc+col]
+					if d := math.Abs(float64(got) - want); !(d <= float64(k+4)*2*eps32*mag+1e-30) {
+						t.Fatalf("%s: c[%d][%d] = %v, want %v", name, row, col, got, want)
+					}
+				}
+			}
+			for j, v := range c {
+				row, col := j/ldc, j%ldc
+				if (row >= m || col >= n) && !isSentinel(v) {
+					t.Fatalf("%s: wrote %v at %d, outside C", name, v, j)
+				}
+			}
+		}
+	}
+}
+
+// convCase builds a frozen convolution with batch norm, residual and ReLU
+// on backend be, and returns its output.
+func frozenConv(t *testing.T, be *Backend, p backend.Conv2dParams, x, w []float32) []float32 {
+	t.Helper()
+	np := p.Normalized()
+	xt := tensor.FromSlice(append([]float32(nil), x...), p.N, p.C, p.H, p.W)
+	wt := tensor.FromSlice(append([]float32(nil), w...), p.K, p.C/np.G(), p.R, p.S)
+	y := tensor.Full(float32(math.NaN()), p.N, p.K, np.P(), np.Q())
+	g, bt := tensor.Full(1.5, p.K), tensor.Full(0.25, p.K)
+	mean, vr := tensor.Full(0, p.K), tensor.Full(1, p.K)
+	be.FreezeWeights(wt)
+	be.ConvBNActForward(p, 0, xt, wt, g, bt, mean, vr, nil, y, false)
+	return y.HostData()
+}
+
+// TestConvBF16: a frozen convolution at BF16 equals the float32
+// convolution of the bfloat16-rounded image and filter (within float32
+// summation error), on the implicit and the explicit (1×1) paths, one
+// image and several, one thread and two; forcing a level below AVX-512,
+// or fp32, gives the float32 result bit for bit.
+func TestConvBF16(t *testing.T) {
+	defer needBF16(t)()
+	r := rand.New(rand.NewPCG(23, 3))
+	cases := []backend.Conv2dParams{
+		{N: 1, C: 3, H: 23, W: 19, K: 16, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
+		{N: 2, C: 24, H: 14, W: 14, K: 40, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 1, C: 33, H: 9, W: 11, K: 20, R: 1, S: 1, StrideH: 1, StrideW: 1},
+		{N: 3, C: 16, H: 8, W: 8, K: 24, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, Groups: 2},
+	}
+	for ci, p := range cases {
+		for _, threads := range []int{1, 2} {
+			name := fmt.Sprintf("case %d threads %d", ci, threads)
+			x := randSlice(r, p.N*p.C*p.H*p.W)
+			w := randSlice(r, p.K*p.C/p.G()*p.R*p.S)
+			low := New(threads)
+			if eff, err := low.SetPrecision("bf16"); err != nil || eff != "bf16 (AVX-512 BF16)" {
+				t.Fatalf("SetPrecision: %q, %v", eff, err)
+			}
+			got := frozenConv(t, low, p, x, w)
+			want := frozenConv(t, New(threads), p, roundedDense(x), roundedDense(w))
+			mag := frozenConv(t, New(threads), p, absAll(roundedDense(x)), absAll(roundedDense(w)))
+			crs := p.C / p.G() * p.R * p.S
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= float64(crs+4)*2*eps32*float64(mag[i])+1e-30) {
+					t.Fatalf("%s: y[%d] = %v, want %v", name, i, got[i], want[i])
+				}
+			}
+			fp32 := frozenConv(t, New(threads), p, x, w)
+			same := func(what string, y []float32) {
+				for i := range fp32 {
+					if math.Float32bits(y[i]) != math.Float32bits(fp32[i]) {
+						t.Fatalf("%s, %s: y[%d] = %v, fp32 %v", name, what, i, y[i], fp32[i])
+					}
+				}
+			}
+			fallback := New(threads)
+			fallback.SetPrecision("bf16")
+			if restore, err := SetLevel(AVX2); err == nil {
+				if eff := fallback.EffectivePrecision(); eff != "fp32 (bf16 asked for, but the SIMD level is avx2)" {
+					t.Fatalf("EffectivePrecision at avx2: %q", eff)
+				}
+				y := frozenConv(t, fallback, p, x, w)
+				ref := frozenConv(t, New(threads), p, x, w)
+				restore()
+				for i := range ref {
+					if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
+						t.Fatalf("%s, bf16 at avx2: y[%d] = %v, fp32 at avx2 %v", name, i, y[i], ref[i])
+					}
+				}
+			}
+			back := New(threads)
+			back.SetPrecision("bf16")
+			back.SetPrecision("fp32")
+			same("fp32 after bf16", frozenConv(t, back, p, x, w))
+		}
+	}
+}
+
+func absAll(x []float32) []float32 {
+	for i, v := range x {
+		x[i] = float32(math.Abs(float64(v)))
+	}
+	return x
+}
+
+func TestSetPrecisionErrors(t *testing.T) {
+	if _, err := New(1).SetPrecision("fp8"); err == nil {
+		t.Fatal("SetPrecision(fp8) did not fail")
+	}
+	if eff, _ := NewReference().SetPrecision("bf16"); eff != "fp32" {
+		t.Fatalf("reference backend at bf16 runs %q", eff)
+	}
+}

@@ -1,0 +1,95 @@
+package nn
+
+import (
+	"math"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/autograd"
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/backend/cpu"
+	"github.com/dmlgo/dmlgo/safetensors"
+)
+
+// rowCosines is the cosine of each of the n rows of a and b.
+func rowCosines(a, b []float32, n int) []float64 {
+	d := len(a) / n
+	out := make([]float64, n)
+	for i := range out {
+		var ab, aa, bb float64
+		for j := i * d; j < (i+1)*d; j++ {
+			ab += float64(a[j]) * float64(b[j])
+			aa += float64(a[j]) * float64(a[j])
+			bb += float64(b[j]) * float64(b[j])
+		}
+		out[i] = ab / math.Sqrt(aa*bb)
+	}
+	return out
+}
+
+// frozenForward runs m in eval mode with its weights frozen and the
+// backend at precision, and returns the pooled features.
+func frozenForward(t *testing.T, b backend.Backend, m *ResNet, precision string, in []float32, shape []int) []float32 {
+	t.Helper()
+	for _, p := range Params(m) {
+		backend.Freeze(b, p.V.Value)
+	}
+	if _, err := backend.SetPrecision(b, precision); err != nil {
+		t.Fatal(err)
+	}
+	g := autograd.New(b)
+	var feats []float32
+	g.NoGrad(func() { feats = g.Values(m.ForwardFeatures(g, g.Constant(in, shape...))) })
+	return feats
+}
+
+// TestResNetBF16Cosine: the bfloat16 path keeps ResNet features close to
+// float32's, on the fixture's images: torchvision's ResNet-18 weights
+// against PyTorch's own features, and a freshly initialised ResNet-50
+// against our float32 features. The figures are logged (BENCHMARKS.md
+// quotes them); the bounds leave room for other inputs.
+func TestResNetBF16Cosine(t *testing.T) {
+	if !cpu.BF16Ready() {
+		t.Skip("no AVX-512 BF16 here: precision bf16 runs fp32")
+	}
+	io, err := safetensors.ReadFile(fixturePath(t, "resnet18_seed7_io.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, shape := mustF32(t, io, "input")
+	wantF, _ := mustF32(t, io, "features")
+	n := shape[0]
+
+	b := cpu.New(0)
+	r18, err := NewResNet(b, ResNetConfig{Arch: "resnet18", Out: 1000, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadStateFile(fixturePath(t, "resnet18_seed7.safetensors"), b, r18, LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	SetTraining(r18, false)
+	got := frozenForward(t, b, r18, "bf16", in, shape)
+	for i, c := range rowCosines(got, wantF, n) {
+		t.Logf("resnet18 image %d: cosine %.6f to PyTorch's fp32 features", i, c)
+		if c < 0.999 {
+			t.Errorf("resnet18 image %d: cosine %.6f to PyTorch's features, want ≥ 0.999", i, c)
+		}
+	}
+
+	b32, b16 := cpu.New(0), cpu.New(0)
+	var feats [2][]float32
+	for i, be := range []*cpu.Backend{b32, b16} {
+		m, err := NewResNet(be, ResNetConfig{Arch: "resnet50", Out: 128, Seed: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		SetTraining(m, false)
+		feats[i] = frozenForward(t, be, m, []string{"fp32", "bf16"}[i], in, shape)
+	}
+	for i, c := range rowCosines(feats[1], feats[0], n) {
+		t.Logf("resnet50 image %d: cosine %.6f between bf16 and fp32 features", i, c)
+		if c < 0.995 {
+			t.Errorf("resnet50 image %d: cosine %.6f between bf16 and fp32 features, want ≥ 0.995", i, c)
+		}
+	}
+}
