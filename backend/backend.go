@@ -74,7 +74,7 @@ func Freeze(b Backend, ts ...*tensor.Tensor) bool {
 
 // Precisioner is implemented by backends that can run a frozen model's
 // convolutions in a lower precision than float32 (the CPU: bfloat16 with
-// AVX-512 BF16). SetPrecision takes one of Precisions and returns what
+// AVX-512 BF16, int8 with AVX-512 VNNI). SetPrecision takes one of Precisions and returns what
 // will run, in words: a backend or CPU that lacks the kernels runs
 // float32 and says why.
 type Precisioner interface {
@@ -82,7 +82,7 @@ type Precisioner interface {
 }
 
 // Precisions are the names SetPrecision takes.
-var Precisions = []string{"fp32", "bf16"}
+var Precisions = []string{"fp32", "bf16", "int8"}
 
 // SetPrecision sets the precision of b's frozen convolutions ("" is
 // fp32) and returns what will run. A backend without low-precision

@@ -58,9 +58,9 @@ type Options struct {
 	Threads int    // CPU threads (0: all cores); Load only
 	Batch   int    // images per forward pass (0: 64)
 	Workers int    // decoding goroutines (0: GOMAXPROCS)
-	// Precision of the convolutions: fp32 (""), or bf16 where the backend
-	// and CPU have the kernels (float32 otherwise; Model.Precision says
-	// what runs). Load only.
+	// Precision of the convolutions: fp32 (""), or bf16 or int8 where the
+	// backend and CPU have the kernels (float32 otherwise; Model.Precision
+	// says what runs). Load only.
 	Precision string
 }
 

@@ -42,15 +42,13 @@ func frozenForward(t *testing.T, b backend.Backend, m *ResNet, precision string,
 	return feats
 }
 
-// TestResNetBF16Cosine: the bfloat16 path keeps ResNet features close to
-// float32's, on the fixture's images: torchvision's ResNet-18 weights
-// against PyTorch's own features, and a freshly initialised ResNet-50
-// against our float32 features. The figures are logged (BENCHMARKS.md
-// quotes them); the bounds leave room for other inputs.
-func TestResNetBF16Cosine(t *testing.T) {
-	if !cpu.BF16Ready() {
-		t.Skip("no AVX-512 BF16 here: precision bf16 runs fp32")
-	}
+// TestResNetLowPrecisionCosine: the bfloat16 and int8 paths keep ResNet
+// features close to float32's, on the fixture's images: torchvision's
+// ResNet-18 weights against PyTorch's own features, and a freshly
+// initialised ResNet-50 against our float32 features. The figures are
+// logged (BENCHMARKS.md quotes them); the bounds leave room for other
+// inputs.
+func TestResNetLowPrecisionCosine(t *testing.T) {
 	io, err := safetensors.ReadFile(fixturePath(t, "resnet18_seed7_io.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -58,38 +56,51 @@ func TestResNetBF16Cosine(t *testing.T) {
 	in, shape := mustF32(t, io, "input")
 	wantF, _ := mustF32(t, io, "features")
 	n := shape[0]
+	for _, c := range []struct {
+		prec     string
+		ready    bool
+		r18, r50 float64 // smallest cosine accepted
+	}{
+		{"bf16", cpu.BF16Ready(), 0.999, 0.995},
+		{"int8", cpu.INT8Ready(), 0.999, 0.998},
+	} {
+		t.Run(c.prec, func(t *testing.T) {
+			if !c.ready {
+				t.Skipf("no %s kernels here: precision %s runs fp32", c.prec, c.prec)
+			}
+			b := cpu.New(0)
+			r18, err := NewResNet(b, ResNetConfig{Arch: "resnet18", Out: 1000, Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := LoadStateFile(fixturePath(t, "resnet18_seed7.safetensors"), b, r18, LoadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			SetTraining(r18, false)
+			got := frozenForward(t, b, r18, c.prec, in, shape)
+			for i, cos := range rowCosines(got, wantF, n) {
+				t.Logf("resnet18 %s image %d: cosine %.6f to PyTorch's fp32 features", c.prec, i, cos)
+				if cos < c.r18 {
+					t.Errorf("resnet18 %s image %d: cosine %.6f to PyTorch's features, want ≥ %g", c.prec, i, cos, c.r18)
+				}
+			}
 
-	b := cpu.New(0)
-	r18, err := NewResNet(b, ResNetConfig{Arch: "resnet18", Out: 1000, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := LoadStateFile(fixturePath(t, "resnet18_seed7.safetensors"), b, r18, LoadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	SetTraining(r18, false)
-	got := frozenForward(t, b, r18, "bf16", in, shape)
-	for i, c := range rowCosines(got, wantF, n) {
-		t.Logf("resnet18 image %d: cosine %.6f to PyTorch's fp32 features", i, c)
-		if c < 0.999 {
-			t.Errorf("resnet18 image %d: cosine %.6f to PyTorch's features, want ≥ 0.999", i, c)
-		}
-	}
-
-	b32, b16 := cpu.New(0), cpu.New(0)
-	var feats [2][]float32
-	for i, be := range []*cpu.Backend{b32, b16} {
-		m, err := NewResNet(be, ResNetConfig{Arch: "resnet50", Out: 128, Seed: 5})
-		if err != nil {
-			t.Fatal(err)
-		}
-		SetTraining(m, false)
-		feats[i] = frozenForward(t, be, m, []string{"fp32", "bf16"}[i], in, shape)
-	}
-	for i, c := range rowCosines(feats[1], feats[0], n) {
-		t.Logf("resnet50 image %d: cosine %.6f between bf16 and fp32 features", i, c)
-		if c < 0.995 {
-			t.Errorf("resnet50 image %d: cosine %.6f between bf16 and fp32 features, want ≥ 0.995", i, c)
-		}
+			var feats [2][]float32
+			for i, prec := range []string{"fp32", c.prec} {
+				be := cpu.New(0)
+				m, err := NewResNet(be, ResNetConfig{Arch: "resnet50", Out: 128, Seed: 5})
+				if err != nil {
+					t.Fatal(err)
+				}
+				SetTraining(m, false)
+				feats[i] = frozenForward(t, be, m, prec, in, shape)
+			}
+			for i, cos := range rowCosines(feats[1], feats[0], n) {
+				t.Logf("resnet50 %s image %d: cosine %.6f between %s and fp32 features", c.prec, i, cos, c.prec)
+				if cos < c.r50 {
+					t.Errorf("resnet50 %s image %d: cosine %.6f to fp32 features, want ≥ %g", c.prec, i, cos, c.r50)
+				}
+			}
+		})
 	}
 }

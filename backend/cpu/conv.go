@@ -222,6 +222,10 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 		defer colPool.put(colBuf)
 	}
 	for n := lo; n < hi; n++ {
+		var q *quantB
+		if forward && k.filt != nil && k.filt[0].i8 != nil {
+			q = quantFor(x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W])
+		}
 		for g := 0; g < G; g++ {
 			xs := x[(n*p.C+g*cg)*p.H*p.W:]
 			col := xs
@@ -235,7 +239,10 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 				if k.filt != nil {
 					pa = &k.filt[g]
 				}
-				gemmDispatch(true, false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, pa, col, PQ, nil, out, PQ, threads)
+				gemmDispatch(true, false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, pa, col, PQ, nil, q, out, PQ, threads)
+				if q != nil {
+					dequantize(out, PQ, pa.i8, q)
+				}
 			} else {
 				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, threads)
 			}
@@ -289,6 +296,11 @@ func (k *convLoop) implicitForward(lo, hi int) {
 	}
 	for n := lo; n < hi; n++ {
 		src := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		var q *quantB
+		if filt[0].i8 != nil {
+			// The padding is zero, which the quantisation keeps exact.
+			q = quantFor(src)
+		}
 		if !direct {
 			geo.fill(src, st.pad)
 			src = st.pad
@@ -296,7 +308,10 @@ func (k *convLoop) implicitForward(lo, hi int) {
 		for g := 0; g < G; g++ {
 			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
 			out := y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
-			gemmDispatch(true, false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, out, PQ, threads)
+			gemmDispatch(true, false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, q, out, PQ, threads)
+			if q != nil {
+				dequantize(out, PQ, filt[g].i8, q)
+			}
 		}
 		if k.epi != nil {
 			k.epi.apply(n, y[n*p.K*PQ:(n+1)*p.K*PQ])
@@ -332,7 +347,7 @@ func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
 		}
 		for g := 0; g < G; g++ {
 			st.cb.src = st.pad[g*cg*chw:]
-			gemmDispatch(false, false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, acc[g*kg*crs:], crs, threads)
+			gemmDispatch(false, false, true, kg, crs, grid, 1, st.dy[g*kg*grid:], grid, nil, nil, 0, &st.cb, nil, acc[g*kg*crs:], crs, threads)
 		}
 	}
 	st.cb.src = nil

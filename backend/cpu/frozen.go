@@ -17,9 +17,10 @@ import (
 // a change of either (tests force SIMD levels and block sizes) makes new
 // ones.
 
-// SetPrecision sets the arithmetic of frozen convolutions ("fp32" or
-// "bf16"; see lowp.go) and returns what will run, with the reason when it
-// is not what was asked: BF16 needs AVX-512 BF16 and the AVX-512 level.
+// SetPrecision sets the arithmetic of frozen convolutions ("fp32", "bf16"
+// or "int8"; see lowp.go) and returns what will run, with the reason when
+// it is not what was asked: BF16 needs AVX-512 BF16, INT8 AVX-512 VNNI,
+// and both the AVX-512 level.
 // Training (unfrozen weights) is always float32.
 func (b *Backend) SetPrecision(name string) (string, error) {
 	var p Precision
@@ -28,8 +29,10 @@ func (b *Backend) SetPrecision(name string) (string, error) {
 		p = FP32
 	case "bf16":
 		p = BF16
+	case "int8":
+		p = INT8
 	default:
-		return "", fmt.Errorf("cpu: unknown precision %q (want fp32 or bf16)", name)
+		return "", fmt.Errorf("cpu: unknown precision %q (want fp32, bf16 or int8)", name)
 	}
 	b.precision.Store(int32(p))
 	return b.EffectivePrecision(), nil
@@ -42,10 +45,14 @@ func (b *Backend) EffectivePrecision() string {
 	switch {
 	case p == FP32 || b.ref:
 		return "fp32"
-	case bf16Kernel.fn == nil:
+	case p == BF16 && bf16Kernel.fn == nil:
 		return "fp32 (bf16 asked for, but this CPU or build has no AVX-512 BF16)"
+	case p == INT8 && i8Kernel.fn == nil:
+		return "fp32 (int8 asked for, but this CPU or build has no AVX-512 VNNI)"
 	case ActiveLevel() != AVX512:
-		return fmt.Sprintf("fp32 (bf16 asked for, but the SIMD level is %v)", ActiveLevel())
+		return fmt.Sprintf("fp32 (%v asked for, but the SIMD level is %v)", p, ActiveLevel())
+	case p == INT8:
+		return "int8 (AVX-512 VNNI)"
 	}
 	return "bf16 (AVX-512 BF16)"
 }
@@ -64,7 +71,7 @@ type frozenEntry struct {
 
 type packKey struct {
 	groups, m, k, mr, kc int
-	bf16                 bool
+	bf16, i8             bool
 }
 
 // FreezeWeights implements backend.WeightFreezer.
@@ -120,10 +127,13 @@ func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA,
 		e, ok := b.frozen.m[unsafe.SliceData(w)]
 		if ok && len(e.w) == groups*m*k {
 			kern := activeKernel()
-			if Precision(b.precision.Load()) == BF16 && bf16Ready() {
+			switch prec := Precision(b.precision.Load()); {
+			case prec == BF16 && bf16Ready():
 				kern = bf16Kernel
+			case prec == INT8 && i8Ready():
+				kern = i8Kernel
 			}
-			key := packKey{groups, m, k, kern.mr, kern.kc(), kern.bf16}
+			key := packKey{groups, m, k, kern.mr, kern.kc(), kern.bf16, kern.i8}
 			ps, ok := e.packs[key]
 			if !ok {
 				ps = make([]packedA, groups)

@@ -134,23 +134,34 @@ type gemmKernel struct {
 	// slot of its panels (see lowp.go); the packers round float32 panels
 	// into that layout, and a block of kb k steps is depth(kb) slots deep.
 	bf16 bool
+	// i8: the kernel multiplies signed bytes of A by unsigned bytes of B,
+	// four k steps per slot (see lowp.go); B is quantised as it is packed,
+	// A only comes packed (packedA, with its scales).
+	i8 bool
+}
+
+// perSlot is how many k steps a 32-bit slot of the kernel's panels holds.
+func (k gemmKernel) perSlot() int {
+	switch {
+	case k.bf16:
+		return 2
+	case k.i8:
+		return 4
+	}
+	return 1
 }
 
 // depth is how many slots deep the kernel's panels are for kb k steps.
 func (k gemmKernel) depth(kb int) int {
-	if k.bf16 {
-		return (kb + 1) / 2
-	}
-	return kb
+	s := k.perSlot()
+	return (kb + s - 1) / s
 }
 
-// kc is the k blocking for this kernel: blk.kc, made even for bfloat16
-// pairs so that every block but the last is whole pairs.
+// kc is the k blocking for this kernel: blk.kc, rounded up to whole slots
+// so that every block but the last fills its slots.
 func (k gemmKernel) kc() int {
-	if k.bf16 {
-		return (blk.kc + 1) &^ 1
-	}
-	return blk.kc
+	s := k.perSlot()
+	return (blk.kc + s - 1) / s * s
 }
 
 // Block sizes, set from the cache sizes by initBlocking: kc·MR values of A
@@ -255,7 +266,7 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	}
 	// beta = 0: the kernels clear each tile of C as they first reach it,
 	// while it is in cache, rather than in a pass of its own.
-	gemmDispatch(beta == 0, transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, nil, c, ldc, threads)
+	gemmDispatch(beta == 0, transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, nil, nil, c, ldc, threads)
 }
 
 // gemmDispatch is C += alpha·op(A)·op(B) on up to `threads` goroutines
@@ -264,27 +275,35 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // unused; see convB), and A taken from pa when it is not nil and was
 // packed for the active kernel (the serial path; the parallel one packs a
 // and lda).
-func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
+func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, q *quantB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
-	if pa != nil && pa.bf16 {
-		// Filters packed for the bfloat16 kernel run on it (packedFilters
-		// makes them only where it exists).
+	switch {
+	case pa != nil && pa.bf16:
+		// Filters packed for a low-precision kernel run on it
+		// (packedFilters makes them only where it exists).
 		kern = bf16Kernel
+	case pa != nil && pa.i8 != nil:
+		kern = i8Kernel
+		if q == nil || pa.m != m || pa.k != k || pa.kc != kern.kc() {
+			panic("cpu: int8 GEMM without its quantisation, or with filters packed for another shape")
+		}
+	case q != nil:
+		panic("cpu: a quantised B needs int8-packed filters")
 	}
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
 	if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k || pa.kc != kern.kc()) {
 		pa = nil
 	}
 	if threads == 1 {
-		gemmSerial(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc)
+		gemmSerial(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, q, c, ldc)
 		return
 	}
-	gemmParallel(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, c, ldc, threads)
+	gemmParallel(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, q, c, ldc, threads)
 }
 
 // gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B)
 // (C = … when zero).
-func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int) {
+func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, q *quantB, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
 	mc := max(mr, blk.mc/mr*mr)
 	nc := max(nr, blk.nc/nr*nr)
@@ -298,7 +317,7 @@ func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha f
 			kb := min(kc, k-pc)
 			kd := kern.depth(kb)
 			buf.b = grow(buf.b, np*nr*kd)
-			packBOp(kern, cb, transB, kb, nb, b, ldb, pc, jc, buf.b, buf)
+			packBOp(kern, cb, transB, kb, nb, b, ldb, pc, jc, buf.b, buf, q)
 			for ic := 0; ic < m; ic += mc {
 				mb := min(mc, m-ic)
 				var ap []float32
@@ -321,42 +340,43 @@ func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha f
 // to MR), laid out as packA lays out a block of all M rows.
 type packedA struct {
 	mr, m, k, kc, mpad int
-	bf16               bool // for the bfloat16 kernel: depths in pairs
+	bf16               bool     // for the bfloat16 kernel: depths in pairs
+	i8                 *i8Scale // for the int8 kernel: depths in quads
 	buf                []float32
 }
 
 // pack fills p with op(A) (m×k) for kern, reusing p's buffer.
 func (p *packedA) pack(kern gemmKernel, trans bool, m, k int, a []float32, lda int) {
-	p.mr, p.m, p.k, p.kc, p.bf16 = kern.mr, m, k, kern.kc(), kern.bf16
+	p.mr, p.m, p.k, p.kc, p.bf16, p.i8 = kern.mr, m, k, kern.kc(), kern.bf16, nil
 	p.mpad = (m + kern.mr - 1) / kern.mr * kern.mr
-	p.buf = grow(p.buf, p.mpad*p.slot(k))
+	p.buf = grow(p.buf, p.mpad*kern.depth(k))
 	var buf *gemmBuffers
-	if kern.bf16 {
+	if kern.i8 {
+		// The rows scaled to integers first; packAOp makes the quads.
+		p.i8, a, lda = quantizeRows(trans, m, k, a, lda)
+		trans = false
+	}
+	if kern.bf16 || kern.i8 {
 		buf = bufPool.get()
 		defer bufPool.put(buf)
 	}
 	for pc := 0; pc < k; pc += p.kc {
 		kb := min(p.kc, k-pc)
-		o := p.slot(pc) * p.mpad
+		o := kern.depth(pc) * p.mpad
 		packAOp(kern, trans, m, kb, a, lda, 0, pc, p.buf[o:o+p.mpad*kern.depth(kb)], buf)
 	}
 }
 
-// slot is where depth pc (a multiple of kc, or k) starts in slots.
-func (p *packedA) slot(pc int) int {
-	if p.bf16 {
-		return (pc + 1) / 2
-	}
-	return pc
+// kernel is the micro-kernel p was packed for, as far as its layout goes.
+func (p *packedA) kernel() gemmKernel {
+	return gemmKernel{mr: p.mr, bf16: p.bf16, i8: p.i8 != nil}
 }
 
 // block is the packed rows from ic (a multiple of MR) of the kc block at
 // depth pc, kb deep.
 func (p *packedA) block(ic, pc, kb int) []float32 {
-	o, kd := p.slot(pc)*p.mpad, kb
-	if p.bf16 {
-		kd = (kb + 1) / 2
-	}
+	k := p.kernel()
+	o, kd := k.depth(pc)*p.mpad, k.depth(kb)
 	return p.buf[o+ic*kd : o+p.mpad*kd]
 }
 
@@ -406,13 +426,13 @@ func macroKernel(kern gemmKernel, zero bool, kb int, ap []float32, mb int, bp []
 // handed out from an atomic counter, so the calling goroutine starts at
 // once and a helper that arrives late (or shares a busy core) simply takes
 // fewer; a phase begins when every task of the previous one is done.
-func gemmParallel(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, c []float32, ldc int, threads int) {
+func gemmParallel(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, q *quantB, c []float32, ldc int, threads int) {
 	mr, nr := kern.mr, kern.nr
 	// The job's state is kept across calls; its teamJob is left alone (a
 	// helper may still look at it, see teamJob).
 	g := gemmJobs.get()
 	g.gemmArgs = gemmArgs{kern: kern, zero: zero, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-		a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, c: c, ldc: ldc, kc: kern.kc()}
+		a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, q: q, c: c, ldc: ldc, kc: kern.kc()}
 	// A packed chunk holds all k rows: narrower chunks keep it within
 	// maxSharedB values when k is long.
 	nc := max(nr, min(blk.nc, maxSharedB/k)/nr*nr)
@@ -472,6 +492,7 @@ type gemmArgs struct {
 	a, b, c        []float32
 	lda, ldb, ldc  int
 	cb             *convB   // when set, B is read through it
+	q              *quantB  // the int8 kernel's quantisation of B
 	pa             *packedA // when set, A packed already (for this kernel and blk.kc)
 	kc, rowsPer    int
 	bp             []float32 // the packed chunk of B: kc block pb at depth(pb·kc)·np·NR, its panel q at q·NR·depth(kb)
@@ -526,7 +547,7 @@ func (g *gemmJob) task(ph *gemmPhase, t int, buf *gemmBuffers) {
 	if ph.pack {
 		pc, j := t/np*kc, t%np*nr
 		kb := min(kc, g.k-pc)
-		packBOp(g.kern, g.cb, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[g.kern.depth(pc)*np*nr+j*g.kern.depth(kb):], buf)
+		packBOp(g.kern, g.cb, g.transB, kb, min(nr, ph.nb-j), g.b, g.ldb, pc, ph.jc+j, g.bp[g.kern.depth(pc)*np*nr+j*g.kern.depth(kb):], buf, g.q)
 		return
 	}
 	i0, j0 := (t/ph.colGroups)*g.rowsPer, (t%ph.colGroups)*ph.colsPer
@@ -645,24 +666,31 @@ func packA(kern gemmKernel, trans bool, mb, kb int, a []float32, lda, i0, l0 int
 }
 
 // packBOp is packB, or cb's packer when B is a convolution's image, for
-// kern: for a bfloat16 kernel each panel is packed in float32 into
-// buf.wide, then paired.
-func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32, buf *gemmBuffers) {
-	if !kern.bf16 {
+// kern: for a low-precision kernel each panel is packed in float32 into
+// buf.wide, then paired (bfloat16) or quantised by q (int8).
+func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ldb, l0, j0 int, dst []float32, buf *gemmBuffers, q *quantB) {
+	if !kern.bf16 && !kern.i8 {
 		packBF32(kern, cb, trans, kb, nb, b, ldb, l0, j0, dst)
 		return
 	}
 	nr, kd := kern.nr, kern.depth(kb)
+	convert := func(src []float32, lds int, d []float32) {
+		if kern.bf16 {
+			pairRows(src, lds, nr, kb, d)
+		} else {
+			quadRows(src, lds, nr, kb, d, q)
+		}
+	}
 	buf.wide = grow(buf.wide, nr*kb)
 	for j := 0; j < nb; j += nr {
 		d := dst[j*kd : j*kd+nr*kd]
 		if cb == nil && !trans && nb-j >= nr {
-			// Whole panel of rows of B: rounded straight from B.
-			pairRows(b[l0*ldb+j0+j:], ldb, nr, kb, d)
+			// Whole panel of rows of B: converted straight from B.
+			convert(b[l0*ldb+j0+j:], ldb, d)
 			continue
 		}
 		packBF32(kern, cb, trans, kb, min(nr, nb-j), b, ldb, l0, j0+j, buf.wide)
-		pairRows(buf.wide, nr, nr, kb, d)
+		convert(buf.wide, nr, d)
 	}
 }
 
@@ -674,19 +702,27 @@ func packBF32(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, l
 	packB(kern, trans, kb, nb, b, ldb, l0, j0, dst)
 }
 
-// packAOp is packA for kern: for a bfloat16 kernel the panels are packed
-// in float32 into buf.wide, then paired.
+// packAOp is packA for kern: for a low-precision kernel the panels are
+// packed in float32 into buf.wide, then paired (bfloat16) or packed as
+// signed bytes (int8: a holds integers already, see quantizeRows).
 func packAOp(kern gemmKernel, trans bool, mb, kb int, a []float32, lda, i0, l0 int, dst []float32, buf *gemmBuffers) {
-	if !kern.bf16 {
+	if !kern.bf16 && !kern.i8 {
 		packA(kern, trans, mb, kb, a, lda, i0, l0, dst)
 		return
+	}
+	if kern.i8 && buf == nil {
+		panic("cpu: int8 A is packed only once, with its scales (packedA)")
 	}
 	mr, kd := kern.mr, kern.depth(kb)
 	np := (mb + mr - 1) / mr
 	buf.wide = grow(buf.wide, np*mr*kb)
 	packA(kern, trans, mb, kb, a, lda, i0, l0, buf.wide)
 	for q := 0; q < np; q++ {
-		pairRows(buf.wide[q*mr*kb:(q+1)*mr*kb], mr, mr, kb, dst[q*mr*kd:(q+1)*mr*kd])
+		if kern.i8 {
+			quadInts(buf.wide[q*mr*kb:(q+1)*mr*kb], mr, kb, dst[q*mr*kd:(q+1)*mr*kd])
+		} else {
+			pairRows(buf.wide[q*mr*kb:(q+1)*mr*kb], mr, mr, kb, dst[q*mr*kd:(q+1)*mr*kd])
+		}
 	}
 }
 

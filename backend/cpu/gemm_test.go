@@ -460,8 +460,8 @@ func TestGemmPrepackedA(t *testing.T) {
 				pa.pack(activeKernel(), false, m, k, a, k)
 				for _, threads := range []int{1, 2, 3} {
 					want, got := make([]float32, m*n), make([]float32, m*n)
-					gemmDispatch(false, false, false, m, n, k, 1, a, k, nil, b, n, nil, want, n, threads)
-					gemmDispatch(false, false, false, m, n, k, 1, a, k, &pa, b, n, nil, got, n, threads)
+					gemmDispatch(false, false, false, m, n, k, 1, a, k, nil, b, n, nil, nil, want, n, threads)
+					gemmDispatch(false, false, false, m, n, k, 1, a, k, &pa, b, n, nil, nil, got, n, threads)
 					for j := range want {
 						if got[j] != want[j] {
 							t.Fatalf("%v %s case %d m=%d n=%d k=%d threads=%d: C[%d] %g, without packing first %g", l, mode, i, m, n, k, threads, j, got[j], want[j])

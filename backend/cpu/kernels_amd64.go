@@ -30,6 +30,9 @@ func addAsmKernels(k map[Level]gemmKernel) {
 	if hasBF16 {
 		bf16Kernel.fn, bf16Kernel.edge, bf16Kernel.packRows = gemmKernelBF16, gemmKernelBF16Edge, packRowsAVX512
 	}
+	if hasVNNI {
+		i8Kernel.fn, i8Kernel.edge, i8Kernel.packRows = gemmKernelI8, gemmKernelI8Edge, packRowsAVX512
+	}
 }
 
 // checkPack panics unless src and dst hold what a rowPacker touches.
@@ -313,4 +316,32 @@ func pairRowsVec(src []float32, lds, pairs int, dst []float32) int {
 	}
 	pairBF16AVX512(src, lds, pairs, dst)
 	return pairs
+}
+
+// hasVNNI gates the int8 kernel (VPDPBUSD).
+var hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
+
+// quadRowsVec quantises the first `quads` quads of 32-wide rows (lds
+// apart) with the AVX-512 kernel when the int8 path may run, and returns
+// how many it did.
+func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int {
+	if !i8Ready() {
+		return 0
+	}
+	if lds < 32 || len(src) < (4*quads-1)*lds+32 || len(dst) < quads*32 {
+		panic("cpu: quadRows: slices too short")
+	}
+	quadU8AVX512(src, lds, quads, dst, q.inv, q.zero)
+	return quads
+}
+
+// minMaxVec is minMax over the longest prefix of whole 16-value vectors
+// at the AVX-512 level: its length and the result (0 when it did nothing).
+func minMaxVec(x []float32) (n int, lo, hi float32) {
+	if ActiveLevel() != AVX512 || len(x) < 16 {
+		return 0, 0, 0
+	}
+	n = len(x) &^ 15
+	lo, hi = minMaxAVX512(x[:n])
+	return n, lo, hi
 }

@@ -2,7 +2,8 @@ package cpu
 
 import "math"
 
-// Low-precision inference: bfloat16 products summed in float32.
+// Low-precision inference: bfloat16 products summed in float32, or int8
+// products summed in int32.
 //
 // A convolution of a frozen model (FreezeWeights) at Precision BF16 packs
 // its filters once as bfloat16, and each packed panel of the image's
@@ -17,6 +18,19 @@ import "math"
 // kernel change. The kernel needs AVX-512 BF16; without it, or below the
 // AVX-512 level, Precision BF16 runs in float32 (EffectivePrecision says
 // so).
+//
+// At Precision INT8 each filter row m (an output channel) is scaled to
+// signed bytes once, w_q = round(w/s_w[m]) with s_w[m] = max|w[m,:]|/127,
+// and each image is scaled to unsigned bytes as its columns are packed,
+// x_q = round(x/s_x) + z: z = 0 and s_x = max(x)/255 when the image has
+// no negative value (every ResNet convolution but the stem reads a ReLU's
+// output), else z = 128 and s_x = max|x|/127. The scale is the image's own
+// (dynamic quantisation: no calibration set, one min/max pass per image
+// and layer). The kernel sums four byte products at a time into int32
+// (VPDPBUSD, AVX-512 VNNI), a slot holding four k steps; the output is
+// then y = s_w[m]·s_x·(Σ w_q·x_q − z·Σ w_q[m,:]). The zero padding of an
+// image quantises to z exactly. Without VNNI, or below the AVX-512 level,
+// Precision INT8 runs in float32.
 
 // Precision is the arithmetic of a frozen model's convolutions.
 type Precision int32
@@ -24,6 +38,7 @@ type Precision int32
 const (
 	FP32 Precision = iota // float32 throughout (the default)
 	BF16                  // bfloat16 operands, float32 sums
+	INT8                  // int8 filters, uint8 images, int32 sums
 )
 
 func (p Precision) String() string {
@@ -32,6 +47,8 @@ func (p Precision) String() string {
 		return "fp32"
 	case BF16:
 		return "bf16"
+	case INT8:
+		return "int8"
 	}
 	return "Precision(?)"
 }
@@ -39,6 +56,16 @@ func (p Precision) String() string {
 // bf16Kernel is the bfloat16 micro-kernel; its fn is nil where the CPU or
 // build has none (addAsmKernels sets it).
 var bf16Kernel = gemmKernel{name: "avx512-bf16 8x32", mr: 8, nr: 32, bf16: true}
+
+// i8Kernel is the int8 micro-kernel; its fn is nil where the CPU or build
+// has none.
+var i8Kernel = gemmKernel{name: "avx512-vnni 8x32", mr: 8, nr: 32, i8: true}
+
+// i8Ready is bf16Ready for the int8 kernel (AVX-512 VNNI).
+func i8Ready() bool { return i8Kernel.fn != nil && ActiveLevel() == AVX512 }
+
+// INT8Ready reports whether Precision INT8 runs on int8 kernels now.
+func INT8Ready() bool { return i8Ready() }
 
 // BF16Ready reports whether Precision BF16 runs on bfloat16 kernels now
 // (see bf16Ready).
@@ -90,5 +117,147 @@ func pairRows(src []float32, lds, w, kb int, dst []float32) {
 		for j := range d {
 			d[j] = math.Float32frombits(uint32(roundBF16(lo[j])))
 		}
+	}
+}
+
+// i8Scale is what a filter packed as int8 needs besides its bytes: per
+// row, the scale s_w and the sum of the quantised values.
+type i8Scale struct {
+	scale []float32
+	sum   []int32
+}
+
+// quantB is an image's quantisation to unsigned bytes: x_q = cvt(x·inv) +
+// zero, clamped to [0, 255], for x ≈ scale·(x_q − zero).
+type quantB struct {
+	inv, scale float32
+	zero       int32
+}
+
+// quantFor chooses the quantisation of an image from its range: zero 0
+// over [0, max] when it has no negative value, else zero 128 over
+// [−max|x|, max|x|]. An image of zeros, or with a NaN or an infinity,
+// gets scale 1 (its output is not meaningful in float32 either).
+func quantFor(x []float32) *quantB {
+	lo, hi := minMax(x)
+	q := &quantB{inv: 1, scale: 1}
+	amax, levels := hi, float32(255)
+	if lo < 0 {
+		amax, levels, q.zero = max(-lo, hi), 127, 128
+	}
+	if amax > 0 && amax <= math.MaxFloat32 {
+		q.scale = amax / levels
+		q.inv = levels / amax
+	}
+	return q
+}
+
+// minMax is the smallest and largest value of x (0, 0 when it is empty).
+func minMax(x []float32) (lo, hi float32) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	lo, hi = x[0], x[0]
+	n, vlo, vhi := minMaxVec(x)
+	if n > 0 {
+		lo, hi = vlo, vhi
+	}
+	for _, v := range x[n:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
+}
+
+// cvtRound is VCVTPS2DQ: x rounded to the nearest int32, ties to even;
+// NaN and values out of range give math.MinInt32.
+func cvtRound(x float32) int32 {
+	r := math.RoundToEven(float64(x))
+	if !(r >= math.MinInt32 && r <= math.MaxInt32) {
+		return math.MinInt32
+	}
+	return int32(r)
+}
+
+// quantU8 is one value of an image in bytes under q.
+func quantU8(x float32, q *quantB) uint32 {
+	v := int64(cvtRound(x*q.inv)) + int64(q.zero)
+	return uint32(min(max(v, 0), 255))
+}
+
+// quadRows quantises kb rows of w values, lds apart (src[l*lds+j]), into
+// (kb+3)/4 rows of unsigned byte quads: byte r of dst[p*w+j] is row 4p+r
+// of column j (zero past kb).
+func quadRows(src []float32, lds, w, kb int, dst []float32, q *quantB) {
+	quads := kb / 4
+	src, dst = src[:(kb-1)*lds+w], dst[:w*((kb+3)/4)]
+	done := 0
+	if w == 32 && quads > 0 {
+		done = quadRowsVec(src, lds, quads, dst, q)
+	}
+	for p := done; p < (kb+3)/4; p++ {
+		d := dst[p*w : (p+1)*w]
+		for j := range d {
+			var v uint32
+			for r := 0; r < 4 && 4*p+r < kb; r++ {
+				v |= quantU8(src[(4*p+r)*lds+j], q) << (8 * r)
+			}
+			d[j] = math.Float32frombits(v)
+		}
+	}
+}
+
+// quantizeRows scales each row of op(A) (m×k) to integers in [−127, 127]
+// and returns them as a row-major m×k float32 matrix (leading dimension
+// k), with the scales and the rows' sums.
+func quantizeRows(trans bool, m, k int, a []float32, lda int) (*i8Scale, []float32, int) {
+	at := func(i, l int) float32 {
+		if trans {
+			return a[l*lda+i]
+		}
+		return a[i*lda+l]
+	}
+	s := &i8Scale{scale: make([]float32, m), sum: make([]int32, m)}
+	out := make([]float32, m*k)
+	for i := 0; i < m; i++ {
+		var amax float32
+		for l := 0; l < k; l++ {
+			amax = max(amax, float32(math.Abs(float64(at(i, l)))))
+		}
+		s.scale[i] = 1
+		if amax > 0 && amax <= math.MaxFloat32 {
+			s.scale[i] = amax / 127
+		}
+		inv := 1 / s.scale[i]
+		for l := 0; l < k; l++ {
+			v := max(-127, min(127, cvtRound(at(i, l)*inv)))
+			out[i*k+l] = float32(v)
+			s.sum[i] += v
+		}
+	}
+	return s, out, k
+}
+
+// quadInts packs kb rows of w integer values (src[l*w+j], in [−128, 127])
+// into (kb+3)/4 rows of signed byte quads, as quadRows lays them out.
+func quadInts(src []float32, w, kb int, dst []float32) {
+	for p := 0; p < (kb+3)/4; p++ {
+		for j := 0; j < w; j++ {
+			var v uint32
+			for r := 0; r < 4 && 4*p+r < kb; r++ {
+				v |= uint32(uint8(int8(src[(4*p+r)*w+j]))) << (8 * r)
+			}
+			dst[p*w+j] = math.Float32frombits(v)
+		}
+	}
+}
+
+// dequantize turns an int8 GEMM's sums (rows of n values of c, one per
+// filter row) into the convolution's output:
+// c = s_w[m]·s_x·(c − zero·Σ w_q[m,:]).
+func dequantize(c []float32, n int, s *i8Scale, q *quantB) {
+	for m, sw := range s.scale {
+		a := sw * q.scale
+		row := c[m*n : (m+1)*n]
+		affine(a, -a*float32(q.zero)*float32(s.sum[m]), row, row)
 	}
 }

@@ -154,11 +154,11 @@ func TestGemmBF16(t *testing.T) {
 				pa.pack(bf16Kernel, false, m, k, a, k)
 			}
 			if pa != nil {
-				gemmDispatch(zero, false, false, m, n, k, alpha, a, k, pa, b, n, nil, c, ldc, threads)
+				gemmDispatch(zero, false, false, m, n, k, alpha, a, k, pa, b, n, nil, nil, c, ldc, threads)
 			} else if threads == 1 {
-				gemmSerial(bf16Kernel, zero, false, false, m, n, k, alpha, a, k, nil, b, n, nil, c, ldc)
+				gemmSerial(bf16Kernel, zero, false, false, m, n, k, alpha, a, k, nil, b, n, nil, nil, c, ldc)
 			} else {
-				gemmParallel(bf16Kernel, zero, false, false, m, n, k, alpha, a, k, nil, b, n, nil, c, ldc, threads)
+				gemmParallel(bf16Kernel, zero, false, false, m, n, k, alpha, a, k, nil, b, n, nil, nil, c, ldc, threads)
 			}
 			ar, br := roundedDense(a), roundedDense(b)
 			for j, v := range br {
@@ -286,5 +286,254 @@ func TestSetPrecisionErrors(t *testing.T) {
 	}
 	if eff, _ := NewReference().SetPrecision("bf16"); eff != "fp32" {
 		t.Fatalf("reference backend at bf16 runs %q", eff)
+	}
+}
+
+func needI8(t *testing.T) func() {
+	t.Helper()
+	if i8Kernel.fn == nil {
+		t.Skip("no AVX-512 VNNI on this CPU or build")
+	}
+	restore, err := SetLevel(AVX512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restore
+}
+
+// TestMinMax: the vector min/max equals the plain loop at every level,
+// for every length up to 80 and a long one, with the extremes anywhere.
+func TestMinMax(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(31, uint64(l)))
+		for n := 1; n <= 1000; n++ {
+			if n > 80 && n != 1000 {
+				continue
+			}
+			x := randSlice(r, n)
+			x[r.IntN(n)] = -7
+			x[r.IntN(n)] = 9
+			lo, hi := minMax(x)
+			wlo, whi := x[0], x[0]
+			for _, v := range x {
+				wlo, whi = min(wlo, v), max(whi, v)
+			}
+			if lo != wlo || hi != whi {
+				t.Fatalf("n=%d: minMax %v %v, want %v %v", n, lo, hi, wlo, whi)
+			}
+		}
+		if lo, hi := minMax(nil); lo != 0 || hi != 0 {
+			t.Fatalf("minMax(nil) = %v, %v", lo, hi)
+		}
+	})
+}
+
+// TestQuadRowsMatchesCPU: the AVX-512 quantiser and the Go one agree bit
+// for bit, both zero points, values past the clamps, ties, NaN and
+// infinities, strided rows, every depth remainder.
+func TestQuadRowsMatchesCPU(t *testing.T) {
+	defer needI8(t)()
+	r := rand.New(rand.NewPCG(32, 1))
+	specials := []float32{0, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, 254.5, 255.5, 300, -300, 127.5, -128.5,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 3e9, -3e9, 1e-30}
+	for i, kb := range []int{1, 3, 4, 5, 8, 31, 64, 259, 4, 13} {
+		lds := 32
+		if i >= 8 {
+			lds = 50
+		}
+		q := &quantB{inv: 1, scale: 1}
+		if i%2 == 1 {
+			q = &quantB{inv: 0.75, scale: 1 / 0.75, zero: 128}
+		}
+		src := make([]float32, lds*kb)
+		for j := range src {
+			if j < len(specials) {
+				src[j] = specials[j]
+			} else {
+				src[j] = 300*r.Float32() - 100
+			}
+		}
+		kd := (kb + 3) / 4
+		got, want := make([]float32, 32*kd+3), make([]float32, 32*kd+3)
+		for j := range got {
+			got[j], want[j] = sentinel, sentinel
+		}
+		quadRows(src, lds, 32, kb, got, q)
+		for p := 0; p < kd; p++ {
+			for j := 0; j < 32; j++ {
+				var v uint32
+				for rr := 0; rr < 4 && 4*p+rr < kb; rr++ {
+					v |= quantU8(src[(4*p+rr)*lds+j], q) << (8 * rr)
+				}
+				want[p*32+j] = math.Float32frombits(v)
+			}
+		}
+		for j := range want {
+			if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+				t.Fatalf("kb=%d lds=%d zero=%d: slot %d = %#08x, want %#08x", kb, lds, q.zero, j, math.Float32bits(got[j]), math.Float32bits(want[j]))
+			}
+		}
+	}
+	// The Go reference on its own: clamps, ties to even, NaN.
+	q := &quantB{inv: 1, scale: 1, zero: 128}
+	for _, c := range []struct {
+		x    float32
+		want uint32
+	}{{0, 128}, {-128, 0}, {-129, 0}, {127, 255}, {200, 255}, {0.5, 128}, {1.5, 130}, {-0.5, 128}, {float32(math.NaN()), 0}, {float32(math.Inf(1)), 0}} {
+		if got := quantU8(c.x, q); got != c.want {
+			t.Errorf("quantU8(%v, zero 128) = %d, want %d", c.x, got, c.want)
+		}
+	}
+}
+
+// TestGemmI8Exact: with integer filters whose rows reach ±127 (scale 1)
+// and integer images at scale 1, the int8 GEMM is exact: C = alpha·Σ
+// w·(x + zero), serial and parallel, odd and tiny k blocks, partial tiles,
+// sentinels around C.
+func TestGemmI8Exact(t *testing.T) {
+	defer needI8(t)()
+	r := rand.New(rand.NewPCG(33, 2))
+	saved := minParallelFlops
+	minParallelFlops = 1
+	defer func() { minParallelFlops = saved }()
+	for _, blocking := range []string{"default", "odd kc"} {
+		if blocking == "odd kc" {
+			defer withBlocking(24, 7, 64)()
+		}
+		for i := range 40 {
+			m, n, k := 1+r.IntN(40), 1+r.IntN(150), 1+r.IntN(300)
+			if i < 3 {
+				m, n, k = 8*(i+1), 32*(i+1), 4*(i+1)
+			}
+			zero := int32(0)
+			lo, span := 0, 256
+			if i%2 == 1 {
+				zero, lo = 128, -128
+			}
+			a := make([]float32, m*k)
+			for j := range a {
+				a[j] = float32(r.IntN(255) - 127)
+			}
+			for row := 0; row < m; row++ {
+				a[row*k+r.IntN(k)] = 127 // scale exactly 1
+			}
+			b := make([]float32, k*n)
+			for j := range b {
+				b[j] = float32(lo + r.IntN(span))
+			}
+			ldc := n + i%3
+			c := make([]float32, m*ldc+5)
+			for j := range c {
+				c[j] = sentinel
+			}
+			var pa packedA
+			pa.pack(i8Kernel, false, m, k, a, k)
+			threads := 1 + i%2
+			q := &quantB{inv: 1, scale: 1, zero: zero}
+			gemmDispatch(true, false, false, m, n, k, 2, a, k, &pa, b, n, nil, q, c, ldc, threads)
+			for row := 0; row < m; row++ {
+				if pa.i8.scale[row] != 1 {
+					t.Fatalf("row %d: scale %v, want 1", row, pa.i8.scale[row])
+				}
+				for col := 0; col < n; col++ {
+					var s int64
+					for l := 0; l < k; l++ {
+						s += int64(a[row*k+l]) * (int64(b[l*n+col]) + int64(zero))
+					}
+					if got := c[row*ldc+col]; got != float32(2*s) {
+						t.Fatalf("%s case %d m=%d n=%d k=%d threads=%d zero=%d: c[%d][%d] = %v, want %d", blocking, i, m, n, k, threads, zero, row, col, got, 2*s)
+					}
+				}
+			}
+			for j, v := range c {
+				if row, col := j/ldc, j%ldc; (row >= m || col >= n) && !isSentinel(v) {
+					t.Fatalf("case %d: wrote %v at %d, outside C", i, v, j)
+				}
+			}
+		}
+	}
+}
+
+// dequantized is x as the int8 path sees it: s·(x_q − zero).
+func dequantized(x []float32, q *quantB) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = q.scale * float32(int32(quantU8(v, q))-q.zero)
+	}
+	return y
+}
+
+// TestConvINT8: a frozen convolution at INT8 equals the float32
+// convolution of the quantised image and filter (each image at its own
+// scale, each filter row at its own), within float32 summation error, on
+// the implicit and explicit paths, images with and without negative
+// values, one thread and two; below AVX-512 it is the float32 result bit
+// for bit. And it stays close to the float32 convolution itself.
+func TestConvINT8(t *testing.T) {
+	defer needI8(t)()
+	r := rand.New(rand.NewPCG(34, 3))
+	cases := []backend.Conv2dParams{
+		{N: 1, C: 3, H: 23, W: 19, K: 16, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
+		{N: 2, C: 24, H: 14, W: 14, K: 40, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 1, C: 33, H: 9, W: 11, K: 20, R: 1, S: 1, StrideH: 1, StrideW: 1},
+		{N: 3, C: 16, H: 8, W: 8, K: 24, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, Groups: 2},
+	}
+	for ci, p := range cases {
+		for _, threads := range []int{1, 2} {
+			name := fmt.Sprintf("case %d threads %d", ci, threads)
+			x := randSlice(r, p.N*p.C*p.H*p.W)
+			if ci%2 == 1 {
+				x = absAll(x) // a ReLU's output: zero point 0
+			}
+			w := randSlice(r, p.K*p.C/p.G()*p.R*p.S)
+			low := New(threads)
+			if eff, err := low.SetPrecision("int8"); err != nil || eff != "int8 (AVX-512 VNNI)" {
+				t.Fatalf("SetPrecision: %q, %v", eff, err)
+			}
+			got := frozenConv(t, low, p, x, w)
+
+			// The reference: the quantised values, convolved in float64.
+			img := p.C * p.H * p.W
+			xq := make([]float32, len(x))
+			for n := 0; n < p.N; n++ {
+				copy(xq[n*img:], dequantized(x[n*img:(n+1)*img], quantFor(x[n*img:(n+1)*img])))
+			}
+			crs := p.C / p.G() * p.R * p.S
+			s, wi, _ := quantizeRows(false, p.K, crs, w, crs)
+			wq := make([]float32, len(w))
+			for i, v := range wi {
+				wq[i] = v * s.scale[i/crs]
+			}
+			want := frozenConv(t, New(threads), p, xq, wq)
+			mag := frozenConv(t, New(threads), p, absAll(xq), absAll(wq))
+			fp32 := frozenConv(t, New(threads), p, x, w)
+			var errSq, refSq float64
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5*float64(mag[i])+1e-6) {
+					t.Fatalf("%s: y[%d] = %v, want %v", name, i, got[i], want[i])
+				}
+				errSq += float64(got[i]-fp32[i]) * float64(got[i]-fp32[i])
+				refSq += float64(fp32[i]) * float64(fp32[i])
+			}
+			if rel := math.Sqrt(errSq / refSq); rel > 0.03 {
+				t.Errorf("%s: relative RMS error %.4f against float32, want < 0.03", name, rel)
+			}
+
+			fallback := New(threads)
+			fallback.SetPrecision("int8")
+			if restore, err := SetLevel(AVX2); err == nil {
+				if eff := fallback.EffectivePrecision(); eff != "fp32 (int8 asked for, but the SIMD level is avx2)" {
+					t.Fatalf("EffectivePrecision at avx2: %q", eff)
+				}
+				y := frozenConv(t, fallback, p, x, w)
+				ref := frozenConv(t, New(threads), p, x, w)
+				restore()
+				for i := range ref {
+					if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
+						t.Fatalf("%s, int8 at avx2: y[%d] = %v, fp32 at avx2 %v", name, i, y[i], ref[i])
+					}
+				}
+			}
+		}
 	}
 }

@@ -58,6 +58,34 @@ func gemmKernelBF16Edge(kc int, a, b []float32, c []float32, ldc int, alpha floa
 //go:noescape
 func pairBF16AVX512(src []float32, lds, pairs int, dst []float32)
 
+// gemmKernelI8 is the 8×32 int8 micro-kernel (AVX-512 F and VNNI): a
+// holds quads of signed bytes, b quads of unsigned bytes (lowp.go), kc
+// quads deep, and
+//
+//	c[i*ldc+j] += alpha * float32(Σ_p Σ_r a_p[i].byte(r)·b_p[j].byte(r))
+//
+// with the sums in int32 (VPDPBUSD).
+//
+//go:noescape
+func gemmKernelI8(kc int, a, b []float32, c []float32, ldc int, alpha float32)
+
+// gemmKernelI8Edge is gemmKernelI8 with i < mm and j < nn only.
+//
+//go:noescape
+func gemmKernelI8Edge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
+
+// quadU8AVX512 is quadRows for w = 32 and kb = 4·quads, with q's inv and
+// zero (AVX-512 F).
+//
+//go:noescape
+func quadU8AVX512(src []float32, lds, quads int, dst []float32, scale float32, zero int32)
+
+// minMaxAVX512 is the smallest and largest of x, len(x) a positive
+// multiple of 16 (AVX-512 F).
+//
+//go:noescape
+func minMaxAVX512(x []float32) (lo, hi float32)
+
 // packT16AVX512 is, for 1 ≤ rows ≤ 16 (AVX-512 F):
 //
 //	for r := 0; r < rows; r++ {

@@ -10,6 +10,10 @@ func addAsmKernels(map[Level]gemmKernel) {}
 
 func pairRowsVec(src []float32, lds, pairs int, dst []float32) int { return 0 }
 
+func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int { return 0 }
+
+func minMaxVec(x []float32) (n int, lo, hi float32) { return 0, 0, 0 }
+
 func axpyVec(a float32, x, y []float32) int                        { return 0 }
 func scaleVec(a float32, x, y []float32) int                       { return 0 }
 func affineVec(a, c float32, x, y []float32) int                   { return 0 }

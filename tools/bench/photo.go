@@ -48,14 +48,16 @@ func photoSuite(b backend.Backend, o options) {
 			ours[tag] = photoModel(b, arch, batch, false, steps, "fp32")
 			emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
 			// The low precisions this backend and CPU run, against our
-			// fp32 (ratio_<tag>_bf16_vs_fp32) and PyTorch's best.
-			if prec, err := backend.SetPrecision(b, "bf16"); err == nil && prec == "bf16 (AVX-512 BF16)" {
-				v := photoModel(b, arch, batch, false, steps, "bf16")
-				emit(fmt.Sprintf("dmlgo_%s_t%d_%s_bf16", b.Name(), o.threads, tag), v, "img/s")
-				ratio(tag+"_bf16_vs_fp32", v, ours[tag])
-				ours[tag+"_bf16"] = v
-			} else {
-				fmt.Printf("# no bf16 figures: %s %v\n", prec, err)
+			// fp32 (ratio_<tag>_<prec>_vs_fp32) and PyTorch's best.
+			for _, p := range lowPrecisions {
+				if prec, err := backend.SetPrecision(b, p); err == nil && !strings.HasPrefix(prec, "fp32") {
+					v := photoModel(b, arch, batch, false, steps, p)
+					emit(fmt.Sprintf("dmlgo_%s_t%d_%s_%s", b.Name(), o.threads, tag, p), v, "img/s")
+					ratio(tag+"_"+p+"_vs_fp32", v, ours[tag])
+					ours[tag+"_"+p] = v
+				} else {
+					fmt.Printf("# no %s figures: %s %v\n", p, prec, err)
+				}
 			}
 			backend.SetPrecision(b, "fp32")
 		}
@@ -81,7 +83,7 @@ func photoSuite(b backend.Backend, o options) {
 		for tag, v := range ours {
 			best, bestName := 0.0, ""
 			for k, av := range a {
-				if strings.HasSuffix(strings.TrimSuffix(k, "_tuned"), "_"+strings.TrimSuffix(tag, "_bf16")) {
+				if strings.HasSuffix(strings.TrimSuffix(k, "_tuned"), "_"+baseTag(tag)) {
 					if !printed[k] {
 						emit(k, av, "img/s")
 						printed[k] = true
@@ -99,6 +101,19 @@ func photoSuite(b backend.Backend, o options) {
 	}
 	photoPipeline(o)
 	serveSuite(o) // serve_latency.go
+}
+
+// lowPrecisions are the precisions the photo and serve suites time
+// besides fp32, where the backend and CPU run them.
+var lowPrecisions = []string{"bf16", "int8"}
+
+// baseTag is a figure's tag without its precision suffix: the PyTorch
+// variants it is compared with.
+func baseTag(tag string) string {
+	for _, p := range lowPrecisions {
+		tag = strings.TrimSuffix(tag, "_"+p)
+	}
+	return tag
 }
 
 // tunedMalloc is the glibc allocator setting PyTorch's batch-32 figures

@@ -86,11 +86,13 @@ func runServeSuite(o options) error {
 	}
 	fmt.Printf("# serve: %s (random weights) 3×224×224 → %d, exact top-%d of %d gallery rows, one %d×%d JPEG (%d bytes) per request as multipart, %d threads, default service limits, client in the same process\n",
 		serveArch, serveDim, serveK, o.serveRows, serveW, serveH, len(sb.upload), o.threads)
-	// fp32, then bf16 where the CPU has the kernels (serve_rn50_bf16_*).
-	for _, prec := range []string{"fp32", "bf16"} {
+	// fp32, then the low precisions the CPU has kernels for
+	// (serve_rn50_bf16_*, serve_rn50_int8_*).
+	ready := map[string]bool{"bf16": cpu.BF16Ready(), "int8": cpu.INT8Ready()}
+	for _, prec := range append([]string{"fp32"}, lowPrecisions...) {
 		prefix := servePrefix
 		if prec != "fp32" {
-			if o.device == "cuda" || !cpu.BF16Ready() {
+			if o.device == "cuda" || !ready[prec] {
 				fmt.Printf("# serve: no %s figures: this CPU or device has no bfloat16 kernels\n", prec)
 				continue
 			}

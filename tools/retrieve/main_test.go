@@ -408,50 +408,56 @@ func TestManifestIndex(t *testing.T) {
 	}
 }
 
-// TestPrecisionFlag: -precision bf16 builds an index whose embeddings are
-// within bfloat16's error of the fp32 ones (or, on a CPU without AVX-512
-// BF16, the fp32 ones themselves, with the fallback said); a precision
-// that does not exist is a usage error naming the flag.
+// TestPrecisionFlag: -precision bf16 and int8 build indexes whose
+// embeddings are within the precision's error of the fp32 ones (or, on a
+// CPU without the instructions, the fp32 ones themselves, with the
+// fallback said); a precision that does not exist is a usage error naming
+// the flag.
 func TestPrecisionFlag(t *testing.T) {
 	ckpt, _, index := setup(t)
 	dir := t.TempDir()
-	ix2 := filepath.Join(dir, "bf16.safetensors")
-	code, out, errs := runCmd("index", "-ckpt", ckpt, "-out", ix2, "-precision", "bf16")
-	if code != 0 {
-		t.Fatalf("index -precision bf16: exit %d\n%s\n%s", code, out, errs)
-	}
-	ran := strings.Contains(errs, "precision: bf16 (AVX-512 BF16)")
-	if !ran && !strings.Contains(errs, "precision: fp32 (bf16 asked for") {
-		t.Fatalf("index -precision bf16 does not say what ran:\n%s", errs)
-	}
 	a, err := retrieval.LoadIndex(index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := retrieval.LoadIndex(ix2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Fingerprint != b.Fingerprint || a.Len() != b.Len() {
-		t.Fatalf("bf16 index: fingerprint %s, %d rows; fp32: %s, %d", b.Fingerprint, b.Len(), a.Fingerprint, a.Len())
-	}
-	identical := true
-	for i := 0; i < a.Len(); i++ {
-		var dot float64
-		for j := 0; j < a.Dim; j++ {
-			x, y := a.Embeddings[i*a.Dim+j], b.Embeddings[i*a.Dim+j]
-			dot += float64(x) * float64(y)
-			identical = identical && x == y
+	for _, c := range []struct {
+		prec, ran string
+		minCos    float64
+	}{{"bf16", "bf16 (AVX-512 BF16)", 0.995}, {"int8", "int8 (AVX-512 VNNI)", 0.99}} {
+		ix2 := filepath.Join(dir, c.prec+".safetensors")
+		code, out, errs := runCmd("index", "-ckpt", ckpt, "-out", ix2, "-precision", c.prec)
+		if code != 0 {
+			t.Fatalf("index -precision %s: exit %d\n%s\n%s", c.prec, code, out, errs)
 		}
-		if dot < 0.995 {
-			t.Errorf("row %d: cosine %.5f between the bf16 and fp32 embeddings", i, dot)
+		ran := strings.Contains(errs, "precision: "+c.ran)
+		if !ran && !strings.Contains(errs, "precision: fp32 ("+c.prec+" asked for") {
+			t.Fatalf("index -precision %s does not say what ran:\n%s", c.prec, errs)
+		}
+		b, err := retrieval.LoadIndex(ix2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Fingerprint != b.Fingerprint || a.Len() != b.Len() {
+			t.Fatalf("%s index: fingerprint %s, %d rows; fp32: %s, %d", c.prec, b.Fingerprint, b.Len(), a.Fingerprint, a.Len())
+		}
+		identical := true
+		for i := 0; i < a.Len(); i++ {
+			var dot float64
+			for j := 0; j < a.Dim; j++ {
+				x, y := a.Embeddings[i*a.Dim+j], b.Embeddings[i*a.Dim+j]
+				dot += float64(x) * float64(y)
+				identical = identical && x == y
+			}
+			if dot < c.minCos {
+				t.Errorf("%s row %d: cosine %.5f to the fp32 embedding", c.prec, i, dot)
+			}
+		}
+		if ran == identical {
+			t.Errorf("%s ran: %v, but the embeddings are identical to fp32's: %v", c.prec, ran, identical)
 		}
 	}
-	if ran == identical {
-		t.Errorf("bf16 ran: %v, but the embeddings are identical to fp32's: %v", ran, identical)
-	}
-	code, _, errs = runCmd("index", "-ckpt", ckpt, "-out", filepath.Join(dir, "x.safetensors"), "-precision", "fp8")
-	if code != 2 || !strings.Contains(errs, "-precision must be one of fp32, bf16") {
+	code, _, errs := runCmd("index", "-ckpt", ckpt, "-out", filepath.Join(dir, "x.safetensors"), "-precision", "fp8")
+	if code != 2 || !strings.Contains(errs, "-precision must be one of fp32, bf16, int8") {
 		t.Errorf("-precision fp8: exit %d: %s", code, errs)
 	}
 }

@@ -37,12 +37,17 @@ type gemmKernel struct {
 	// and b, multiplied and summed into the float32 accumulators by
 	// VDPBF16PS (AVX-512 BF16) instead of a fused multiply-add.
 	bf16 bool
+	// i8: each k step is a quad of unsigned bytes in b and of signed bytes
+	// in a per 32-bit slot, summed into int32 accumulators by VPDPBUSD
+	// (AVX-512 VNNI); the sums are converted to float32 when stored.
+	i8 bool
 }
 
 var (
 	avx2Kernel   = gemmKernel{name: "gemmKernelAVX2", isa: avx2, mr: 6, nv: 2, unroll: 4, needs: "AVX2 and FMA"}
 	avx512Kernel = gemmKernel{name: "gemmKernelAVX512", isa: avx512, mr: 8, nv: 2, unroll: 4, edge: true, needs: "AVX-512 F"}
 	bf16Kernel   = gemmKernel{name: "gemmKernelBF16", isa: avx512, mr: 8, nv: 2, unroll: 4, edge: true, bf16: true, needs: "AVX-512 F and BF16"}
+	i8Kernel     = gemmKernel{name: "gemmKernelI8", isa: avx512, mr: 8, nv: 2, unroll: 4, edge: true, i8: true, needs: "AVX-512 F and VNNI"}
 )
 
 // Register use: b vectors in 0..nv-1, broadcast temporaries after them, the
@@ -116,12 +121,17 @@ func (k gemmKernel) body(w *asm) {
 		}
 		for i := 0; i < k.mr; i++ {
 			t := s.v(k.nv + i%k.ntmp())
-			if k.bf16 {
-				// A pair of a's values: one 32-bit slot to every lane.
+			if k.bf16 || k.i8 {
+				// A pair (quad) of a's values: one 32-bit slot to every lane.
 				w.p("\tVPBROADCASTD %d(SI), %s", aoff+i*4, t)
 				for v := 0; v < k.nv; v++ {
 					acc := k.isa.nregs - k.nacc() + i*k.nv + v
-					w.p("\t%s // VDPBF16PS %s, %s, %s", evex512(0x52, ppF3, acc, k.nv+i%k.ntmp(), v), s.v(v), t, k.acc(i, v))
+					if k.bf16 {
+						w.p("\t%s // VDPBF16PS %s, %s, %s", evex512(0x52, ppF3, acc, k.nv+i%k.ntmp(), v), s.v(v), t, k.acc(i, v))
+					} else {
+						// b's unsigned bytes (vvvv) times a's signed ones (rm).
+						w.p("\t%s // VPDPBUSD %s, %s, %s", evex512(0x50, pp66, acc, v, k.nv+i%k.ntmp()), t, s.v(v), k.acc(i, v))
+					}
 				}
 				continue
 			}
@@ -157,6 +167,13 @@ func (k gemmKernel) body(w *asm) {
 	w.p("\tJNZ  tailloop")
 	w.p("")
 	w.p("store:")
+	if k.i8 {
+		for i := 0; i < k.mr; i++ {
+			for v := 0; v < k.nv; v++ {
+				w.p("\tVCVTDQ2PS %s, %s", k.acc(i, v), k.acc(i, v))
+			}
+		}
+	}
 }
 
 // storeFull adds alpha·acc to the whole tile.

@@ -84,3 +84,118 @@ func pairBF16() []byte {
 	w.p("\tRET")
 	return w.Bytes()
 }
+
+// quadU8 quantises rows of 32 float32 values, lds apart, to the unsigned
+// byte quads the int8 micro-kernel reads:
+//
+//	for p := 0; p < quads; p++ {
+//		for j := 0; j < 32; j++ {
+//			dst[p*32+j] = bits of Σ_r u8(src[(4p+r)*lds+j]) << 8r   (r < 4)
+//		}
+//	}
+//
+// with u8(x) = min(max(cvt(x·scale) + zero, 0), 255), cvt rounding to
+// nearest even (VCVTPS2DQ; NaN and out-of-range values give MinInt32,
+// hence 0).
+func quadU8() []byte {
+	var w asm
+	w.header()
+	w.p("")
+	w.p("// func quadU8AVX512(src []float32, lds, quads int, dst []float32, scale float32, zero int32)")
+	w.p("//")
+	w.p("// Needs AVX-512 F.")
+	w.p("TEXT ·quadU8AVX512(SB), NOSPLIT, $0-72")
+	w.p("\tMOVQ src_base+0(FP), SI")
+	w.p("\tMOVQ lds+24(FP), DX")
+	w.p("\tSHLQ $2, DX")
+	w.p("\tMOVQ quads+32(FP), CX")
+	w.p("\tMOVQ dst_base+40(FP), DI")
+	w.p("\tVBROADCASTSS scale+64(FP), Z16")
+	w.p("\tMOVL zero+68(FP), AX")
+	w.p("\tVPBROADCASTD AX, Z17")
+	w.p("\tVPXORD Z18, Z18, Z18")
+	w.p("\tMOVL $255, AX")
+	w.p("\tVPBROADCASTD AX, Z19")
+	w.p("\tLEAQ (DX)(DX*2), R8 // three rows")
+	w.p("\tTESTQ CX, CX")
+	w.p("\tJZ   done")
+	w.p("")
+	w.p("loop:")
+	rows := []string{"0(SI)", "0(SI)(DX*1)", "0(SI)(DX*2)", "0(SI)(R8*1)"}
+	for h := 0; h < 2; h++ {
+		for r := 0; r < 4; r++ {
+			z := fmt.Sprintf("Z%d", r)
+			addr := rows[r]
+			if h == 1 {
+				addr = "64" + addr[1:]
+			}
+			w.p("\tVMULPS %s, Z16, %s", addr, z)
+			w.p("\tVCVTPS2DQ %s, %s", z, z)
+			w.p("\tVPADDD Z17, %s, %s", z, z)
+			w.p("\tVPMAXSD Z18, %s, %s", z, z)
+			w.p("\tVPMINSD Z19, %s, %s", z, z)
+			if r > 0 {
+				w.p("\tVPSLLD $%d, %s, %s", 8*r, z, z)
+			}
+		}
+		w.p("\tVPORD Z1, Z0, Z0")
+		w.p("\tVPORD Z3, Z2, Z2")
+		w.p("\tVPORD Z2, Z0, Z0")
+		w.p("\tVMOVDQU32 Z0, %d(DI)", h*64)
+	}
+	w.p("\tLEAQ (SI)(DX*4), SI")
+	w.p("\tADDQ $128, DI")
+	w.p("\tDECQ CX")
+	w.p("\tJNZ  loop")
+	w.p("")
+	w.p("done:")
+	w.p("\tVZEROUPPER")
+	w.p("\tRET")
+	return w.Bytes()
+}
+
+// minMax is the smallest and largest of x (len(x) a positive multiple of
+// 16; the caller does the rest). With a NaN in x the result is one of the
+// other values or the NaN (VMINPS/VMAXPS keep their second operand).
+func minMax() []byte {
+	var w asm
+	w.header()
+	w.p("")
+	w.p("// func minMaxAVX512(x []float32) (lo, hi float32)")
+	w.p("//")
+	w.p("// Needs AVX-512 F.")
+	w.p("TEXT ·minMaxAVX512(SB), NOSPLIT, $0-32")
+	w.p("\tMOVQ x_base+0(FP), SI")
+	w.p("\tMOVQ x_len+8(FP), CX")
+	w.p("\tSHRQ $4, CX")
+	w.p("\tVMOVUPS (SI), Z0")
+	w.p("\tVMOVAPS Z0, Z1")
+	w.p("\tADDQ $64, SI")
+	w.p("\tDECQ CX")
+	w.p("\tJZ   reduce")
+	w.p("")
+	w.p("loop:")
+	w.p("\tVMOVUPS (SI), Z2")
+	w.p("\tVMINPS Z2, Z0, Z0")
+	w.p("\tVMAXPS Z2, Z1, Z1")
+	w.p("\tADDQ $64, SI")
+	w.p("\tDECQ CX")
+	w.p("\tJNZ  loop")
+	w.p("")
+	w.p("reduce:")
+	for _, r := range []struct{ op, reg, half string }{{"VMINPS", "0", "2"}, {"VMAXPS", "1", "3"}} {
+		w.p("\tVEXTRACTF64X4 $1, Z%s, Y%s", r.reg, r.half)
+		w.p("\t%s Y%s, Y%s, Y%s", r.op, r.half, r.reg, r.reg)
+		w.p("\tVEXTRACTF128 $1, Y%s, X%s", r.reg, r.half)
+		w.p("\t%s X%s, X%s, X%s", r.op, r.half, r.reg, r.reg)
+		w.p("\tVPERMILPS $0x4e, X%s, X%s", r.reg, r.half)
+		w.p("\t%s X%s, X%s, X%s", r.op, r.half, r.reg, r.reg)
+		w.p("\tVPERMILPS $0xb1, X%s, X%s", r.reg, r.half)
+		w.p("\t%s X%s, X%s, X%s", r.op, r.half, r.reg, r.reg)
+	}
+	w.p("\tVMOVSS X0, lo+24(FP)")
+	w.p("\tVMOVSS X1, hi+28(FP)")
+	w.p("\tVZEROUPPER")
+	w.p("\tRET")
+	return w.Bytes()
+}
