@@ -37,13 +37,19 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 		b.convImplicitForward(p, xData, wData, yData, nil)
 		return
 	}
-	// The filter is packed once for every image's GEMMs.
+	b.convExplicitForward(p, xData, wData, yData, nil)
+}
+
+// convExplicitForward is Conv2dForward's explicit path (p normalised),
+// with epilogue applied to each image's output right after its GEMMs when
+// it is not nil. The filter is packed once for every image's GEMMs.
+func (b *Backend) convExplicitForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
 	G := p.G()
-	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, wData)
+	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)
 	if fp != nil {
 		defer filterPool.put(fp)
 	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: xData, w: wData, y: yData, filt: filt, gt: gemmThreads(b.Threads(), p.N)})
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: x, w: w, y: y, filt: filt, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // Conv2dBackwardData implements backend.Ops.
@@ -121,8 +127,7 @@ func (b *Backend) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, ga
 		b.convImplicitForward(np, xData, wData, yData, e)
 		return
 	}
-	b.Conv2dForward(p, x, w, y)
-	splitN(b, &epilogueLoops, p.N, epilogueLoop{e: e, y: yData})
+	b.convExplicitForward(np, xData, wData, yData, e)
 }
 
 // convLoop is a convolution pass's loop over images: the arguments of one
@@ -140,7 +145,7 @@ type convLoop struct {
 	geo     phased // implicit paths: the padded image's phase planes
 	x, w, y []float32
 	filt    []packedA     // forward: each group's packed filter
-	epi     *convEpilogue // implicit forward: applied to each image's output
+	epi     *convEpilogue // forward: applied to each image's output
 	gt      int           // threads per GEMM
 }
 
@@ -221,10 +226,15 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 		colBuf = getCol(crs * PQ)
 		defer colPool.put(colBuf)
 	}
+	var st *convScratch
+	if forward {
+		st = convScratchPool.get()
+		defer convScratchPool.put(st)
+	}
 	for n := lo; n < hi; n++ {
 		var q *quantB
 		if forward && k.filt != nil && k.filt[0].i8 != nil {
-			q = quantFor(x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W])
+			q = quantFromRange(k.imageRange(st, x[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], p.C))
 		}
 		for g := 0; g < G; g++ {
 			xs := x[(n*p.C+g*cg)*p.H*p.W:]
@@ -240,12 +250,12 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 					pa = &k.filt[g]
 				}
 				gemmDispatch(true, false, false, kg, PQ, crs, 1, k.w[g*kg*crs:], crs, pa, col, PQ, nil, q, out, PQ, threads)
-				if q != nil {
-					dequantize(out, PQ, pa.i8, q)
-				}
 			} else {
 				sgemm(false, true, kg, crs, PQ, 1, k.y[(n*p.K+g*kg)*PQ:], PQ, col, PQ, 1, acc[g*kg*crs:], crs, threads)
 			}
+		}
+		if forward {
+			k.finish(st, n, q)
 		}
 	}
 }
@@ -299,25 +309,128 @@ func (k *convLoop) implicitForward(lo, hi int) {
 		var q *quantB
 		if filt[0].i8 != nil {
 			// The padding is zero, which the quantisation keeps exact.
-			q = quantFor(src)
+			q = quantFromRange(k.imageRange(st, src, p.C))
 		}
 		if !direct {
-			geo.fill(src, st.pad)
+			k.channelPass(st, imagePass{op: passFill, geo: geo, src: src, dst: st.pad}, p.C)
 			src = st.pad
 		}
 		for g := 0; g < G; g++ {
 			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
 			out := y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
 			gemmDispatch(true, false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, q, out, PQ, threads)
-			if q != nil {
-				dequantize(out, PQ, filt[g].i8, q)
-			}
 		}
-		if k.epi != nil {
-			k.epi.apply(n, y[n*p.K*PQ:(n+1)*p.K*PQ])
-		}
+		k.finish(st, n, q)
 	}
 	st.cb.src = nil
+}
+
+// finish completes image n's forward output after its GEMMs: the int8
+// path's scaling back (q not nil), then the epilogue, in one pass per
+// channel (the two affine maps composed) while the output is in cache.
+func (k *convLoop) finish(st *convScratch, n int, q *quantB) {
+	p := k.p
+	G, PQ := p.G(), p.P()*p.Q()
+	kg := p.K / G
+	y := k.y[n*p.K*PQ : (n+1)*p.K*PQ]
+	if q == nil {
+		if k.epi != nil {
+			k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: k.epi.scale, shift: k.epi.shift, plane: PQ}, p.K)
+		}
+		return
+	}
+	// Per channel c of group g: y = a·sum + b with a = s_w·s_x and
+	// b = −a·zero·Σw_q; then the epilogue's scale and shift.
+	st.scale, st.shift = grow(st.scale, p.K), grow(st.shift, p.K)
+	for g := 0; g < G; g++ {
+		s := k.filt[g].i8
+		for c := 0; c < kg; c++ {
+			a := s.scale[c] * q.scale
+			st.scale[g*kg+c], st.shift[g*kg+c] = a, -a*float32(q.zero)*float32(s.sum[c])
+		}
+	}
+	if k.epi != nil {
+		for c := range st.scale {
+			es, eb := k.epi.scale[c], k.epi.shift[c]
+			st.scale[c], st.shift[c] = es*st.scale[c], es*st.shift[c]+eb
+		}
+	}
+	k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: st.scale, shift: st.shift, plane: PQ}, p.K)
+}
+
+// The passes over one image around its GEMMs, by channel, split over the
+// threads the batch leaves to each image (convLoop.gt: at batch 1 all of
+// them) so that they do not run on one thread while the others wait.
+const (
+	passRange  = iota // the smallest and largest value of src (plane values a channel)
+	passFill          // geo.fill of src into dst
+	passFinish        // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil)
+)
+
+// imagePass is one of those passes; parts are its channel ranges.
+type imagePass struct {
+	op       int
+	geo      phased
+	src, dst []float32
+	y        []float32
+	n, plane int
+	epi      *convEpilogue
+	scale    []float32
+	shift    []float32
+	parts    [][2]int
+	lohi     [][2]float32 // passRange: per part
+}
+
+var imagePasses freeList[imagePass]
+
+func (ip *imagePass) chunk(lo, hi int) {
+	for i := lo; i < hi; i++ {
+		c0, c1 := ip.parts[i][0], ip.parts[i][1]
+		switch ip.op {
+		case passRange:
+			l, h := minMax(ip.src[c0*ip.plane : c1*ip.plane])
+			ip.lohi[i] = [2]float32{l, h}
+		case passFill:
+			g := ip.geo
+			g.ch = c1 - c0
+			g.fill(ip.src[c0*g.h*g.w:c1*g.h*g.w], ip.dst[c0*g.chanSize():c1*g.chanSize()])
+		case passFinish:
+			if ip.epi != nil {
+				ip.epi.applyRange(ip.n, ip.y, ip.scale, ip.shift, c0, c1)
+				continue
+			}
+			for c := c0; c < c1; c++ {
+				row := ip.y[c*ip.plane : (c+1)*ip.plane]
+				affine(ip.scale[c], ip.shift[c], row, row)
+			}
+		}
+	}
+}
+
+// channelPass runs pass ip over ch channels.
+func (k *convLoop) channelPass(st *convScratch, ip imagePass, ch int) {
+	threads := max(1, k.gt)
+	st.parts = splitRangeInto(st.parts[:0], ch, 2*threads, 1)
+	ip.parts = st.parts
+	if ip.op == passRange {
+		st.lohi = grow(st.lohi, len(ip.parts))
+		ip.lohi = st.lohi
+	}
+	if threads == 1 {
+		ip.chunk(0, len(ip.parts))
+		return
+	}
+	splitWith(&imagePasses, len(ip.parts), threads, ip)
+}
+
+// imageRange is the smallest and largest value of the ch channels of src.
+func (k *convLoop) imageRange(st *convScratch, src []float32, ch int) (lo, hi float32) {
+	k.channelPass(st, imagePass{op: passRange, src: src, plane: len(src) / ch}, ch)
+	lo, hi = st.lohi[0][0], st.lohi[0][1]
+	for _, r := range st.lohi[1:len(st.parts)] {
+		lo, hi = min(lo, r[0]), max(hi, r[1])
+	}
+	return lo, hi
 }
 
 // implicitBackwardFilter is convImplicitBackwardFilter's sum over images
@@ -603,8 +716,11 @@ func finite(x []float32) bool {
 
 // convScratch is one goroutine's state for the implicit path.
 type convScratch struct {
-	pad, dy []float32
-	cb      convB
+	pad, dy      []float32
+	cb           convB
+	scale, shift []float32 // finish: the composed per-channel maps
+	parts        [][2]int  // channelPass: channel ranges
+	lohi         [][2]float32
 }
 
 var convScratchPool freeList[convScratch]
@@ -858,38 +974,24 @@ func (e *convEpilogue) set(bn backend.BatchNormParams, gamma, beta, runMean, run
 	e.relu, e.plane = relu, bn.L
 }
 
-// apply finishes image n, whose output is y (K planes).
-func (e *convEpilogue) apply(n int, y []float32) {
+// applyRange finishes channels [c0, c1) of image n, whose output is y (K
+// planes), with the per-channel affine map scale, shift (batch norm's, or
+// composed with the int8 path's scaling back).
+func (e *convEpilogue) applyRange(n int, y []float32, scale, shift []float32, c0, c1 int) {
 	l := e.plane
 	var res []float32
 	if e.res != nil {
 		res = e.res[n*len(y) : (n+1)*len(y)]
 	}
-	for k := range e.scale {
+	for k := c0; k < c1; k++ {
 		row := y[k*l : (k+1)*l]
-		affine(e.scale[k], e.shift[k], row, row)
+		affine(scale[k], shift[k], row, row)
 		if res != nil {
 			add(row, res[k*l:(k+1)*l], row)
 		}
 		if e.relu {
 			relu(row, row)
 		}
-	}
-}
-
-// epilogueLoop applies an epilogue to images [lo, hi) of y, for the
-// convolution paths that finish all images first.
-type epilogueLoop struct {
-	e *convEpilogue
-	y []float32
-}
-
-var epilogueLoops freeList[epilogueLoop]
-
-func (k *epilogueLoop) chunk(lo, hi int) {
-	per := len(k.e.scale) * k.e.plane
-	for n := lo; n < hi; n++ {
-		k.e.apply(n, k.y[n*per:(n+1)*per])
 	}
 }
 

@@ -28,7 +28,8 @@ import "math"
 // (dynamic quantisation: no calibration set, one min/max pass per image
 // and layer). The kernel sums four byte products at a time into int32
 // (VPDPBUSD, AVX-512 VNNI), a slot holding four k steps; the output is
-// then y = s_w[m]·s_x·(Σ w_q·x_q − z·Σ w_q[m,:]). The zero padding of an
+// then y = s_w[m]·s_x·(Σ w_q·x_q − z·Σ w_q[m,:]), folded into the epilogue
+// (convLoop.finish). The zero padding of an
 // image quantises to z exactly. Without VNNI, or below the AVX-512 level,
 // Precision INT8 runs in float32.
 
@@ -138,8 +139,10 @@ type quantB struct {
 // over [0, max] when it has no negative value, else zero 128 over
 // [−max|x|, max|x|]. An image of zeros, or with a NaN or an infinity,
 // gets scale 1 (its output is not meaningful in float32 either).
-func quantFor(x []float32) *quantB {
-	lo, hi := minMax(x)
+func quantFor(x []float32) *quantB { return quantFromRange(minMax(x)) }
+
+// quantFromRange is quantFor of an image whose values span [lo, hi].
+func quantFromRange(lo, hi float32) *quantB {
 	q := &quantB{inv: 1, scale: 1}
 	amax, levels := hi, float32(255)
 	if lo < 0 {
@@ -248,16 +251,5 @@ func quadInts(src []float32, w, kb int, dst []float32) {
 			}
 			dst[p*w+j] = math.Float32frombits(v)
 		}
-	}
-}
-
-// dequantize turns an int8 GEMM's sums (rows of n values of c, one per
-// filter row) into the convolution's output:
-// c = s_w[m]·s_x·(c − zero·Σ w_q[m,:]).
-func dequantize(c []float32, n int, s *i8Scale, q *quantB) {
-	for m, sw := range s.scale {
-		a := sw * q.scale
-		row := c[m*n : (m+1)*n]
-		affine(a, -a*float32(q.zero)*float32(s.sum[m]), row, row)
 	}
 }
