@@ -335,6 +335,25 @@ func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int {
 	return quads
 }
 
+// maxPool3x3s2Vec runs max3x3's stride-2 loop for whole groups of 16
+// windows at the AVX-512 level (x starting at the first window) and
+// returns how many windows it did: the groups whose loads (2w + 34 values
+// from each group's start) stay inside x.
+func maxPool3x3s2Vec(x []float32, w int, y, arg []float32, base int) int {
+	if ActiveLevel() != AVX512 || len(x) < 2*w+34 {
+		return 0
+	}
+	groups := min(len(y)/16, (len(x)-2*w-34)/32+1)
+	if groups <= 0 {
+		return 0
+	}
+	if len(arg) < 16*groups {
+		panic("cpu: maxPool3x3s2: arg too short")
+	}
+	maxPool3x3s2AVX512(x, w, groups, y, arg, base)
+	return 16 * groups
+}
+
 // minMaxVec is minMax over the longest prefix of whole 16-value vectors
 // at the AVX-512 level: its length and the result (0 when it did nothing).
 func minMaxVec(x []float32) (n int, lo, hi float32) {

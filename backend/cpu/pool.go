@@ -149,7 +149,11 @@ func max3x3(x []float32, w, c0, sw int, y, arg []float32, base int) {
 	}
 	last := c0 + (len(y)-1)*sw
 	ra, rb, rc := x[:last+3], x[w:w+last+3], x[2*w:2*w+last+3]
-	for i := range y {
+	done := 0
+	if sw == 2 {
+		done = maxPool3x3s2Vec(x[c0:], w, y, arg, base+c0)
+	}
+	for i := done; i < len(y); i++ {
 		c := c0 + i*sw
 		a, b, d := ra[c:c+3:c+3], rb[c:c+3:c+3], rc[c:c+3:c+3]
 		m := max(max(max(a[0], a[1]), max(a[2], b[0])), max(max(b[1], b[2]), max(d[0], max(d[1], d[2]))))

@@ -31,6 +31,7 @@ func main() {
 		"gemm_i8_amd64.s":        gemmFile(i8Kernel),
 		"quadu8_amd64.s":         quadU8(),
 		"minmax_amd64.s":         minMax(),
+		"maxpool_amd64.s":        maxPool3x3s2(),
 		"pack_avx2_amd64.s":      packAVX2(),
 		"pack_avx512_amd64.s":    packAVX512(),
 		"gather_avx2_amd64.s":    gatherAVX2(),
