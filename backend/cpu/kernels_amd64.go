@@ -245,16 +245,21 @@ func sumSqDev64Vec(m float64, x []float32) (n int, s float64) {
 }
 
 // gatherRowsVec is, when the active level has vectors and n is a multiple
-// of 8: for l, o := range offs { copy(dst[l*ldd:l*ldd+n], src[o+base:o+base+n]) }.
+// of 8 (at the AVX-512 level also any n ≤ 32): for l, o := range offs { copy(dst[l*ldd:l*ldd+n], src[o+base:o+base+n]) }.
 // It reports false, having done nothing, otherwise. lo and hi bound the
 // entries of offs (convB keeps them for its tables): it panics, before
 // touching memory, when a row within them would fall outside src or dst.
 func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int) bool {
-	if ActiveLevel() == Generic || n%8 != 0 || n == 0 || len(offs) == 0 {
+	l := ActiveLevel()
+	if l == Generic || n == 0 || len(offs) == 0 || n%8 != 0 && (l != AVX512 || n > 32) {
 		return false
 	}
 	if lo+base < 0 || hi+base+n > len(src) || ldd < n || (len(offs)-1)*ldd+n > len(dst) {
 		panic("cpu: gatherRows: slices too short")
+	}
+	if l == AVX512 && n <= 32 {
+		gatherRowsAVX512(dst, ldd, src, offs, base, n)
+		return true
 	}
 	gatherRowsAVX2(dst, ldd, src, offs, base, n/8)
 	return true

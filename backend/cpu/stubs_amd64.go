@@ -245,6 +245,16 @@ func sumSqDev64AVX2(m float64, x []float32) float64
 //go:noescape
 func sumSqDev64AVX512(m float64, x []float32) float64
 
+// gatherRowsAVX512 is, for 1 ≤ n ≤ 32 (AVX-512 F; masked loads and
+// stores, nothing read or written past the n values of a row):
+//
+//	for l, o := range offs {
+//		copy(dst[l*ldd:l*ldd+n], src[o+base:o+base+n])
+//	}
+//
+//go:noescape
+func gatherRowsAVX512(dst []float32, ldd int, src []float32, offs []int, base, n int)
+
 // gatherRowsAVX2 is, for n8 ≥ 1 (AVX):
 //
 //	for l, o := range offs {

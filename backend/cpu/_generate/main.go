@@ -35,6 +35,7 @@ func main() {
 		"pack_avx2_amd64.s":      packAVX2(),
 		"pack_avx512_amd64.s":    packAVX512(),
 		"gather_avx2_amd64.s":    gatherAVX2(),
+		"gather_avx512_amd64.s":  gatherAVX512(),
 		"packoff_avx512_amd64.s": packOffAVX512(),
 		"packoff_avx2_amd64.s":   packOffAVX2(),
 	}
