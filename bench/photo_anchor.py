@@ -88,13 +88,15 @@ for batch in [int(b) for b in a.batches.split(",")]:
             variants["optimize"] = (torch.jit.optimize_for_inference(torch.jit.trace(make().eval(), x)), x)
     except Exception as e:  # noqa: BLE001
         print(f"# optimize_for_inference: {e}", file=sys.stderr)
+    # One image takes tens of ms: eight times the steps (as tools/bench).
+    steps = a.steps * 8 if batch == 1 else a.steps
     for name, (m, inp) in variants.items():
         with torch.no_grad():
-            dt = timed(lambda: m(inp), a.steps)
+            dt = timed(lambda: m(inp), steps)
         out(f"torch_{name}_{tag}", batch / dt, "img/s")
     try:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            dt = timed(lambda: base(x), a.steps)
+            dt = timed(lambda: base(x), steps)
         out(f"torch_bf16_{tag}", batch / dt, "img/s")
     except Exception as e:  # noqa: BLE001
         print(f"# bf16: {e}", file=sys.stderr)
