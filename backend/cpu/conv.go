@@ -228,8 +228,10 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 	}
 	var st *convScratch
 	if forward {
-		st = convScratchPool.get()
-		defer convScratchPool.put(st)
+		// A pool of its own: the implicit path's scratch keeps its large
+		// padded image, which this one would leave to be grown again.
+		st = explicitScratchPool.get()
+		defer explicitScratchPool.put(st)
 	}
 	for n := lo; n < hi; n++ {
 		var q *quantB
@@ -723,7 +725,7 @@ type convScratch struct {
 	lohi         [][2]float32
 }
 
-var convScratchPool freeList[convScratch]
+var convScratchPool, explicitScratchPool freeList[convScratch]
 
 // phased is the geometry of a padded image split into phase planes.
 type phased struct {
