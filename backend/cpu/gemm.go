@@ -127,6 +127,9 @@ type gemmKernel struct {
 	// edge, when set, handles partial tiles in place; without it they are
 	// computed into a scratch tile whose valid part is added to C.
 	edge edgeKernel
+	// set, when set, is fn storing alpha·a·b without reading C (a whole
+	// tile's first k block when beta = 0).
+	set microKernel
 	// packRows, when set, is a faster packRowsGo for whole panels (rows =
 	// MR of a non-transposed A, or NR of a transposed B).
 	packRows rowPacker
@@ -395,13 +398,18 @@ func macroKernel(kern gemmKernel, zero bool, kb int, ap []float32, mb int, bp []
 			b := bp[j*kb : j*kb+nr*kb]
 			// The slice bounds check that the whole tile is in c.
 			ct := c[i*ldc+j : (i+mm-1)*ldc+j+nn]
+			full := mm == mr && nn == nr
+			if full && zero && kern.set != nil {
+				kern.set(kb, a, b, ct, ldc, alpha)
+				continue
+			}
 			if zero {
 				for r := 0; r < mm; r++ {
 					clear(ct[r*ldc : r*ldc+nn])
 				}
 			}
 			switch {
-			case mm == mr && nn == nr:
+			case full:
 				kern.fn(kb, a, b, ct, ldc, alpha)
 			case kern.edge != nil:
 				kern.edge(kb, a, b, ct, ldc, alpha, mm, nn)

@@ -83,6 +83,24 @@ func TestGemmMicroKernels(t *testing.T) {
 			}
 			k.fn(kc, a, b, buf[ldc+3:ldc+3+(mr-1)*ldc+nr], ldc, alpha)
 			checkTile(t, fmt.Sprintf("%s kc=%d", k.name, kc), buf, ldc, mr, nr, mr, nr, want, kc)
+			if k.set == nil {
+				continue
+			}
+			// The storing variant: C's old values (NaN here) are not read.
+			for i := 0; i < mr; i++ {
+				for j := 0; j < nr; j++ {
+					buf[(i+1)*ldc+3+j] = float32(math.NaN())
+				}
+			}
+			for i := range want {
+				var s float64
+				for p := 0; p < kc; p++ {
+					s += float64(a[p*mr+i/nr]) * float64(b[p*nr+i%nr])
+				}
+				want[i] = float64(alpha) * s
+			}
+			k.set(kc, a, b, buf[ldc+3:ldc+3+(mr-1)*ldc+nr], ldc, alpha)
+			checkTile(t, fmt.Sprintf("%s set kc=%d", k.name, kc), buf, ldc, mr, nr, mr, nr, want, kc)
 		}
 	})
 }

@@ -21,17 +21,17 @@ var (
 // difference is smaller; DMLGO_SIMD=avx2 forces the other kernels.
 func addAsmKernels(k map[Level]gemmKernel) {
 	if hasAVX2 {
-		k[AVX2] = gemmKernel{name: "avx2 6x16", mr: 6, nr: 16, fn: gemmKernelAVX2, packRows: packRowsAVX2}
+		k[AVX2] = gemmKernel{name: "avx2 6x16", mr: 6, nr: 16, fn: gemmKernelAVX2, set: gemmKernelAVX2Set, packRows: packRowsAVX2}
 	}
 	if hasAVX512 {
-		k[AVX512] = gemmKernel{name: "avx512 8x32", mr: 8, nr: 32, fn: gemmKernelAVX512,
+		k[AVX512] = gemmKernel{name: "avx512 8x32", mr: 8, nr: 32, fn: gemmKernelAVX512, set: gemmKernelAVX512Set,
 			edge: gemmKernelAVX512Edge, packRows: packRowsAVX512}
 	}
 	if hasBF16 {
-		bf16Kernel.fn, bf16Kernel.edge, bf16Kernel.packRows = gemmKernelBF16, gemmKernelBF16Edge, packRowsAVX512
+		bf16Kernel.fn, bf16Kernel.set, bf16Kernel.edge, bf16Kernel.packRows = gemmKernelBF16, gemmKernelBF16Set, gemmKernelBF16Edge, packRowsAVX512
 	}
 	if hasVNNI {
-		i8Kernel.fn, i8Kernel.edge, i8Kernel.packRows = gemmKernelI8, gemmKernelI8Edge, packRowsAVX512
+		i8Kernel.fn, i8Kernel.set, i8Kernel.edge, i8Kernel.packRows = gemmKernelI8, gemmKernelI8Set, gemmKernelI8Edge, packRowsAVX512
 	}
 }
 

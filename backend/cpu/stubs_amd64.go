@@ -30,6 +30,22 @@ func gemmKernelAVX2(kc int, a, b []float32, c []float32, ldc int, alpha float32)
 //go:noescape
 func gemmKernelAVX512(kc int, a, b []float32, c []float32, ldc int, alpha float32)
 
+// gemmKernelAVX2Set, gemmKernelAVX512Set, gemmKernelBF16Set and
+// gemmKernelI8Set are their kernels with c[i*ldc+j] = alpha * sum: C is
+// written, never read.
+//
+//go:noescape
+func gemmKernelAVX2Set(kc int, a, b []float32, c []float32, ldc int, alpha float32)
+
+//go:noescape
+func gemmKernelAVX512Set(kc int, a, b []float32, c []float32, ldc int, alpha float32)
+
+//go:noescape
+func gemmKernelBF16Set(kc int, a, b []float32, c []float32, ldc int, alpha float32)
+
+//go:noescape
+func gemmKernelI8Set(kc int, a, b []float32, c []float32, ldc int, alpha float32)
+
 // gemmKernelAVX512Edge is gemmKernelAVX512 with i < mm and j < nn only
 // (it computes the whole zero-padded tile, then loads and stores C under
 // masks).

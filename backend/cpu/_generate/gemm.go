@@ -71,7 +71,15 @@ func gemmFile(k gemmKernel) []byte {
 	w.p("// %d×%d tile, %d accumulators; needs %s.", k.mr, nr, k.nacc(), k.needs)
 	w.p("TEXT ·%s(SB), NOSPLIT, $0-92", k.name)
 	k.body(&w)
-	k.storeFull(&w)
+	k.storeFull(&w, false)
+	w.p("")
+	w.p("// func %sSet(kc int, a, b []float32, c []float32, ldc int, alpha float32)", k.name)
+	w.p("//")
+	w.p("// %s with c = alpha·acc: c is written, never read (the first k block", k.name)
+	w.p("// of a product with beta = 0).")
+	w.p("TEXT ·%sSet(SB), NOSPLIT, $0-92", k.name)
+	k.body(&w)
+	k.storeFull(&w, true)
 	if k.edge {
 		w.p("")
 		w.p("// func %sEdge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)", k.name)
@@ -176,14 +184,18 @@ func (k gemmKernel) body(w *asm) {
 	}
 }
 
-// storeFull adds alpha·acc to the whole tile.
-func (k gemmKernel) storeFull(w *asm) {
+// storeFull adds alpha·acc to the whole tile (set: stores alpha·acc).
+func (k gemmKernel) storeFull(w *asm, set bool) {
 	s := k.isa
 	alpha := s.v(0)
 	w.p("\tVBROADCASTSS alpha+88(FP), %s", alpha)
 	for i := 0; i < k.mr; i++ {
 		for v := 0; v < k.nv; v++ {
-			w.p("\tVFMADD213PS %d(DI), %s, %s", v*s.vbytes(), alpha, k.acc(i, v))
+			if set {
+				w.p("\tVMULPS %s, %s, %s", alpha, k.acc(i, v), k.acc(i, v))
+			} else {
+				w.p("\tVFMADD213PS %d(DI), %s, %s", v*s.vbytes(), alpha, k.acc(i, v))
+			}
 			w.p("\tVMOVUPS %s, %d(DI)", k.acc(i, v), v*s.vbytes())
 		}
 		if i < k.mr-1 {
