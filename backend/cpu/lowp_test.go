@@ -250,21 +250,7 @@ func TestConvBF16(t *testing.T) {
 					}
 				}
 			}
-			fallback := New(threads)
-			fallback.SetPrecision("bf16")
-			if restore, err := SetLevel(AVX2); err == nil {
-				if eff := fallback.EffectivePrecision(); eff != "fp32 (bf16 asked for, but the SIMD level is avx2)" {
-					t.Fatalf("EffectivePrecision at avx2: %q", eff)
-				}
-				y := frozenConv(t, fallback, p, x, w)
-				ref := frozenConv(t, New(threads), p, x, w)
-				restore()
-				for i := range ref {
-					if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
-						t.Fatalf("%s, bf16 at avx2: y[%d] = %v, fp32 at avx2 %v", name, i, y[i], ref[i])
-					}
-				}
-			}
+			checkFallback(t, name, "bf16", threads, p, x, w)
 			back := New(threads)
 			back.SetPrecision("bf16")
 			back.SetPrecision("fp32")
@@ -519,21 +505,31 @@ func TestConvINT8(t *testing.T) {
 				t.Errorf("%s: relative RMS error %.4f against float32, want < 0.03", name, rel)
 			}
 
-			fallback := New(threads)
-			fallback.SetPrecision("int8")
-			if restore, err := SetLevel(AVX2); err == nil {
-				if eff := fallback.EffectivePrecision(); eff != "fp32 (int8 asked for, but the SIMD level is avx2)" {
-					t.Fatalf("EffectivePrecision at avx2: %q", eff)
-				}
-				y := frozenConv(t, fallback, p, x, w)
-				ref := frozenConv(t, New(threads), p, x, w)
-				restore()
-				for i := range ref {
-					if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
-						t.Fatalf("%s, int8 at avx2: y[%d] = %v, fp32 at avx2 %v", name, i, y[i], ref[i])
-					}
-				}
-			}
+			checkFallback(t, name, "int8", threads, p, x, w)
+		}
+	}
+}
+
+// checkFallback: a backend at precision prec with the AVX2 level forced
+// says it runs fp32, and gives the fp32 convolution bit for bit (skipped
+// where AVX2 is not supported).
+func checkFallback(t *testing.T, name, prec string, threads int, p backend.Conv2dParams, x, w []float32) {
+	t.Helper()
+	fallback := New(threads)
+	fallback.SetPrecision(prec)
+	restore, err := SetLevel(AVX2)
+	if err != nil {
+		return
+	}
+	defer restore()
+	if eff := fallback.EffectivePrecision(); eff != "fp32 ("+prec+" asked for, but the SIMD level is avx2)" {
+		t.Fatalf("EffectivePrecision at avx2: %q", eff)
+	}
+	y := frozenConv(t, fallback, p, x, w)
+	ref := frozenConv(t, New(threads), p, x, w)
+	for i := range ref {
+		if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
+			t.Fatalf("%s, %s at avx2: y[%d] = %v, fp32 at avx2 %v", name, prec, i, y[i], ref[i])
 		}
 	}
 }
