@@ -28,10 +28,10 @@ import "math"
 // (dynamic quantisation: no calibration set, one min/max pass per image
 // and layer). The kernel sums four byte products at a time into int32
 // (VPDPBUSD, AVX-512 VNNI), a slot holding four k steps; the output is
-// then y = s_w[m]·s_x·(Σ w_q·x_q − z·Σ w_q[m,:]), folded into the epilogue
-// (convLoop.finish). The zero padding of an
-// image quantises to z exactly. Without VNNI, or below the AVX-512 level,
-// Precision INT8 runs in float32.
+// then y = s_w[m]·s_x·(Σ w_q·x_q − z·Σ w_q[m,:]), folded into the
+// epilogue (convLoop.finish). The zero padding of an image quantises to z
+// exactly. Without VNNI, or below the AVX-512 level, Precision INT8 runs
+// in float32.
 
 // Precision is the arithmetic of a frozen model's convolutions.
 type Precision int32
