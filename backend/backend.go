@@ -74,9 +74,9 @@ func Freeze(b Backend, ts ...*tensor.Tensor) bool {
 
 // Precisioner is implemented by backends that can run a frozen model's
 // convolutions in a lower precision than float32 (the CPU: bfloat16 with
-// AVX-512 BF16, int8 with AVX-512 VNNI). SetPrecision takes one of Precisions and returns what
-// will run, in words: a backend or CPU that lacks the kernels runs
-// float32 and says why.
+// AVX-512 BF16, int8 with AVX-512 VNNI). SetPrecision takes one of
+// Precisions and returns what will run, in words: a backend or CPU that
+// lacks the kernels runs float32 and says why.
 type Precisioner interface {
 	SetPrecision(name string) (effective string, err error)
 }

@@ -48,3 +48,30 @@ func TestSelectWith(t *testing.T) {
 		t.Error("SelectWith(tpu) succeeded")
 	}
 }
+
+// fp32Only is a backend without low-precision kernels (no Precisioner).
+type fp32Only struct{ backend.Backend }
+
+func (fp32Only) Name() string { return "plain" }
+
+// TestSetPrecision: unknown names are refused whatever the backend; a
+// backend without low-precision kernels takes fp32 and refuses the others,
+// naming itself; the CPU says what runs.
+func TestSetPrecision(t *testing.T) {
+	b := backend.MustSelect("cpu")
+	if _, err := backend.SetPrecision(b, "fp8"); err == nil || !strings.Contains(err.Error(), "fp32, bf16, int8") {
+		t.Errorf("SetPrecision(fp8): %v", err)
+	}
+	if eff, err := backend.SetPrecision(b, "bf16"); err != nil || !strings.HasPrefix(eff, "bf16") && !strings.HasPrefix(eff, "fp32 (bf16 asked for") {
+		t.Errorf("SetPrecision(cpu, bf16) = %q, %v", eff, err)
+	}
+	p := fp32Only{}
+	for _, name := range []string{"", "fp32"} {
+		if eff, err := backend.SetPrecision(p, name); err != nil || eff != "fp32" {
+			t.Errorf("SetPrecision(plain, %q) = %q, %v", name, eff, err)
+		}
+	}
+	if _, err := backend.SetPrecision(p, "int8"); err == nil || !strings.Contains(err.Error(), "the plain backend runs fp32 only") {
+		t.Errorf("SetPrecision(plain, int8): %v", err)
+	}
+}

@@ -108,7 +108,7 @@ func Load(path string, opts Options, log io.Writer) (*Model, error) {
 	backend.Freeze(b, weights...)
 	prec, err := backend.SetPrecision(b, opts.Precision)
 	if err != nil {
-		return nil, err
+		return nil, &PrecisionError{err}
 	}
 	if opts.Precision != "" && opts.Precision != "fp32" {
 		fmt.Fprintf(log, "precision: %s\n", prec)
@@ -152,6 +152,13 @@ type DeviceError struct{ Err error }
 
 func (e *DeviceError) Error() string { return "-device: " + e.Err.Error() }
 func (e *DeviceError) Unwrap() error { return e.Err }
+
+// PrecisionError is Load's error when the device cannot run the precision
+// asked for (Options.Precision): the flag's fault, not the checkpoint's.
+type PrecisionError struct{ Err error }
+
+func (e *PrecisionError) Error() string { return "-precision: " + e.Err.Error() }
+func (e *PrecisionError) Unwrap() error { return e.Err }
 
 // Describe is one line about the model, for logs.
 func (m *Model) Describe() string {

@@ -239,7 +239,7 @@ func gemmKernelGeneric(kc int, a, b []float32, c []float32, ldc int, alpha float
 var genericKernel = gemmKernel{name: "generic 4x4", mr: 4, nr: 4, fn: gemmKernelGeneric}
 
 // gemmBuffers are one thread's packing buffers (wide: a float32 panel
-// on its way to the bfloat16 layout).
+// on its way to a low-precision layout).
 type gemmBuffers struct {
 	a, b, tile, wide []float32
 }
@@ -276,8 +276,9 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // (C = alpha·op(A)·op(B) when zero: C's old values, NaN included, are not
 // read), with B read through cb when it is not nil (then b and ldb are
 // unused; see convB), and A taken from pa when it is not nil and was
-// packed for the active kernel (the serial path; the parallel one packs a
-// and lda).
+// packed for the kernel that runs. Filters packed for a low-precision
+// kernel (packedA.bf16, packedA.i8) choose it; the int8 one needs q, the
+// quantisation of B (lowp.go).
 func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, q *quantB, c []float32, ldc int, threads int) {
 	kern := activeKernel()
 	switch {
@@ -339,8 +340,9 @@ func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha f
 
 // packedA is op(A) packed once into the micro-kernel's panels, for many
 // products with the same A (a convolution's filter over the images of a
-// batch): the kc block at depth pc starts at pc·mpad (mpad = M rounded up
-// to MR), laid out as packA lays out a block of all M rows.
+// batch): the kc block at depth pc starts at depth(pc)·mpad slots (mpad =
+// M rounded up to MR; depth counts the slots of the kernel's layout, see
+// gemmKernel.depth), laid out as packAOp lays out a block of all M rows.
 type packedA struct {
 	mr, m, k, kc, mpad int
 	bf16               bool     // for the bfloat16 kernel: depths in pairs

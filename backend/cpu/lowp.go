@@ -135,13 +135,10 @@ type quantB struct {
 	zero       int32
 }
 
-// quantFor chooses the quantisation of an image from its range: zero 0
-// over [0, max] when it has no negative value, else zero 128 over
-// [−max|x|, max|x|]. An image of zeros, or with a NaN or an infinity,
-// gets scale 1 (its output is not meaningful in float32 either).
-func quantFor(x []float32) *quantB { return quantFromRange(minMax(x)) }
-
-// quantFromRange is quantFor of an image whose values span [lo, hi].
+// quantFromRange chooses the quantisation of an image whose values span
+// [lo, hi]: zero 0 over [0, hi] when it has no negative value, else zero
+// 128 over [−max|x|, max|x|]. An image of zeros, or with a NaN or an
+// infinity, gets scale 1 (its output is not meaningful in float32 either).
 func quantFromRange(lo, hi float32) *quantB {
 	q := &quantB{inv: 1, scale: 1}
 	amax, levels := hi, float32(255)

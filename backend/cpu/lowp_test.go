@@ -482,7 +482,7 @@ func TestConvINT8(t *testing.T) {
 			img := p.C * p.H * p.W
 			xq := make([]float32, len(x))
 			for n := 0; n < p.N; n++ {
-				copy(xq[n*img:], dequantized(x[n*img:(n+1)*img], quantFor(x[n*img:(n+1)*img])))
+				copy(xq[n*img:], dequantized(x[n*img:(n+1)*img], quantFromRange(minMax(x[n*img:(n+1)*img]))))
 			}
 			crs := p.C / p.G() * p.R * p.S
 			s, wi, _ := quantizeRows(false, p.K, crs, w, crs)

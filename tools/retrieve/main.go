@@ -221,7 +221,8 @@ func (f *modelFlags) load(stderr io.Writer) (*model.Model, error) {
 	m, err := model.Load(f.ckpt, f.opts, stderr)
 	if err != nil {
 		var de *model.DeviceError
-		if errors.As(err, &de) {
+		var pe *model.PrecisionError
+		if errors.As(err, &de) || errors.As(err, &pe) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("-ckpt: %w", err)
