@@ -987,12 +987,16 @@ func (e *convEpilogue) applyRange(n int, y []float32, scale, shift []float32, c0
 	}
 	for k := c0; k < c1; k++ {
 		row := y[k*l : (k+1)*l]
-		affine(scale[k], shift[k], row, row)
-		if res != nil {
-			add(row, res[k*l:(k+1)*l], row)
-		}
-		if e.relu {
-			relu(row, row)
+		switch {
+		case e.relu && res != nil:
+			affineAddRelu(scale[k], shift[k], row, res[k*l:(k+1)*l], row)
+		case e.relu:
+			affineRelu(scale[k], shift[k], row, row)
+		default:
+			affine(scale[k], shift[k], row, row)
+			if res != nil {
+				add(row, res[k*l:(k+1)*l], row)
+			}
 		}
 	}
 }

@@ -159,6 +159,24 @@ func add(x, z, y []float32) {
 	}
 }
 
+// affineRelu is affine(a, c, x, y) then relu(y, y) in one pass.
+func affineRelu(a, c float32, x, y []float32) {
+	y = y[:len(x)]
+	n := affineReluVec(a, c, x, y)
+	affine(a, c, x[n:], y[n:])
+	relu(y[n:], y[n:])
+}
+
+// affineAddRelu is affine(a, c, x, y), add(y, z, y) then relu(y, y) in
+// one pass.
+func affineAddRelu(a, c float32, x, z, y []float32) {
+	z, y = z[:len(x)], y[:len(x)]
+	n := affineAddReluVec(a, c, x, z, y)
+	affine(a, c, x[n:], y[n:])
+	add(y[n:], z[n:], y[n:])
+	relu(y[n:], y[n:])
+}
+
 // mul is: for i, v := range x { y[i] = v * z[i] }
 func mul(x, z, y []float32) {
 	z, y = z[:len(x)], y[:len(x)]

@@ -123,6 +123,56 @@ func TestElementwiseExact(t *testing.T) {
 	})
 }
 
+// TestAffineReluMatchesOps: the fused epilogue kernels (affineRelu,
+// affineAddRelu) give bit for bit what affine, add and relu give in turn,
+// NaN and signed zeros included, at every level, in place too, and write
+// nothing past y.
+func TestAffineReluMatchesOps(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(12, uint64(l)))
+		for _, n := range elemLens {
+			for off := 0; off < 4; off++ {
+				what := fmt.Sprintf("%v n=%d off=%d", l, n, off)
+				x := elemInput(r, n, off, true)
+				z := elemInput(r, n, (off+1)%4, true)
+				for _, a := range []float32{1.7, -0.6, 0} {
+					c := float32(-0.25)
+					want := make([]float32, n)
+					affine(a, c, x, want)
+					relu(want, want)
+					y, whole := elemOutput(r, n, (off+2)%4)
+					affineRelu(a, c, x, y)
+					for i := range y {
+						if !sameBits(y[i], want[i]) {
+							t.Fatalf("%s affineRelu(%v): y[%d] = %v, want %v (x %v)", what, a, i, y[i], want[i], x[i])
+						}
+					}
+					checkGuard(t, what+" affineRelu", whole, (off+2)%4+n)
+
+					affine(a, c, x, want)
+					add(want, z, want)
+					relu(want, want)
+					y, whole = elemOutput(r, n, (off+3)%4)
+					affineAddRelu(a, c, x, z, y)
+					for i := range y {
+						if !sameBits(y[i], want[i]) {
+							t.Fatalf("%s affineAddRelu(%v): y[%d] = %v, want %v (x %v, z %v)", what, a, i, y[i], want[i], x[i], z[i])
+						}
+					}
+					checkGuard(t, what+" affineAddRelu", whole, (off+3)%4+n)
+					x2 := append([]float32(nil), x...)
+					affineAddRelu(a, c, x2, z, x2)
+					for i := range x2 {
+						if !sameBits(x2[i], want[i]) {
+							t.Fatalf("%s affineAddRelu in place: y[%d] = %v, want %v", what, i, x2[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // close32 reports whether got is within k roundings of the exact want,
 // relative to the magnitude scale of the terms.
 func close32(got, want, scale float64, k float64) bool {

@@ -699,6 +699,9 @@ func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ld
 			convert(b[l0*ldb+j0+j:], ldb, d)
 			continue
 		}
+		if cb != nil && !trans && cb.packNarrow(kern, nr, kb, min(nr, nb-j), l0, j0+j, d, q) {
+			continue
+		}
 		packBF32(kern, cb, trans, kb, min(nr, nb-j), b, ldb, l0, j0+j, buf.wide)
 		convert(buf.wide, nr, d)
 	}

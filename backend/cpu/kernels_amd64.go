@@ -136,6 +136,34 @@ func affineVec(a, c float32, x, y []float32) int {
 	return n
 }
 
+func affineReluVec(a, c float32, x, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		affineReluAVX512(a, c, x[:n], y[:n])
+	} else {
+		affineReluAVX2(a, c, x[:n], y[:n])
+	}
+	return n
+}
+
+func affineAddReluVec(a, c float32, x, z, y []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(x))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		affineAddReluAVX512(a, c, x[:n], z[:n], y[:n])
+	} else {
+		affineAddReluAVX2(a, c, x[:n], z[:n], y[:n])
+	}
+	return n
+}
+
 func addVec(x, z, y []float32) int {
 	l := ActiveLevel()
 	n := vecLen(l, len(x))
@@ -321,6 +349,37 @@ func pairRowsVec(src []float32, lds, pairs int, dst []float32) int {
 	}
 	pairBF16AVX512(src, lds, pairs, dst)
 	return pairs
+}
+
+// gatherPairsVec is, when the bfloat16 kernel may run and 1 ≤ n ≤ 32,
+// gatherRowsVec of the rows offs (an even number of them) into a float32
+// buffer followed by pairRows of it, in one pass: n bfloat16 pairs a row
+// pair, ldd apart in dst. lo and hi bound offs. It reports false, having
+// done nothing, where it does not apply.
+func gatherPairsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int) bool {
+	pairs := len(offs) / 2
+	if !bf16Ready() || n < 1 || n > 32 || pairs == 0 || len(offs)%2 != 0 {
+		return false
+	}
+	if lo+base < 0 || hi+base+n > len(src) || ldd < n || (pairs-1)*ldd+n > len(dst) {
+		panic("cpu: gatherPairs: slices too short")
+	}
+	gatherPairsAVX512(dst, ldd, src, offs, base, n, pairs)
+	return true
+}
+
+// gatherQuadsVec is gatherPairsVec for the int8 kernel: n unsigned byte
+// quads (quantised by q) a group of four rows offs, ldd apart in dst.
+func gatherQuadsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int, q *quantB) bool {
+	quads := len(offs) / 4
+	if !i8Ready() || n < 1 || n > 32 || quads == 0 || len(offs)%4 != 0 {
+		return false
+	}
+	if lo+base < 0 || hi+base+n > len(src) || ldd < n || (quads-1)*ldd+n > len(dst) {
+		panic("cpu: gatherQuads: slices too short")
+	}
+	gatherQuadsAVX512(dst, ldd, src, offs, base, n, quads, q.inv, q.zero)
+	return true
 }
 
 // hasVNNI gates the int8 kernel (VPDPBUSD).

@@ -121,6 +121,56 @@ func pairRows(src []float32, lds, w, kb int, dst []float32) {
 	}
 }
 
+// packNarrow is cb.pack of one panel (nb ≤ nr columns from j0, kb deep
+// from l0) for a low-precision kernel, converted as it is gathered
+// (gatherPairsVec, gatherQuadsVec) instead of packed in float32 and then
+// paired or quantised by q. Slots past nb are left zero (not the
+// quantised zero quadRows gives them: their products only reach columns
+// of C that are not stored). It reports false, having done nothing, where
+// the vector kernels do not run.
+func (cb *convB) packNarrow(kern gemmKernel, nr, kb, nb, l0, j0 int, dst []float32, q *quantB) bool {
+	per := 2
+	if kern.i8 {
+		per = 4
+	}
+	if nr > 32 || kern.bf16 && !bf16Ready() || kern.i8 && !i8Ready() || !kern.bf16 && !kern.i8 {
+		return false
+	}
+	rows := cb.rowOff[l0 : l0+kb]
+	whole := kb / per * per
+	d := dst[:nr*((kb+per-1)/per)]
+	if nb < nr {
+		clear(d)
+	}
+	for c := 0; c < nb; {
+		n := min(cb.run[j0+c], nb-c)
+		base := cb.colOff[j0+c]
+		if kern.i8 {
+			gatherQuadsVec(d[c:], nr, cb.src, rows[:whole], cb.lo, cb.hi, base, n, q)
+		} else {
+			gatherPairsVec(d[c:], nr, cb.src, rows[:whole], cb.lo, cb.hi, base, n)
+		}
+		if whole < kb {
+			// The last rows: the slot's missing ones are zero.
+			last := d[whole/per*nr+c:][:n]
+			for t := range last {
+				var v uint32
+				for r, ro := range rows[whole:] {
+					x := cb.src[ro+base+t]
+					if kern.i8 {
+						v |= quantU8(x, q) << (8 * r)
+					} else {
+						v |= uint32(roundBF16(x)) << (16 * r)
+					}
+				}
+				last[t] = math.Float32frombits(v)
+			}
+		}
+		c += n
+	}
+	return true
+}
+
 // i8Scale is what a filter packed as int8 needs besides its bytes: per
 // row, the scale s_w and the sum of the quantised values.
 type i8Scale struct {

@@ -96,6 +96,87 @@ func TestPairRowsMatchesCPU(t *testing.T) {
 	}
 }
 
+// TestPackNarrowMatchesPack: a low-precision panel packed straight from
+// a padded image (convB.packNarrow: gatherPairsAVX512, gatherQuadsAVX512)
+// is, bit for bit, the float32 panel (convB.pack) paired by pairRows or
+// quantised by quadRows: runs of 1 to 32 pixels (planes 1 to 40 wide),
+// depths of every remainder, partial panels, bfloat16 specials, both int8
+// zero points, and nothing written past the panel.
+func TestPackNarrowMatchesPack(t *testing.T) {
+	t.Run("bf16", func(t *testing.T) {
+		defer needBF16(t)()
+		checkPackNarrow(t, bf16Kernel, nil)
+	})
+	t.Run("int8", func(t *testing.T) {
+		defer needI8(t)()
+		checkPackNarrow(t, i8Kernel, quantFromRange(-3, 2))
+		checkPackNarrow(t, i8Kernel, quantFromRange(0, 2.5))
+	})
+}
+
+func checkPackNarrow(t *testing.T, kern gemmKernel, q *quantB) {
+	r := rand.New(rand.NewPCG(29, 5))
+	nr, per := kern.nr, 2
+	if kern.i8 {
+		per = 4
+	}
+	for _, c := range []struct{ ch, h, w, rs, kb, l0 int }{
+		{3, 9, 7, 3, 27, 0}, {4, 6, 1, 1, 4, 0}, {5, 12, 16, 3, 45, 0}, {2, 5, 33, 3, 17, 1},
+		{6, 7, 40, 1, 5, 1}, {8, 14, 14, 3, 64, 8}, {1, 3, 3, 3, 9, 0}, {4, 5, 6, 3, 30, 2},
+	} {
+		geo := newPhased(c.ch, c.h, c.w, c.rs/2, c.rs/2, 1, 1)
+		img := make([]float32, c.ch*c.h*c.w)
+		for i := range img {
+			switch {
+			case q != nil:
+				img[i] = float32(r.NormFloat64())
+			case i < len(bf16Specials):
+				img[i] = math.Float32frombits(bf16Specials[i])
+			default:
+				img[i] = math.Float32frombits(r.Uint32())
+			}
+		}
+		pad := make([]float32, geo.size())
+		geo.fill(img, pad)
+		var cb convB
+		cb.setup(c.ch, geo, c.rs, c.rs, 1, 1, c.h, c.w)
+		cb.src = pad
+		pixels := c.h * c.w
+		kd := (c.kb + per - 1) / per
+		for j0 := 0; j0 < pixels; j0 += nr {
+			nb := min(nr, pixels-j0)
+			wide := make([]float32, nr*c.kb)
+			cb.pack(nr, c.kb, nb, c.l0, j0, wide)
+			want := make([]float32, nr*kd+7)
+			got := make([]float32, nr*kd+7)
+			for i := range got {
+				got[i], want[i] = sentinel, sentinel
+			}
+			if kern.i8 {
+				quadRows(wide, nr, nr, c.kb, want, q)
+			} else {
+				pairRows(wide, nr, nr, c.kb, want)
+			}
+			if !cb.packNarrow(kern, nr, c.kb, nb, c.l0, j0, got, q) {
+				t.Fatal("packNarrow did not run")
+			}
+			for i := range want {
+				col := i % nr
+				if i < nr*kd && col >= nb {
+					// Padding columns: zero here, the quantised zero in quadRows.
+					if got[i] != 0 {
+						t.Fatalf("%+v, panel at %d: padding slot %d = %#08x", c, j0, i, math.Float32bits(got[i]))
+					}
+					continue
+				}
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%+v, panel at %d: slot %d = %#08x, want %#08x", c, j0, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+				}
+			}
+		}
+	}
+}
+
 // roundedDense is x with every value rounded to bfloat16.
 func roundedDense(x []float32) []float32 {
 	y := make([]float32, len(x))

@@ -74,6 +74,33 @@ func gemmKernelBF16Edge(kc int, a, b []float32, c []float32, ldc int, alpha floa
 //go:noescape
 func pairBF16AVX512(src []float32, lds, pairs int, dst []float32)
 
+// gatherPairsAVX512 is gatherRowsAVX512 of the first 2·pairs rows
+// into a float32 buffer followed by pairRows of it (AVX-512 F and BF16),
+// without the buffer:
+//
+//	for p := range pairs {
+//		lo, hi := src[offs[2*p]+base:], src[offs[2*p+1]+base:]
+//		for j := range n {
+//			dst[p*ldd+j] = bits of uint32(bf16(lo[j])) | uint32(bf16(hi[j]))<<16
+//		}
+//	}
+//
+//go:noescape
+func gatherPairsAVX512(dst []float32, ldd int, src []float32, offs []int, base, n, pairs int)
+
+// gatherQuadsAVX512 is gatherRowsAVX512 of the first 4·quads rows into
+// a float32 buffer followed by quadU8AVX512 of it (AVX-512 F), without
+// the buffer:
+//
+//	for q := range quads {
+//		for j := range n {
+//			dst[q*ldd+j] = bits of Σ_r u8(src[offs[4*q+r]+base+j]) << 8r   (r < 4)
+//		}
+//	}
+//
+//go:noescape
+func gatherQuadsAVX512(dst []float32, ldd int, src []float32, offs []int, base, n, quads int, scale float32, zero int32)
+
 // gemmKernelI8 is the 8×32 int8 micro-kernel (AVX-512 F and VNNI): a
 // holds quads of signed bytes, b quads of unsigned bytes (lowp.go), kc
 // quads deep, and
@@ -174,6 +201,28 @@ func affineAVX2(a, c float32, x, y []float32)
 //
 //go:noescape
 func affineAVX512(a, c float32, x, y []float32)
+
+// affineReluAVX2 is: for i, v := range x { y[i] = max(a*v+c, 0) }
+// (affineAVX2, then reluAVX2).
+//
+//go:noescape
+func affineReluAVX2(a, c float32, x, y []float32)
+
+// affineReluAVX512 is affineReluAVX2 with AVX-512.
+//
+//go:noescape
+func affineReluAVX512(a, c float32, x, y []float32)
+
+// affineAddReluAVX2 is: for i, v := range x { y[i] = max((a*v+c)+z[i], 0) }
+// (affineAVX2, addAVX2, then reluAVX2).
+//
+//go:noescape
+func affineAddReluAVX2(a, c float32, x, z, y []float32)
+
+// affineAddReluAVX512 is affineAddReluAVX2 with AVX-512.
+//
+//go:noescape
+func affineAddReluAVX512(a, c float32, x, z, y []float32)
 
 // addAVX2 is: for i, v := range x { y[i] = v + z[i] }
 //

@@ -22,6 +22,8 @@ func affineVec(a, c float32, x, y []float32) int                   { return 0 }
 func addVec(x, z, y []float32) int                                 { return 0 }
 func mulVec(x, z, y []float32) int                                 { return 0 }
 func reluVec(x, y []float32) int                                   { return 0 }
+func affineReluVec(a, c float32, x, y []float32) int               { return 0 }
+func affineAddReluVec(a, c float32, x, z, y []float32) int         { return 0 }
 func reluBackwardVec(x, z, y []float32) int                        { return 0 }
 func bnDxVec(p, q, r, m float32, d, x, y []float32) int            { return 0 }
 func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32) { return 0, 0, 0 }
@@ -34,4 +36,12 @@ func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, ba
 
 func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) (rows, cols int) {
 	return 0, 0
+}
+
+func gatherPairsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int) bool {
+	return false
+}
+
+func gatherQuadsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int, q *quantB) bool {
+	return false
 }

@@ -66,6 +66,22 @@ func (b *elemBody) a(i int) string {
 }
 func (b *elemBody) sc(i int) string { return b.s.v(b.s.nregs - 1 - i) }
 
+// reluStore stores relu of t(0) (t(1) a temporary) at this step's
+// vector of DI, scalar zero being the zero vector: relu's body.
+func (b *elemBody) reluStore(zero int) {
+	// Predicate 0x16: not less than or equal, unordered, quiet (v > 0,
+	// or v is NaN); the mask keeps v, else +0.
+	if b.s.name == "avx512" {
+		b.p("\tVCMPPS $0x16, %s, %s, %s", b.sc(zero), b.t(0), b.k())
+		b.p("\tVMOVUPS.Z %s, %s, %s", b.t(0), b.k(), b.t(1))
+		b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
+		return
+	}
+	b.p("\tVCMPPS $0x16, %s, %s, %s", b.sc(zero), b.t(0), b.t(1))
+	b.p("\tVANDPS %s, %s, %s", b.t(0), b.t(1), b.t(1))
+	b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
+}
+
 // xoff is the byte offset of this step's vector of x (ptrs[0]).
 func (b *elemBody) xoff() int { return b.u * b.op.stride(0, b.s) }
 
@@ -109,6 +125,31 @@ var elementwiseOps = []elemOp{
 		},
 	},
 	{
+		name: "affineRelu", file: "affinerelu_amd64.s", sig: "(a, c float32, x, y []float32)", frame: 56,
+		loop:    "for i, v := range x { y[i] = max(a*v+c, 0) } (affine's fused multiply-add, then relu's max)",
+		scalars: []scalar{{arg: "a+0(FP)"}, {arg: "c+4(FP)"}, {}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"y_base+32(FP)", "DI"}},
+		count:   "x_len+16(FP)", ntmp: 2, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVFMADD213PS %s, %s, %s", b.sc(1), b.sc(0), b.t(0))
+			b.reluStore(2)
+		},
+	},
+	{
+		name: "affineAddRelu", file: "affineaddrelu_amd64.s", sig: "(a, c float32, x, z, y []float32)", frame: 80,
+		loop:    "for i, v := range x { y[i] = max((a*v+c)+z[i], 0) } (affine's fused multiply-add, add's sum, relu's max)",
+		scalars: []scalar{{arg: "a+0(FP)"}, {arg: "c+4(FP)"}, {}},
+		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"z_base+32(FP)", "BX"}, {"y_base+56(FP)", "DI"}},
+		count:   "x_len+16(FP)", ntmp: 2, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVFMADD213PS %s, %s, %s", b.sc(1), b.sc(0), b.t(0))
+			b.p("\tVADDPS %d(BX), %s, %s", b.off, b.t(0), b.t(0))
+			b.reluStore(2)
+		},
+	},
+	{
 		name: "add", file: "add_amd64.s", sig: "(x, z, y []float32)", frame: 72,
 		loop:  "for i, v := range x { y[i] = v + z[i] }",
 		ptrs:  []ptr{{"x_base+0(FP)", "SI"}, {"z_base+24(FP)", "BX"}, {"y_base+48(FP)", "DI"}},
@@ -141,17 +182,7 @@ var elementwiseOps = []elemOp{
 		count:   "x_len+8(FP)", ntmp: 2, unroll: [2]int{4, 4},
 		body: func(b *elemBody) {
 			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
-			// Predicate 0x16: not less than or equal, unordered, quiet
-			// (v > 0, or v is NaN); the mask keeps v, else +0.
-			if b.s.name == "avx512" {
-				b.p("\tVCMPPS $0x16, %s, %s, %s", b.sc(0), b.t(0), b.k())
-				b.p("\tVMOVUPS.Z %s, %s, %s", b.t(0), b.k(), b.t(1))
-				b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
-				return
-			}
-			b.p("\tVCMPPS $0x16, %s, %s, %s", b.sc(0), b.t(0), b.t(1))
-			b.p("\tVANDPS %s, %s, %s", b.t(0), b.t(1), b.t(1))
-			b.p("\tVMOVUPS %s, %d(DI)", b.t(1), b.off)
+			b.reluStore(0)
 		},
 	},
 	{

@@ -199,3 +199,191 @@ func minMax() []byte {
 	w.p("\tRET")
 	return w.Bytes()
 }
+
+// gatherPairs is gatherRowsAVX512 and pairBF16 in one pass, for the
+// bfloat16 kernel's B panels read from an image: for each pair p of rows,
+// n values (1 ≤ n ≤ 32) from rows offs[2p] and offs[2p+1] become n
+// bfloat16 pairs at dst[p·ldd:],
+//
+//	dst[p*ldd+j] = bits of uint32(bf16(src[offs[2p]+base+j])) | uint32(bf16(src[offs[2p+1]+base+j]))<<16
+//
+// under the masks of gatherRowsAVX512 (lanes past n neither read nor
+// written), so the float32 panel is never stored.
+func gatherPairs() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	p("")
+	p("// func gatherPairsAVX512(dst []float32, ldd int, src []float32, offs []int, base, n, pairs int)")
+	p("//")
+	p("// Needs AVX-512 F and BF16. DI: dst row, R10: ldd in bytes, SI: src +")
+	p("// base, R8: offs, CX: pairs left; K1, K2: the lanes of the two halves.")
+	p("TEXT ·gatherPairsAVX512(SB), NOSPLIT, $0-104")
+	p("\tMOVQ dst_base+0(FP), DI")
+	p("\tMOVQ ldd+24(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVQ src_base+32(FP), SI")
+	p("\tMOVQ offs_base+56(FP), R8")
+	p("\tMOVQ base+80(FP), AX")
+	p("\tLEAQ (SI)(AX*4), SI")
+	p("\tMOVQ n+88(FP), DX")
+	p("\t// K1: lanes min(n, 16); K2: lanes max(n-16, 0)")
+	p("\tMOVQ DX, CX")
+	p("\tMOVQ $16, R11")
+	p("\tCMPQ CX, R11")
+	p("\tCMOVQGT R11, CX")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tMOVQ DX, CX")
+	p("\tSUBQ $16, CX")
+	p("\tXORQ R9, R9")
+	p("\tCMPQ CX, $0")
+	p("\tCMOVQLT R9, CX")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K2")
+	p("\tMOVQ pairs+96(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	p("\tCMPQ DX, $16")
+	p("\tJLE  narrow")
+	half := func(off int, mask string) {
+		p("\tVMOVUPS.Z %d(BX), %s, Z0", off, mask)
+		p("\tVMOVUPS.Z %d(R11), %s, Z1", off, mask)
+		p("\t%s // VCVTNEPS2BF16 Z0, Y2", evex512(0x72, ppF3, 2, -1, 0))
+		p("\t%s // VCVTNEPS2BF16 Z1, Y3", evex512(0x72, ppF3, 3, -1, 1))
+		p("\tVPMOVZXWD Y2, Z2")
+		p("\tVPMOVZXWD Y3, Z3")
+		p("\tVPSLLD $16, Z3, Z3")
+		p("\tVPORD Z3, Z2, Z2")
+		p("\tVMOVDQU32 Z2, %s, %d(DI)", mask, off)
+	}
+	for _, loop := range []string{"wide", "narrow"} {
+		p("")
+		p("%s:", loop)
+		p("\tMOVQ (R8), AX")
+		p("\tLEAQ (SI)(AX*4), BX")
+		p("\tMOVQ 8(R8), AX")
+		p("\tLEAQ (SI)(AX*4), R11")
+		half(0, "K1")
+		if loop == "wide" {
+			half(64, "K2")
+		}
+		p("\tADDQ $16, R8")
+		p("\tADDQ R10, DI")
+		p("\tDECQ CX")
+		p("\tJNZ  %s", loop)
+		if loop == "wide" {
+			p("\tJMP  done")
+		}
+	}
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
+
+// gatherQuads is gatherRowsAVX512 and quadU8 in one pass, for the int8
+// kernel's B panels read from an image: for each quad q of rows, n values
+// (1 ≤ n ≤ 32) from rows offs[4q] … offs[4q+3] become n unsigned byte
+// quads at dst[q·ldd:],
+//
+//	dst[q*ldd+j] = bits of Σ_r u8(src[offs[4q+r]+base+j]) << 8r
+//
+// with quadU8's u8, under gatherRowsAVX512's masks.
+func gatherQuads() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	p("")
+	p("// func gatherQuadsAVX512(dst []float32, ldd int, src []float32, offs []int, base, n, quads int, scale float32, zero int32)")
+	p("//")
+	p("// Needs AVX-512 F. DI: dst row, R10: ldd in bytes, SI: src + base, R8:")
+	p("// offs, CX: quads left; K1, K2: the lanes of the two halves; BX, R11,")
+	p("// R12, R13: the quad's rows.")
+	p("TEXT ·gatherQuadsAVX512(SB), NOSPLIT, $0-112")
+	p("\tMOVQ dst_base+0(FP), DI")
+	p("\tMOVQ ldd+24(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVQ src_base+32(FP), SI")
+	p("\tMOVQ offs_base+56(FP), R8")
+	p("\tMOVQ base+80(FP), AX")
+	p("\tLEAQ (SI)(AX*4), SI")
+	p("\tVBROADCASTSS scale+104(FP), Z16")
+	p("\tMOVL zero+108(FP), AX")
+	p("\tVPBROADCASTD AX, Z17")
+	p("\tVPXORD Z18, Z18, Z18")
+	p("\tMOVL $255, AX")
+	p("\tVPBROADCASTD AX, Z19")
+	p("\tMOVQ n+88(FP), DX")
+	p("\t// K1: lanes min(n, 16); K2: lanes max(n-16, 0)")
+	p("\tMOVQ DX, CX")
+	p("\tMOVQ $16, R11")
+	p("\tCMPQ CX, R11")
+	p("\tCMOVQGT R11, CX")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tMOVQ DX, CX")
+	p("\tSUBQ $16, CX")
+	p("\tXORQ R9, R9")
+	p("\tCMPQ CX, $0")
+	p("\tCMOVQLT R9, CX")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K2")
+	p("\tMOVQ quads+96(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	p("\tCMPQ DX, $16")
+	p("\tJLE  narrow")
+	regs := []string{"BX", "R11", "R12", "R13"}
+	half := func(off int, mask string) {
+		for r, reg := range regs {
+			z := fmt.Sprintf("Z%d", r)
+			p("\tVMOVUPS.Z %d(%s), %s, %s", off, reg, mask, z)
+			p("\tVMULPS Z16, %s, %s", z, z)
+			p("\tVCVTPS2DQ %s, %s", z, z)
+			p("\tVPADDD Z17, %s, %s", z, z)
+			p("\tVPMAXSD Z18, %s, %s", z, z)
+			p("\tVPMINSD Z19, %s, %s", z, z)
+			if r > 0 {
+				p("\tVPSLLD $%d, %s, %s", 8*r, z, z)
+			}
+		}
+		p("\tVPORD Z1, Z0, Z0")
+		p("\tVPORD Z3, Z2, Z2")
+		p("\tVPORD Z2, Z0, Z0")
+		p("\tVMOVDQU32 Z0, %s, %d(DI)", mask, off)
+	}
+	for _, loop := range []string{"wide", "narrow"} {
+		p("")
+		p("%s:", loop)
+		for r, reg := range regs {
+			p("\tMOVQ %d(R8), AX", 8*r)
+			p("\tLEAQ (SI)(AX*4), %s", reg)
+		}
+		half(0, "K1")
+		if loop == "wide" {
+			half(64, "K2")
+		}
+		p("\tADDQ $32, R8")
+		p("\tADDQ R10, DI")
+		p("\tDECQ CX")
+		p("\tJNZ  %s", loop)
+		if loop == "wide" {
+			p("\tJMP  done")
+		}
+	}
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
