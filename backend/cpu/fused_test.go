@@ -77,3 +77,80 @@ func TestConvBNActMatchesOps(t *testing.T) {
 		}
 	})
 }
+
+// TestConvImageGroups: where one GEMM takes several images' pixels side
+// by side (small output planes, imagesPerGEMM), every image's output is
+// bit for bit what the image gives alone: forward, the fused epilogue
+// with a residual and ReLU, backward data (the implicit path), frozen
+// weights in fp32 and bf16; batches that leave a smaller last group, at
+// every SIMD level, one thread and two.
+func TestConvImageGroups(t *testing.T) {
+	convs := []backend.Conv2dParams{
+		{N: 7, C: 16, H: 7, W: 7, K: 24, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 5, C: 8, H: 10, W: 10, K: 16, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
+		{N: 6, C: 12, H: 3, W: 3, K: 8, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, Groups: 2},
+	}
+	if imagesPerGEMM(true, 24, 49, 7) < 2 {
+		t.Fatal("7×7 planes are not grouped: this test would not test the grouping")
+	}
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(37, uint64(l)))
+		for _, threads := range []int{1, 2} {
+			for ci, p := range convs {
+				np := p.Normalized()
+				P, Q := np.P(), np.Q()
+				cg := p.C / np.G()
+				x := randSlice(r, p.N*p.C*p.H*p.W)
+				w := randSlice(r, p.K*cg*p.R*p.S)
+				res := randSlice(r, p.N*p.K*P*Q)
+				dy := randSlice(r, p.N*p.K*P*Q)
+				gamma, beta := randSlice(r, p.K), randSlice(r, p.K)
+				mean, vr := randSlice(r, p.K), randSlice(r, p.K)
+				for i, v := range vr {
+					vr[i] = 0.2 + v*v
+				}
+				wt := tensor.FromSlice(w, p.K, cg, p.R, p.S)
+				vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
+				// run gives the outputs for images [n0, n0+count) as one batch.
+				run := func(b *Backend, n0, count int) (fwd, fused, dx []float32) {
+					q := p
+					q.N = count
+					xs, xe := n0*p.C*p.H*p.W, (n0+count)*p.C*p.H*p.W
+					ys, ye := n0*p.K*P*Q, (n0+count)*p.K*P*Q
+					xt := tensor.FromSlice(x[xs:xe], count, p.C, p.H, p.W)
+					y := tensor.Full(float32(math.NaN()), count, p.K, P, Q)
+					b.Conv2dForward(q, xt, wt, y)
+					f := tensor.Full(float32(math.NaN()), count, p.K, P, Q)
+					b.ConvBNActForward(q, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res[ys:ye], count, p.K, P, Q), f, true)
+					d := tensor.Full(float32(math.NaN()), count, p.C, p.H, p.W)
+					b.Conv2dBackwardData(q, tensor.FromSlice(dy[ys:ye], count, p.K, P, Q), wt, d)
+					return y.HostData(), f.HostData(), d.HostData()
+				}
+				for _, prec := range []string{"fp32", "bf16"} {
+					b := New(threads)
+					if prec == "bf16" {
+						if !bf16Ready() {
+							continue
+						}
+						b.SetPrecision("bf16")
+						b.FreezeWeights(wt)
+					}
+					all := [3][]float32{}
+					all[0], all[1], all[2] = run(b, 0, p.N)
+					for n := range p.N {
+						one := [3][]float32{}
+						one[0], one[1], one[2] = run(b, n, 1)
+						for o, what := range []string{"forward", "fused", "backward data"} {
+							size := len(one[o])
+							for i, v := range one[o] {
+								if got := all[o][n*size+i]; math.Float32bits(got) != math.Float32bits(v) {
+									t.Fatalf("%v threads=%d conv %d %s %s: image %d value %d = %v in the batch, %v alone", l, threads, ci, prec, what, n, i, got, v)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
