@@ -173,6 +173,42 @@ func TestAffineReluMatchesOps(t *testing.T) {
 	})
 }
 
+// TestSGDStepExact: the backend's SGD step (the vector loop where it
+// applies, split over threads) changes weights and momentum bit for bit
+// as refSGDStep does, with weight decay, dampening, Nesterov and without
+// momentum, at every level.
+func TestSGDStepExact(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(13, uint64(l)))
+		for _, p := range []backend.SGDParams{
+			{LR: 0.1, Momentum: 0.9, WeightDecay: 5e-4},
+			{LR: 0.03, Momentum: 0.85, Dampening: 0.1, WeightDecay: 1e-2},
+			{LR: 0.05, Momentum: 0.9, WeightDecay: 1e-3, Nesterov: true},
+			{LR: 0.2},
+		} {
+			for _, n := range append(elemLens, 40000) {
+				for _, threads := range []int{1, 2} {
+					w, g, m := elemInput(r, n, 0, false), elemInput(r, n, 1, false), elemInput(r, n, 2, false)
+					ww, wm := append([]float32(nil), w...), append([]float32(nil), m...)
+					for range 2 {
+						refSGDStep(p, ww, g, wm)
+					}
+					wt, gt, mt := tensor.FromSlice(w, n), tensor.FromSlice(g, n), tensor.FromSlice(m, n)
+					b := New(threads)
+					for range 2 {
+						b.SGDStep(p, wt, gt, mt)
+					}
+					for i := range ww {
+						if !sameBits(w[i], ww[i]) || !sameBits(m[i], wm[i]) {
+							t.Fatalf("%v %+v n=%d threads=%d: w[%d], m[%d] = %v, %v; reference %v, %v", l, p, n, threads, i, i, w[i], m[i], ww[i], wm[i])
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // close32 reports whether got is within k roundings of the exact want,
 // relative to the magnitude scale of the terms.
 func close32(got, want, scale float64, k float64) bool {

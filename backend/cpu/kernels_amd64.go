@@ -164,6 +164,20 @@ func affineAddReluVec(a, c float32, x, z, y []float32) int {
 	return n
 }
 
+func sgdMomentumVec(lr, wd, mu, c float32, w, g, m []float32) int {
+	l := ActiveLevel()
+	n := vecLen(l, len(w))
+	if n == 0 {
+		return 0
+	}
+	if l == AVX512 {
+		sgdMomentumAVX512(lr, wd, mu, c, w[:n], g[:n], m[:n])
+	} else {
+		sgdMomentumAVX2(lr, wd, mu, c, w[:n], g[:n], m[:n])
+	}
+	return n
+}
+
 func addVec(x, z, y []float32) int {
 	l := ActiveLevel()
 	n := vecLen(l, len(x))

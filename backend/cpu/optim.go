@@ -49,7 +49,13 @@ var optLoops freeList[optLoop]
 func (k *optLoop) chunk(lo, hi int) { k.run(k, lo, hi) }
 
 func (k *optLoop) sgdStep(lo, hi int) {
-	refSGDStep(k.sgd, k.w[lo:hi], k.g[lo:hi], k.m[lo:hi])
+	w, g, m, p := k.w[lo:hi], k.g[lo:hi], k.m[lo:hi], k.sgd
+	n := 0
+	if p.Momentum != 0 && !p.Nesterov {
+		// The vector loop rounds as refSGDStep does, so the split is exact.
+		n = sgdMomentumVec(p.LR, p.WeightDecay, p.Momentum, 1-p.Dampening, w, g[:len(w)], m[:len(w)])
+	}
+	refSGDStep(p, w[n:], g[n:], m[n:])
 }
 
 func (k *optLoop) adamWStep(lo, hi int) {

@@ -224,6 +224,18 @@ func affineAddReluAVX2(a, c float32, x, z, y []float32)
 //go:noescape
 func affineAddReluAVX512(a, c float32, x, z, y []float32)
 
+// sgdMomentumAVX2 is: for i := range w { d := g[i] + wd*w[i]; m[i] =
+// mu*m[i] + c*d; w[i] -= lr * m[i] }, each product and sum rounded on
+// its own (refSGDStep's arithmetic without Nesterov).
+//
+//go:noescape
+func sgdMomentumAVX2(lr, wd, mu, c float32, w, g, m []float32)
+
+// sgdMomentumAVX512 is sgdMomentumAVX2 with AVX-512.
+//
+//go:noescape
+func sgdMomentumAVX512(lr, wd, mu, c float32, w, g, m []float32)
+
 // addAVX2 is: for i, v := range x { y[i] = v + z[i] }
 //
 //go:noescape

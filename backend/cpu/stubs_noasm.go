@@ -23,6 +23,7 @@ func addVec(x, z, y []float32) int                                 { return 0 }
 func mulVec(x, z, y []float32) int                                 { return 0 }
 func reluVec(x, y []float32) int                                   { return 0 }
 func affineReluVec(a, c float32, x, y []float32) int               { return 0 }
+func sgdMomentumVec(lr, wd, mu, c float32, w, g, m []float32) int  { return 0 }
 func affineAddReluVec(a, c float32, x, z, y []float32) int         { return 0 }
 func reluBackwardVec(x, z, y []float32) int                        { return 0 }
 func bnDxVec(p, q, r, m float32, d, x, y []float32) int            { return 0 }

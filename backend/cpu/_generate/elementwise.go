@@ -150,6 +150,26 @@ var elementwiseOps = []elemOp{
 		},
 	},
 	{
+		name: "sgdMomentum", file: "sgdmomentum_amd64.s", sig: "(lr, wd, mu, c float32, w, g, m []float32)", frame: 88,
+		loop: "for i := range w { d := g[i] + wd*w[i]; m[i] = mu*m[i] + c*d; w[i] -= lr * m[i] }\n" +
+			"// (every product and sum rounded on its own, as Go computes it: no fused multiply-add)",
+		scalars: []scalar{{arg: "lr+0(FP)"}, {arg: "wd+4(FP)"}, {arg: "mu+8(FP)"}, {arg: "c+12(FP)"}},
+		ptrs:    []ptr{{"w_base+16(FP)", "SI"}, {"g_base+40(FP)", "BX"}, {"m_base+64(FP)", "DI"}},
+		count:   "w_len+24(FP)", ntmp: 3, unroll: [2]int{4, 4},
+		body: func(b *elemBody) {
+			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
+			b.p("\tVMULPS %s, %s, %s", b.sc(1), b.t(0), b.t(1))
+			b.p("\tVADDPS %d(BX), %s, %s", b.off, b.t(1), b.t(1))
+			b.p("\tVMULPS %s, %s, %s", b.sc(3), b.t(1), b.t(1))
+			b.p("\tVMULPS %d(DI), %s, %s", b.off, b.sc(2), b.t(2))
+			b.p("\tVADDPS %s, %s, %s", b.t(1), b.t(2), b.t(2))
+			b.p("\tVMOVUPS %s, %d(DI)", b.t(2), b.off)
+			b.p("\tVMULPS %s, %s, %s", b.sc(0), b.t(2), b.t(2))
+			b.p("\tVSUBPS %s, %s, %s", b.t(2), b.t(0), b.t(0))
+			b.p("\tVMOVUPS %s, %d(SI)", b.t(0), b.off)
+		},
+	},
+	{
 		name: "add", file: "add_amd64.s", sig: "(x, z, y []float32)", frame: 72,
 		loop:  "for i, v := range x { y[i] = v + z[i] }",
 		ptrs:  []ptr{{"x_base+0(FP)", "SI"}, {"z_base+24(FP)", "BX"}, {"y_base+48(FP)", "DI"}},
