@@ -127,6 +127,9 @@ type gemmKernel struct {
 	// edge, when set, handles partial tiles in place; without it they are
 	// computed into a scratch tile whose valid part is added to C.
 	edge edgeKernel
+	// halfEdge, when set, is edge for tiles at most nr/2 wide, at half
+	// its cost (the 4 columns past 192 of a 14×14 plane's 196).
+	halfEdge edgeKernel
 	// set, when set, is fn storing alpha·a·b without reading C (a whole
 	// tile's first k block when beta = 0).
 	set microKernel
@@ -413,6 +416,8 @@ func macroKernel(kern gemmKernel, zero bool, kb int, ap []float32, mb int, bp []
 			switch {
 			case full:
 				kern.fn(kb, a, b, ct, ldc, alpha)
+			case kern.halfEdge != nil && 2*nn <= nr:
+				kern.halfEdge(kb, a, b, ct, ldc, alpha, mm, nn)
 			case kern.edge != nil:
 				kern.edge(kb, a, b, ct, ldc, alpha, mm, nn)
 			default:

@@ -25,13 +25,15 @@ func addAsmKernels(k map[Level]gemmKernel) {
 	}
 	if hasAVX512 {
 		k[AVX512] = gemmKernel{name: "avx512 8x32", mr: 8, nr: 32, fn: gemmKernelAVX512, set: gemmKernelAVX512Set,
-			edge: gemmKernelAVX512Edge, packRows: packRowsAVX512}
+			edge: gemmKernelAVX512Edge, halfEdge: gemmKernelAVX512HalfEdge, packRows: packRowsAVX512}
 	}
 	if hasBF16 {
 		bf16Kernel.fn, bf16Kernel.set, bf16Kernel.edge, bf16Kernel.packRows = gemmKernelBF16, gemmKernelBF16Set, gemmKernelBF16Edge, packRowsAVX512
+		bf16Kernel.halfEdge = gemmKernelBF16HalfEdge
 	}
 	if hasVNNI {
 		i8Kernel.fn, i8Kernel.set, i8Kernel.edge, i8Kernel.packRows = gemmKernelI8, gemmKernelI8Set, gemmKernelI8Edge, packRowsAVX512
+		i8Kernel.halfEdge = gemmKernelI8HalfEdge
 	}
 }
 

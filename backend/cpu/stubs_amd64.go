@@ -53,6 +53,19 @@ func gemmKernelI8Set(kc int, a, b []float32, c []float32, ldc int, alpha float32
 //go:noescape
 func gemmKernelAVX512Edge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
 
+// gemmKernelAVX512HalfEdge, gemmKernelBF16HalfEdge and
+// gemmKernelI8HalfEdge are the Edge kernels for nn ≤ 16: an 8×16 tile
+// over the left half of each 32-wide panel of b, half the work.
+//
+//go:noescape
+func gemmKernelAVX512HalfEdge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
+
+//go:noescape
+func gemmKernelBF16HalfEdge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
+
+//go:noescape
+func gemmKernelI8HalfEdge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
+
 // gemmKernelBF16 is the 8×32 bfloat16 micro-kernel (AVX-512 F and BF16):
 // a and b are panels of bfloat16 pairs (lowp.go), kc pairs deep, and
 //

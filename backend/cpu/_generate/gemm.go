@@ -41,6 +41,18 @@ type gemmKernel struct {
 	// in a per 32-bit slot, summed into int32 accumulators by VPDPBUSD
 	// (AVX-512 VNNI); the sums are converted to float32 when stored.
 	i8 bool
+	// panel is the width of the packed B panels when it differs from the
+	// tile's (nv·lanes): the half-width edge kernels read the left half of
+	// full-width panels.
+	panel int
+}
+
+// panelWidth is how many values a k step of a packed B panel holds.
+func (k gemmKernel) panelWidth() int {
+	if k.panel != 0 {
+		return k.panel
+	}
+	return k.nv * k.isa.lanes
 }
 
 var (
@@ -89,6 +101,18 @@ func gemmFile(k gemmKernel) []byte {
 		w.p("TEXT ·%sEdge(SB), NOSPLIT, $0-112", k.name)
 		k.body(&w)
 		k.storeEdge(&w)
+		// The same for tiles at most half as wide: one vector a row over
+		// the panels' left halves, half the work of the edge kernel.
+		h := k
+		h.nv, h.panel = 1, nr
+		w.p("")
+		w.p("// func %sHalfEdge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)", k.name)
+		w.p("//")
+		w.p("// %sEdge for nn ≤ %d: the %d×%d tile of the left half of each", k.name, nr/2, k.mr, nr/2)
+		w.p("// %d-wide panel of b, %d accumulators. Needs %s.", nr, h.nacc(), k.needs)
+		w.p("TEXT ·%sHalfEdge(SB), NOSPLIT, $0-112", k.name)
+		h.body(&w)
+		h.storeEdge(&w)
 	}
 	return w.Bytes()
 }
@@ -97,7 +121,7 @@ func gemmFile(k gemmKernel) []byte {
 // SI: a, BX: b, DI: c, DX: ldc in bytes, CX: k steps.
 func (k gemmKernel) body(w *asm) {
 	s := k.isa
-	nr := k.nv * s.lanes
+	nr, pnr := k.nv*s.lanes, k.panelWidth()
 	w.p("\tMOVQ kc+0(FP), CX")
 	w.p("\tMOVQ a_base+8(FP), SI")
 	w.p("\tMOVQ b_base+32(FP), BX")
@@ -123,7 +147,7 @@ func (k gemmKernel) body(w *asm) {
 		}
 	}
 	step := func(u int) {
-		aoff, boff := u*k.mr*4, u*nr*4
+		aoff, boff := u*k.mr*4, u*pnr*4
 		for v := 0; v < k.nv; v++ {
 			w.p("\tVMOVUPS %d(BX), %s", boff+v*s.vbytes(), s.v(v))
 		}
@@ -159,7 +183,7 @@ func (k gemmKernel) body(w *asm) {
 		step(u)
 	}
 	w.p("\tADDQ $%d, SI", k.unroll*k.mr*4)
-	w.p("\tADDQ $%d, BX", k.unroll*nr*4)
+	w.p("\tADDQ $%d, BX", k.unroll*pnr*4)
 	w.p("\tDECQ R9")
 	w.p("\tJNZ  loop")
 	w.p("")
@@ -170,7 +194,7 @@ func (k gemmKernel) body(w *asm) {
 	w.p("tailloop:")
 	step(0)
 	w.p("\tADDQ $%d, SI", k.mr*4)
-	w.p("\tADDQ $%d, BX", nr*4)
+	w.p("\tADDQ $%d, BX", pnr*4)
 	w.p("\tDECQ CX")
 	w.p("\tJNZ  tailloop")
 	w.p("")
