@@ -783,27 +783,34 @@ func col2im(p backend.Conv2dParams, c int, col, dx []float32) {
 // the filter's reach inside the padded plane (P rounds a negative span up
 // to one row, which im2col reads as padding).
 //
-// A strided 1×1 convolution does not: its column matrix is a subsample of
-// the image, smaller than the phase planes the implicit path would copy
-// (all sh·sw of them, for one to be read), and a plain GEMM reads it
-// (ResNet's downsampling shortcuts: 1.3–1.8× faster explicit).
+// A large strided 1×1 convolution does not: its column matrix is a
+// subsample of the image, smaller than the phase planes the implicit path
+// would copy (all sh·sw of them, for one to be read), and a plain GEMM
+// reads it. Measured per image: ResNet-18's downsampling shortcuts (6.4M
+// multiply-adds an image) 1.3–1.8× faster explicit, resnet-s's (0.5M)
+// 1.3× slower; the line is drawn at 2M.
 func implicitForward(p backend.Conv2dParams) bool {
-	return !isPointwise(p) && (p.R > 1 || p.S > 1) &&
+	if p.R == 1 && p.S == 1 && p.K*p.C/p.G()*p.P()*p.Q() >= 1<<21 {
+		return false
+	}
+	return !isPointwise(p) &&
 		(p.P()-1)*p.StrideH+p.DilH*(p.R-1) < p.H+2*p.PadH &&
 		(p.Q()-1)*p.StrideW+p.DilW*(p.S-1) < p.W+2*p.PadW
 }
 
 // implicitBackwardFilter reports whether backward filter takes the
 // implicit path: where forward does, unless the grid of whole phase-plane
-// rows it sums over is a fifth or more wider than the output (a 3×3
-// convolution of 7×7 planes: rows of 9 for 7 pixels, 29% more work,
-// against im2col's copy; explicit is 1.15× faster there).
+// rows it sums over does more extra work than im2col's copy costs. The
+// extra is K·(Wpe − Q)/Q multiply-adds per value of the column matrix,
+// the copy about 64 (measured): a 3×3 convolution to 512 channels of 7×7
+// planes (rows of 9 for 7 pixels) is 1.1× faster on im2col, one to 128
+// channels of 8×8 planes 1.15× slower.
 func implicitBackwardFilter(p backend.Conv2dParams) bool {
 	if !implicitForward(p) {
 		return false
 	}
 	wpe := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW).wpe
-	return 5*wpe < 6*p.Q()
+	return p.K/p.G()*(wpe-p.Q()) <= 64*p.Q()
 }
 
 // implicitBackwardData reports whether backward data takes the implicit

@@ -23,6 +23,11 @@ func TestConvBNActMatchesOps(t *testing.T) {
 		{N: 2, C: 16, H: 8, W: 8, K: 8, R: 1, S: 1, StrideH: 1, StrideW: 1},
 		{N: 2, C: 6, H: 9, W: 9, K: 6, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 2, PadW: 2, DilH: 2, DilW: 2, Groups: 3},
 		{N: 1, C: 3, H: 19, W: 17, K: 8, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
+		// A strided 1×1 convolution large enough for the explicit path.
+		{N: 2, C: 64, H: 32, W: 33, K: 136, R: 1, S: 1, StrideH: 2, StrideW: 2},
+	}
+	if implicitForward(convs[len(convs)-1].Normalized()) {
+		t.Fatal("the last case takes the implicit path: it would not test the explicit one")
 	}
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(31, uint64(l)))
