@@ -343,32 +343,9 @@ func gatherAVX512() []byte {
 	p("// SI: src + base, R8: offs, CX: rows left; K1, K2: the lanes of the two")
 	p("// vectors.")
 	p("TEXT ·gatherRowsAVX512(SB), NOSPLIT, $0-96")
-	p("\tMOVQ dst_base+0(FP), DI")
-	p("\tMOVQ ldd+24(FP), R10")
-	p("\tSHLQ $2, R10")
-	p("\tMOVQ src_base+32(FP), SI")
-	p("\tMOVQ offs_base+56(FP), R8")
-	p("\tMOVQ base+80(FP), AX")
-	p("\tLEAQ (SI)(AX*4), SI")
+	gatherArgs(&w)
 	p("\tMOVQ n+88(FP), DX")
-	p("\t// K1: lanes min(n, 16); K2: lanes max(n-16, 0)")
-	p("\tMOVQ DX, CX")
-	p("\tMOVQ $16, R11")
-	p("\tCMPQ CX, R11")
-	p("\tCMOVQGT R11, CX")
-	p("\tMOVL $1, AX")
-	p("\tSHLL CX, AX")
-	p("\tDECL AX")
-	p("\tKMOVW AX, K1")
-	p("\tMOVQ DX, CX")
-	p("\tSUBQ $16, CX")
-	p("\tXORQ R9, R9")
-	p("\tCMPQ CX, $0")
-	p("\tCMOVQLT R9, CX")
-	p("\tMOVL $1, AX")
-	p("\tSHLL CX, AX")
-	p("\tDECL AX")
-	p("\tKMOVW AX, K2")
+	halfMasks(&w)
 	p("\tMOVQ offs_len+64(FP), CX")
 	p("\tTESTQ CX, CX")
 	p("\tJZ   done")
@@ -389,4 +366,43 @@ func gatherAVX512() []byte {
 	p("\tVZEROUPPER")
 	p("\tRET")
 	return w.Bytes()
+}
+
+// halfMasks sets K1 and K2 to the lanes of the two 16-lane halves of a
+// run of n ≤ 32 values (n in DX): K1 min(n, 16) lanes, K2 max(n−16, 0).
+// It uses AX, CX, R9 and R11.
+func halfMasks(w *asm) {
+	p := w.p
+	p("\t// K1: lanes min(n, 16); K2: lanes max(n-16, 0)")
+	p("\tMOVQ DX, CX")
+	p("\tMOVQ $16, R11")
+	p("\tCMPQ CX, R11")
+	p("\tCMOVQGT R11, CX")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tMOVQ DX, CX")
+	p("\tSUBQ $16, CX")
+	p("\tXORQ R9, R9")
+	p("\tCMPQ CX, $0")
+	p("\tCMOVQLT R9, CX")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K2")
+}
+
+// gatherArgs loads the arguments the masked gathers share (dst []float32,
+// ldd int, src []float32, offs []int, base int, then their own): DI dst,
+// R10 ldd in bytes, SI src + base, R8 offs.
+func gatherArgs(w *asm) {
+	p := w.p
+	p("\tMOVQ dst_base+0(FP), DI")
+	p("\tMOVQ ldd+24(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVQ src_base+32(FP), SI")
+	p("\tMOVQ offs_base+56(FP), R8")
+	p("\tMOVQ base+80(FP), AX")
+	p("\tLEAQ (SI)(AX*4), SI")
 }
