@@ -42,7 +42,7 @@ TEXT ·gatherPairsAVX512(SB), NOSPLIT, $0-104
 	JLE  narrow
 
 wide:
-	MOVQ (R8), AX
+	MOVQ 0(R8), AX
 	LEAQ (SI)(AX*4), BX
 	MOVQ 8(R8), AX
 	LEAQ (SI)(AX*4), R11
@@ -71,7 +71,7 @@ wide:
 	JMP  done
 
 narrow:
-	MOVQ (R8), AX
+	MOVQ 0(R8), AX
 	LEAQ (SI)(AX*4), BX
 	MOVQ 8(R8), AX
 	LEAQ (SI)(AX*4), R11

@@ -238,29 +238,7 @@ func gatherPairs() []byte {
 		p("\tVPORD Z3, Z2, Z2")
 		p("\tVMOVDQU32 Z2, %s, %d(DI)", mask, off)
 	}
-	for _, loop := range []string{"wide", "narrow"} {
-		p("")
-		p("%s:", loop)
-		p("\tMOVQ (R8), AX")
-		p("\tLEAQ (SI)(AX*4), BX")
-		p("\tMOVQ 8(R8), AX")
-		p("\tLEAQ (SI)(AX*4), R11")
-		half(0, "K1")
-		if loop == "wide" {
-			half(64, "K2")
-		}
-		p("\tADDQ $16, R8")
-		p("\tADDQ R10, DI")
-		p("\tDECQ CX")
-		p("\tJNZ  %s", loop)
-		if loop == "wide" {
-			p("\tJMP  done")
-		}
-	}
-	p("")
-	p("done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
+	groupLoops(&w, []string{"BX", "R11"}, half)
 	return w.Bytes()
 }
 
@@ -316,10 +294,21 @@ func gatherQuads() []byte {
 		p("\tVPORD Z2, Z0, Z0")
 		p("\tVMOVDQU32 Z0, %s, %d(DI)", mask, off)
 	}
+	groupLoops(&w, regs, half)
+	return w.Bytes()
+}
+
+// groupLoops writes the loops of gatherPairs and gatherQuads over groups
+// of len(rows) rows: each group's row addresses into the registers rows
+// (SI + offs[i]·4), then half for the lanes of K1 and, in the "wide" loop
+// (n > 16, which the caller branches on to "narrow"), for those of K2 at
+// byte 64; one dst row (R10 bytes) a group, CX groups.
+func groupLoops(w *asm, rows []string, half func(off int, mask string)) {
+	p := w.p
 	for _, loop := range []string{"wide", "narrow"} {
 		p("")
 		p("%s:", loop)
-		for r, reg := range regs {
+		for r, reg := range rows {
 			p("\tMOVQ %d(R8), AX", 8*r)
 			p("\tLEAQ (SI)(AX*4), %s", reg)
 		}
@@ -327,7 +316,7 @@ func gatherQuads() []byte {
 		if loop == "wide" {
 			half(64, "K2")
 		}
-		p("\tADDQ $32, R8")
+		p("\tADDQ $%d, R8", 8*len(rows))
 		p("\tADDQ R10, DI")
 		p("\tDECQ CX")
 		p("\tJNZ  %s", loop)
@@ -339,5 +328,4 @@ func gatherQuads() []byte {
 	p("done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
-	return w.Bytes()
 }
