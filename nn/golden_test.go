@@ -87,6 +87,11 @@ func TestGoldenTraining(t *testing.T) {
 		poisoned := cpu.New(2)
 		poisoned.SetPoison(true)
 		check("cpu/"+l.String()+"/poisoned", goldenRun(poisoned))
+		// Every 3×3 convolution through Winograd's transforms.
+		always := cpu.SetWinograd(cpu.WinogradAlways)
+		check("cpu/"+l.String()+"/winograd", goldenRun(cpu.New(2)))
+		check("cpu/"+l.String()+"/winograd/poisoned", goldenRun(poisoned))
+		always()
 		restore()
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/dmlgo/dmlgo/autograd"
-	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/safetensors"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -54,14 +53,18 @@ func mustF32(t *testing.T, f *safetensors.File, name string) ([]float32, []int) 
 }
 
 // TestResNet18MatchesPyTorch loads torchvision's ResNet-18 weights and
-// reproduces PyTorch's eval-mode features and logits.
+// reproduces PyTorch's eval-mode features and logits, with the direct
+// convolutions and with every 3×3 one through Winograd's transforms.
 func TestResNet18MatchesPyTorch(t *testing.T) {
 	weights := fixturePath(t, "resnet18_seed7.safetensors")
 	io, err := safetensors.ReadFile(fixturePath(t, "resnet18_seed7_io.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []backend.Backend{cpu.New(0)} {
+	for _, mode := range []cpu.WinogradMode{cpu.WinogradNever, cpu.WinogradAlways} {
+		restore := cpu.SetWinograd(mode)
+		defer restore()
+		b := cpu.New(0)
 		m, err := NewResNet(b, ResNetConfig{Arch: "resnet18", Out: 1000, Seed: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -87,7 +90,8 @@ func TestResNet18MatchesPyTorch(t *testing.T) {
 		if e := relErr(logits, wantL); e > 1e-5 {
 			t.Errorf("logits: relative error %.3g > 1e-5", e)
 		}
-		t.Logf("%s: features rel. error %.2g, logits %.2g", b.Describe(), relErr(feats, wantF), relErr(logits, wantL))
+		t.Logf("%s, Winograd %v: features rel. error %.2g, logits %.2g", b.Describe(), mode, relErr(feats, wantF), relErr(logits, wantL))
+		restore()
 	}
 }
 

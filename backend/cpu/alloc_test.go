@@ -65,6 +65,9 @@ func TestOpsAllocateNothing(t *testing.T) {
 		{"conv forward", func() { b.Conv2dForward(conv, x, w, y) }},
 		{"conv backward data", func() { b.Conv2dBackwardData(conv, y, w, x) }},
 		{"conv backward filter", func() { b.Conv2dBackwardFilter(conv, x, y, w) }},
+		{"winograd conv forward", winogradOn(func() { b.Conv2dForward(conv, x, w, y) })},
+		{"winograd conv backward data", winogradOn(func() { b.Conv2dBackwardData(conv, y, w, x) })},
+		{"winograd conv backward filter", winogradOn(func() { b.Conv2dBackwardFilter(conv, x, y, w) })},
 		{"strided conv forward", func() { b.Conv2dForward(strided, x, ws, ys) }},
 		{"strided conv backward data", func() { b.Conv2dBackwardData(strided, ys, ws, x) }},
 		{"strided conv backward filter", func() { b.Conv2dBackwardFilter(strided, x, ys, ws) }},
@@ -107,5 +110,15 @@ func TestOpsAllocateNothing(t *testing.T) {
 		if n >= calls {
 			t.Errorf("%s: %d warm calls made %d heap allocations in every round, want fewer than one per call", op.name, calls, n)
 		}
+	}
+}
+
+// winogradOn is f with every convolution Winograd can compute taken
+// through it.
+func winogradOn(f func()) func() {
+	return func() {
+		old := wgMode.Swap(int32(WinogradAlways)) // SetWinograd's closure would allocate
+		f()
+		wgMode.Store(old)
 	}
 }

@@ -78,16 +78,22 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 		refConvBackwardFilter(p, xData, dyData, dwData)
 		return
 	}
-	if implicitBackwardFilter(p) {
+	indirect := true
+	switch {
+	case b.winograd(p):
+		b.convWinogradBackwardFilter(p, xData, dyData, dwData)
+	case implicitBackwardFilter(p):
 		b.convImplicitBackwardFilter(p, xData, dyData, dwData)
-		// The implicit path also multiplies values outside the filter's
-		// reach by zero, which turns an Inf there into a NaN the direct
-		// sum has not. Its sum holds every term of the direct one, so a
-		// finite result is the direct sum's (in another order); only a
-		// non-finite one is computed again, directly.
-		if finite(dwData) {
-			return
-		}
+	default:
+		indirect = false
+	}
+	// The implicit path also multiplies values outside the filter's reach
+	// by zero, and Winograd's adds and subtracts a tile's values before
+	// the products, which turns an Inf into a NaN the direct sum has not.
+	// A finite result is the direct sum's (in another order, or through
+	// the transforms); only a non-finite one is computed again, directly.
+	if indirect && finite(dwData) {
+		return
 	}
 	b.sumOverImages(p.N, dwData, convLoop{sum: (*convLoop).im2colBackwardFilter, p: p, x: xData, y: dyData, gt: gemmThreads(b.Threads(), p.N)})
 }
@@ -146,6 +152,7 @@ type convLoop struct {
 	geo     phased // implicit paths: the padded image's phase planes
 	x, w, y []float32
 	filt    []packedA     // forward: each group's packed filter
+	wg      *wgFilters    // Winograd forward: the transformed filter
 	epi     *convEpilogue // forward: applied to each image's output
 	gt      int           // threads per GEMM
 }
@@ -556,6 +563,10 @@ func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
 // convImplicitForward is Conv2dForward on the implicit path (p normalised),
 // followed by epilogue on each image's output when epilogue is not nil.
 func (b *Backend) convImplicitForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
+	if b.winograd(p) {
+		b.convWinograd(p, x, w, y, epilogue)
+		return
+	}
 	G := p.G()
 	kg := p.K / G
 	crs := p.C / G * p.R * p.S
@@ -830,6 +841,7 @@ func finite(x []float32) bool {
 type convScratch struct {
 	pad, dy      []float32
 	out          []float32 // implicitForwardImages: the GEMMs' output
+	wv, wm       []float32 // winogradForward: the GEMMs' B panels and output
 	cb           convB
 	scale, shift []float32 // finish: the composed per-channel maps
 	parts        [][2]int  // channelPass: channel ranges
@@ -895,7 +907,7 @@ func (g phased) fill(x, dst []float32) {
 				}
 				de, do := dst[rowBase+ev.off:][:ev.n], dst[rowBase+od.off:][:od.n]
 				r := row[:2*od.n]
-				for k := range do {
+				for k := deinterleaveVec(r, de, do); k < len(do); k++ {
 					de[k], do[k] = r[2*k], r[2*k+1]
 				}
 				if ev.n > od.n {

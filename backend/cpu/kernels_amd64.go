@@ -444,3 +444,65 @@ func minMaxVec(x []float32) (n int, lo, hi float32) {
 	lo, hi = minMaxAVX512(x[:n])
 	return n, lo, hi
 }
+
+// wgInputVec runs wgInputGo at the AVX-512 level and reports whether it
+// did.
+func wgInputVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int) bool {
+	if ActiveLevel() != AVX512 {
+		return false
+	}
+	if chunks <= 0 {
+		return true
+	}
+	if len(src) < 3*pl+16*chunks+wpe+1 || len(dst) < wgInputSpan(chunks, xs, kb) {
+		panic("cpu: wgInput: slices too short")
+	}
+	wgInputAVX512(src, wpe, pl, chunks, dst, xs, kb)
+	return true
+}
+
+// wgOutputVec runs wgOutputGo at the AVX-512 level and reports whether it
+// did.
+func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool {
+	if ActiveLevel() != AVX512 {
+		return false
+	}
+	if n <= 0 {
+		return true
+	}
+	if len(m) < 15*ms+n || len(y0) < q || (y1 != nil && len(y1) < q) || q > 2*n {
+		panic("cpu: wgOutput: slices too short")
+	}
+	wgOutputAVX512(m, ms, n, y0, y1, q)
+	return true
+}
+
+// deinterleaveVec splits the longest prefix of whole 32-value groups of
+// src into even and odd at the AVX-512 level and returns how many pairs it
+// did.
+func deinterleaveVec(src, even, odd []float32) int {
+	if ActiveLevel() != AVX512 {
+		return 0
+	}
+	groups := min(len(src)/32, len(even)/16, len(odd)/16)
+	if groups > 0 {
+		deinterleaveAVX512(src, groups, even, odd)
+	}
+	return 16 * groups
+}
+
+// wgGradVec runs wgGradGo at the AVX-512 level and reports whether it
+// did.
+func wgGradVec(dy0, dy1 []float32, q, n int, e []float32, es int) bool {
+	if ActiveLevel() != AVX512 {
+		return false
+	}
+	if n <= 0 {
+		return true
+	}
+	if len(dy0) < q || (dy1 != nil && len(dy1) < q) || len(e) < 15*es+n {
+		panic("cpu: wgGrad: slices too short")
+	}
+	wgGradAVX512(dy0, dy1, q, n, e, es)
+	return true
+}

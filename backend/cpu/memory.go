@@ -32,6 +32,7 @@ import (
 func init() {
 	initLevel()
 	initBlocking()
+	initWinograd()
 	backend.Register("cpu", func() (backend.Backend, error) { return New(0), nil })
 }
 
@@ -76,8 +77,10 @@ func (b *Backend) Describe() string {
 	if b.Threads() != 1 {
 		s += "s"
 	}
-	if levelNote != "" {
-		s += " (" + levelNote + ")"
+	for _, note := range []string{levelNote, wgNote} {
+		if note != "" {
+			s += " (" + note + ")"
+		}
 	}
 	return s
 }

@@ -376,3 +376,24 @@ func packT16OffAVX512(src []float32, offs *[16]int, rows, cols int, dst []float3
 //
 //go:noescape
 func packT8OffAVX2(src []float32, offs *[8]int, cols int, dst []float32, ldd int)
+
+// wgInputAVX512 is wgInputGo for 16·chunks tiles (AVX-512 F).
+//
+//go:noescape
+func wgInputAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int)
+
+// wgOutputAVX512 is wgOutputGo (AVX-512 F).
+//
+//go:noescape
+func wgOutputAVX512(m []float32, ms, n int, y0, y1 []float32, q int)
+
+// deinterleaveAVX512 is even[i], odd[i] = src[2i], src[2i+1] for
+// i < 16·groups (AVX-512 F).
+//
+//go:noescape
+func deinterleaveAVX512(src []float32, groups int, even, odd []float32)
+
+// wgGradAVX512 is wgGradGo (AVX-512 F).
+//
+//go:noescape
+func wgGradAVX512(dy0, dy1 []float32, q, n int, e []float32, es int)

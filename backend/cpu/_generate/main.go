@@ -40,6 +40,7 @@ func main() {
 		"gather_avx512_amd64.s":  gatherAVX512(),
 		"packoff_avx512_amd64.s": packOffAVX512(),
 		"packoff_avx2_amd64.s":   packOffAVX2(),
+		"winograd_amd64.s":       winograd(),
 	}
 	for _, op := range elementwiseOps {
 		files[op.file] = elementwiseFile(op)

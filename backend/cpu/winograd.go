@@ -1,0 +1,523 @@
+package cpu
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/dmlgo/dmlgo/backend"
+)
+
+// Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray, 2016) for 3×3
+// convolutions with unit stride and padding 1: each 2×2 block of output
+// (a tile) is computed from the 4×4 block of padded input around it with
+// 16 products per input and output channel instead of 36.
+//
+//	V = Bᵀ·d·B   (d: a tile's 4×4 input, per input channel)
+//	U = G·g·Gᵀ   (g: a 3×3 filter, per output and input channel)
+//	M = U ⊙ V    summed over input channels: 16 GEMMs, one per position ξ
+//	y = Aᵀ·M·A   (the tile's 2×2 output)
+//
+// with
+//
+//	Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
+//	G  = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
+//	Aᵀ = [1 1 1 0; 0 1 −1 −1]
+//
+// The transforms of the input and output are sums and differences only;
+// G's halves are exact. The results differ from the direct sum by
+// rounding alone (a few units in the last place of the largest term).
+//
+// The input is split into its four phase planes (even and odd rows and
+// columns, phased with strides 2): element (i, j) of tile (ty, tx) is then
+// at offset v + (i/2)·Wpe + j/2 of plane (i mod 2, j mod 2), with
+// v = ty·Wpe + tx. The GEMMs' columns are these v, Wpe per row of tiles of
+// which the last (Q + 1)/2 are real ones: one extra column a row, whose
+// results the output transform never reads. So both transforms run on 16
+// consecutive tiles per vector, and the input transform writes the
+// GEMMs' B panels directly.
+
+// wgInputGo is the input transform of one channel's 16·chunks tiles from
+// v = 0: src holds its four phase planes, pl values apart, rows of wpe;
+// V_ξ (tile v) goes to dst[ξ·xs + (v/nr)·nr·kb + v%nr], the packed layout
+// of panels nr wide and kb rows deep (dst starts at the channel's row of
+// the first panel).
+func wgInputGo(src []float32, wpe, pl, chunks int, dst []float32, xs, kb, nr int) {
+	for v := 0; v < 16*chunks; v++ {
+		var d, t [4][4]float32
+		for i := range 4 {
+			for j := range 4 {
+				d[i][j] = src[(2*(i%2)+j%2)*pl+v+(i/2)*wpe+j/2]
+			}
+		}
+		for j := range 4 {
+			t[0][j], t[1][j], t[2][j], t[3][j] = d[0][j]-d[2][j], d[1][j]+d[2][j], d[2][j]-d[1][j], d[1][j]-d[3][j]
+		}
+		o := v/nr*nr*kb + v%nr
+		for i := range 4 {
+			r := t[i]
+			dst[(4*i)*xs+o] = r[0] - r[2]
+			dst[(4*i+1)*xs+o] = r[1] + r[2]
+			dst[(4*i+2)*xs+o] = r[2] - r[1]
+			dst[(4*i+3)*xs+o] = r[1] - r[3]
+		}
+	}
+}
+
+// wgInputSpan is how many values of dst wgInputGo reaches for nr = 32.
+func wgInputSpan(chunks, xs, kb int) int {
+	u := chunks - 1
+	return 15*xs + u/2*32*kb + u%2*16 + 16
+}
+
+// wgInput is wgInputGo through the vector kernel where there is one (for
+// panels 32 wide).
+func wgInput(src []float32, wpe, pl, chunks int, dst []float32, xs, kb, nr int) {
+	if nr != 32 || !wgInputVec(src, wpe, pl, chunks, dst, xs, kb) {
+		wgInputGo(src, wpe, pl, chunks, dst, xs, kb, nr)
+	}
+}
+
+// wgOutputGo is the output transform of a row of n tiles of one output
+// channel: M_ξ of tile t is m[ξ·ms + t]; the tiles' two output rows go to
+// y0 and y1 (nil: the last row of an odd height), columns 2t and 2t+1
+// where they are below q.
+func wgOutputGo(m []float32, ms, n int, y0, y1 []float32, q int) {
+	for t := 0; t < n; t++ {
+		var s [2][4]float32
+		for j := range 4 {
+			m0, m1, m2, m3 := m[j*ms+t], m[(4+j)*ms+t], m[(8+j)*ms+t], m[(12+j)*ms+t]
+			s[0][j] = m0 + m1 + m2
+			s[1][j] = m1 - m2 - m3
+		}
+		for r, y := range [2][]float32{y0, y1} {
+			if y == nil {
+				continue
+			}
+			a := s[r]
+			if x := 2 * t; x < q {
+				y[x] = a[0] + a[1] + a[2]
+			}
+			if x := 2*t + 1; x < q {
+				y[x] = a[1] - a[2] - a[3]
+			}
+		}
+	}
+}
+
+// wgOutput is wgOutputGo through the vector kernel where there is one.
+func wgOutput(m []float32, ms, n int, y0, y1 []float32, q int) {
+	if !wgOutputVec(m, ms, n, y0, y1, q) {
+		wgOutputGo(m, ms, n, y0, y1, q)
+	}
+}
+
+// wgGradGo is the transform of the output gradient for the filter's:
+// E = A·dy·Aᵀ of a row of n tiles of one output channel, whose 2×2 blocks
+// of dy are in rows dy0 and dy1 (nil: zeros), columns 2t and 2t+1 where
+// they are below q (zeros past it). E_ξ of tile t goes to e[ξ·es + t].
+func wgGradGo(dy0, dy1 []float32, q, n int, e []float32, es int) {
+	at := func(row []float32, x int) float32 {
+		if row == nil || x >= q {
+			return 0
+		}
+		return row[x]
+	}
+	for t := 0; t < n; t++ {
+		a, b := at(dy0, 2*t), at(dy0, 2*t+1)
+		c, d := at(dy1, 2*t), at(dy1, 2*t+1)
+		rows := [4][2]float32{{a, b}, {a + c, b + d}, {a - c, b - d}, {-c, -d}}
+		for i, r := range rows {
+			u, v := r[0], r[1]
+			e[(4*i)*es+t] = u
+			e[(4*i+1)*es+t] = u + v
+			e[(4*i+2)*es+t] = u - v
+			e[(4*i+3)*es+t] = -v
+		}
+	}
+}
+
+// wgGrad is wgGradGo through the vector kernel where there is one.
+func wgGrad(dy0, dy1 []float32, q, n int, e []float32, es int) {
+	if !wgGradVec(dy0, dy1, q, n, e, es) {
+		wgGradGo(dy0, dy1, q, n, e, es)
+	}
+}
+
+// wgFilters is a convolution's filter transformed (U_ξ, K×C each) and
+// packed for the GEMMs.
+type wgFilters struct {
+	pa   [16]packedA
+	all  []float32     // the 16 panels' buffers
+	bufs [16][]float32 // pa[ξ].buf
+}
+
+var wgFilterPool freeList[wgFilters]
+
+// set transforms the K×C filters of w (K, C, 3, 3) straight into the
+// packed layout of kern (float32; see packedA), on up to threads
+// goroutines: U_ξ[k][c] goes to the row k%MR of panel k/MR, column c of
+// its kc block.
+func (f *wgFilters) set(kern gemmKernel, K, C int, w []float32, threads int) {
+	mr, kc := kern.mr, kern.kc()
+	mpad := (K + mr - 1) / mr * mr
+	// The 16 buffers in one, 72 values (4.5 cache lines) more than a
+	// matrix apart: at a power of two apart, the 16 values of a filter
+	// would fall in one set of the L1 cache.
+	size := mpad * C
+	stride := size + 264
+	f.all = grow(f.all, 16*stride)
+	bufs := &f.bufs
+	for x := range f.pa {
+		pa := &f.pa[x]
+		pa.mr, pa.m, pa.k, pa.kc, pa.mpad, pa.bf16, pa.i8 = mr, K, C, kc, mpad, false, nil
+		pa.buf = f.all[x*stride : x*stride+size : x*stride+size]
+		bufs[x] = pa.buf
+		if mpad > K {
+			clear(bufs[x]) // the rows past K
+		}
+	}
+	splitWith(&wgFilterSets, (K+mr-1)/mr, threads, wgFilterSet{bufs: bufs, w: w, k: K, c: C, mr: mr, kc: kc})
+}
+
+// wgFilterSet is wgFilters.set's transform of the rows of panels [lo, hi).
+type wgFilterSet struct {
+	bufs         *[16][]float32
+	w            []float32
+	k, c, mr, kc int
+}
+
+var wgFilterSets freeList[wgFilterSet]
+
+func (s *wgFilterSet) chunk(lo, hi int) {
+	K, C, mr, kc := s.k, s.c, s.mr, s.kc
+	mpad := (K + mr - 1) / mr * mr
+	for pc := 0; pc < C; pc += kc {
+		kb := min(kc, C-pc)
+		for k := lo * mr; k < min(K, hi*mr); k++ {
+			o := pc*mpad + k/mr*mr*kb + k%mr
+			for c := pc; c < pc+kb; c, o = c+1, o+mr {
+				wgFilter(s.w[(k*C+c)*9:(k*C+c)*9+9], s.bufs, o)
+			}
+		}
+	}
+}
+
+// wgFilter writes G·g·Gᵀ of one 3×3 filter g to bufs[ξ][o].
+func wgFilter(g []float32, bufs *[16][]float32, o int) {
+	g = g[:9]
+	// G·g, a column at a time: rows t0…t3 of 3
+	col := func(g0, g1, g2 float32) (t0, t1, t2, t3 float32) {
+		s := g0 + g2
+		return g0, 0.5 * (s + g1), 0.5 * (s - g1), g2
+	}
+	a0, a1, a2, a3 := col(g[0], g[3], g[6])
+	b0, b1, b2, b3 := col(g[1], g[4], g[7])
+	c0, c1, c2, c3 := col(g[2], g[5], g[8])
+	// then ·Gᵀ along each row
+	row := func(x int, r0, r1, r2 float32) {
+		s := r0 + r2
+		bufs[x][o] = r0
+		bufs[x+1][o] = 0.5 * (s + r1)
+		bufs[x+2][o] = 0.5 * (s - r1)
+		bufs[x+3][o] = r2
+	}
+	row(0, a0, b0, c0)
+	row(4, a1, b1, c1)
+	row(8, a2, b2, c2)
+	row(12, a3, b3, c3)
+}
+
+// winograd reports whether a forward convolution (p normalised; backward
+// data comes here as one) takes the Winograd path: a 3×3 filter with unit
+// strides and dilations, padding 1 and one group, on float32 and a level
+// with the vector transforms, every thread with an image of its own, and
+// planes of at least 14×14 (on 7×7 the extra column per row of tiles and
+// the rounding up to whole tiles leave little of the gain) with at least
+// 4M multiply-adds per image. ResNet-18/50's stride-1 3×3 layers on 56×56,
+// 28×28 and 14×14 planes (12.8M each) run 1.3–1.6× faster, resnet-s's
+// (1M) 1.17×: they stay on the direct sums, whose fixed costs are
+// smaller, and whose results the demo's figures were made with.
+func (b *Backend) winograd(p backend.Conv2dParams) bool {
+	switch WinogradMode(wgMode.Load()) {
+	case WinogradNever:
+		return false
+	case WinogradAlways:
+		return wgShape(p)
+	}
+	return wgShape(p) && ActiveLevel() == AVX512 && Precision(b.precision.Load()) == FP32 &&
+		p.N >= b.Threads() && p.P() >= 14 && p.Q() >= 14 && p.K*p.C*p.P()*p.Q() >= 1<<22
+}
+
+// WinogradMode chooses which convolutions take the Winograd path
+// (DMLGO_WINOGRAD=auto, never or always).
+type WinogradMode int32
+
+const (
+	// WinogradAuto: where it is measured to pay (see Backend.winograd).
+	WinogradAuto WinogradMode = iota
+	// WinogradNever: the direct sums everywhere, as before it existed.
+	WinogradNever
+	// WinogradAlways: every convolution of its shape, at every level and
+	// size (tests, and comparisons of the two).
+	WinogradAlways
+)
+
+func (m WinogradMode) String() string {
+	switch m {
+	case WinogradAuto:
+		return "auto"
+	case WinogradNever:
+		return "never"
+	case WinogradAlways:
+		return "always"
+	}
+	return fmt.Sprintf("WinogradMode(%d)", int32(m))
+}
+
+// ParseWinograd reads a mode as DMLGO_WINOGRAD takes it.
+func ParseWinograd(s string) (WinogradMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "auto", "":
+		return WinogradAuto, nil
+	case "never", "off", "0":
+		return WinogradNever, nil
+	case "always", "on", "1":
+		return WinogradAlways, nil
+	}
+	return WinogradAuto, fmt.Errorf("unknown Winograd mode %q (want auto, never or always)", s)
+}
+
+// SetWinograd switches every CPU backend to mode m and returns a function
+// restoring the previous mode.
+func SetWinograd(m WinogradMode) (restore func()) {
+	old := wgMode.Swap(int32(m))
+	return func() { wgMode.Store(old) }
+}
+
+// Winograd is the mode in force.
+func Winograd() WinogradMode { return WinogradMode(wgMode.Load()) }
+
+var (
+	wgMode atomic.Int32
+	wgNote string // DMLGO_WINOGRAD's effect, for Describe
+)
+
+// initWinograd sets the mode DMLGO_WINOGRAD asks for.
+func initWinograd() {
+	env := os.Getenv("DMLGO_WINOGRAD")
+	if env == "" {
+		return
+	}
+	m, err := ParseWinograd(env)
+	if err != nil {
+		wgNote = "DMLGO_WINOGRAD: " + err.Error() + "; using auto"
+		return
+	}
+	wgMode.Store(int32(m))
+	if m != WinogradAuto {
+		wgNote = "Winograd " + m.String() + " (DMLGO_WINOGRAD)"
+	}
+}
+
+// wgShape reports whether p is a convolution F(2×2, 3×3) computes.
+func wgShape(p backend.Conv2dParams) bool {
+	return p.R == 3 && p.S == 3 && p.StrideH == 1 && p.StrideW == 1 && p.DilH == 1 && p.DilW == 1 &&
+		p.PadH == 1 && p.PadW == 1 && p.G() == 1
+}
+
+// convWinograd is Conv2dForward through F(2×2, 3×3) (wgShape(p)), with
+// epilogue applied to each image's output when it is not nil.
+func (b *Backend) convWinograd(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
+	f := wgFilterPool.get()
+	defer wgFilterPool.put(f)
+	f.set(activeKernel(), p.K, p.C, w, b.Threads())
+	geo := newPhased(p.C, p.H, p.W, 1, 1, 2, 2)
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).winogradForward, p: p, geo: geo, x: x, y: y, wg: f, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
+}
+
+// wgBlockWidth is how many of the npad columns the GEMMs of one output
+// transform take, a multiple of 32: M for K output channels, 16·K values
+// a column, within wgBlockValues.
+func wgBlockWidth(k, npad int) int {
+	return min(npad, max(32, wgBlockValues/(16*k)/32*32))
+}
+
+var wgBlockValues = 128 << 10
+
+// winogradForward is convWinograd for images [lo, hi): per image its
+// phase planes, then per block of kc input channels their transform and
+// the 16 GEMMs adding into M, then the output transform of M and the
+// epilogue.
+func (k *convLoop) winogradForward(lo, hi int) {
+	p, geo := k.p, k.geo
+	P, Q := p.P(), p.Q()
+	th, tw := (P+1)/2, (Q+1)/2
+	wpe, pl := geo.wpe, geo.plane()
+	n := th * wpe // the GEMMs' columns
+	npad := (n + 31) / 32 * 32
+	kern := activeKernel()
+	kc, mc := kern.kc(), max(kern.mr, blk.mc/kern.mr*kern.mr)
+	nbw := wgBlockWidth(p.K, npad)
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	buf := bufPool.get()
+	defer bufPool.put(buf)
+	// The input transform reads up to npad + Wpe values past a channel's
+	// last plane's start, beyond the last channel's end.
+	size := geo.size()
+	st.pad = grow(st.pad, size+npad+wpe+32)
+	clear(st.pad[size:])
+	// V_ξ and M_ξ lie a cache line more than their size apart: at a
+	// multiple of 4 KiB (64·128 values, say) a tile's 16 values would fall
+	// in one set of the L1 cache.
+	st.wv = grow(st.wv, 16*(min(kc, p.C)*nbw+16))
+	ms := p.K*nbw + 16 // M_ξ is K×nbw
+	st.wm = grow(st.wm, 16*ms)
+	chw, pq := p.C*p.H*p.W, P*Q
+	for img := lo; img < hi; img++ {
+		k.channelPass(st, imagePass{op: passFill, geo: geo, src: k.x[img*chw : (img+1)*chw], dst: st.pad}, p.C)
+		y := k.y[img*p.K*pq : (img+1)*p.K*pq]
+		for j0 := 0; j0 < n; j0 += nbw {
+			nb := min(nbw, n-j0)
+			chunks := (nb + 31) / 32 * 2
+			for pc := 0; pc < p.C; pc += kc {
+				kb := min(kc, p.C-pc)
+				xs := kb*nbw + 16
+				for c := pc; c < pc+kb; c++ {
+					wgInput(st.pad[c*geo.chanSize()+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
+				}
+				for x := range 16 {
+					vb := st.wv[x*xs : (x+1)*xs]
+					for ic := 0; ic < p.K; ic += mc {
+						mb := min(mc, p.K-ic)
+						macroKernel(kern, pc == 0, kb, k.wg.pa[x].block(ic, pc, kb), mb, vb, nb, 1, st.wm[x*ms+ic*nbw:], nbw, buf)
+					}
+				}
+			}
+			// The output transform of the block's tiles, row by row.
+			for c := range p.K {
+				yc := y[c*pq : (c+1)*pq]
+				for ty := j0 / wpe; ty <= (j0+nb-1)/wpe && ty < th; ty++ {
+					tx0, tx1 := max(0, j0-ty*wpe), min(tw, j0+nb-ty*wpe)
+					if tx1 <= tx0 {
+						continue
+					}
+					q := min(Q-2*tx0, 2*(tx1-tx0))
+					var y1 []float32
+					if 2*ty+1 < P {
+						y1 = yc[(2*ty+1)*Q+2*tx0:][:q]
+					}
+					wgOutput(st.wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, yc[2*ty*Q+2*tx0:][:q], y1, q)
+				}
+			}
+		}
+		k.finish(st, img, nil)
+	}
+}
+
+// convWinogradBackwardFilter is Conv2dBackwardFilter through F(2×2, 3×3)
+// (wgShape(p)): with E = A·dy·Aᵀ per tile and output channel, and V the
+// input's transform as in the forward pass,
+//
+//	dU_ξ = Σ over images and tiles of E_ξ · V_ξᵀ   (16 GEMMs, K×C each)
+//	dw   = Gᵀ·dU·G                                  (per filter)
+//
+// The tiles' columns past each row's real ones, and past the last row,
+// have E = 0, so they add nothing.
+func (b *Backend) convWinogradBackwardFilter(p backend.Conv2dParams, x, dy, dw []float32) {
+	ds := p.K*p.C + 16 // dU_ξ lie a cache line more than their size apart
+	sums := getFrom(&wgSumPool, 16*ds)
+	defer wgSumPool.put(sums)
+	geo := newPhased(p.C, p.H, p.W, 1, 1, 2, 2)
+	b.sumOverImages(p.N, *sums, convLoop{sum: (*convLoop).winogradBackwardFilter, p: p, geo: geo, x: x, y: dy, gt: gemmThreads(b.Threads(), p.N)})
+	splitWith(&wgGradFilters, p.K, b.Threads(), wgGradFilter{sums: *sums, dw: dw, k: p.K, c: p.C, ds: ds})
+}
+
+var wgSumPool freeList[[]float32]
+
+// wgGradFilter is convWinogradBackwardFilter's last step, dw = Gᵀ·dU·G,
+// for output channels [lo, hi).
+type wgGradFilter struct {
+	sums, dw []float32
+	k, c, ds int
+}
+
+var wgGradFilters freeList[wgGradFilter]
+
+func (f *wgGradFilter) chunk(lo, hi int) {
+	var planes [16][]float32
+	for x := range planes {
+		planes[x] = f.sums[x*f.ds : x*f.ds+f.k*f.c]
+	}
+	// Gᵀ·S (3×4), a column at a time, and ·G (3×3), a row at a time
+	col := func(s0, s1, s2, s3 float32) (t0, t1, t2 float32) {
+		h := 0.5 * (s1 + s2)
+		return s0 + h, 0.5 * (s1 - s2), h + s3
+	}
+	for k := lo; k < hi; k++ {
+		for c, o := 0, k*f.c; c < f.c; c, o = c+1, o+1 {
+			a0, a1, a2 := col(planes[0][o], planes[4][o], planes[8][o], planes[12][o])
+			b0, b1, b2 := col(planes[1][o], planes[5][o], planes[9][o], planes[13][o])
+			c0, c1, c2 := col(planes[2][o], planes[6][o], planes[10][o], planes[14][o])
+			d0, d1, d2 := col(planes[3][o], planes[7][o], planes[11][o], planes[15][o])
+			g := f.dw[o*9 : o*9+9]
+			g[0], g[1], g[2] = col(a0, b0, c0, d0)
+			g[3], g[4], g[5] = col(a1, b1, c1, d1)
+			g[6], g[7], g[8] = col(a2, b2, c2, d2)
+		}
+	}
+}
+
+// winogradBackwardFilter is convWinogradBackwardFilter's sum over images
+// [lo, hi), added into acc (16 matrices K×C, K·C + 16 values apart; k.y
+// is dy). Small planes put several images' tiles side by side in one
+// GEMM depth (at least 256 columns where the batch allows).
+func (k *convLoop) winogradBackwardFilter(acc []float32, lo, hi int) {
+	p, geo := k.p, k.geo
+	P, Q := p.P(), p.Q()
+	th := (P + 1) / 2
+	wpe, pl := geo.wpe, geo.plane()
+	n := th * wpe
+	npad := (n + 31) / 32 * 32
+	m := max(1, min(hi-lo, 256/npad)) // images per GEMM
+	cols := m * npad
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	size := geo.size()
+	st.pad = grow(st.pad, size+npad+wpe+32)
+	clear(st.pad[size:])
+	vs, es, ds := p.C*cols+16, p.K*cols+16, p.K*p.C+16
+	st.wv = grow(st.wv, 16*vs)
+	st.wm = grow(st.wm, 16*es)
+	chw, pq, chs := p.C*p.H*p.W, P*Q, geo.chanSize()
+	for n0 := lo; n0 < hi; n0 += m {
+		g := min(m, hi-n0)
+		for i := range g {
+			img := n0 + i
+			k.channelPass(st, imagePass{op: passFill, geo: geo, src: k.x[img*chw : (img+1)*chw], dst: st.pad}, p.C)
+			for c := range p.C {
+				// One row of V_ξ per channel: panels one row deep.
+				wgInput(st.pad[c*chs:], wpe, pl, npad/16, st.wv[c*cols+i*npad:], vs, 1, 32)
+			}
+			dyi := k.y[img*p.K*pq : (img+1)*p.K*pq]
+			for kk := range p.K {
+				e := st.wm[kk*cols+i*npad:]
+				for ty := range th {
+					var row1 []float32
+					if 2*ty+1 < P {
+						row1 = dyi[kk*pq+(2*ty+1)*Q:][:Q]
+					}
+					wgGrad(dyi[kk*pq+2*ty*Q:][:Q], row1, Q, wpe, e[ty*wpe:], es)
+				}
+				for x := range 16 {
+					clear(e[x*es+n : x*es+npad])
+				}
+			}
+		}
+		for x := range 16 {
+			gemmDispatch(false, false, true, p.K, p.C, g*npad, 1, st.wm[x*es:], cols, nil, st.wv[x*vs:], cols, nil, nil, acc[x*ds:], p.C, k.gt)
+		}
+	}
+}

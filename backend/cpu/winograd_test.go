@@ -1,0 +1,215 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// TestWinogradTransforms: each level's input and output transforms give
+// the Go loops' values bit for bit, and write nothing outside their
+// places (sentinels).
+func TestWinogradTransforms(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(71, uint64(l)))
+		for _, c := range []struct{ wpe, hpe, chunks, kb int }{
+			{5, 5, 2, 1}, {8, 8, 4, 3}, {15, 15, 14, 7}, {29, 29, 54, 2}, {9, 4, 3, 5},
+		} {
+			pl := c.hpe * c.wpe
+			src := randSlice(r, 3*pl+16*c.chunks+c.wpe+1)
+			npad := (16*c.chunks + 31) / 32 * 32
+			xs := c.kb*npad + 3 // the ξ blocks need not be adjacent
+			for row := 0; row < c.kb; row++ {
+				want := make([]float32, 16*xs+64)
+				got := make([]float32, len(want))
+				for i := range got {
+					got[i], want[i] = sentinel, sentinel
+				}
+				wgInputGo(src, c.wpe, pl, c.chunks, want[row*32:], xs, c.kb, 32)
+				wgInput(src, c.wpe, pl, c.chunks, got[row*32:], xs, c.kb, 32)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("input %+v row %d: [%d] = %v, want %v", c, row, i, got[i], want[i])
+					}
+				}
+			}
+		}
+		for _, n := range []int{1, 3, 15, 16, 17, 28, 33} {
+			for _, q := range []int{2*n - 1, 2 * n} {
+				for _, two := range []bool{false, true} {
+					ms := n + 5
+					m := randSlice(r, 15*ms+n)
+					var rows [2][2][]float32 // got, want × y0, y1
+					for g := range rows {
+						for i := range rows[g] {
+							rows[g][i] = make([]float32, q+40)
+							for j := range rows[g][i] {
+								rows[g][i][j] = sentinel
+							}
+						}
+					}
+					y1 := func(g int) []float32 {
+						if !two {
+							return nil
+						}
+						return rows[g][1][3 : 3+q]
+					}
+					wgOutput(m, ms, n, rows[0][0][3:3+q], y1(0), q)
+					wgOutputGo(m, ms, n, rows[1][0][3:3+q], y1(1), q)
+					for i := range rows[0] {
+						for j, v := range rows[0][i] {
+							if w := rows[1][i][j]; math.Float32bits(v) != math.Float32bits(w) {
+								t.Fatalf("output n=%d q=%d two=%v: row %d [%d] = %v, want %v", n, q, two, i, j, v, w)
+							}
+						}
+					}
+				}
+			}
+		}
+		for _, n := range []int{1, 5, 15, 16, 17, 29, 40} {
+			for _, q := range []int{0, 1, 2*n - 1, 2 * n, 2*n + 7} {
+				for _, two := range []bool{false, true} {
+					dy := randSlice(r, 2*(2*n+7))
+					var dy1 []float32
+					if two {
+						dy1 = dy[2*n+7:][:q]
+					}
+					es := n + 3
+					got, want := make([]float32, 16*es), make([]float32, 16*es)
+					for i := range got {
+						got[i], want[i] = sentinel, sentinel
+					}
+					wgGrad(dy[:q], dy1, q, n, got, es)
+					wgGradGo(dy[:q], dy1, q, n, want, es)
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("grad n=%d q=%d two=%v: [%d] = %v, want %v", n, q, two, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+		// deinterleave, through phased.fill's stride-2 rows
+		for _, n := range []int{0, 5, 16, 31, 32, 64, 100} {
+			src := randSlice(r, 2*n+1)
+			ev, od := make([]float32, n+1), make([]float32, n+1)
+			done := deinterleaveVec(src[:2*n], ev[:n], od[:n])
+			if l != AVX512 && done != 0 || done > n || done%16 != 0 {
+				t.Fatalf("deinterleave of %d pairs did %d", n, done)
+			}
+			for i := range done {
+				if ev[i] != src[2*i] || od[i] != src[2*i+1] {
+					t.Fatalf("deinterleave of %d pairs: [%d] = %v, %v, want %v, %v", n, i, ev[i], od[i], src[2*i], src[2*i+1])
+				}
+			}
+			if ev[n] != 0 || od[n] != 0 || done < n && (ev[done] != 0 || od[done] != 0) {
+				t.Fatalf("deinterleave of %d pairs wrote past %d", n, done)
+			}
+		}
+	})
+}
+
+// TestWinogradConv: the Winograd path's forward pass (plain and fused with
+// batch norm, residual and ReLU) and backward data agree with the direct
+// sums to within rounding, at every level: odd and even planes, channel
+// counts that fill no panel, several kc and mc blocks, one and two
+// threads.
+func TestWinogradConv(t *testing.T) {
+	defer SetWinograd(WinogradAlways)()
+	convs := []backend.Conv2dParams{
+		{N: 2, C: 5, H: 7, W: 9, K: 6},
+		{N: 3, C: 40, H: 14, W: 14, K: 24},
+		{N: 1, C: 17, H: 16, W: 11, K: 33},
+		{N: 2, C: 8, H: 1, W: 2, K: 9},
+		{N: 2, C: 19, H: 29, W: 30, K: 12},
+	}
+	worst := map[string]float64{}
+	defer func() { t.Logf("largest errors, in units of rounding of the sums of |terms|: %v", worst) }()
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(73, uint64(l)))
+		for ci, p := range convs {
+			p.R, p.S, p.StrideH, p.StrideW, p.PadH, p.PadW = 3, 3, 1, 1, 1, 1
+			np := p.Normalized()
+			P, Q := np.P(), np.Q()
+			x := randSlice(r, p.N*p.C*p.H*p.W)
+			w := randSlice(r, p.K*p.C*9)
+			dy := randSlice(r, p.N*p.K*P*Q)
+			res := randSlice(r, p.N*p.K*P*Q)
+			gamma, beta := randSlice(r, p.K), randSlice(r, p.K)
+			mean, vr := randSlice(r, p.K), randSlice(r, p.K)
+			for i, v := range vr {
+				vr[i] = 0.2 + v*v
+			}
+			abs := func(s []float32) []float32 {
+				a := make([]float32, len(s))
+				for i, v := range s {
+					a[i] = float32(math.Abs(float64(v)))
+				}
+				return a
+			}
+			// The direct sums and, for the tolerance, the sums of |terms|.
+			want, bound := make([]float32, len(dy)), make([]float32, len(dy))
+			refConvForward(np, x, w, want)
+			refConvForward(np, abs(x), abs(w), bound)
+			wantDw, boundDw := make([]float32, len(w)), make([]float32, len(w))
+			refConvBackwardFilter(np, x, dy, wantDw)
+			refConvBackwardFilter(np, abs(x), abs(dy), boundDw)
+			wantDx, boundDx := make([]float32, len(x)), make([]float32, len(x))
+			refConvBackwardData(np, dy, w, wantDx)
+			refConvBackwardData(np, abs(dy), abs(w), boundDx)
+			check := func(what string, got, want, bound []float32, scale func(i int) float32) {
+				t.Helper()
+				units := float32(8) // of rounding, in the sum of |terms|
+				if what == "backward filter" {
+					units = 64
+				}
+				for i, v := range got {
+					if r := math.Abs(float64(v-want[i])) / float64(eps32*bound[i]*scale(i)); r > worst[what] {
+						worst[what] = r
+					}
+					tol := units * eps32 * bound[i] * scale(i)
+					if d := math.Abs(float64(v - want[i])); !(d <= float64(tol)+1e-30) {
+						t.Fatalf("conv %d %s: [%d] = %v, want %v (tolerance %g)", ci, what, i, v, want[i], tol)
+					}
+				}
+			}
+			one := func(int) float32 { return 1 }
+			for _, blocks := range [][2]int{{blk.mc, blk.kc}, {16, 8}} {
+				restore := withBlocking(blocks[0], blocks[1], blk.nc)
+				for _, threads := range []int{1, 2} {
+					b := New(threads)
+					xt, wt := tensor.FromSlice(x, p.N, p.C, p.H, p.W), tensor.FromSlice(w, p.K, p.C, 3, 3)
+					y := tensor.Full(float32(math.NaN()), p.N, p.K, P, Q)
+					b.Conv2dForward(p, xt, wt, y)
+					check("forward", y.HostData(), want, bound, one)
+					dx := tensor.Full(float32(math.NaN()), p.N, p.C, p.H, p.W)
+					b.Conv2dBackwardData(p, tensor.FromSlice(dy, p.N, p.K, P, Q), wt, dx)
+					check("backward data", dx.HostData(), wantDx, boundDx, one)
+					dw := tensor.Full(float32(math.NaN()), p.K, p.C, 3, 3)
+					b.Conv2dBackwardFilter(p, xt, tensor.FromSlice(dy, p.N, p.K, P, Q), dw)
+					check("backward filter", dw.HostData(), wantDw, boundDw, one)
+					// Fused: batch norm's map of the forward output, the
+					// residual and the ReLU, against the same ops on want.
+					vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
+					f := tensor.Full(float32(math.NaN()), p.N, p.K, P, Q)
+					b.ConvBNActForward(p, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res, p.N, p.K, P, Q), f, true)
+					wantF := make([]float32, len(want))
+					scale := func(i int) float32 {
+						c := i / (P * Q) % p.K
+						return float32(math.Abs(float64(gamma[c]))/math.Sqrt(float64(vr[c])+1e-5)) + 1
+					}
+					for i, v := range want {
+						c := i / (P * Q) % p.K
+						s := float64(gamma[c]) / math.Sqrt(float64(vr[c])+1e-5)
+						wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
+					}
+					check("fused", f.HostData(), wantF, bound, scale)
+				}
+				restore()
+			}
+		}
+	})
+}
