@@ -80,7 +80,7 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 	}
 	indirect := true
 	switch {
-	case b.winograd(p):
+	case b.winograd(p, nil):
 		b.convWinogradBackwardFilter(p, xData, dyData, dwData)
 	case implicitBackwardFilter(p):
 		b.convImplicitBackwardFilter(p, xData, dyData, dwData)
@@ -563,7 +563,7 @@ func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
 // convImplicitForward is Conv2dForward on the implicit path (p normalised),
 // followed by epilogue on each image's output when epilogue is not nil.
 func (b *Backend) convImplicitForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
-	if b.winograd(p) {
+	if b.winograd(p, w) {
 		b.convWinograd(p, x, w, y, epilogue)
 		return
 	}

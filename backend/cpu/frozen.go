@@ -67,6 +67,7 @@ type frozenSet struct {
 type frozenEntry struct {
 	w     []float32 // the frozen values (keeps them alive and their length)
 	packs map[packKey][]packedA
+	wg    map[packKey]*wgFilters // Winograd's transformed filters
 }
 
 type packKey struct {
@@ -93,7 +94,7 @@ func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
 		if e, ok := b.frozen.m[key]; ok && len(e.w) == len(w) {
 			continue
 		}
-		b.frozen.m[key] = &frozenEntry{w: w, packs: map[packKey][]packedA{}}
+		b.frozen.m[key] = &frozenEntry{w: w, packs: map[packKey][]packedA{}, wg: map[packKey]*wgFilters{}}
 	}
 	b.frozen.n.Store(int32(len(b.frozen.m)))
 }
@@ -149,4 +150,42 @@ func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA,
 	}
 	fp = packFilters(groups, m, k, w)
 	return *fp, fp
+}
+
+// frozenWeights reports whether w is a frozen tensor's whole data.
+func (b *Backend) frozenWeights(w []float32) bool {
+	if len(w) == 0 || b.frozen.n.Load() == 0 {
+		return false
+	}
+	b.frozen.mu.Lock()
+	defer b.frozen.mu.Unlock()
+	e, ok := b.frozen.m[unsafe.SliceData(w)]
+	return ok && len(e.w) == len(w)
+}
+
+// winogradFilters returns w's K×C filters (3×3) transformed and packed
+// for the active kernel (wgFilters.set): the frozen tensor's, made once,
+// when w is a frozen tensor's whole data; otherwise made now into a
+// pooled one, which the caller returns to wgFilterPool (pooled).
+func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled bool) {
+	kern := activeKernel()
+	if len(w) > 0 && b.frozen.n.Load() > 0 {
+		b.frozen.mu.Lock()
+		e, ok := b.frozen.m[unsafe.SliceData(w)]
+		if ok && len(e.w) == K*C*9 {
+			key := packKey{1, K, C, kern.mr, kern.kc(), false, false}
+			f, ok := e.wg[key]
+			if !ok {
+				f = &wgFilters{}
+				f.set(kern, K, C, w, b.Threads())
+				e.wg[key] = f
+			}
+			b.frozen.mu.Unlock()
+			return f, false
+		}
+		b.frozen.mu.Unlock()
+	}
+	f = wgFilterPool.get()
+	f.set(kern, K, C, w, b.Threads())
+	return f, true
 }

@@ -12,10 +12,12 @@ import (
 
 // TestFrozenFilters: convolutions with frozen filters give the same
 // outputs bit for bit as with filters packed on every call (implicit 3×3,
-// strided, pointwise, grouped; one and two threads; every SIMD level); an
+// strided, pointwise, grouped; Winograd's transformed filters; one and two
+// threads; every SIMD level); an
 // Upload into a frozen filter is seen by the next call; once made, the
 // packs cost no allocation.
 func TestFrozenFilters(t *testing.T) {
+	defer SetWinograd(Winograd())() // should a case fail with another set
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(21, uint64(l)))
 		cases := []backend.Conv2dParams{
@@ -25,9 +27,17 @@ func TestFrozenFilters(t *testing.T) {
 			{N: 1, C: 3, H: 32, W: 32, K: 8, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
 			{N: 1, C: 16, H: 9, W: 9, K: 16, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, Groups: 4},
 		}
-		for i, p := range cases {
+		for ci := range 2 * len(cases) {
+			// Each case twice: the second time with every 3×3 convolution
+			// through Winograd's transforms, kept for frozen weights.
+			i, p := ci%len(cases), cases[ci%len(cases)]
+			mode := WinogradAuto
+			if ci >= len(cases) {
+				mode = WinogradAlways
+			}
+			restore := SetWinograd(mode)
 			for _, threads := range []int{1, 2} {
-				name := fmt.Sprintf("%v case %d threads %d", l, i, threads)
+				name := fmt.Sprintf("%v case %d threads %d Winograd %v", l, i, threads, mode)
 				np := p.Normalized()
 				x := tensor.FromSlice(randSlice(r, p.N*p.C*p.H*p.W), p.N, p.C, p.H, p.W)
 				wv := randSlice(r, p.K*(p.C/np.G())*p.R*p.S)
@@ -57,6 +67,7 @@ func TestFrozenFilters(t *testing.T) {
 					t.Errorf("%s: %g allocations per call with frozen filters", name, n)
 				}
 			}
+			restore()
 		}
 	})
 }

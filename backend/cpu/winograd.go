@@ -229,25 +229,41 @@ func wgFilter(g []float32, bufs *[16][]float32, o int) {
 	row(12, a3, b3, c3)
 }
 
-// winograd reports whether a forward convolution (p normalised; backward
-// data comes here as one) takes the Winograd path: a 3×3 filter with unit
-// strides and dilations, padding 1 and one group, on float32 and a level
-// with the vector transforms, every thread with an image of its own, and
-// planes of at least 14×14 (on 7×7 the extra column per row of tiles and
-// the rounding up to whole tiles leave little of the gain) with at least
-// 4M multiply-adds per image. ResNet-18/50's stride-1 3×3 layers on 56×56,
-// 28×28 and 14×14 planes (12.8M each) run 1.3–1.6× faster, resnet-s's
-// (1M) 1.17×: they stay on the direct sums, whose fixed costs are
-// smaller, and whose results the demo's figures were made with.
-func (b *Backend) winograd(p backend.Conv2dParams) bool {
+// winograd reports whether a convolution (p normalised; backward data
+// comes here as a forward one, with the flipped filter w; backward filter
+// with w nil) takes the Winograd path: a 3×3 filter with unit strides and
+// dilations, padding 1 and one group, on a level with the vector
+// transforms, and
+//
+//   - planes of at least 14×14: on 7×7 the extra column per row of tiles
+//     and the rounding up to whole tiles leave too little of the gain
+//     (ResNet-18's 3×3 to 512 channels: 1.4× slower);
+//   - at least 4M multiply-adds an image: ResNet-18/50's stride-1 3×3
+//     layers on 56×56, 28×28 and 14×14 planes (12.8M) run 1.3–1.6×
+//     faster, resnet-s's (1M) only 1.17×, and they stay on the direct
+//     sums, whose results the demo's figures were made with;
+//   - images enough to pay for the filter's transform (about 15 ns a
+//     filter, as much as the savings on 4 images of 14×14 or one of
+//     28×28): N·P·Q ≥ 784, or frozen weights, whose transform is made
+//     once;
+//   - float32: frozen weights set to run in bfloat16 or int8 take their
+//     own kernels.
+func (b *Backend) winograd(p backend.Conv2dParams, w []float32) bool {
 	switch WinogradMode(wgMode.Load()) {
 	case WinogradNever:
 		return false
 	case WinogradAlways:
 		return wgShape(p)
 	}
-	return wgShape(p) && ActiveLevel() == AVX512 && Precision(b.precision.Load()) == FP32 &&
-		p.N >= b.Threads() && p.P() >= 14 && p.Q() >= 14 && p.K*p.C*p.P()*p.Q() >= 1<<22
+	if !wgShape(p) || ActiveLevel() != AVX512 || p.P() < 14 || p.Q() < 14 || p.K*p.C*p.P()*p.Q() < 1<<22 {
+		return false
+	}
+	frozen := b.frozenWeights(w)
+	if frozen {
+		prec := Precision(b.precision.Load())
+		return !(prec == BF16 && bf16Ready() || prec == INT8 && i8Ready())
+	}
+	return p.N*p.P()*p.Q() >= 784
 }
 
 // WinogradMode chooses which convolutions take the Winograd path
@@ -330,9 +346,10 @@ func wgShape(p backend.Conv2dParams) bool {
 // convWinograd is Conv2dForward through F(2×2, 3×3) (wgShape(p)), with
 // epilogue applied to each image's output when it is not nil.
 func (b *Backend) convWinograd(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
-	f := wgFilterPool.get()
-	defer wgFilterPool.put(f)
-	f.set(activeKernel(), p.K, p.C, w, b.Threads())
+	f, pooled := b.winogradFilters(p.K, p.C, w)
+	if pooled {
+		defer wgFilterPool.put(f)
+	}
 	geo := newPhased(p.C, p.H, p.W, 1, 1, 2, 2)
 	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).winogradForward, p: p, geo: geo, x: x, y: y, wg: f, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
 }
@@ -346,74 +363,116 @@ func wgBlockWidth(k, npad int) int {
 
 var wgBlockValues = 128 << 10
 
+// wgGeometry is the tiling of one image: th rows of tw tiles, n = th·Wpe
+// columns of the GEMMs (npad rounded up to 32), in blocks of nbw.
+type wgGeometry struct {
+	th, tw, n, npad, nbw int
+}
+
+func (k *convLoop) wgGeometry() wgGeometry {
+	p := k.p
+	th, tw := (p.P()+1)/2, (p.Q()+1)/2
+	n := th * k.geo.wpe
+	npad := (n + 31) / 32 * 32
+	return wgGeometry{th: th, tw: tw, n: n, npad: npad, nbw: wgBlockWidth(p.K, npad)}
+}
+
 // winogradForward is convWinograd for images [lo, hi): per image its
-// phase planes, then per block of kc input channels their transform and
-// the 16 GEMMs adding into M, then the output transform of M and the
-// epilogue.
+// phase planes, then per block of columns (on the threads left to the
+// image, at batch 1 both) the block's part of the GEMMs and of the output
+// transform, then the epilogue.
 func (k *convLoop) winogradForward(lo, hi int) {
 	p, geo := k.p, k.geo
+	wg := k.wgGeometry()
+	st := convScratchPool.get()
+	defer convScratchPool.put(st)
+	// The input transform reads up to npad + Wpe values past a channel's
+	// last plane's start, beyond the last channel's end.
+	size := geo.size()
+	st.pad = grow(st.pad, size+wg.npad+geo.wpe+32)
+	clear(st.pad[size:])
+	chw := p.C * p.H * p.W
+	blocks := (wg.n + wg.nbw - 1) / wg.nbw
+	for img := lo; img < hi; img++ {
+		k.channelPass(st, imagePass{op: passFill, geo: geo, src: k.x[img*chw : (img+1)*chw], dst: st.pad}, p.C)
+		run := wgBlockRun{k: k, pad: st.pad, img: img, wg: wg}
+		if threads := min(k.gt, blocks); threads > 1 {
+			splitWith(&wgBlockRuns, blocks, threads, run)
+		} else {
+			run.chunk(0, blocks)
+		}
+		k.finish(st, img, nil)
+	}
+}
+
+// wgBlockRun is winogradForward's work on blocks [lo, hi) of image img's
+// columns, whose phase planes are in pad.
+type wgBlockRun struct {
+	k   *convLoop
+	pad []float32
+	img int
+	wg  wgGeometry
+}
+
+var wgBlockRuns freeList[wgBlockRun]
+
+// chunk runs, per block of columns: per block of kc input channels their
+// transform and the 16 GEMMs adding into M, then the output transform of
+// M's tiles.
+func (r *wgBlockRun) chunk(lo, hi int) {
+	k, wg, pad := r.k, r.wg, r.pad
+	p, geo := k.p, k.geo
 	P, Q := p.P(), p.Q()
-	th, tw := (P+1)/2, (Q+1)/2
-	wpe, pl := geo.wpe, geo.plane()
-	n := th * wpe // the GEMMs' columns
-	npad := (n + 31) / 32 * 32
+	wpe, pl, chs := geo.wpe, geo.plane(), geo.chanSize()
 	kern := activeKernel()
 	kc, mc := kern.kc(), max(kern.mr, blk.mc/kern.mr*kern.mr)
-	nbw := wgBlockWidth(p.K, npad)
+	nbw := wg.nbw
 	st := convScratchPool.get()
 	defer convScratchPool.put(st)
 	buf := bufPool.get()
 	defer bufPool.put(buf)
-	// The input transform reads up to npad + Wpe values past a channel's
-	// last plane's start, beyond the last channel's end.
-	size := geo.size()
-	st.pad = grow(st.pad, size+npad+wpe+32)
-	clear(st.pad[size:])
 	// V_ξ and M_ξ lie a cache line more than their size apart: at a
 	// multiple of 4 KiB (64·128 values, say) a tile's 16 values would fall
 	// in one set of the L1 cache.
 	st.wv = grow(st.wv, 16*(min(kc, p.C)*nbw+16))
 	ms := p.K*nbw + 16 // M_ξ is K×nbw
 	st.wm = grow(st.wm, 16*ms)
-	chw, pq := p.C*p.H*p.W, P*Q
-	for img := lo; img < hi; img++ {
-		k.channelPass(st, imagePass{op: passFill, geo: geo, src: k.x[img*chw : (img+1)*chw], dst: st.pad}, p.C)
-		y := k.y[img*p.K*pq : (img+1)*p.K*pq]
-		for j0 := 0; j0 < n; j0 += nbw {
-			nb := min(nbw, n-j0)
-			chunks := (nb + 31) / 32 * 2
-			for pc := 0; pc < p.C; pc += kc {
-				kb := min(kc, p.C-pc)
-				xs := kb*nbw + 16
-				for c := pc; c < pc+kb; c++ {
-					wgInput(st.pad[c*geo.chanSize()+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
-				}
-				for x := range 16 {
-					vb := st.wv[x*xs : (x+1)*xs]
-					for ic := 0; ic < p.K; ic += mc {
-						mb := min(mc, p.K-ic)
-						macroKernel(kern, pc == 0, kb, k.wg.pa[x].block(ic, pc, kb), mb, vb, nb, 1, st.wm[x*ms+ic*nbw:], nbw, buf)
-					}
-				}
+	pq := P * Q
+	y := k.y[r.img*p.K*pq : (r.img+1)*p.K*pq]
+	for b := lo; b < hi; b++ {
+		j0 := b * nbw
+		nb := min(nbw, wg.n-j0)
+		chunks := (nb + 31) / 32 * 2
+		for pc := 0; pc < p.C; pc += kc {
+			kb := min(kc, p.C-pc)
+			xs := kb*nbw + 16
+			for c := pc; c < pc+kb; c++ {
+				wgInput(pad[c*chs+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
 			}
-			// The output transform of the block's tiles, row by row.
-			for c := range p.K {
-				yc := y[c*pq : (c+1)*pq]
-				for ty := j0 / wpe; ty <= (j0+nb-1)/wpe && ty < th; ty++ {
-					tx0, tx1 := max(0, j0-ty*wpe), min(tw, j0+nb-ty*wpe)
-					if tx1 <= tx0 {
-						continue
-					}
-					q := min(Q-2*tx0, 2*(tx1-tx0))
-					var y1 []float32
-					if 2*ty+1 < P {
-						y1 = yc[(2*ty+1)*Q+2*tx0:][:q]
-					}
-					wgOutput(st.wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, yc[2*ty*Q+2*tx0:][:q], y1, q)
+			for x := range 16 {
+				vb := st.wv[x*xs : (x+1)*xs]
+				for ic := 0; ic < p.K; ic += mc {
+					mb := min(mc, p.K-ic)
+					macroKernel(kern, pc == 0, kb, k.wg.pa[x].block(ic, pc, kb), mb, vb, nb, 1, st.wm[x*ms+ic*nbw:], nbw, buf)
 				}
 			}
 		}
-		k.finish(st, img, nil)
+		// The output transform of the block's tiles, row by row.
+		for c := range p.K {
+			yc := y[c*pq : (c+1)*pq]
+			for ty := j0 / wpe; ty <= (j0+nb-1)/wpe && ty < wg.th; ty++ {
+				tx0, tx1 := max(0, j0-ty*wpe), min(wg.tw, j0+nb-ty*wpe)
+				if tx1 <= tx0 {
+					continue
+				}
+				q := min(Q-2*tx0, 2*(tx1-tx0))
+				var y1 []float32
+				if 2*ty+1 < P {
+					y1 = yc[(2*ty+1)*Q+2*tx0:][:q]
+				}
+				wgOutput(st.wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, yc[2*ty*Q+2*tx0:][:q], y1, q)
+			}
+		}
 	}
 }
 
