@@ -60,13 +60,22 @@ func TestResNetLowPrecisionCosine(t *testing.T) {
 		prec     string
 		ready    bool
 		r18, r50 float64 // smallest cosine accepted
+		winograd bool    // every 3×3 convolution through Winograd's transforms
 	}{
-		{"bf16", cpu.BF16Ready(), 0.999, 0.995},
-		{"int8", cpu.INT8Ready(), 0.999, 0.998},
+		{"bf16", cpu.BF16Ready(), 0.999, 0.995, false},
+		{"bf16", cpu.BF16Ready(), 0.999, 0.995, true},
+		{"int8", cpu.INT8Ready(), 0.999, 0.998, false},
 	} {
-		t.Run(c.prec, func(t *testing.T) {
+		name := c.prec
+		if c.winograd {
+			name += "/winograd"
+		}
+		t.Run(name, func(t *testing.T) {
 			if !c.ready {
 				t.Skipf("no %s kernels here: precision %s runs fp32", c.prec, c.prec)
+			}
+			if c.winograd {
+				defer cpu.SetWinograd(cpu.WinogradAlways)()
 			}
 			b := cpu.New(0)
 			r18, err := NewResNet(b, ResNetConfig{Arch: "resnet18", Out: 1000, Seed: 1})
@@ -79,7 +88,7 @@ func TestResNetLowPrecisionCosine(t *testing.T) {
 			SetTraining(r18, false)
 			got := frozenForward(t, b, r18, c.prec, in, shape)
 			for i, cos := range rowCosines(got, wantF, n) {
-				t.Logf("resnet18 %s image %d: cosine %.6f to PyTorch's fp32 features", c.prec, i, cos)
+				t.Logf("resnet18 %s image %d: cosine %.6f to PyTorch's fp32 features", name, i, cos)
 				if cos < c.r18 {
 					t.Errorf("resnet18 %s image %d: cosine %.6f to PyTorch's features, want ≥ %g", c.prec, i, cos, c.r18)
 				}
@@ -96,7 +105,7 @@ func TestResNetLowPrecisionCosine(t *testing.T) {
 				feats[i] = frozenForward(t, be, m, prec, in, shape)
 			}
 			for i, cos := range rowCosines(feats[1], feats[0], n) {
-				t.Logf("resnet50 %s image %d: cosine %.6f between %s and fp32 features", c.prec, i, cos, c.prec)
+				t.Logf("resnet50 %s image %d: cosine %.6f between %s and fp32 features", name, i, cos, c.prec)
 				if cos < c.r50 {
 					t.Errorf("resnet50 %s image %d: cosine %.6f to fp32 features, want ≥ %g", c.prec, i, cos, c.r50)
 				}

@@ -164,7 +164,8 @@ func (b *Backend) frozenWeights(w []float32) bool {
 }
 
 // winogradFilters returns w's K×C filters (3×3) transformed and packed
-// for the active kernel (wgFilters.set): the frozen tensor's, made once,
+// for the kernel that runs (wgFilters.set): the frozen tensor's, made once
+// (for the bfloat16 kernel when that is the precision set),
 // when w is a frozen tensor's whole data; otherwise made now into a
 // pooled one, which the caller returns to wgFilterPool (pooled).
 func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled bool) {
@@ -173,7 +174,10 @@ func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled b
 		b.frozen.mu.Lock()
 		e, ok := b.frozen.m[unsafe.SliceData(w)]
 		if ok && len(e.w) == K*C*9 {
-			key := packKey{1, K, C, kern.mr, kern.kc(), false, false}
+			if Precision(b.precision.Load()) == BF16 && bf16Ready() {
+				kern = bf16Kernel
+			}
+			key := packKey{1, K, C, kern.mr, kern.kc(), kern.bf16, false}
 			f, ok := e.wg[key]
 			if !ok {
 				f = &wgFilters{}

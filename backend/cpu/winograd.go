@@ -146,39 +146,53 @@ func wgGrad(dy0, dy1 []float32, q, n int, e []float32, es int) {
 }
 
 // wgFilters is a convolution's filter transformed (U_ξ, K×C each) and
-// packed for the GEMMs.
+// packed for the GEMMs' kernel.
 type wgFilters struct {
+	kern gemmKernel
 	pa   [16]packedA
-	all  []float32     // the 16 panels' buffers
-	bufs [16][]float32 // pa[ξ].buf
+	all  []float32     // the 16 matrices' buffers
+	bufs [16][]float32 // the matrices (pa[ξ].buf for float32)
 }
 
 var wgFilterPool freeList[wgFilters]
 
-// set transforms the K×C filters of w (K, C, 3, 3) straight into the
-// packed layout of kern (float32; see packedA), on up to threads
-// goroutines: U_ξ[k][c] goes to the row k%MR of panel k/MR, column c of
-// its kc block.
+// set transforms the K×C filters of w (K, C, 3, 3) and packs them for
+// kern, on up to threads goroutines. For float32 the transform goes
+// straight into the packed layout (see packedA): U_ξ[k][c] to row k%MR of
+// panel k/MR, column c of its kc block. For bfloat16 it makes plain K×C
+// matrices, which packedA.pack rounds into pairs.
 func (f *wgFilters) set(kern gemmKernel, K, C int, w []float32, threads int) {
+	f.kern = kern
 	mr, kc := kern.mr, kern.kc()
+	if kern.bf16 {
+		mr, kc = 1, C
+	}
 	mpad := (K + mr - 1) / mr * mr
-	// The 16 buffers in one, 72 values (4.5 cache lines) more than a
-	// matrix apart: at a power of two apart, the 16 values of a filter
-	// would fall in one set of the L1 cache.
+	// The 16 buffers in one, a cache line more than a matrix apart: at a
+	// power of two apart, the 16 values of a filter would fall in one set
+	// of the L1 cache (3.5× slower).
 	size := mpad * C
-	stride := size + 264
+	stride := size + 16
 	f.all = grow(f.all, 16*stride)
 	bufs := &f.bufs
 	for x := range f.pa {
-		pa := &f.pa[x]
-		pa.mr, pa.m, pa.k, pa.kc, pa.mpad, pa.bf16, pa.i8 = mr, K, C, kc, mpad, false, nil
-		pa.buf = f.all[x*stride : x*stride+size : x*stride+size]
-		bufs[x] = pa.buf
+		bufs[x] = f.all[x*stride : x*stride+size : x*stride+size]
 		if mpad > K {
 			clear(bufs[x]) // the rows past K
 		}
+		if !kern.bf16 {
+			pa := &f.pa[x]
+			pa.mr, pa.m, pa.k, pa.kc, pa.mpad, pa.bf16, pa.i8 = mr, K, C, kc, mpad, false, nil
+			pa.buf = bufs[x]
+		}
 	}
 	splitWith(&wgFilterSets, (K+mr-1)/mr, threads, wgFilterSet{bufs: bufs, w: w, k: K, c: C, mr: mr, kc: kc})
+	if kern.bf16 {
+		for x := range f.pa {
+			f.pa[x] = packedA{} // its buffer is its own, not one of f.all's
+			f.pa[x].pack(kern, false, K, C, bufs[x], C)
+		}
+	}
 }
 
 // wgFilterSet is wgFilters.set's transform of the rows of panels [lo, hi).
@@ -246,8 +260,9 @@ func wgFilter(g []float32, bufs *[16][]float32, o int) {
 //     filter, as much as the savings on 4 images of 14×14 or one of
 //     28×28): N·P·Q ≥ 784, or frozen weights, whose transform is made
 //     once;
-//   - float32: frozen weights set to run in bfloat16 or int8 take their
-//     own kernels.
+//   - float32 or bfloat16 GEMMs: frozen weights set to run in int8 keep
+//     their own kernel (a quantised V would lose too much); in bfloat16,
+//     V and U are rounded as the direct path rounds its operands.
 func (b *Backend) winograd(p backend.Conv2dParams, w []float32) bool {
 	switch WinogradMode(wgMode.Load()) {
 	case WinogradNever:
@@ -258,10 +273,8 @@ func (b *Backend) winograd(p backend.Conv2dParams, w []float32) bool {
 	if !wgShape(p) || ActiveLevel() != AVX512 || p.P() < 14 || p.Q() < 14 || p.K*p.C*p.P()*p.Q() < 1<<22 {
 		return false
 	}
-	frozen := b.frozenWeights(w)
-	if frozen {
-		prec := Precision(b.precision.Load())
-		return !(prec == BF16 && bf16Ready() || prec == INT8 && i8Ready())
+	if b.frozenWeights(w) {
+		return !(Precision(b.precision.Load()) == INT8 && i8Ready())
 	}
 	return p.N*p.P()*p.Q() >= 784
 }
@@ -424,7 +437,7 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 	p, geo := k.p, k.geo
 	P, Q := p.P(), p.Q()
 	wpe, pl, chs := geo.wpe, geo.plane(), geo.chanSize()
-	kern := activeKernel()
+	kern := k.wg.kern
 	kc, mc := kern.kc(), max(kern.mr, blk.mc/kern.mr*kern.mr)
 	nbw := wg.nbw
 	st := convScratchPool.get()
@@ -433,8 +446,13 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 	defer bufPool.put(buf)
 	// V_ξ and M_ξ lie a cache line more than their size apart: at a
 	// multiple of 4 KiB (64·128 values, say) a tile's 16 values would fall
-	// in one set of the L1 cache.
-	st.wv = grow(st.wv, 16*(min(kc, p.C)*nbw+16))
+	// in one set of the L1 cache. For bfloat16, V_ξ is made as kb rows of
+	// nbw values in st.out, then rounded into the kernel's pairs.
+	kd := kern.depth(min(kc, p.C))
+	st.wv = grow(st.wv, 16*(kd*nbw+16))
+	if kern.bf16 {
+		st.out = grow(st.out, 16*(min(kc, p.C)*nbw+16))
+	}
 	ms := p.K*nbw + 16 // M_ξ is K×nbw
 	st.wm = grow(st.wm, 16*ms)
 	pq := P * Q
@@ -445,15 +463,28 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 		chunks := (nb + 31) / 32 * 2
 		for pc := 0; pc < p.C; pc += kc {
 			kb := min(kc, p.C-pc)
-			xs := kb*nbw + 16
-			for c := pc; c < pc+kb; c++ {
-				wgInput(pad[c*chs+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
+			kd := kern.depth(kb)
+			xs := kd*nbw + 16
+			if kern.bf16 {
+				rs := kb*nbw + 16
+				for c := pc; c < pc+kb; c++ {
+					wgInput(pad[c*chs+j0:], wpe, pl, chunks, st.out[(c-pc)*nbw:], rs, 1, 32)
+				}
+				for x := range 16 {
+					for j := 0; j < nb; j += 32 {
+						pairRows(st.out[x*rs+j:], nbw, 32, kb, st.wv[x*xs+j*kd:])
+					}
+				}
+			} else {
+				for c := pc; c < pc+kb; c++ {
+					wgInput(pad[c*chs+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
+				}
 			}
 			for x := range 16 {
 				vb := st.wv[x*xs : (x+1)*xs]
 				for ic := 0; ic < p.K; ic += mc {
 					mb := min(mc, p.K-ic)
-					macroKernel(kern, pc == 0, kb, k.wg.pa[x].block(ic, pc, kb), mb, vb, nb, 1, st.wm[x*ms+ic*nbw:], nbw, buf)
+					macroKernel(kern, pc == 0, kd, k.wg.pa[x].block(ic, pc, kb), mb, vb, nb, 1, st.wm[x*ms+ic*nbw:], nbw, buf)
 				}
 			}
 		}

@@ -165,8 +165,13 @@ func TestWinogradConv(t *testing.T) {
 			check := func(what string, got, want, bound []float32, scale func(i int) float32) {
 				t.Helper()
 				units := float32(8) // of rounding, in the sum of |terms|
-				if what == "backward filter" {
+				switch what {
+				case "backward filter":
 					units = 64
+				case "bf16 forward", "bf16 fused":
+					// U and V rounded to 8 bits: 2⁻⁹ each, on sums up
+					// to 4 (V) and 9/4 (U) times the terms'.
+					units = 1 << 18 // measured: up to 115828
 				}
 				for i, v := range got {
 					if r := math.Abs(float64(v-want[i])) / float64(eps32*bound[i]*scale(i)); r > worst[what] {
@@ -215,6 +220,17 @@ func TestWinogradConv(t *testing.T) {
 						wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
 					}
 					check("fused", f.HostData(), wantF, bound, scale)
+					if bf16Ready() {
+						// Frozen weights in bfloat16: the GEMMs on the
+						// bfloat16 kernel.
+						lp := New(threads)
+						lp.SetPrecision("bf16")
+						lp.FreezeWeights(wt)
+						lp.Conv2dForward(p, xt, wt, y)
+						check("bf16 forward", y.HostData(), want, bound, one)
+						lp.ConvBNActForward(p, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res, p.N, p.K, P, Q), f, true)
+						check("bf16 fused", f.HostData(), wantF, bound, scale)
+					}
 				}
 				restore()
 			}
