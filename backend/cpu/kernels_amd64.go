@@ -477,18 +477,18 @@ func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool {
 	return true
 }
 
-// deinterleaveVec splits the longest prefix of whole 32-value groups of
-// src into even and odd at the AVX-512 level and returns how many pairs it
-// did.
+// deinterleaveVec sets even[i], odd[i] = src[2i], src[2i+1] for every
+// pair of src at the AVX-512 level and returns how many it did.
 func deinterleaveVec(src, even, odd []float32) int {
 	if ActiveLevel() != AVX512 {
 		return 0
 	}
-	groups := min(len(src)/32, len(even)/16, len(odd)/16)
-	if groups > 0 {
-		deinterleaveAVX512(src, groups, even, odd)
+	n := len(src) / 2
+	if len(even) < n || len(odd) < n {
+		panic("cpu: deinterleave: even or odd too short")
 	}
-	return 16 * groups
+	deinterleaveAVX512(src, n, even, odd)
+	return n
 }
 
 // wgGradVec runs wgGradGo at the AVX-512 level and reports whether it
@@ -505,4 +505,15 @@ func wgGradVec(dy0, dy1 []float32, q, n int, e []float32, es int) bool {
 	}
 	wgGradAVX512(dy0, dy1, q, n, e, es)
 	return true
+}
+
+// wgRowKernels are the output transform and the output gradient's
+// transform at the active level, for loops that call them once a row of
+// tiles and keep their slices long enough (the bounds wgOutputVec and
+// wgGradVec check).
+func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), grad func(dy0, dy1 []float32, q, n int, e []float32, es int)) {
+	if ActiveLevel() == AVX512 {
+		return wgOutputAVX512, wgGradAVX512
+	}
+	return wgOutputGo, wgGradGo
 }

@@ -52,3 +52,7 @@ func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool          
 func deinterleaveVec(src, even, odd []float32) int                                  { return 0 }
 
 func wgGradVec(dy0, dy1 []float32, q, n int, e []float32, es int) bool { return false }
+
+func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), grad func(dy0, dy1 []float32, q, n int, e []float32, es int)) {
+	return wgOutputGo, wgGradGo
+}

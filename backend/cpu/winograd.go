@@ -488,7 +488,9 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 				}
 			}
 		}
-		// The output transform of the block's tiles, row by row.
+		// The output transform of the block's tiles, row by row: M_ξ's
+		// rows hold the tiles read, n values from each start (below ms).
+		output, _ := wgRowKernels()
 		for c := range p.K {
 			yc := y[c*pq : (c+1)*pq]
 			for ty := j0 / wpe; ty <= (j0+nb-1)/wpe && ty < wg.th; ty++ {
@@ -501,7 +503,7 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 				if 2*ty+1 < P {
 					y1 = yc[(2*ty+1)*Q+2*tx0:][:q]
 				}
-				wgOutput(st.wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, yc[2*ty*Q+2*tx0:][:q], y1, q)
+				output(st.wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, yc[2*ty*Q+2*tx0:][:q], y1, q)
 			}
 		}
 	}
@@ -592,6 +594,7 @@ func (k *convLoop) winogradBackwardFilter(acc []float32, lo, hi int) {
 				wgInput(st.pad[c*chs:], wpe, pl, npad/16, st.wv[c*cols+i*npad:], vs, 1, 32)
 			}
 			dyi := k.y[img*p.K*pq : (img+1)*p.K*pq]
+			_, grad := wgRowKernels() // E_ξ's rows hold wpe tiles from each start
 			for kk := range p.K {
 				e := st.wm[kk*cols+i*npad:]
 				for ty := range th {
@@ -599,7 +602,7 @@ func (k *convLoop) winogradBackwardFilter(acc []float32, lo, hi int) {
 					if 2*ty+1 < P {
 						row1 = dyi[kk*pq+(2*ty+1)*Q:][:Q]
 					}
-					wgGrad(dyi[kk*pq+2*ty*Q:][:Q], row1, Q, wpe, e[ty*wpe:], es)
+					grad(dyi[kk*pq+2*ty*Q:][:Q], row1, Q, wpe, e[ty*wpe:], es)
 				}
 				for x := range 16 {
 					clear(e[x*es+n : x*es+npad])

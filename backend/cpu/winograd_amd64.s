@@ -442,18 +442,18 @@ done:
 	VZEROUPPER
 	RET
 
-// func deinterleaveAVX512(src []float32, groups int, even, odd []float32)
+// func deinterleaveAVX512(src []float32, n int, even, odd []float32)
 //
 // Needs AVX-512 F.
 TEXT ·deinterleaveAVX512(SB), NOSPLIT, $0-80
 	MOVQ src_base+0(FP), SI
-	MOVQ groups+24(FP), CX
+	MOVQ n+24(FP), DX // pairs left
 	MOVQ even_base+32(FP), DI
 	MOVQ odd_base+56(FP), R8
 	VMOVDQU32 wgEven<>(SB), Z30
 	VMOVDQU32 wgOdd<>(SB), Z31
-	TESTQ CX, CX
-	JZ   done
+	CMPQ DX, $16
+	JLT  tail
 
 loop:
 	VMOVUPS (SI), Z0
@@ -467,8 +467,62 @@ loop:
 	ADDQ $128, SI
 	ADDQ $64, DI
 	ADDQ $64, R8
-	DECQ CX
-	JNZ  loop
+	SUBQ $16, DX
+	CMPQ DX, $16
+	JGE  loop
+
+tail:
+	TESTQ DX, DX
+	JLE  done
+	MOVQ DX, R9
+	SHLQ $1, R9 // values left
+	MOVQ R9, CX
+	CMPQ CX, $0
+	JGE  dlo_pos
+	XORQ CX, CX
+dlo_pos:
+	CMPQ CX, $16
+	JLE  dlo_ok
+	MOVQ $16, CX
+dlo_ok:
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	MOVQ R9, CX
+	SUBQ $16, CX
+	JGE  dhi_pos
+	XORQ CX, CX
+dhi_pos:
+	CMPQ CX, $16
+	JLE  dhi_ok
+	MOVQ $16, CX
+dhi_ok:
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2
+	MOVQ DX, CX
+	CMPQ CX, $0
+	JGE  dpairs_pos
+	XORQ CX, CX
+dpairs_pos:
+	CMPQ CX, $16
+	JLE  dpairs_ok
+	MOVQ $16, CX
+dpairs_ok:
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K3
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVDQU32 Z30, Z2
+	VPERMI2PS Z1, Z0, Z2
+	VMOVDQU32 Z31, Z3
+	VPERMI2PS Z1, Z0, Z3
+	VMOVUPS Z2, K3, (DI)
+	VMOVUPS Z3, K3, (R8)
 
 done:
 	VZEROUPPER
