@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/dmlgo/dmlgo/backend"
@@ -241,4 +242,34 @@ func TestWinogradConv(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestWinogradEnv checks the mode chosen at init against DMLGO_WINOGRAD
+// (reading it here makes go test's cache depend on it) and the names
+// ParseWinograd takes.
+func TestWinogradEnv(t *testing.T) {
+	env := os.Getenv("DMLGO_WINOGRAD")
+	want, err := ParseWinograd(env)
+	if err != nil && wgNote == "" {
+		t.Errorf("DMLGO_WINOGRAD=%q: %v, but Describe has no note", env, err)
+	}
+	if got := Winograd(); got != want {
+		t.Errorf("DMLGO_WINOGRAD=%q: mode %v, want %v", env, got, want)
+	}
+	for s, m := range map[string]WinogradMode{"": WinogradAuto, "auto": WinogradAuto, "Never": WinogradNever, "off": WinogradNever, " always ": WinogradAlways, "on": WinogradAlways} {
+		if got, err := ParseWinograd(s); err != nil || got != m {
+			t.Errorf("ParseWinograd(%q) = %v, %v, want %v", s, got, err, m)
+		}
+	}
+	if _, err := ParseWinograd("sometimes"); err == nil {
+		t.Error("ParseWinograd(\"sometimes\"): no error")
+	}
+	restore := SetWinograd(WinogradNever)
+	if Winograd() != WinogradNever || New(1).winograd(backend.Conv2dParams{N: 64, C: 64, H: 56, W: 56, K: 64, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}, nil) {
+		t.Error("SetWinograd(WinogradNever) left Winograd on")
+	}
+	restore()
+	if Winograd() != want {
+		t.Errorf("restored mode %v, want %v", Winograd(), want)
+	}
 }
