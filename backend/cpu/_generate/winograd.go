@@ -138,6 +138,27 @@ func winograd() []byte {
 		p("\tDECL AX")
 		p("\tKMOVW AX, K%d", k)
 	}
+	// split loads the 32 values at base (zeroed past masks klo and khi
+	// when they are given) into Z0, Z1 and splits them into their even
+	// elements (into e) and odd ones (into o), with the indexes in Z30
+	// and Z31.
+	split := func(base, klo, khi, e, o string) {
+		for i, k := range []string{klo, khi} {
+			addr := "(" + base + ")"
+			if i == 1 {
+				addr = "64" + addr
+			}
+			if k == "" {
+				p("\tVMOVUPS %s, Z%d", addr, i)
+			} else {
+				p("\tVMOVUPS.Z %s, %s, Z%d", addr, k, i)
+			}
+		}
+		p("\tVMOVDQU32 Z30, %s", e)
+		p("\tVPERMI2PS Z1, Z0, %s", e)
+		p("\tVMOVDQU32 Z31, %s", o)
+		p("\tVPERMI2PS Z1, Z0, %s", o)
+	}
 	mask(1, "R11", 0, "tiles")
 	mask(2, "DX", 0, "lo")
 	mask(3, "DX", 16, "hi")
@@ -210,22 +231,12 @@ func winograd() []byte {
 	mask(2, "DX", 0, "glo")
 	mask(3, "DX", 16, "ghi")
 	// a, b: row 0's even and odd columns (Z2, Z3); c, d: row 1's (Z4, Z5)
-	p("\tVMOVUPS.Z (SI), K2, Z0")
-	p("\tVMOVUPS.Z 64(SI), K3, Z1")
-	p("\tVMOVDQU32 Z30, Z2")
-	p("\tVPERMI2PS Z1, Z0, Z2")
-	p("\tVMOVDQU32 Z31, Z3")
-	p("\tVPERMI2PS Z1, Z0, Z3")
+	split("SI", "K2", "K3", "Z2", "Z3")
 	p("\tVPXORD Z4, Z4, Z4")
 	p("\tVPXORD Z5, Z5, Z5")
 	p("\tTESTQ R10, R10")
 	p("\tJZ   rows")
-	p("\tVMOVUPS.Z (R9), K2, Z0")
-	p("\tVMOVUPS.Z 64(R9), K3, Z1")
-	p("\tVMOVDQU32 Z30, Z4")
-	p("\tVPERMI2PS Z1, Z0, Z4")
-	p("\tVMOVDQU32 Z31, Z5")
-	p("\tVPERMI2PS Z1, Z0, Z5")
+	split("R9", "K2", "K3", "Z4", "Z5")
 	p("rows:")
 	// A·dy: r0 = (a, b), r1 = (a+c, b+d), r2 = (a−c, b−d), r3 = (−c, −d)
 	p("\tVADDPS Z4, Z2, Z8")
@@ -278,12 +289,7 @@ func winograd() []byte {
 	p("\tJLT  tail")
 	p("")
 	p("loop:")
-	p("\tVMOVUPS (SI), Z0")
-	p("\tVMOVUPS 64(SI), Z1")
-	p("\tVMOVDQU32 Z30, Z2")
-	p("\tVPERMI2PS Z1, Z0, Z2")
-	p("\tVMOVDQU32 Z31, Z3")
-	p("\tVPERMI2PS Z1, Z0, Z3")
+	split("SI", "", "", "Z2", "Z3")
 	p("\tVMOVUPS Z2, (DI)")
 	p("\tVMOVUPS Z3, (R8)")
 	p("\tADDQ $128, SI")
@@ -301,12 +307,7 @@ func winograd() []byte {
 	mask(1, "R9", 0, "dlo")
 	mask(2, "R9", 16, "dhi")
 	mask(3, "DX", 0, "dpairs")
-	p("\tVMOVUPS.Z (SI), K1, Z0")
-	p("\tVMOVUPS.Z 64(SI), K2, Z1")
-	p("\tVMOVDQU32 Z30, Z2")
-	p("\tVPERMI2PS Z1, Z0, Z2")
-	p("\tVMOVDQU32 Z31, Z3")
-	p("\tVPERMI2PS Z1, Z0, Z3")
+	split("SI", "K1", "K2", "Z2", "Z3")
 	p("\tVMOVUPS Z2, K3, (DI)")
 	p("\tVMOVUPS Z3, K3, (R8)")
 	p("")
