@@ -190,3 +190,45 @@ func TestConvBPacking(t *testing.T) {
 		}
 	})
 }
+
+// TestIm2col checks the column matrix against its definition at every
+// level, with stride-2 rows long enough for the vector split to take
+// several chunks (more than 256 pairs), odd and even widths, padding.
+func TestIm2col(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(29, uint64(l)))
+		for _, p := range []backend.Conv2dParams{
+			{N: 1, C: 2, H: 3, W: 601, K: 1, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
+			{N: 1, C: 1, H: 5, W: 40, K: 1, R: 1, S: 1, StrideH: 2, StrideW: 2},
+			{N: 1, C: 3, H: 9, W: 67, K: 1, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
+			{N: 1, C: 2, H: 4, W: 35, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 3, PadH: 1, PadW: 2},
+		} {
+			p = p.Normalized()
+			P, Q := p.P(), p.Q()
+			x := randSlice(r, p.C*p.H*p.W)
+			col := make([]float32, p.C*p.R*p.S*P*Q)
+			for i := range col {
+				col[i] = sentinel
+			}
+			im2col(p, p.C, x, col)
+			for c := range p.C {
+				for i := range p.R {
+					for j := range p.S {
+						for oh := range P {
+							for ow := range Q {
+								ih, iw := oh*p.StrideH-p.PadH+i*p.DilH, ow*p.StrideW-p.PadW+j*p.DilW
+								var want float32
+								if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
+									want = x[(c*p.H+ih)*p.W+iw]
+								}
+								if got := col[(((c*p.R+i)*p.S+j)*P+oh)*Q+ow]; got != want {
+									t.Fatalf("%+v: col[c %d, tap %d,%d][%d,%d] = %v, want %v", p, c, i, j, oh, ow, got, want)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
