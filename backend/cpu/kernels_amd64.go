@@ -477,20 +477,6 @@ func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool {
 	return true
 }
 
-// deinterleaveVec sets even[i], odd[i] = src[2i], src[2i+1] for every
-// pair of src at the AVX-512 level and returns how many it did.
-func deinterleaveVec(src, even, odd []float32) int {
-	if ActiveLevel() != AVX512 {
-		return 0
-	}
-	n := len(src) / 2
-	if len(even) < n || len(odd) < n {
-		panic("cpu: deinterleave: even or odd too short")
-	}
-	deinterleaveAVX512(src, n, even, odd)
-	return n
-}
-
 // wgGradVec runs wgGradGo at the AVX-512 level and reports whether it
 // did.
 func wgGradVec(dy0, dy1 []float32, q, n int, e []float32, es int) bool {

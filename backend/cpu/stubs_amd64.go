@@ -387,12 +387,6 @@ func wgInputAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int
 //go:noescape
 func wgOutputAVX512(m []float32, ms, n int, y0, y1 []float32, q int)
 
-// deinterleaveAVX512 is even[i], odd[i] = src[2i], src[2i+1] for i < n
-// (AVX-512 F).
-//
-//go:noescape
-func deinterleaveAVX512(src []float32, n int, even, odd []float32)
-
 // wgGradAVX512 is wgGradGo (AVX-512 F).
 //
 //go:noescape

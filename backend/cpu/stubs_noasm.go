@@ -49,7 +49,6 @@ func gatherQuadsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, b
 
 func wgInputVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int) bool { return false }
 func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool              { return false }
-func deinterleaveVec(src, even, odd []float32) int                                  { return 0 }
 
 func wgGradVec(dy0, dy1 []float32, q, n int, e []float32, es int) bool { return false }
 

@@ -93,28 +93,6 @@ func TestWinogradTransforms(t *testing.T) {
 				}
 			}
 		}
-		// deinterleave, through phased.fill's stride-2 rows
-		for _, n := range []int{0, 1, 5, 15, 16, 17, 31, 32, 64, 100} {
-			src := randSlice(r, 2*n+1)
-			ev, od := make([]float32, n+1), make([]float32, n+1)
-			for i := range ev {
-				ev[i], od[i] = sentinel, sentinel
-			}
-			done := deinterleaveVec(src[:2*n], ev[:n], od[:n])
-			if l == AVX512 && done != n || l != AVX512 && done != 0 {
-				t.Fatalf("deinterleave of %d pairs did %d", n, done)
-			}
-			for i := range done {
-				if ev[i] != src[2*i] || od[i] != src[2*i+1] {
-					t.Fatalf("deinterleave of %d pairs: [%d] = %v, %v, want %v, %v", n, i, ev[i], od[i], src[2*i], src[2*i+1])
-				}
-			}
-			for i := done; i <= n; i++ {
-				if !isSentinel(ev[i]) || !isSentinel(od[i]) {
-					t.Fatalf("deinterleave of %d pairs wrote [%d]", n, i)
-				}
-			}
-		}
 	})
 }
 

@@ -3,8 +3,7 @@ package main
 import "fmt"
 
 // The transforms of Winograd's F(2×2, 3×3) (../winograd.go), 16 tiles per
-// vector (AVX-512 F), and the row deinterleave its phase planes are
-// filled with. Every value is a sum or difference of two others, in the
+// vector (AVX-512 F). Every value is a sum or difference of two others, in the
 // order the Go loops (wgInputGo, wgOutputGo) take, so the results are the
 // same bit for bit.
 func winograd() []byte {
@@ -274,45 +273,5 @@ func winograd() []byte {
 	p("\tVZEROUPPER")
 	p("\tRET")
 
-	p("")
-	p("// func deinterleaveAVX512(src []float32, n int, even, odd []float32)")
-	p("//")
-	p("// Needs AVX-512 F.")
-	p("TEXT ·deinterleaveAVX512(SB), NOSPLIT, $0-80")
-	p("\tMOVQ src_base+0(FP), SI")
-	p("\tMOVQ n+24(FP), DX // pairs left")
-	p("\tMOVQ even_base+32(FP), DI")
-	p("\tMOVQ odd_base+56(FP), R8")
-	p("\tVMOVDQU32 wgEven<>(SB), Z30")
-	p("\tVMOVDQU32 wgOdd<>(SB), Z31")
-	p("\tCMPQ DX, $16")
-	p("\tJLT  tail")
-	p("")
-	p("loop:")
-	split("SI", "", "", "Z2", "Z3")
-	p("\tVMOVUPS Z2, (DI)")
-	p("\tVMOVUPS Z3, (R8)")
-	p("\tADDQ $128, SI")
-	p("\tADDQ $64, DI")
-	p("\tADDQ $64, R8")
-	p("\tSUBQ $16, DX")
-	p("\tCMPQ DX, $16")
-	p("\tJGE  loop")
-	p("")
-	p("tail:")
-	p("\tTESTQ DX, DX")
-	p("\tJLE  done")
-	p("\tMOVQ DX, R9")
-	p("\tSHLQ $1, R9 // values left")
-	mask(1, "R9", 0, "dlo")
-	mask(2, "R9", 16, "dhi")
-	mask(3, "DX", 0, "dpairs")
-	split("SI", "K1", "K2", "Z2", "Z3")
-	p("\tVMOVUPS Z2, K3, (DI)")
-	p("\tVMOVUPS Z3, K3, (R8)")
-	p("")
-	p("done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
 	return w.Bytes()
 }
