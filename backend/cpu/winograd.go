@@ -392,6 +392,15 @@ func (k *convLoop) wgGeometry() wgGeometry {
 	return wgGeometry{th: th, tw: tw, n: n, npad: npad, nbw: wgBlockWidth(p.K, npad)}
 }
 
+// wgPlanes sizes st.pad for one image's phase planes and clears what the
+// input transform reads past them (up to npad + Wpe values past the last
+// channel's last plane's start).
+func (k *convLoop) wgPlanes(st *convScratch, npad int) {
+	size := k.geo.size()
+	st.pad = grow(st.pad, size+npad+k.geo.wpe+32)
+	clear(st.pad[size:])
+}
+
 // winogradForward is convWinograd for images [lo, hi): per image its
 // phase planes, then per block of columns (on the threads left to the
 // image, at batch 1 both) the block's part of the GEMMs and of the output
@@ -401,11 +410,7 @@ func (k *convLoop) winogradForward(lo, hi int) {
 	wg := k.wgGeometry()
 	st := convScratchPool.get()
 	defer convScratchPool.put(st)
-	// The input transform reads up to npad + Wpe values past a channel's
-	// last plane's start, beyond the last channel's end.
-	size := geo.size()
-	st.pad = grow(st.pad, size+wg.npad+geo.wpe+32)
-	clear(st.pad[size:])
+	k.wgPlanes(st, wg.npad)
 	chw := p.C * p.H * p.W
 	blocks := (wg.n + wg.nbw - 1) / wg.nbw
 	for img := lo; img < hi; img++ {
@@ -571,17 +576,14 @@ func (f *wgGradFilter) chunk(lo, hi int) {
 func (k *convLoop) winogradBackwardFilter(acc []float32, lo, hi int) {
 	p, geo := k.p, k.geo
 	P, Q := p.P(), p.Q()
-	th := (P + 1) / 2
+	wg := k.wgGeometry()
+	th, n, npad := wg.th, wg.n, wg.npad
 	wpe, pl := geo.wpe, geo.plane()
-	n := th * wpe
-	npad := (n + 31) / 32 * 32
 	m := max(1, min(hi-lo, 256/npad)) // images per GEMM
 	cols := m * npad
 	st := convScratchPool.get()
 	defer convScratchPool.put(st)
-	size := geo.size()
-	st.pad = grow(st.pad, size+npad+wpe+32)
-	clear(st.pad[size:])
+	k.wgPlanes(st, npad)
 	vs, es, ds := p.C*cols+16, p.K*cols+16, p.K*p.C+16
 	st.wv = grow(st.wv, 16*vs)
 	st.wm = grow(st.wm, 16*es)
