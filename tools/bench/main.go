@@ -50,6 +50,10 @@ type options struct {
 	annWriteNPY                        string
 	annAnchor                          string // the anchor script ("": ann_anchor.py of -anchors-dir)
 	annReplot                          string // a run's output to plot again
+	// The photo suite: its architectures, and how many rounds of ours
+	// and the anchor it runs in turn (the medians are reported).
+	photoArchs []string
+	rounds     int
 	// The serve figures (serve_latency.go): requests timed at
 	// concurrency 1 (twice as many at 4), and the gallery's rows.
 	serveN, serveRows int
@@ -81,6 +85,9 @@ func main() {
 	flag.StringVar(&o.annWriteNPY, "write-npy", "", "ann: write base.npy, queries.npy and ours_exact_ids.npy (int64 (nq, k)) into this folder, for bench/faiss_exact_check.py")
 	flag.IntVar(&o.serveN, "serve-n", 100, "serve: requests timed at concurrency 1 (twice as many at concurrency 4)")
 	flag.IntVar(&o.serveRows, "serve-rows", 10000, "serve: gallery rows (random unit vectors)")
+	var photoArchs string
+	flag.StringVar(&photoArchs, "photo-archs", "resnet50,resnet18", "photo: the architectures timed, comma-separated")
+	flag.IntVar(&o.rounds, "rounds", 1, "photo: rounds of ours and the anchor in turn; each figure and ratio is the median of the rounds")
 	flag.StringVar(&memProfile, "memprofile", "", "write a profile of every allocation in the timed steps of train and embed to this file at the end")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|serve|all]...\n")
@@ -93,6 +100,17 @@ func main() {
 			fatalf("--sizes: %q is not a positive integer", s)
 		}
 		o.sizes = append(o.sizes, n)
+	}
+	for _, a := range strings.Split(photoArchs, ",") {
+		switch a = strings.TrimSpace(a); a {
+		case "resnet50", "resnet18":
+			o.photoArchs = append(o.photoArchs, a)
+		default:
+			fatalf("-photo-archs: %q is not resnet50 or resnet18", a)
+		}
+	}
+	if o.rounds < 1 {
+		fatalf("-rounds %d: want at least 1", o.rounds)
 	}
 	if o.annN < 2 || o.annQ < 1 || o.annK < 1 || o.annK > o.annN || o.annAdds < 0 {
 		fatalf("-n %d, -nq %d, -k %d, -adds %d: want n ≥ 2, nq ≥ 1, 1 ≤ k ≤ n, adds ≥ 0", o.annN, o.annQ, o.annK, o.annAdds)

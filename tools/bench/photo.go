@@ -8,7 +8,9 @@ package main
 // normalise) on one core; and retrieve serve end to end (serve_latency.go,
 // also the suite serve alone). With -anchors, bench/photo_anchor.py times
 // PyTorch's variants in the same run and each ratio is taken against the
-// best of them (ratio_<arch>_<mode>_b<batch>_best).
+// best of them (ratio_<arch>_<mode>_b<batch>_best). With -rounds N, ours
+// and the anchor take turns N times and every figure and ratio is the
+// median of the rounds.
 
 import (
 	"bytes"
@@ -16,10 +18,12 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,70 +46,203 @@ func photoSuite(b backend.Backend, o options) {
 		runtime.GOMAXPROCS(max(o.threads, 1))
 	}
 	steps := max(3, o.steps/2)
-	for _, arch := range []string{"resnet50", "resnet18"} {
-		ours := map[string]float64{}
-		for _, batch := range []int{1, 32} {
-			steps := steps
-			if batch == 1 {
-				steps *= 8 // one image takes tens of ms (the anchor does the same)
+	for _, arch := range o.photoArchs {
+		// Ours and the anchor take turns, round after round: this
+		// machine's speed drifts by tens of percent over minutes, so
+		// each ratio is taken within a round and the rounds' median is
+		// reported (photoReport).
+		var rounds []photoRound
+		for r := range o.rounds {
+			if o.rounds > 1 {
+				fmt.Printf("# %s: round %d of %d\n", arch, r+1, o.rounds)
 			}
-			tag := fmt.Sprintf("%s_embed_b%d", arch, batch)
-			ours[tag] = photoModel(b, arch, batch, false, steps, "fp32")
-			emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
-			// The low precisions this backend and CPU run, against our
-			// fp32 (ratio_<tag>_<prec>_vs_fp32) and PyTorch's best.
-			for _, p := range lowPrecisions {
-				if prec, err := backend.SetPrecision(b, p); err == nil && !strings.HasPrefix(prec, "fp32") {
-					v := photoModel(b, arch, batch, false, steps, p)
-					emit(fmt.Sprintf("dmlgo_%s_t%d_%s_%s", b.Name(), o.threads, tag, p), v, "img/s")
-					ratio(tag+"_"+p+"_vs_fp32", v, ours[tag])
-					ours[tag+"_"+p] = v
-				} else {
-					fmt.Printf("# no %s figures: %s %v\n", p, prec, err)
-				}
+			pr := photoRound{ours: photoOurs(b, arch, steps)}
+			if o.anchors {
+				pr.torch = photoAnchor(arch, steps, o)
 			}
-			backend.SetPrecision(b, "fp32")
+			rounds = append(rounds, pr)
 		}
-		tag := arch + "_train_b32"
-		ours[tag] = photoModel(b, arch, 32, true, max(2, steps/2), "fp32")
-		emit(fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag), ours[tag], "img/s")
-		if !o.anchors {
-			continue
-		}
-		// PyTorch with glibc's allocator, then with the tuned one (its
-		// batch-32 figures depend on it): each variant's figure is
-		// printed for both, the tuned ones with the suffix _tuned, and
-		// the ratio is taken against the best of all.
-		args := []string{photoAnchorScript, "--arch", arch, "--threads", strconv.Itoa(o.threads), "--steps", strconv.Itoa(steps)}
-		a := runAnchor("torchvision", nil, args...)
-		for k, v := range runAnchor("torchvision", []string{"GLIBC_TUNABLES=" + tunedMalloc}, args...) {
-			if a == nil {
-				a = map[string]float64{}
-			}
-			a[k+"_tuned"] = v
-		}
-		printed := map[string]bool{}
-		for tag, v := range ours {
-			best, bestName := 0.0, ""
-			for k, av := range a {
-				if strings.HasSuffix(strings.TrimSuffix(k, "_tuned"), "_"+baseTag(tag)) {
-					if !printed[k] {
-						emit(k, av, "img/s")
-						printed[k] = true
-					}
-					if av > best {
-						best, bestName = av, k
-					}
-				}
-			}
-			if best > 0 {
-				fmt.Printf("# best PyTorch variant for %s: %s\n", tag, bestName)
-				ratio(tag+"_best", v, best)
-			}
-		}
+		photoReport(b, o, rounds)
 	}
 	photoPipeline(o)
 	serveSuite(o) // serve_latency.go
+}
+
+// photoRound is one round of an architecture's figures: ours by tag
+// (<arch>_embed_b<batch>[_<prec>], <arch>_train_b32, in the order they
+// were taken) and PyTorch's variants by name (nil without -anchors).
+type photoRound struct {
+	ours  photoFigures
+	torch map[string]float64
+}
+
+// photoFigures are figures in the order they were taken.
+type photoFigures struct {
+	tags   []string
+	values map[string]float64
+}
+
+func (f *photoFigures) add(tag string, v float64) {
+	if f.values == nil {
+		f.values = map[string]float64{}
+	}
+	f.tags = append(f.tags, tag)
+	f.values[tag] = v
+}
+
+// photoOurs times arch's embedding at batch 1 and 32 in fp32 and each
+// low precision the backend and CPU run, and its training step.
+func photoOurs(b backend.Backend, arch string, steps int) photoFigures {
+	var f photoFigures
+	for _, batch := range []int{1, 32} {
+		steps := steps
+		if batch == 1 {
+			steps *= 8 // one image takes tens of ms (the anchor does the same)
+		}
+		tag := fmt.Sprintf("%s_embed_b%d", arch, batch)
+		f.add(tag, photoModel(b, arch, batch, false, steps, "fp32"))
+		for _, p := range lowPrecisions {
+			if prec, err := backend.SetPrecision(b, p); err == nil && !strings.HasPrefix(prec, "fp32") {
+				f.add(tag+"_"+p, photoModel(b, arch, batch, false, steps, p))
+			} else {
+				fmt.Printf("# no %s figures: %s %v\n", p, prec, err)
+			}
+		}
+		backend.SetPrecision(b, "fp32")
+	}
+	f.add(arch+"_train_b32", photoModel(b, arch, 32, true, max(2, steps/2), "fp32"))
+	return f
+}
+
+// photoAnchor runs bench/photo_anchor.py for arch: PyTorch with glibc's
+// allocator, then with the tuned one (its batch-32 figures depend on
+// it), the tuned figures named with the suffix _tuned.
+func photoAnchor(arch string, steps int, o options) map[string]float64 {
+	args := []string{photoAnchorScript, "--arch", arch, "--threads", strconv.Itoa(o.threads), "--steps", strconv.Itoa(steps)}
+	a := runAnchor("torchvision", nil, args...)
+	for k, v := range runAnchor("torchvision", []string{"GLIBC_TUNABLES=" + tunedMalloc}, args...) {
+		if a == nil {
+			a = map[string]float64{}
+		}
+		a[k+"_tuned"] = v
+	}
+	return a
+}
+
+// photoReport prints an architecture's figures: each the median of its
+// rounds (with every round's value in a comment when there are several),
+// the low precisions' ratios to our fp32, and each of our figures' ratio
+// to PyTorch's best variant, taken within each round (the best variant
+// of that round) and then the median over the rounds.
+func photoReport(b backend.Backend, o options, rounds []photoRound) {
+	several := len(rounds) > 1
+	per := func(name string, vs []float64) {
+		if several {
+			fmt.Printf("# %s per round:", name)
+			for _, v := range vs {
+				fmt.Printf(" %.3g", v)
+			}
+			fmt.Println()
+		}
+	}
+	first := rounds[0].ours
+	for _, tag := range first.tags {
+		var vs []float64
+		for _, r := range rounds {
+			vs = append(vs, r.ours.values[tag])
+		}
+		name := fmt.Sprintf("dmlgo_%s_t%d_%s", b.Name(), o.threads, tag)
+		per(name, vs)
+		emit(name, median(vs), "img/s")
+		if base := baseTag(tag); base != tag {
+			var rs []float64
+			for _, r := range rounds {
+				if fp := r.ours.values[base]; fp > 0 {
+					rs = append(rs, r.ours.values[tag]/fp)
+				}
+			}
+			p := strings.TrimPrefix(tag, base+"_")
+			per("ratio_"+base+"_"+p+"_vs_fp32", rs)
+			ratio(base+"_"+p+"_vs_fp32", median(rs), 1)
+		}
+	}
+	if !o.anchors {
+		return
+	}
+	printed := map[string]bool{}
+	for _, tag := range first.tags {
+		for _, r := range rounds {
+			for _, k := range slices.Sorted(maps.Keys(r.torch)) {
+				if printed[k] || !sameFigure(k, tag) {
+					continue
+				}
+				var vs []float64
+				for _, r2 := range rounds {
+					if v, ok := r2.torch[k]; ok {
+						vs = append(vs, v)
+					}
+				}
+				per(k, vs)
+				emit(k, median(vs), "img/s")
+				printed[k] = true
+			}
+		}
+		rs, bests := bestRatios(rounds, tag)
+		if len(rs) > 0 {
+			fmt.Printf("# best PyTorch variant for %s: %s\n", tag, strings.Join(bests, ", "))
+			per("ratio_"+tag+"_best", rs)
+			ratio(tag+"_best", median(rs), 1)
+		}
+	}
+}
+
+// sameFigure reports whether PyTorch's figure k (a variant's name, maybe
+// with _tuned) measures what our figure tag does, at any precision.
+func sameFigure(k, tag string) bool {
+	return strings.HasSuffix(strings.TrimSuffix(k, "_tuned"), "_"+baseTag(tag))
+}
+
+// bestRatios is, for each round with a PyTorch figure for tag, our
+// figure over the best of PyTorch's in that round, and that variant's
+// name.
+func bestRatios(rounds []photoRound, tag string) (rs []float64, bests []string) {
+	for _, r := range rounds {
+		best, bestName := 0.0, ""
+		for k, v := range r.torch {
+			if sameFigure(k, tag) && (v > best || v == best && k < bestName) {
+				best, bestName = v, k
+			}
+		}
+		if best > 0 {
+			rs = append(rs, r.ours.values[tag]/best)
+			bests = append(bests, bestName)
+		}
+	}
+	return rs, bests
+}
+
+// settle collects the garbage of the figures before (a training step's
+// backend leaves gigabytes of freed tensors): left to the collector's
+// pace, it was marked again and again during the next figure, and the
+// one-core pipeline measured after the models ran at 8–10 img/s instead
+// of 20.
+func settle() {
+	runtime.GC()
+}
+
+// median is the middle value of vs (the mean of the two middle ones for
+// an even count; 0 for none).
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), vs...)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
 }
 
 // lowPrecisions are the precisions the photo and serve suites time
@@ -130,6 +267,7 @@ const tunedMalloc = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_th
 // precision) or a training step of arch at batch on random inputs, and
 // returns images per second.
 func photoModel(b backend.Backend, arch string, batch int, train bool, steps int, precision string) float64 {
+	settle()
 	if cb, ok := b.(*cpu.Backend); ok {
 		// A CPU backend of its own for each measurement: frozen weights
 		// (packed) and the backend's pool of freed tensors (gigabytes
@@ -200,6 +338,7 @@ func photoModel(b backend.Backend, arch string, batch int, train bool, steps int
 // before the network sees it: decode (EXIF orientation included), crop,
 // resize to 224, normalise; a 1200×1600 photo (a phone's, scaled down).
 func photoPipeline(o options) {
+	settle()
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("dmlgo-bench-photo-%d.jpg", os.Getpid()))
 	if err := os.WriteFile(path, photoJPEG(1200, 1600), 0o644); err != nil {
 		fatalf("%v", err)
