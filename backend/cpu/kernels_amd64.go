@@ -415,22 +415,25 @@ func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int {
 	return quads
 }
 
-// maxPool3x3s2Vec runs max3x3's stride-2 loop for whole groups of 16
-// windows at the AVX-512 level (x starting at the first window) and
-// returns how many windows it did: the groups whose loads (2w + 34 values
-// from each group's start) stay inside x.
-func maxPool3x3s2Vec(x []float32, w int, y, arg []float32, base int) int {
-	if ActiveLevel() != AVX512 || len(x) < 2*w+34 {
+// maxPool3x3s2Vec runs max3x3's stride-2 loop at the AVX-512 level for
+// whole groups of 16 windows: window i spans columns 2i−clip … 2i+2−clip
+// of rows x[0:], x[w1:], x[w2:] (w1 ≤ w2; clip 0, or 1 for a first window
+// that starts at column −1, outside the plane: never read, see
+// maxPool3x3s2AVX512). It returns how many windows it did: the groups
+// whose loads (w2 + 34 values from each group's first column, that of
+// a clipped group included) stay inside x.
+func maxPool3x3s2Vec(x []float32, w1, w2, clip int, y, arg []float32, base int) int {
+	if ActiveLevel() != AVX512 || w1 > w2 {
 		return 0
 	}
-	groups := min(len(y)/16, (len(x)-2*w-34)/32+1)
-	if groups <= 0 {
+	groups := min(len(y)/16, (len(x)+clip-w2-34)/32+1)
+	if len(x)+clip < w2+34 || groups <= 0 {
 		return 0
 	}
 	if len(arg) < 16*groups {
 		panic("cpu: maxPool3x3s2: arg too short")
 	}
-	maxPool3x3s2AVX512(x, w, groups, y, arg, base)
+	maxPool3x3s2AVX512(x, w1, w2, groups, y, arg, base, clip)
 	return 16 * groups
 }
 

@@ -24,24 +24,26 @@ DATA poolOdd<>+48(SB)/8, $0x0000001b00000019
 DATA poolOdd<>+56(SB)/8, $0x0000001f0000001d
 GLOBL poolOdd<>(SB), RODATA|NOPTR, $64
 
-// func maxPool3x3s2AVX512(x []float32, w, groups int, y, arg []float32, base int)
+// func maxPool3x3s2AVX512(x []float32, w1, w2, groups int, y, arg []float32, base, clip int)
 //
 // Needs AVX-512 F.
-TEXT ·maxPool3x3s2AVX512(SB), NOSPLIT, $0-96
+TEXT ·maxPool3x3s2AVX512(SB), NOSPLIT, $0-112
 	MOVQ x_base+0(FP), SI
-	MOVQ w+24(FP), DX
-	MOVQ groups+32(FP), CX
-	MOVQ y_base+40(FP), DI
-	MOVQ arg_base+64(FP), R8
-	MOVQ base+88(FP), R9
+	MOVQ w1+24(FP), DX
+	MOVQ w2+32(FP), BX
+	MOVQ groups+40(FP), CX
+	MOVQ y_base+48(FP), DI
+	MOVQ arg_base+72(FP), R8
+	MOVQ base+96(FP), R9
 	VMOVDQU32 poolEven<>(SB), Z30
 	VMOVDQU32 poolOdd<>(SB), Z29
 	// Z31: 0, 2, …, 30 (each window's first column)
 	VMOVDQU32 Z30, Z31
 	// Z20…Z28: the nine pixels' offsets r·w + j, in row-major order
 	MOVQ DX, AX
-	VPBROADCASTD AX, Z18 // w
-	VPADDD Z18, Z18, Z19 // 2w
+	VPBROADCASTD AX, Z18 // w1
+	MOVQ BX, AX
+	VPBROADCASTD AX, Z19 // w2
 	VPXORD Z20, Z20, Z20
 	MOVL $1, AX
 	VPBROADCASTD AX, Z21
@@ -52,8 +54,116 @@ TEXT ·maxPool3x3s2AVX512(SB), NOSPLIT, $0-96
 	VPADDD Z20, Z19, Z26
 	VPADDD Z21, Z19, Z27
 	VPADDD Z22, Z19, Z28
-	SHLQ $2, DX // w in bytes
+	SHLQ $2, DX // w1 in bytes
+	SHLQ $2, BX // w2 in bytes
 	TESTQ CX, CX
+	JZ   done
+	MOVQ clip+104(FP), AX
+	TESTQ AX, AX
+	JZ   loop
+	// The first group with its window 0 clipped: K4 loads all but
+	// lane 0, K5 is lane 0; Z13…Z15 are the rows' first offsets
+	// with lane 0's moved to column 0.
+	MOVL $0xfffe, AX
+	KMOVW AX, K4
+	MOVL $1, AX
+	KMOVW AX, K5
+	VMOVDQU32 Z20, Z13
+	VPADDD Z21, Z13, K5, Z13
+	VMOVDQU32 Z23, Z14
+	VPADDD Z21, Z14, K5, Z14
+	VMOVDQU32 Z26, Z15
+	VPADDD Z21, Z15, K5, Z15
+	MOVQ SI, R10
+	VMOVUPS -4(R10), K4, Z0
+	VMOVUPS 60(R10), Z1
+	VMOVUPS 4(R10), Z2
+	VMOVUPS 68(R10), Z3
+	VMOVDQU32 Z30, Z4
+	VPERMI2PS Z1, Z0, Z4 // columns 2i
+	VMOVDQU32 Z29, Z5
+	VPERMI2PS Z1, Z0, Z5 // 2i+1
+	VMOVDQU32 Z30, Z6
+	VPERMI2PS Z3, Z2, Z6 // 2i+2
+	VMOVAPS Z5, K5, Z4 // window 0: column 0 for column −1
+	VMOVAPS Z4, Z10
+	VMOVDQU32 Z13, Z11
+	VCMPPS $0x1e, Z10, Z5, K1 // greater (ordered)
+	VCMPPS $0x03, Z5, Z5, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z5, K1, Z10
+	VMOVDQU32 Z21, K1, Z11
+	VCMPPS $0x1e, Z10, Z6, K1 // greater (ordered)
+	VCMPPS $0x03, Z6, Z6, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z6, K1, Z10
+	VMOVDQU32 Z22, K1, Z11
+	LEAQ (SI)(DX*1), R10
+	VMOVUPS -4(R10), K4, Z0
+	VMOVUPS 60(R10), Z1
+	VMOVUPS 4(R10), Z2
+	VMOVUPS 68(R10), Z3
+	VMOVDQU32 Z30, Z4
+	VPERMI2PS Z1, Z0, Z4 // columns 2i
+	VMOVDQU32 Z29, Z5
+	VPERMI2PS Z1, Z0, Z5 // 2i+1
+	VMOVDQU32 Z30, Z6
+	VPERMI2PS Z3, Z2, Z6 // 2i+2
+	VMOVAPS Z5, K5, Z4 // window 0: column 0 for column −1
+	VCMPPS $0x1e, Z10, Z4, K1 // greater (ordered)
+	VCMPPS $0x03, Z4, Z4, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z4, K1, Z10
+	VMOVDQU32 Z14, K1, Z11
+	VCMPPS $0x1e, Z10, Z5, K1 // greater (ordered)
+	VCMPPS $0x03, Z5, Z5, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z5, K1, Z10
+	VMOVDQU32 Z24, K1, Z11
+	VCMPPS $0x1e, Z10, Z6, K1 // greater (ordered)
+	VCMPPS $0x03, Z6, Z6, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z6, K1, Z10
+	VMOVDQU32 Z25, K1, Z11
+	LEAQ (SI)(BX*1), R10
+	VMOVUPS -4(R10), K4, Z0
+	VMOVUPS 60(R10), Z1
+	VMOVUPS 4(R10), Z2
+	VMOVUPS 68(R10), Z3
+	VMOVDQU32 Z30, Z4
+	VPERMI2PS Z1, Z0, Z4 // columns 2i
+	VMOVDQU32 Z29, Z5
+	VPERMI2PS Z1, Z0, Z5 // 2i+1
+	VMOVDQU32 Z30, Z6
+	VPERMI2PS Z3, Z2, Z6 // 2i+2
+	VMOVAPS Z5, K5, Z4 // window 0: column 0 for column −1
+	VCMPPS $0x1e, Z10, Z4, K1 // greater (ordered)
+	VCMPPS $0x03, Z4, Z4, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z4, K1, Z10
+	VMOVDQU32 Z15, K1, Z11
+	VCMPPS $0x1e, Z10, Z5, K1 // greater (ordered)
+	VCMPPS $0x03, Z5, Z5, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z5, K1, Z10
+	VMOVDQU32 Z27, K1, Z11
+	VCMPPS $0x1e, Z10, Z6, K1 // greater (ordered)
+	VCMPPS $0x03, Z6, Z6, K2 // NaN
+	KORW K1, K2, K1
+	VMOVAPS Z6, K1, Z10
+	VMOVDQU32 Z28, K1, Z11
+	VMOVUPS Z10, (DI)
+	MOVQ R9, AX
+	VPBROADCASTD AX, Z12
+	VPADDD Z31, Z12, Z12
+	VPADDD Z11, Z12, Z12
+	VCVTDQ2PS Z12, Z12
+	VMOVUPS Z12, (R8)
+	ADDQ $124, SI
+	ADDQ $64, DI
+	ADDQ $64, R8
+	ADDQ $32, R9
+	DECQ CX
 	JZ   done
 
 loop:
@@ -80,7 +190,7 @@ loop:
 	KORW K1, K2, K1
 	VMOVAPS Z6, K1, Z10
 	VMOVDQU32 Z22, K1, Z11
-	ADDQ DX, R10
+	LEAQ (SI)(DX*1), R10
 	VMOVUPS 0(R10), Z0
 	VMOVUPS 64(R10), Z1
 	VMOVUPS 8(R10), Z2
@@ -106,7 +216,7 @@ loop:
 	KORW K1, K2, K1
 	VMOVAPS Z6, K1, Z10
 	VMOVDQU32 Z25, K1, Z11
-	ADDQ DX, R10
+	LEAQ (SI)(BX*1), R10
 	VMOVUPS 0(R10), Z0
 	VMOVUPS 64(R10), Z1
 	VMOVUPS 8(R10), Z2

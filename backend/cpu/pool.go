@@ -49,7 +49,10 @@ type poolLoop struct {
 	run  func(k *poolLoop, lo, hi int)
 	p    backend.Pool2dParams
 	x, y []float32
-	arg  []float32 // max pooling's argmax
+	arg  []float32 // max pooling's argmax (maxForward: nil when not wanted)
+	// maxForward: nil, or each output plane's largest value (planeMax[i]
+	// for plane i, written when the plane is).
+	planeMax []float32
 }
 
 var poolLoops freeList[poolLoop]
@@ -78,25 +81,63 @@ func (k *poolLoop) refMaxForward(lo, hi int) {
 // maximum first (the builtin max, which keeps NaN), then the first pixel
 // that holds it (the last NaN when it is NaN), whose value is the output.
 func (k *poolLoop) maxForward(lo, hi int) {
-	p, x, y, o0, o1 := k.images(lo, hi)
-	arg := k.arg[o0:o1]
+	p, _, y, o0, o1 := k.images(lo, hi)
+	// The kernel's loads may run up to a row past a plane's end (values
+	// it never uses), into the next plane of k.x.
+	x := k.x[lo*p.H*p.W:]
 	P, Q := p.P(), p.Q()
+	var arg []float32
+	if k.arg != nil {
+		arg = k.arg[o0:o1]
+	} else {
+		// Without an argmax, each plane's goes to one scratch plane.
+		s := getCol(P * Q)
+		defer colPool.put(s)
+		arg = *s
+	}
 	sh, sw := max(p.StrideH, 1), max(p.StrideW, 1)
 	inf := float32(math.Inf(-1))
 	for plane := 0; plane < p.N; plane++ {
-		xp := x[plane*p.H*p.W : (plane+1)*p.H*p.W]
-		yp, ap := y[plane*P*Q:(plane+1)*P*Q], arg[plane*P*Q:(plane+1)*P*Q]
+		xp := x[plane*p.H*p.W:]
+		yp, ap := y[plane*P*Q:(plane+1)*P*Q], arg[:P*Q]
+		if k.arg != nil {
+			ap = arg[plane*P*Q : (plane+1)*P*Q]
+		}
 		for oh := 0; oh < P; oh++ {
 			ih0 := oh*sh - p.PadH
 			r0, r1 := max(0, -ih0), min(p.R, p.H-ih0)
-			// The 3×3 windows inside the plane (ResNet's stem pool, all
-			// but its edges) by the unrolled loop; the others below.
-			in0, in1 := 0, 0 // [in0, in1): the inner windows of this row
-			if p.R == 3 && p.S == 3 && r0 == 0 && r1 == 3 {
+			// The 3×3 windows inside the plane's columns (ResNet's stem
+			// pool, all but its left edge, and that too on the AVX-512
+			// kernel) by the unrolled loop, its rows clipped to the
+			// plane's (a row read twice where fewer than three are in);
+			// the others below.
+			in0, in1 := 0, 0 // [in0, in1): the windows done here
+			if p.R == 3 && p.S == 3 && r0 < r1 {
+				w1, w2 := p.W, 2*p.W
+				switch r1 - r0 {
+				case 1:
+					w1, w2 = 0, 0
+				case 2:
+					w2 = p.W
+				}
 				in0 = min(Q, (p.PadW+sw-1)/sw)
 				in1 = max(in0, min(Q, (p.W-3+p.PadW)/sw+1))
-				o := oh * Q
-				max3x3(xp[ih0*p.W:], p.W, in0*sw-p.PadW, sw, yp[o+in0:o+in1], ap[o+in0:o+in1], ih0*p.W)
+				o, row := oh*Q, (ih0+r0)*p.W
+				xr := xp[row:]
+				left := false // the left window, columns −1 to 1, on the kernel
+				if in0 == 1 && in1 > 1 && p.PadW == 1 && sw == 2 {
+					if done := maxPool3x3s2Vec(xr, w1, w2, 1, yp[o:o+in1], ap[o:o+in1], row-1); done > 0 {
+						// The rest as in max3x3: one more group if it fits.
+						if s := in1 - 16; done < in1 && maxPool3x3s2Vec(xr[2*s-1:], w1, w2, 0, yp[o+s:o+in1], ap[o+s:o+in1], row+2*s-1) == 16 {
+							done = in1
+						}
+						max3x3(xr, w1, w2, 2*done-1, sw, yp[o+done:o+in1], ap[o+done:o+in1], row)
+						in0, left = 0, true
+					}
+				}
+				if !left {
+					max3x3(xr, w1, w2, in0*sw-p.PadW, sw, yp[o+in0:o+in1], ap[o+in0:o+in1], row)
+				}
 			}
 			for ow := 0; ow < Q; ow++ {
 				if ow == in0 && in1 > in0 {
@@ -135,29 +176,39 @@ func (k *poolLoop) maxForward(lo, hi int) {
 				yp[o], ap[o] = xp[bi], float32(bi)
 			}
 		}
+		if k.planeMax != nil {
+			_, k.planeMax[lo+plane] = minMax(yp)
+		}
 	}
 }
 
-// max3x3 is maxForward's loop for len(y) 3×3 windows inside a plane: the
-// window of y[i] starts at column c0 + i·sw of rows x[0:], x[w:], x[2w:]
-// (x starts at the window's first row, at plane offset base). The same
-// result as the general loop: the window's maximum, its first pixel that
-// holds it (the last NaN when the window holds one).
-func max3x3(x []float32, w, c0, sw int, y, arg []float32, base int) {
+// max3x3 is maxForward's loop for len(y) 3×3 windows inside a plane's
+// columns: the window of y[i] starts at column c0 + i·sw of rows x[0:],
+// x[w1:], x[w2:] (x starts at the window's first row, at plane offset
+// base; a window clipped to fewer rows reads one again, as
+// maxPool3x3s2AVX512 does). The same result as the general loop: the
+// window's maximum, its first pixel that holds it (the last NaN when the
+// window holds one).
+func max3x3(x []float32, w1, w2, c0, sw int, y, arg []float32, base int) {
 	if len(y) == 0 {
 		return
 	}
 	last := c0 + (len(y)-1)*sw
-	ra, rb, rc := x[:last+3], x[w:w+last+3], x[2*w:2*w+last+3]
+	ra, rb, rc := x[:last+3], x[w1:w1+last+3], x[w2:w2+last+3]
 	done := 0
 	if sw == 2 {
-		done = maxPool3x3s2Vec(x[c0:], w, y, arg, base+c0)
+		done = maxPool3x3s2Vec(x[c0:], w1, w2, 0, y, arg, base+c0)
+		// The rest as one more group, the last 16 windows: those it
+		// repeats get the same values again.
+		if s := len(y) - 16; done > 0 && done < len(y) && maxPool3x3s2Vec(x[c0+2*s:], w1, w2, 0, y[s:], arg[s:], base+c0+2*s) == 16 {
+			done = len(y)
+		}
 	}
 	for i := done; i < len(y); i++ {
 		c := c0 + i*sw
 		a, b, d := ra[c:c+3:c+3], rb[c:c+3:c+3], rc[c:c+3:c+3]
 		m := max(max(max(a[0], a[1]), max(a[2], b[0])), max(max(b[1], b[2]), max(d[0], max(d[1], d[2]))))
-		var at int // the first pixel equal to m, as row·w + column
+		var at int // the first pixel equal to m, as its offset in x
 		switch m {
 		case a[0]:
 			at = c
@@ -166,23 +217,23 @@ func max3x3(x []float32, w, c0, sw int, y, arg []float32, base int) {
 		case a[2]:
 			at = c + 2
 		case b[0]:
-			at = w + c
+			at = w1 + c
 		case b[1]:
-			at = w + c + 1
+			at = w1 + c + 1
 		case b[2]:
-			at = w + c + 2
+			at = w1 + c + 2
 		case d[0]:
-			at = 2*w + c
+			at = w2 + c
 		case d[1]:
-			at = 2*w + c + 1
+			at = w2 + c + 1
 		case d[2]:
-			at = 2*w + c + 2
+			at = w2 + c + 2
 		default: // m is NaN: the last NaN wins
 			at = -1
 			for r, row := range [3][]float32{a, b, d} {
 				for j, v := range row {
 					if v != v {
-						at = r*w + c + j
+						at = [3]int{0, w1, w2}[r] + c + j
 					}
 				}
 			}

@@ -137,11 +137,11 @@ func gemmKernelI8Edge(kc int, a, b []float32, c []float32, ldc int, alpha float3
 func quadU8AVX512(src []float32, lds, quads int, dst []float32, scale float32, zero int32)
 
 // maxPool3x3s2AVX512 is max3x3 with stride 2 for 16·groups windows, the
-// first at column 0 of x (AVX-512 F); x must hold 2w + 32·groups + 2
-// values.
+// first at column −clip of x, rows w1 and w2 apart (AVX-512 F); x must
+// hold w2 + 32·groups + 2 − clip values.
 //
 //go:noescape
-func maxPool3x3s2AVX512(x []float32, w, groups int, y, arg []float32, base int)
+func maxPool3x3s2AVX512(x []float32, w1, w2, groups int, y, arg []float32, base, clip int)
 
 // minMaxAVX512 is the smallest and largest of x, len(x) a positive
 // multiple of 16 (AVX-512 F).

@@ -4,7 +4,7 @@ package main
 // windows per step (AVX-512 F):
 //
 //	for i := 0; i < 16*groups; i++ {
-//		window i: rows x[0:], x[w:], x[2w:], columns 2i, 2i+1, 2i+2
+//		window i: rows x[0:], x[w1:], x[w2:], columns 2i−clip, 2i+1−clip, 2i+2−clip
 //		y[i] = its first pixel (in row-major order) holding the maximum,
 //		       or its last NaN when it holds one
 //		arg[i] = float32(base + that pixel's offset in x)
@@ -14,7 +14,19 @@ package main
 // only by a strictly greater value or a NaN, gives exactly that pixel.
 // Each row's 33 values are loaded as 2+2 vectors and split into the even
 // columns, the odd ones and the even ones shifted by one (VPERMI2PS). The
-// caller keeps every load inside x (x holds 2w + 32·groups + 2 values).
+// caller keeps every load inside x (x holds w2 + 32·groups + 2 − clip
+// values).
+//
+// Rows: a window clipped to two rows of the plane passes w2 = w1 (its
+// second row twice), to one row w1 = w2 = 0. A row read again comes after
+// the first reading, so it neither takes the first maximum nor moves the
+// last NaN to another pixel.
+//
+// Columns: with clip = 1 the first window starts at column −1, outside
+// the plane (a padding of 1): its column −1 is not loaded (a masked load)
+// and column 0 stands in for it, with column 0's offset. It precedes
+// column 0's own reading, and being the same pixel, gives the same value
+// and argument wherever it is taken.
 func maxPool3x3s2() []byte {
 	var w asm
 	w.header()
@@ -30,24 +42,26 @@ func maxPool3x3s2() []byte {
 	}
 	w.p("GLOBL poolOdd<>(SB), RODATA|NOPTR, $64")
 	w.p("")
-	w.p("// func maxPool3x3s2AVX512(x []float32, w, groups int, y, arg []float32, base int)")
+	w.p("// func maxPool3x3s2AVX512(x []float32, w1, w2, groups int, y, arg []float32, base, clip int)")
 	w.p("//")
 	w.p("// Needs AVX-512 F.")
-	w.p("TEXT ·maxPool3x3s2AVX512(SB), NOSPLIT, $0-96")
+	w.p("TEXT ·maxPool3x3s2AVX512(SB), NOSPLIT, $0-112")
 	w.p("\tMOVQ x_base+0(FP), SI")
-	w.p("\tMOVQ w+24(FP), DX")
-	w.p("\tMOVQ groups+32(FP), CX")
-	w.p("\tMOVQ y_base+40(FP), DI")
-	w.p("\tMOVQ arg_base+64(FP), R8")
-	w.p("\tMOVQ base+88(FP), R9")
+	w.p("\tMOVQ w1+24(FP), DX")
+	w.p("\tMOVQ w2+32(FP), BX")
+	w.p("\tMOVQ groups+40(FP), CX")
+	w.p("\tMOVQ y_base+48(FP), DI")
+	w.p("\tMOVQ arg_base+72(FP), R8")
+	w.p("\tMOVQ base+96(FP), R9")
 	w.p("\tVMOVDQU32 poolEven<>(SB), Z30")
 	w.p("\tVMOVDQU32 poolOdd<>(SB), Z29")
 	w.p("\t// Z31: 0, 2, …, 30 (each window's first column)")
 	w.p("\tVMOVDQU32 Z30, Z31")
 	w.p("\t// Z20…Z28: the nine pixels' offsets r·w + j, in row-major order")
 	w.p("\tMOVQ DX, AX")
-	w.p("\tVPBROADCASTD AX, Z18 // w")
-	w.p("\tVPADDD Z18, Z18, Z19 // 2w")
+	w.p("\tVPBROADCASTD AX, Z18 // w1")
+	w.p("\tMOVQ BX, AX")
+	w.p("\tVPBROADCASTD AX, Z19 // w2")
 	w.p("\tVPXORD Z20, Z20, Z20")
 	w.p("\tMOVL $1, AX")
 	w.p("\tVPBROADCASTD AX, Z21")
@@ -61,50 +75,34 @@ func maxPool3x3s2() []byte {
 			w.p("\tVPADDD Z%d, %s, Z%d", 20+j, row, 20+3*r+j)
 		}
 	}
-	w.p("\tSHLQ $2, DX // w in bytes")
+	w.p("\tSHLQ $2, DX // w1 in bytes")
+	w.p("\tSHLQ $2, BX // w2 in bytes")
 	w.p("\tTESTQ CX, CX")
+	w.p("\tJZ   done")
+	w.p("\tMOVQ clip+104(FP), AX")
+	w.p("\tTESTQ AX, AX")
+	w.p("\tJZ   loop")
+	w.p("\t// The first group with its window 0 clipped: K4 loads all but")
+	w.p("\t// lane 0, K5 is lane 0; Z13…Z15 are the rows' first offsets")
+	w.p("\t// with lane 0's moved to column 0.")
+	w.p("\tMOVL $0xfffe, AX")
+	w.p("\tKMOVW AX, K4")
+	w.p("\tMOVL $1, AX")
+	w.p("\tKMOVW AX, K5")
+	for r, z := range []int{13, 14, 15} {
+		w.p("\tVMOVDQU32 Z%d, Z%d", 20+3*r, z)
+		w.p("\tVPADDD Z21, Z%d, K5, Z%d", z, z)
+	}
+	maxPoolGroup(&w, -4, []int{13, 14, 15})
+	w.p("\tADDQ $124, SI")
+	w.p("\tADDQ $64, DI")
+	w.p("\tADDQ $64, R8")
+	w.p("\tADDQ $32, R9")
+	w.p("\tDECQ CX")
 	w.p("\tJZ   done")
 	w.p("")
 	w.p("loop:")
-	w.p("\tMOVQ SI, R10")
-	first := true
-	for r := 0; r < 3; r++ {
-		w.p("\tVMOVUPS 0(R10), Z0")
-		w.p("\tVMOVUPS 64(R10), Z1")
-		w.p("\tVMOVUPS 8(R10), Z2")
-		w.p("\tVMOVUPS 72(R10), Z3")
-		w.p("\tVMOVDQU32 Z30, Z4")
-		w.p("\tVPERMI2PS Z1, Z0, Z4 // columns 2i")
-		w.p("\tVMOVDQU32 Z29, Z5")
-		w.p("\tVPERMI2PS Z1, Z0, Z5 // 2i+1")
-		w.p("\tVMOVDQU32 Z30, Z6")
-		w.p("\tVPERMI2PS Z3, Z2, Z6 // 2i+2")
-		for j := 0; j < 3; j++ {
-			v := 4 + j
-			off := 20 + 3*r + j
-			if first {
-				w.p("\tVMOVAPS Z%d, Z10", v)
-				w.p("\tVMOVDQU32 Z%d, Z11", off)
-				first = false
-				continue
-			}
-			w.p("\tVCMPPS $0x1e, Z10, Z%d, K1 // greater (ordered)", v)
-			w.p("\tVCMPPS $0x03, Z%d, Z%d, K2 // NaN", v, v)
-			w.p("\tKORW K1, K2, K1")
-			w.p("\tVMOVAPS Z%d, K1, Z10", v)
-			w.p("\tVMOVDQU32 Z%d, K1, Z11", off)
-		}
-		if r < 2 {
-			w.p("\tADDQ DX, R10")
-		}
-	}
-	w.p("\tVMOVUPS Z10, (DI)")
-	w.p("\tMOVQ R9, AX")
-	w.p("\tVPBROADCASTD AX, Z12")
-	w.p("\tVPADDD Z31, Z12, Z12")
-	w.p("\tVPADDD Z11, Z12, Z12")
-	w.p("\tVCVTDQ2PS Z12, Z12")
-	w.p("\tVMOVUPS Z12, (R8)")
+	maxPoolGroup(&w, 0, []int{20, 23, 26})
 	w.p("\tADDQ $128, SI")
 	w.p("\tADDQ $64, DI")
 	w.p("\tADDQ $64, R8")
@@ -116,4 +114,65 @@ func maxPool3x3s2() []byte {
 	w.p("\tVZEROUPPER")
 	w.p("\tRET")
 	return w.Bytes()
+}
+
+// maxPoolGroup is one group of 16 windows from SI+disp (row 1 at +DX, row
+// 2 at +BX), into (DI) and (R8); first holds each row's offset register
+// of its column 0 (the others follow it). With disp −4 the group is
+// clipped (see maxPool3x3s2).
+func maxPoolGroup(w *asm, disp int, first []int) {
+	clip := disp != 0
+	firstCand := true
+	for r := 0; r < 3; r++ {
+		switch r {
+		case 0:
+			w.p("\tMOVQ SI, R10")
+		case 1:
+			w.p("\tLEAQ (SI)(DX*1), R10")
+		case 2:
+			w.p("\tLEAQ (SI)(BX*1), R10")
+		}
+		if clip {
+			w.p("\tVMOVUPS %d(R10), K4, Z0", disp)
+		} else {
+			w.p("\tVMOVUPS %d(R10), Z0", disp)
+		}
+		w.p("\tVMOVUPS %d(R10), Z1", disp+64)
+		w.p("\tVMOVUPS %d(R10), Z2", disp+8)
+		w.p("\tVMOVUPS %d(R10), Z3", disp+72)
+		w.p("\tVMOVDQU32 Z30, Z4")
+		w.p("\tVPERMI2PS Z1, Z0, Z4 // columns 2i")
+		w.p("\tVMOVDQU32 Z29, Z5")
+		w.p("\tVPERMI2PS Z1, Z0, Z5 // 2i+1")
+		w.p("\tVMOVDQU32 Z30, Z6")
+		w.p("\tVPERMI2PS Z3, Z2, Z6 // 2i+2")
+		if clip {
+			w.p("\tVMOVAPS Z5, K5, Z4 // window 0: column 0 for column −1")
+		}
+		for j := 0; j < 3; j++ {
+			v := 4 + j
+			off := 20 + 3*r + j
+			if j == 0 {
+				off = first[r]
+			}
+			if firstCand {
+				w.p("\tVMOVAPS Z%d, Z10", v)
+				w.p("\tVMOVDQU32 Z%d, Z11", off)
+				firstCand = false
+				continue
+			}
+			w.p("\tVCMPPS $0x1e, Z10, Z%d, K1 // greater (ordered)", v)
+			w.p("\tVCMPPS $0x03, Z%d, Z%d, K2 // NaN", v, v)
+			w.p("\tKORW K1, K2, K1")
+			w.p("\tVMOVAPS Z%d, K1, Z10", v)
+			w.p("\tVMOVDQU32 Z%d, K1, Z11", off)
+		}
+	}
+	w.p("\tVMOVUPS Z10, (DI)")
+	w.p("\tMOVQ R9, AX")
+	w.p("\tVPBROADCASTD AX, Z12")
+	w.p("\tVPADDD Z31, Z12, Z12")
+	w.p("\tVPADDD Z11, Z12, Z12")
+	w.p("\tVCVTDQ2PS Z12, Z12")
+	w.p("\tVMOVUPS Z12, (R8)")
 }
