@@ -42,6 +42,12 @@ type Var struct {
 
 	gradWritten bool // Grad holds a contribution from this backward pass
 	lent        bool // Grad was handed on as another Var's gradient (passGrad)
+	// imageMax, when it has one value per image, is each image's largest
+	// value, no value being below 0, as the backend reported it when it
+	// wrote Value (ConvBNAct through backend.ConvBNActRanger); the
+	// convolutions that read Value take it from here. Its storage stays
+	// with the Var when the graph reuses it.
+	imageMax []float32
 }
 
 // NewVar wraps a tensor (owned by the caller) as a leaf.
@@ -159,7 +165,7 @@ func (g *Graph) varOf(value *tensor.Tensor) *Var {
 	}
 	v := g.vars[g.nvars]
 	g.nvars++
-	*v = Var{Value: value}
+	*v = Var{Value: value, imageMax: v.imageMax[:0]}
 	return v
 }
 

@@ -365,7 +365,48 @@ func (g *Graph) ConvBNAct(x, w *Var, o Conv2dOpts, gamma, beta *Var, runMean, ru
 	if res != nil {
 		resValue = res.Value
 	}
-	f.ConvBNActForward(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, resValue, y.Value, relu)
+	r, ranges := f.(backend.ConvBNActRanger)
+	if !ranges {
+		f.ConvBNActForward(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, resValue, y.Value, relu)
+		return y
+	}
+	// Each image's largest value goes from the convolution that writes
+	// it to those that read it (the CPU's int8 path scales each image by
+	// its range and so spares a pass over it).
+	var xMax []float32
+	if len(x.imageMax) == p.N {
+		xMax = x.imageMax
+	}
+	y.imageMax = slices.Grow(y.imageMax[:0], p.N)[:p.N]
+	if !r.ConvBNActForwardRange(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, resValue, y.Value, relu, xMax, y.imageMax) {
+		y.imageMax = y.imageMax[:0]
+	}
+	return y
+}
+
+// ConvBNActMaxPool is ConvBNAct without a residual followed by
+// MaxPool2d(po): a residual network's stem. Where the backend fuses the
+// two (backend.ConvBNActPooler) and nothing is recorded it is one op,
+// which never writes the convolution's whole output (nor the pooling's
+// argmax) to memory; otherwise it is those two ops. The values are the
+// same either way.
+func (g *Graph) ConvBNActMaxPool(x, w *Var, o Conv2dOpts, gamma, beta *Var, runMean, runVar *tensor.Tensor, eps float32, relu bool, po PoolOpts) *Var {
+	f, fused := g.B.(backend.ConvBNActPooler)
+	_, conv := g.B.(backend.ConvBNActer)
+	if !fused || !conv || g.Recording() {
+		return g.MaxPool2d(g.ConvBNAct(x, w, o, gamma, beta, runMean, runVar, eps, nil, relu), po)
+	}
+	p := convParams("conv_bn_act_maxpool", x, w, o)
+	s := po.Stride
+	if s == 0 {
+		s = po.Kernel
+	}
+	pool := backend.Pool2dParams{N: p.N, C: p.K, H: p.P(), W: p.Q(), R: po.Kernel, S: po.Kernel, StrideH: s, StrideW: s, PadH: po.Padding, PadW: po.Padding}
+	y := g.newVar([]int{p.N, p.K, pool.P(), pool.Q()})
+	y.imageMax = slices.Grow(y.imageMax[:0], p.N)[:p.N]
+	if !f.ConvBNActPoolForward(p, eps, x.Value, w.Value, gamma.Value, beta.Value, runMean, runVar, relu, pool, y.Value, y.imageMax) {
+		y.imageMax = y.imageMax[:0]
+	}
 	return y
 }
 

@@ -52,6 +52,42 @@ type ConvBNActer interface {
 	ConvBNActForward(p Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool)
 }
 
+// ConvBNActRanger is a ConvBNActer that can hand each image's largest
+// output value on to the convolution that reads it, sparing that one a
+// pass over the image (the CPU's int8 path scales each image by its own
+// range). ConvBNActForwardRange is ConvBNActForward, and besides:
+//
+//   - xMax, when not nil, holds N values: xMax[n] is the largest value of
+//     image n of x, and no value of that image is below 0. The caller
+//     vouches for it (it is what an earlier call returned in yMax for x,
+//     whose data has not changed since); the backend may use it in place
+//     of reading the image.
+//   - yMax (N values) receives the largest value of each image of y when
+//     the result is true. Only a call with relu can return true, and a
+//     backend returns false where it has no use for the ranges (yMax's
+//     contents are then unspecified). For an image holding a NaN the
+//     value may be any, or the result false.
+//
+// y is the same, to the bit, whether or not xMax is given.
+type ConvBNActRanger interface {
+	ConvBNActer
+	ConvBNActForwardRange(p Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool, xMax, yMax []float32) bool
+}
+
+// ConvBNActPooler is implemented by backends that fuse a ConvBNAct
+// without residual with the max pooling of its output (a residual
+// network's stem in inference): y = MaxPool2d(act(bn(conv(x, w)))), with
+// pool reading the convolution's output (pool.N, C, H, W = p.N, K, P, Q)
+// and y (N, K, pool.P, pool.Q). The result equals, to the bit, that of
+// ConvBNActForward and MaxPool2dForward in turn, without the convolution's
+// whole output or the argmax in memory (callers use those ops where a
+// backend lacks it: autograd.Graph.ConvBNActMaxPool). yMax is as in
+// ConvBNActRanger: nil, or room for each image's largest value of y,
+// filled when the result is true.
+type ConvBNActPooler interface {
+	ConvBNActPoolForward(p Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar *tensor.Tensor, relu bool, pool Pool2dParams, y *tensor.Tensor, yMax []float32) bool
+}
+
 // WeightFreezer is implemented by backends that can keep derived forms of
 // weights that no longer change (the CPU keeps convolution filters packed
 // for its GEMM instead of packing them on every call). A model loaded

@@ -83,6 +83,25 @@ func CheckConv(op string, p Conv2dParams, x, w, y *tensor.Tensor) {
 	checkNumel(op, "y", y, p.N, p.K, p.P(), p.Q())
 }
 
+// CheckConvPool validates a convolution whose output (never a tensor of
+// its own) pool reads: x and w as CheckConv, pool over (N, K, P, Q), and
+// y (N, K, pool.P, pool.Q).
+func CheckConvPool(op string, p Conv2dParams, pool Pool2dParams, x, w, y *tensor.Tensor) {
+	g := p.G()
+	if p.N < 1 || p.C < 1 || p.K < 1 || p.R < 1 || p.S < 1 || p.P() < 1 || p.Q() < 1 || p.C%g != 0 || p.K%g != 0 {
+		fail(op, "bad parameters %+v (output %d×%d)", p, p.P(), p.Q())
+	}
+	if pool.N != p.N || pool.C != p.K || pool.H != p.P() || pool.W != p.Q() {
+		fail(op, "pooling over (%d, %d, %d, %d), but the convolution's output is (%d, %d, %d, %d)", pool.N, pool.C, pool.H, pool.W, p.N, p.K, p.P(), p.Q())
+	}
+	if pool.R < 1 || pool.S < 1 || pool.P() < 1 || pool.Q() < 1 || 2*pool.PadH > pool.R || 2*pool.PadW > pool.S {
+		fail(op, "bad pooling parameters %+v", pool)
+	}
+	checkNumel(op, "x", x, p.N, p.C, p.H, p.W)
+	checkNumel(op, "w", w, p.K, p.C/g, p.R, p.S)
+	checkNumel(op, "y", y, p.N, p.K, pool.P(), pool.Q())
+}
+
 // CheckPool validates pooling tensors: x (N,C,H,W), y (N,C,P,Q) and any extra of y's size.
 func CheckPool(op string, p Pool2dParams, x, y *tensor.Tensor, extra ...*tensor.Tensor) {
 	if p.N < 1 || p.C < 1 || p.R < 1 || p.S < 1 || p.P() < 1 || p.Q() < 1 || 2*p.PadH > p.R || 2*p.PadW > p.S {

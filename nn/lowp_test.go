@@ -8,6 +8,7 @@ import (
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/safetensors"
+	"github.com/dmlgo/dmlgo/tensor"
 )
 
 // rowCosines is the cosine of each of the n rows of a and b.
@@ -111,5 +112,79 @@ func TestResNetLowPrecisionCosine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// fusedOnly hides backend.ConvBNActRanger: the fused op without the
+// images' ranges.
+type fusedOnly struct {
+	backend.Backend
+	f backend.ConvBNActer
+}
+
+func (u fusedOnly) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool) {
+	u.f.ConvBNActForward(p, eps, x, w, gamma, beta, runMean, runVar, res, y, relu)
+}
+
+// rangesCounted counts the convolutions that were handed their input's
+// ranges.
+type rangesCounted struct {
+	*cpu.Backend
+	given int
+}
+
+func (c *rangesCounted) ConvBNActForwardRange(p backend.Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool, xMax, yMax []float32) bool {
+	if xMax != nil {
+		c.given++
+	}
+	return c.Backend.ConvBNActForwardRange(p, eps, x, w, gamma, beta, runMean, runVar, res, y, relu, xMax, yMax)
+}
+
+// TestInt8RangesMatch: at int8 the graph hands each image's largest value
+// from the op that writes it (a convolution, or the stem's fused
+// convolution and pooling) to the convolutions that read it (every one
+// but the stem), and the features are, to the bit, those of the same
+// backend without that (neither ranges nor the fused stem: each
+// convolution reads its input for the range), on ResNet-18 and ResNet-50,
+// batches of one and three.
+func TestInt8RangesMatch(t *testing.T) {
+	if !cpu.INT8Ready() {
+		t.Skip("no int8 kernels here: precision int8 runs fp32")
+	}
+	for _, c := range []struct {
+		arch  string
+		given int // convolutions given their input's ranges
+	}{{"resnet18", 20 - 1}, {"resnet50", 53 - 1}} {
+		b := cpu.New(2)
+		m, err := NewResNet(b, ResNetConfig{Arch: c.arch, Out: 16, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		SetTraining(m, false)
+		for _, p := range Params(m) {
+			backend.Freeze(b, p.V.Value)
+		}
+		if eff, err := backend.SetPrecision(b, "int8"); err != nil || eff != "int8 (AVX-512 VNNI)" {
+			t.Fatalf("SetPrecision: %q, %v", eff, err)
+		}
+		for _, n := range []int{1, 3} {
+			shape := []int{n, 3, 64, 48}
+			x := tensor.RandNormal(uint64(n), 0, 1, shape...).HostData()
+			counted := &rangesCounted{Backend: b}
+			var outs [2][]float32
+			for i, be := range []backend.Backend{counted, fusedOnly{b, b}} {
+				g := autograd.New(be)
+				g.NoGrad(func() { outs[i] = g.Values(m.ForwardFeatures(g, g.Constant(x, shape...))) })
+				g.Reset()
+			}
+			if counted.given != c.given {
+				t.Fatalf("%s batch %d: %d convolutions were given their input's ranges, want %d", c.arch, n, counted.given, c.given)
+			}
+			for j := range outs[0] {
+				if math.Float32bits(outs[0][j]) != math.Float32bits(outs[1][j]) || math.IsNaN(float64(outs[0][j])) {
+					t.Fatalf("%s batch %d: feature %d is %v with the ranges, %v without", c.arch, n, j, outs[0][j], outs[1][j])
+				}
+			}
+		}
 	}
 }

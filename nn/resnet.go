@@ -232,9 +232,14 @@ func (m *ResNet) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
 
 // ForwardFeatures returns the globally pooled features (N, Features).
 func (m *ResNet) ForwardFeatures(g *autograd.Graph, x *autograd.Var) *autograd.Var {
-	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
-	if m.MaxPool {
-		y = g.MaxPool2d(y, autograd.PoolOpts{Kernel: 3, Stride: 2, Padding: 1})
+	var y *autograd.Var
+	switch pool := (autograd.PoolOpts{Kernel: 3, Stride: 2, Padding: 1}); {
+	case m.MaxPool && !m.BN1.training:
+		y = g.ConvBNActMaxPool(x, m.Conv1.Weight.Var, m.Conv1.Opts, m.BN1.Weight.Var, m.BN1.Bias.Var, m.BN1.RunMean.T, m.BN1.RunVar.T, m.BN1.Eps, true, pool)
+	case m.MaxPool:
+		y = g.MaxPool2d(convBN(g, m.Conv1, m.BN1, x, nil, true), pool)
+	default:
+		y = convBN(g, m.Conv1, m.BN1, x, nil, true)
 	}
 	for _, l := range m.Layers {
 		y = l.Forward(g, y)

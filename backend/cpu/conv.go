@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"slices"
 
@@ -103,6 +104,33 @@ func (b *Backend) Conv2dBackwardFilter(p backend.Conv2dParams, x, dy, dw *tensor
 // (the same scale and shift, through the same kernel, as
 // BatchNormForward), the residual and the ReLU, row by row.
 func (b *Backend) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool) {
+	b.convBNAct(p, eps, x, w, gamma, beta, runMean, runVar, res, y, relu, nil, nil)
+}
+
+// ConvBNActForwardRange implements backend.ConvBNActRanger. The ranges are
+// the int8 path's: a convolution that scales its images to bytes takes
+// each one's largest value from xMax instead of a pass over it (x then has
+// no negative value, so its zero point is 0), and one that ends in a ReLU
+// notes each image's largest output value as the epilogue writes it, row
+// by row while the row is in L1. The other paths use neither and return
+// false; so does an image whose largest value is not finite (a NaN or an
+// infinity), whose reader then reads it as it would without xMax.
+func (b *Backend) ConvBNActForwardRange(p backend.Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool, xMax, yMax []float32) bool {
+	const op = "conv-bn-act forward"
+	if xMax != nil && len(xMax) != p.N {
+		panic(fmt.Sprintf("cpu: %s: %d ranges of x for %d images", op, len(xMax), p.N))
+	}
+	if len(yMax) != p.N {
+		panic(fmt.Sprintf("cpu: %s: room for %d ranges of y for %d images", op, len(yMax), p.N))
+	}
+	if !relu {
+		yMax = nil
+	}
+	return b.convBNAct(p, eps, x, w, gamma, beta, runMean, runVar, res, y, relu, xMax, yMax)
+}
+
+// convBNAct is ConvBNActForwardRange (xMax and yMax may be nil).
+func (b *Backend) convBNAct(p backend.Conv2dParams, eps float32, x, w, gamma, beta, runMean, runVar, res, y *tensor.Tensor, relu bool, xMax, yMax []float32) bool {
 	const op = "conv-bn-act forward"
 	backend.CheckConv(op, p, x, w, y)
 	np := p.Normalized()
@@ -120,7 +148,7 @@ func (b *Backend) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, ga
 		if relu {
 			b.Unary(backend.Relu, y, y, 0, 0)
 		}
-		return
+		return false
 	}
 	e := epilogues.get()
 	defer epilogues.put(e)
@@ -128,13 +156,25 @@ func (b *Backend) ConvBNActForward(p backend.Conv2dParams, eps float32, x, w, ga
 	if res != nil {
 		e.res = res.HostData()
 	}
-	defer func() { e.res = nil }()
+	// The int8 path's finish writes each image's value; one left NaN
+	// was not written (another path) or is not finite.
+	for i := range yMax {
+		yMax[i] = float32(math.NaN())
+	}
+	e.inMax, e.outMax = xMax, yMax
+	defer func() { e.res, e.inMax, e.outMax = nil, nil, nil }()
 	xData, wData, yData := x.HostData(), w.HostData(), y.HostData()
 	if implicitForward(np) {
 		b.convImplicitForward(np, xData, wData, yData, e)
-		return
+	} else {
+		b.convExplicitForward(np, xData, wData, yData, e)
 	}
-	b.convExplicitForward(np, xData, wData, yData, e)
+	for _, v := range yMax {
+		if !(v >= 0 && v <= math.MaxFloat32) {
+			return false
+		}
+	}
+	return yMax != nil
 }
 
 // convLoop is a convolution pass's loop over images: the arguments of one
@@ -244,7 +284,7 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 	for n := lo; n < hi; n++ {
 		var q *quantB
 		if forward && k.filt != nil && k.filt[0].i8 != nil {
-			q = quantFromRange(k.imageRange(st, x[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W], p.C))
+			q = k.imageQuant(st, n, x[n*p.C*p.H*p.W:(n+1)*p.C*p.H*p.W])
 		}
 		for g := 0; g < G; g++ {
 			xs := x[(n*p.C+g*cg)*p.H*p.W:]
@@ -324,7 +364,7 @@ func (k *convLoop) implicitForward(lo, hi int) {
 		var q *quantB
 		if filt[0].i8 != nil {
 			// The padding is zero, which the quantisation keeps exact.
-			q = quantFromRange(k.imageRange(st, src, p.C))
+			q = k.imageQuant(st, n, src)
 		}
 		if !direct {
 			k.channelPass(st, imagePass{op: passFill, geo: geo, src: src, dst: st.pad}, p.C)
@@ -415,7 +455,7 @@ func (k *convLoop) finishImages(out []float32, n, m int) {
 			}
 			continue
 		}
-		k.epi.applyRows(n+i, y, part, cols, k.epi.scale, k.epi.shift, 0, p.K)
+		k.epi.applyRows(n+i, y, part, cols, k.epi.scale, k.epi.shift, 0, p.K, false)
 	}
 }
 
@@ -443,13 +483,33 @@ func (k *convLoop) finish(st *convScratch, n int, q *quantB) {
 			st.scale[g*kg+c], st.shift[g*kg+c] = a, -a*float32(q.zero)*float32(s.sum[c])
 		}
 	}
-	if k.epi != nil {
-		for c := range st.scale {
-			es, eb := k.epi.scale[c], k.epi.shift[c]
-			st.scale[c], st.shift[c] = es*st.scale[c], es*st.shift[c]+eb
-		}
+	if k.epi == nil {
+		k.channelPass(st, imagePass{op: passFinish, y: y, n: n, scale: st.scale, shift: st.shift, plane: PQ}, p.K)
+		return
 	}
-	k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: st.scale, shift: st.shift, plane: PQ}, p.K)
+	for c := range st.scale {
+		es, eb := k.epi.scale[c], k.epi.shift[c]
+		st.scale[c], st.shift[c] = es*st.scale[c], es*st.shift[c]+eb
+	}
+	wantMax := k.epi.outMax != nil
+	k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: st.scale, shift: st.shift, plane: PQ, wantMax: wantMax}, p.K)
+	if wantMax {
+		hi := st.lohi[0][1]
+		for _, r := range st.lohi[1:len(st.parts)] {
+			hi = max(hi, r[1])
+		}
+		k.epi.outMax[n] = hi
+	}
+}
+
+// imageQuant is the quantisation of image n (src, p.C channels) to
+// bytes: from its largest value where the epilogue has it (inMax, an
+// image without negative values), else from a pass over it.
+func (k *convLoop) imageQuant(st *convScratch, n int, src []float32) *quantB {
+	if k.epi != nil && k.epi.inMax != nil {
+		return quantFromRange(0, k.epi.inMax[n])
+	}
+	return quantFromRange(k.imageRange(st, src, k.p.C))
 }
 
 // The passes over one image around its GEMMs, by channel, split over the
@@ -458,7 +518,7 @@ func (k *convLoop) finish(st *convScratch, n int, q *quantB) {
 const (
 	passRange  = iota // the smallest and largest value of src (plane values a channel)
 	passFill          // geo.fill of src into dst
-	passFinish        // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil)
+	passFinish        // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil); with wantMax, the largest value written per part
 )
 
 // imagePass is one of those passes; parts are its channel ranges.
@@ -472,7 +532,8 @@ type imagePass struct {
 	scale    []float32
 	shift    []float32
 	parts    [][2]int
-	lohi     [][2]float32 // passRange: per part
+	wantMax  bool         // passFinish: note each part's largest output value in lohi
+	lohi     [][2]float32 // passRange, passFinish with wantMax: per part
 }
 
 var imagePasses freeList[imagePass]
@@ -490,7 +551,10 @@ func (ip *imagePass) chunk(lo, hi int) {
 			g.fill(ip.src[c0*g.h*g.w:c1*g.h*g.w], ip.dst[c0*g.chanSize():c1*g.chanSize()])
 		case passFinish:
 			if ip.epi != nil {
-				ip.epi.applyRange(ip.n, ip.y, ip.scale, ip.shift, c0, c1)
+				hi := ip.epi.applyRows(ip.n, ip.y, ip.y, ip.plane, ip.scale, ip.shift, c0, c1, ip.wantMax)
+				if ip.wantMax {
+					ip.lohi[i] = [2]float32{0, hi}
+				}
 				continue
 			}
 			for c := c0; c < c1; c++ {
@@ -506,7 +570,7 @@ func (k *convLoop) channelPass(st *convScratch, ip imagePass, ch int) {
 	threads := max(1, k.gt)
 	st.parts = splitRangeInto(st.parts[:0], ch, 2*threads, 1)
 	ip.parts = st.parts
-	if ip.op == passRange {
+	if ip.op == passRange || ip.wantMax {
 		st.lohi = grow(st.lohi, len(ip.parts))
 		ip.lohi = st.lohi
 	}
@@ -1099,6 +1163,10 @@ type convEpilogue struct {
 	res          []float32 // all images' residual, or nil
 	relu         bool
 	plane        int // values per channel and image (P·Q)
+	// The int8 path's image ranges (ConvBNActForwardRange): each image's
+	// largest input value (nil: unknown), and room for each one's largest
+	// output value (nil: not wanted).
+	inMax, outMax []float32
 }
 
 var epilogues freeList[convEpilogue]
@@ -1114,16 +1182,13 @@ func (e *convEpilogue) set(bn backend.BatchNormParams, gamma, beta, runMean, run
 	e.relu, e.plane = relu, bn.L
 }
 
-// applyRange finishes channels [c0, c1) of image n, whose output is y (K
+// applyRows finishes channels [c0, c1) of image n, whose output is y (K
 // planes), with the per-channel affine map scale, shift (batch norm's, or
-// composed with the int8 path's scaling back).
-func (e *convEpilogue) applyRange(n int, y []float32, scale, shift []float32, c0, c1 int) {
-	e.applyRows(n, y, y, e.plane, scale, shift, c0, c1)
-}
-
-// applyRows is applyRange with the convolution's output read from src,
-// channel k's row at src[k·lds:], and written to y.
-func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift []float32, c0, c1 int) {
+// composed with the int8 path's scaling back), reading the convolution's
+// output from src, channel k's row at src[k·lds:] (src may be y, lds the
+// plane). With wantMax it returns the largest value written (0 when
+// larger), each row's taken while it is in L1.
+func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift []float32, c0, c1 int, wantMax bool) (hi float32) {
 	l := e.plane
 	var res []float32
 	if e.res != nil {
@@ -1142,7 +1207,12 @@ func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift 
 				add(row, res[k*l:(k+1)*l], row)
 			}
 		}
+		if wantMax {
+			_, h := minMax(row)
+			hi = max(hi, h)
+		}
 	}
+	return hi
 }
 
 // The reference kernels.

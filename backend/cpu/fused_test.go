@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/dmlgo/dmlgo/backend"
@@ -154,6 +155,192 @@ func TestConvImageGroups(t *testing.T) {
 									t.Fatalf("%v threads=%d conv %d %s %s: image %d value %d = %v in the batch, %v alone", l, threads, ci, prec, what, n, i, got, v)
 								}
 							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestConvBNActRanges: at int8, ConvBNActForwardRange reports each
+// image's largest output value exactly (that of a pass over the output)
+// when the op ends in a ReLU, and not otherwise; given its input's
+// largest values it writes, to the bit, what it writes without them (and
+// something else when told a wrong range, so it does use them); on the
+// implicit, pointwise, strided explicit and stem paths, with and without
+// a residual, one thread and two. At fp32, and at int8 with the AVX2
+// level forced, it reports nothing and writes what ConvBNActForward does.
+func TestConvBNActRanges(t *testing.T) {
+	defer needI8(t)()
+	convs := []backend.Conv2dParams{
+		{N: 3, C: 16, H: 10, W: 10, K: 24, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 2, C: 16, H: 8, W: 8, K: 40, R: 1, S: 1, StrideH: 1, StrideW: 1},
+		{N: 2, C: 64, H: 32, W: 33, K: 136, R: 1, S: 1, StrideH: 2, StrideW: 2},
+		{N: 2, C: 3, H: 19, W: 17, K: 8, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
+	}
+	r := rand.New(rand.NewPCG(41, 7))
+	for _, threads := range []int{1, 2} {
+		for ci, p := range convs {
+			np := p.Normalized()
+			P, Q := np.P(), np.Q()
+			ys := []int{p.N, p.K, P, Q}
+			img, out := p.C*p.H*p.W, p.K*P*Q
+			x := tensor.FromSlice(absAll(randSlice(r, p.N*img)), p.N, p.C, p.H, p.W)
+			wt := tensor.FromSlice(randSlice(r, p.K*p.C*p.R*p.S), p.K, p.C, p.R, p.S)
+			vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
+			gamma, beta, mean := vec(randSlice(r, p.K)), vec(randSlice(r, p.K)), vec(randSlice(r, p.K))
+			vr := randSlice(r, p.K)
+			for i, v := range vr {
+				vr[i] = 0.2 + v*v
+			}
+			variance := vec(vr)
+			res := tensor.FromSlice(randSlice(r, p.N*out), ys...)
+			xMax := make([]float32, p.N)
+			for n := range xMax {
+				_, xMax[n] = minMax(x.HostData()[n*img : (n+1)*img])
+			}
+			for _, prec := range []string{"int8", "fp32", "int8 at avx2"} {
+				b := New(threads)
+				if prec != "fp32" {
+					b.SetPrecision("int8")
+				}
+				restore := func() {}
+				if prec == "int8 at avx2" {
+					var err error
+					if restore, err = SetLevel(AVX2); err != nil {
+						continue
+					}
+				}
+				b.FreezeWeights(wt)
+				for _, rt := range []*tensor.Tensor{nil, res} {
+					for _, relu := range []bool{false, true} {
+						name := fmt.Sprintf("threads=%d conv %d %s res=%v relu=%v", threads, ci, prec, rt != nil, relu)
+						want := tensor.Full(float32(math.NaN()), ys...)
+						b.ConvBNActForward(p, 1e-5, x, wt, gamma, beta, mean, variance, rt, want, relu)
+						same := func(what string, y *tensor.Tensor) {
+							t.Helper()
+							for i, v := range y.HostData() {
+								if wv := want.HostData()[i]; math.Float32bits(v) != math.Float32bits(wv) {
+									t.Fatalf("%s, %s: y[%d] = %v, ConvBNActForward gives %v", name, what, i, v, wv)
+								}
+							}
+						}
+						yMax := make([]float32, p.N)
+						got := tensor.Full(float32(math.NaN()), ys...)
+						ok := b.ConvBNActForwardRange(p, 1e-5, x, wt, gamma, beta, mean, variance, rt, got, relu, nil, yMax)
+						same("without xMax", got)
+						if wantOK := relu && prec == "int8"; ok != wantOK {
+							t.Fatalf("%s: reported ranges %v, want %v", name, ok, wantOK)
+						}
+						for n := 0; ok && n < p.N; n++ {
+							lo, hi := minMax(got.HostData()[n*out : (n+1)*out])
+							if lo < 0 || math.Float32bits(yMax[n]) != math.Float32bits(hi) {
+								t.Fatalf("%s: image %d: largest value %v, the output's range is [%v, %v]", name, n, yMax[n], lo, hi)
+							}
+						}
+						got = tensor.Full(float32(math.NaN()), ys...)
+						b.ConvBNActForwardRange(p, 1e-5, x, wt, gamma, beta, mean, variance, rt, got, relu, xMax, yMax)
+						same("with xMax", got)
+						if prec != "int8" {
+							continue
+						}
+						// A range twice the true one quantises coarser.
+						wrong := make([]float32, p.N)
+						for n, v := range xMax {
+							wrong[n] = 2 * v
+						}
+						b.ConvBNActForwardRange(p, 1e-5, x, wt, gamma, beta, mean, variance, rt, got, relu, wrong, yMax)
+						differ := false
+						for i, v := range got.HostData() {
+							differ = differ || v != want.HostData()[i]
+						}
+						if !differ {
+							t.Fatalf("%s: a wrong xMax changed nothing: the ranges are not used", name)
+						}
+					}
+				}
+				restore()
+			}
+		}
+	}
+}
+
+// TestConvBNActPool: the fused stem (ConvBNActPoolForward) gives, to the
+// bit, what ConvBNActForward and MaxPool2dForward give in turn: ResNet's
+// stem shape, a pointwise convolution (the explicit path), a 3×3 one
+// through Winograd's transforms (forced) and the reference backend; with
+// and without ReLU; a NaN in the input (the pooling's NaN rules); frozen
+// weights at fp32, bf16 and int8 where they run; at every SIMD level, one
+// thread and two. With ReLU and finite outputs it reports each image's
+// largest pooled value exactly; without ReLU it reports nothing.
+func TestConvBNActPool(t *testing.T) {
+	type stem struct {
+		conv     backend.Conv2dParams
+		r, s, pd int // the pooling window (stride 2) and padding
+	}
+	cases := []stem{
+		{backend.Conv2dParams{N: 3, C: 3, H: 37, W: 30, K: 16, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3}, 3, 3, 1},
+		{backend.Conv2dParams{N: 2, C: 8, H: 12, W: 13, K: 24, R: 1, S: 1, StrideH: 1, StrideW: 1}, 2, 2, 0},
+		{backend.Conv2dParams{N: 2, C: 16, H: 20, W: 20, K: 32, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}, 3, 3, 1},
+	}
+	defer SetWinograd(WinogradAlways)()
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(43, uint64(l)))
+		for ci, c := range cases {
+			p := c.conv
+			np := p.Normalized()
+			pool := backend.Pool2dParams{N: p.N, C: p.K, H: np.P(), W: np.Q(), R: c.r, S: c.s, StrideH: 2, StrideW: 2, PadH: c.pd, PadW: c.pd}
+			xs := randSlice(r, p.N*p.C*p.H*p.W)
+			if ci == 0 {
+				xs[5] = float32(math.NaN())
+			}
+			x := tensor.FromSlice(xs, p.N, p.C, p.H, p.W)
+			vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
+			gamma, beta, mean := vec(randSlice(r, p.K)), vec(randSlice(r, p.K)), vec(randSlice(r, p.K))
+			vr := randSlice(r, p.K)
+			for i, v := range vr {
+				vr[i] = 0.2 + v*v
+			}
+			variance := vec(vr)
+			plane := pool.P() * pool.Q()
+			for _, threads := range []int{1, 2} {
+				for _, prec := range []string{"fp32", "bf16", "int8", "reference"} {
+					b := New(threads)
+					if prec == "reference" {
+						b = NewReference()
+					} else {
+						b.SetPrecision(prec)
+					}
+					w := tensor.FromSlice(randSlice(r, p.K*p.C*p.R*p.S), p.K, p.C, p.R, p.S)
+					if prec != "reference" {
+						b.FreezeWeights(w)
+					}
+					for _, relu := range []bool{false, true} {
+						name := fmt.Sprintf("%v case %d threads=%d %s relu=%v", l, ci, threads, prec, relu)
+						conv := tensor.Full(float32(math.NaN()), p.N, p.K, np.P(), np.Q())
+						b.ConvBNActForward(p, 1e-5, x, w, gamma, beta, mean, variance, nil, conv, relu)
+						want := tensor.Full(float32(math.NaN()), p.N, p.K, pool.P(), pool.Q())
+						b.MaxPool2dForward(pool, conv, want, tensor.Zeros(p.N, p.K, pool.P(), pool.Q()))
+						got := tensor.Full(float32(math.NaN()), p.N, p.K, pool.P(), pool.Q())
+						yMax := make([]float32, p.N)
+						ok := b.ConvBNActPoolForward(p, 1e-5, x, w, gamma, beta, mean, variance, relu, pool, got, yMax)
+						for i, v := range got.HostData() {
+							if wv := want.HostData()[i]; math.Float32bits(v) != math.Float32bits(wv) {
+								t.Fatalf("%s: y[%d] = %v, the ops in turn give %v", name, i, v, wv)
+							}
+						}
+						// An image with a NaN may report any range.
+						for n := 0; ok && n < p.N; n++ {
+							img := got.HostData()[n*p.K*plane : (n+1)*p.K*plane]
+							lo, hi := minMax(img)
+							if !slices.ContainsFunc(img, func(v float32) bool { return v != v }) && (lo < 0 || math.Float32bits(yMax[n]) != math.Float32bits(hi)) {
+								t.Fatalf("%s: image %d: largest value %v, the output's range is [%v, %v]", name, n, yMax[n], lo, hi)
+							}
+						}
+						nan := slices.ContainsFunc(got.HostData(), func(v float32) bool { return v != v })
+						if wantOK := relu && prec != "reference"; ok != wantOK && !(nan && !ok) {
+							t.Fatalf("%s: reported ranges %v, want %v", name, ok, wantOK)
 						}
 					}
 				}
