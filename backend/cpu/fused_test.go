@@ -348,3 +348,29 @@ func TestConvBNActPool(t *testing.T) {
 		}
 	})
 }
+
+// TestConvThreadsMatch: a stem-like convolution (few input channels, many
+// pixels: its threads split the columns at batch 1) gives the same output
+// bit for bit on one thread and on two, at fp32, bf16 and int8 (frozen
+// weights, where the kernels exist), at every SIMD level.
+func TestConvThreadsMatch(t *testing.T) {
+	p := backend.Conv2dParams{N: 1, C: 3, H: 64, W: 60, K: 24, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3}
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(47, uint64(l)))
+		x := randSlice(r, p.C*p.H*p.W)
+		w := randSlice(r, p.K*p.C*p.R*p.S)
+		for _, prec := range []string{"fp32", "bf16", "int8"} {
+			var outs [2][]float32
+			for i, threads := range []int{1, 2} {
+				b := New(threads)
+				b.SetPrecision(prec)
+				outs[i] = frozenConv(t, b, p, x, w)
+			}
+			for j, v := range outs[0] {
+				if math.Float32bits(outs[1][j]) != math.Float32bits(v) {
+					t.Fatalf("%v %s: y[%d] = %v on two threads, %v on one", l, prec, j, outs[1][j], v)
+				}
+			}
+		}
+	})
+}

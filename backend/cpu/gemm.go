@@ -305,20 +305,55 @@ func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []flo
 		gemmSerial(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, q, c, ldc)
 		return
 	}
+	if m*k <= colSplitMaxA && n >= 4*threads*kern.nr {
+		splitWith(&gemmColumnRuns, (n+kern.nr-1)/kern.nr, threads, gemmColumns{gemmArgs: gemmArgs{kern: kern, zero: zero, transA: transA, transB: transB,
+			m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, pa: pa, b: b, ldb: ldb, cb: cb, q: q, c: c, ldc: ldc}})
+		return
+	}
 	gemmParallel(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, q, c, ldc, threads)
+}
+
+// colSplitMaxA bounds the A of the products whose threads split the
+// columns (gemmColumns) rather than share packed B panels
+// (gemmParallel): 256K values, 1 MB (a core's L2 here), that every
+// thread then reads.
+var colSplitMaxA = 256 << 10
+
+// gemmColumns is a product with a small A and many columns, its threads
+// each taking whole panels of columns and doing them as gemmSerial does
+// (packing their own B), without the shared panels' phases and waits: a
+// ResNet's stem (64×147 filters, 12544 pixels) and first stage at batch
+// 1. Each value is computed as gemmSerial computes it.
+type gemmColumns struct {
+	gemmArgs
+}
+
+var gemmColumnRuns freeList[gemmColumns]
+
+// chunk does the panels [lo, hi) of columns.
+func (g *gemmColumns) chunk(lo, hi int) {
+	nr := g.kern.nr
+	j0, j1 := lo*nr, min(hi*nr, g.n)
+	gemmSerialCols(g.kern, g.zero, g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.pa, g.b, g.ldb, g.cb, g.q, g.c, g.ldc, j0, j1)
 }
 
 // gemmSerial is the blocked algorithm on one goroutine: C += alpha·op(A)·op(B)
 // (C = … when zero).
 func gemmSerial(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, q *quantB, c []float32, ldc int) {
+	gemmSerialCols(kern, zero, transA, transB, m, n, k, alpha, a, lda, pa, b, ldb, cb, q, c, ldc, 0, n)
+}
+
+// gemmSerialCols is gemmSerial for columns [j0, j1) of C (j0 a multiple
+// of NR).
+func gemmSerialCols(kern gemmKernel, zero, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pa *packedA, b []float32, ldb int, cb *convB, q *quantB, c []float32, ldc int, j0, j1 int) {
 	mr, nr := kern.mr, kern.nr
 	mc := max(mr, blk.mc/mr*mr)
 	nc := max(nr, blk.nc/nr*nr)
 	kc := kern.kc()
 	buf := bufPool.get()
 	defer bufPool.put(buf)
-	for jc := 0; jc < n; jc += nc {
-		nb := min(nc, n-jc)
+	for jc := j0; jc < j1; jc += nc {
+		nb := min(nc, j1-jc)
 		np := (nb + nr - 1) / nr
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)

@@ -491,3 +491,52 @@ func TestGemmPrepackedA(t *testing.T) {
 		}
 	})
 }
+
+// TestGemmColumnsMatchSerial: products with a small A and many columns,
+// whose threads split the columns (gemmColumns), give bit for bit what
+// one thread gives, at every level, for each transpose, with A packed
+// first or not, with the default blocks and tiny ones (several column
+// blocks per thread), on 2 and 3 threads.
+func TestGemmColumnsMatchSerial(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(17, uint64(l)))
+		nr := activeKernel().nr
+		for _, mode := range []string{"default", "tiny blocks"} {
+			restore := func() {}
+			if mode == "tiny blocks" {
+				restore = withBlocking(16, 7, 64)
+			}
+			for i := range 12 {
+				tr := transposes[i%4]
+				m, k := 1+r.IntN(70), 1+r.IntN(300)
+				threads := 2 + i%2
+				n := 4*threads*nr + r.IntN(5*nr)
+				if m*k > colSplitMaxA {
+					t.Fatalf("m=%d k=%d: A is too large to split the columns", m, k)
+				}
+				a, b := randSlice(r, m*k), randSlice(r, k*n)
+				lda, ldb := k, n
+				if tr[0] {
+					lda = m
+				}
+				if tr[1] {
+					ldb = k
+				}
+				var pa *packedA
+				if i%3 == 0 && !tr[0] {
+					pa = new(packedA)
+					pa.pack(activeKernel(), false, m, k, a, k)
+				}
+				want, got := make([]float32, m*n), make([]float32, m*n)
+				gemmDispatch(true, tr[0], tr[1], m, n, k, 1, a, lda, pa, b, ldb, nil, nil, want, n, 1)
+				gemmDispatch(true, tr[0], tr[1], m, n, k, 1, a, lda, pa, b, ldb, nil, nil, got, n, threads)
+				for j := range want {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("%v %s ta=%v tb=%v m=%d n=%d k=%d threads=%d packed=%v: C[%d] %g, one thread %g", l, mode, tr[0], tr[1], m, n, k, threads, pa != nil, j, got[j], want[j])
+					}
+				}
+			}
+			restore()
+		}
+	})
+}
