@@ -188,13 +188,7 @@ func TestConvBNActRanges(t *testing.T) {
 			img, out := p.C*p.H*p.W, p.K*P*Q
 			x := tensor.FromSlice(absAll(randSlice(r, p.N*img)), p.N, p.C, p.H, p.W)
 			wt := tensor.FromSlice(randSlice(r, p.K*p.C*p.R*p.S), p.K, p.C, p.R, p.S)
-			vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
-			gamma, beta, mean := vec(randSlice(r, p.K)), vec(randSlice(r, p.K)), vec(randSlice(r, p.K))
-			vr := randSlice(r, p.K)
-			for i, v := range vr {
-				vr[i] = 0.2 + v*v
-			}
-			variance := vec(vr)
+			gamma, beta, mean, variance := randBatchNorm(r, p.K)
 			res := tensor.FromSlice(randSlice(r, p.N*out), ys...)
 			xMax := make([]float32, p.N)
 			for n := range xMax {
@@ -296,13 +290,7 @@ func TestConvBNActPool(t *testing.T) {
 				xs[5] = float32(math.NaN())
 			}
 			x := tensor.FromSlice(xs, p.N, p.C, p.H, p.W)
-			vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
-			gamma, beta, mean := vec(randSlice(r, p.K)), vec(randSlice(r, p.K)), vec(randSlice(r, p.K))
-			vr := randSlice(r, p.K)
-			for i, v := range vr {
-				vr[i] = 0.2 + v*v
-			}
-			variance := vec(vr)
+			gamma, beta, mean, variance := randBatchNorm(r, p.K)
 			plane := pool.P() * pool.Q()
 			for _, threads := range []int{1, 2} {
 				for _, prec := range []string{"fp32", "bf16", "int8", "reference"} {
@@ -373,4 +361,16 @@ func TestConvThreadsMatch(t *testing.T) {
 			}
 		}
 	})
+}
+
+// randBatchNorm is random eval-mode batch norm parameters for k channels
+// (variances in [0.2, 1.2)).
+func randBatchNorm(r *rand.Rand, k int) (gamma, beta, mean, variance *tensor.Tensor) {
+	vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
+	gamma, beta, mean = vec(randSlice(r, k)), vec(randSlice(r, k)), vec(randSlice(r, k))
+	vr := randSlice(r, k)
+	for i, v := range vr {
+		vr[i] = 0.2 + v*v
+	}
+	return gamma, beta, mean, vec(vr)
 }
