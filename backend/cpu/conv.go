@@ -35,23 +35,16 @@ func (b *Backend) Conv2dForward(p backend.Conv2dParams, x, w, y *tensor.Tensor) 
 		refConvForward(p, xData, wData, yData)
 		return
 	}
-	if implicitForward(p) {
-		b.convImplicitForward(p, xData, wData, yData, nil)
-		return
-	}
-	b.convExplicitForward(p, xData, wData, yData, nil)
+	b.convForward(p, xData, wData, yData, nil)
 }
 
-// convExplicitForward is Conv2dForward's explicit path (p normalised),
-// with epilogue applied to each image's output right after its GEMMs when
-// it is not nil. The filter is packed once for every image's GEMMs.
-func (b *Backend) convExplicitForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
-	G := p.G()
-	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)
-	if fp != nil {
-		defer filterPool.put(fp)
-	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).im2colForward, p: p, x: x, w: w, y: y, filt: filt, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
+// convForward is Conv2dForward (p normalised) on the path forwardLoop
+// chooses, with epilogue applied to each image's output when it is not
+// nil.
+func (b *Backend) convForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
+	k, t := b.forwardLoop(p, w, epilogue)
+	defer t.release()
+	b.runForward(k, x, y)
 }
 
 // Conv2dBackwardData implements backend.Ops.
@@ -164,11 +157,14 @@ func (b *Backend) convBNAct(p backend.Conv2dParams, eps float32, x, w, gamma, be
 	e.inMax, e.outMax = xMax, yMax
 	defer func() { e.res, e.inMax, e.outMax = nil, nil, nil }()
 	xData, wData, yData := x.HostData(), w.HostData(), y.HostData()
-	if implicitForward(np) {
-		b.convImplicitForward(np, xData, wData, yData, e)
-	} else {
-		b.convExplicitForward(np, xData, wData, yData, e)
-	}
+	b.convForward(np, xData, wData, yData, e)
+	return rangesReported(yMax)
+}
+
+// rangesReported reports whether yMax (nil: not asked for) holds a finite,
+// non-negative largest value for every image: what the ranged ops return.
+// A NaN marks one that was not written.
+func rangesReported(yMax []float32) bool {
 	for _, v := range yMax {
 		if !(v >= 0 && v <= math.MaxFloat32) {
 			return false
@@ -627,19 +623,61 @@ func (k *convLoop) implicitBackwardFilter(acc []float32, lo, hi int) {
 // convImplicitForward is Conv2dForward on the implicit path (p normalised),
 // followed by epilogue on each image's output when epilogue is not nil.
 func (b *Backend) convImplicitForward(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
-	if b.winograd(p, w) {
-		b.convWinograd(p, x, w, y, epilogue)
-		return
+	k, t := b.implicitLoop(p, w, epilogue)
+	defer t.release()
+	b.runForward(k, x, y)
+}
+
+// runForward runs the forward pass k (from forwardLoop) on all images of
+// x into y, split over the threads.
+func (b *Backend) runForward(k convLoop, x, y []float32) {
+	k.x, k.y, k.gt = x, y, gemmThreads(b.Threads(), k.p.N)
+	splitN(b, &convLoops, k.p.N, k)
+}
+
+// taken is what a forward pass took from the pools for its filters, to be
+// given back when it is done (a value, so that it costs no allocation).
+type taken struct {
+	filt *[]packedA // packed filters of weights not frozen
+	wg   *wgFilters // transformed filters of weights not frozen
+}
+
+func (t taken) release() {
+	if t.filt != nil {
+		filterPool.put(t.filt)
+	}
+	if t.wg != nil {
+		wgFilterPool.put(t.wg)
+	}
+}
+
+// forwardLoop is the forward pass of convolution p (normalised) with
+// filter w and epilogue epi, as Conv2dForward runs it (the same path and
+// filters), for a caller to run on images of its choosing (runForward
+// takes them all); t.release gives back what it took.
+func (b *Backend) forwardLoop(p backend.Conv2dParams, w []float32, epi *convEpilogue) (k convLoop, t taken) {
+	if implicitForward(p) {
+		return b.implicitLoop(p, w, epi)
 	}
 	G := p.G()
-	kg := p.K / G
-	crs := p.C / G * p.R * p.S
-	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	filt, fp := b.packedFilters(G, kg, crs, w)
-	if fp != nil {
-		defer filterPool.put(fp)
+	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)
+	return convLoop{run: (*convLoop).im2colForward, p: p, w: w, filt: filt, epi: epi}, taken{filt: fp}
+}
+
+// implicitLoop is forwardLoop on the implicit path: Winograd's where
+// b.winograd takes p, else the direct sums from the phase planes.
+func (b *Backend) implicitLoop(p backend.Conv2dParams, w []float32, epi *convEpilogue) (k convLoop, t taken) {
+	if b.winograd(p, w) {
+		f, pooled := b.winogradFilters(p.K, p.C, w)
+		if pooled {
+			t.wg = f
+		}
+		return convLoop{run: (*convLoop).winogradForward, p: p, geo: newPhased(p.C, p.H, p.W, 1, 1, 2, 2), w: w, wg: f, epi: epi}, t
 	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, x: x, w: w, y: y, filt: filt, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
+	G := p.G()
+	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)
+	geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+	return convLoop{run: (*convLoop).implicitForward, p: p, geo: geo, w: w, filt: filt, epi: epi}, taken{filt: fp}
 }
 
 // packFilters packs each group's filter matrix (m×k at w[g·m·k:]) once for

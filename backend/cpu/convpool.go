@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -12,11 +11,12 @@ import (
 // pooling, as one op (backend.ConvBNActPooler). At 224×224 the
 // convolution writes 64 planes of 112×112, 3.2 MB an image, which the
 // pooling then reads back and shrinks fourfold; in a batch each image's
-// planes are long out of cache by then. Here the images go one at a time
-// (the convolution, its epilogue and the pooling each on every thread),
-// and an image's convolution output goes to one scratch buffer that the
-// pooling reads while it is in cache: neither it nor the pooling's argmax
-// is written to memory.
+// planes are long out of cache by then. Here each image's convolution
+// output goes to a scratch buffer (one per thread; images are split over
+// the threads as in Conv2dForward, and at batch 1 the convolution, its
+// epilogue and the pooling each use every thread) that the pooling reads
+// while it is in cache: neither it nor the pooling's argmax is written to
+// memory.
 
 // ConvBNActPoolForward implements backend.ConvBNActPooler. With relu, yMax
 // is filled (the result is true) at every precision, each image's largest
@@ -41,8 +41,8 @@ func (b *Backend) ConvBNActPoolForward(p backend.Conv2dParams, eps float32, x, w
 	e := epilogues.get()
 	defer epilogues.put(e)
 	e.set(bn, gamma.HostData(), beta.HostData(), runMean.HostData(), runVar.HostData(), relu)
-	k, release := b.forwardLoop(np, w.HostData(), e)
-	defer release()
+	k, t := b.forwardLoop(np, w.HostData(), e)
+	defer t.release()
 	k.p.N = 1
 	k.gt = gemmThreads(b.Threads(), p.N)
 	onePool := pool
@@ -51,37 +51,7 @@ func (b *Backend) ConvBNActPoolForward(p backend.Conv2dParams, eps float32, x, w
 		yMax = nil
 	}
 	splitN(b, &convPools, p.N, convPool{conv: k, pool: onePool, x: x.HostData(), y: y.HostData(), yMax: yMax})
-	for _, v := range yMax {
-		if !(v >= 0 && v <= math.MaxFloat32) {
-			return false
-		}
-	}
-	return yMax != nil
-}
-
-// forwardLoop is the forward pass of convolution p (normalised) with
-// filter w and epilogue epi, as Conv2dForward would run it (the same path
-// and filters), for a caller to run on images of its choosing; release
-// gives back what it took.
-func (b *Backend) forwardLoop(p backend.Conv2dParams, w []float32, epi *convEpilogue) (k convLoop, release func()) {
-	release = func() {}
-	if implicitForward(p) && b.winograd(p, w) {
-		f, pooled := b.winogradFilters(p.K, p.C, w)
-		if pooled {
-			release = func() { wgFilterPool.put(f) }
-		}
-		return convLoop{run: (*convLoop).winogradForward, p: p, geo: newPhased(p.C, p.H, p.W, 1, 1, 2, 2), w: w, wg: f, epi: epi}, release
-	}
-	G := p.G()
-	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)
-	if fp != nil {
-		release = func() { filterPool.put(fp) }
-	}
-	k = convLoop{run: (*convLoop).im2colForward, p: p, w: w, filt: filt, epi: epi}
-	if implicitForward(p) {
-		k.run, k.geo = (*convLoop).implicitForward, newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-	}
-	return k, release
+	return rangesReported(yMax)
 }
 
 // convPool is ConvBNActPoolForward's work on images [lo, hi): each one's

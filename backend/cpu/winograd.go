@@ -358,17 +358,6 @@ func wgShape(p backend.Conv2dParams) bool {
 		p.PadH == 1 && p.PadW == 1 && p.G() == 1
 }
 
-// convWinograd is Conv2dForward through F(2×2, 3×3) (wgShape(p)), with
-// epilogue applied to each image's output when it is not nil.
-func (b *Backend) convWinograd(p backend.Conv2dParams, x, w, y []float32, epilogue *convEpilogue) {
-	f, pooled := b.winogradFilters(p.K, p.C, w)
-	if pooled {
-		defer wgFilterPool.put(f)
-	}
-	geo := newPhased(p.C, p.H, p.W, 1, 1, 2, 2)
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).winogradForward, p: p, geo: geo, x: x, y: y, wg: f, epi: epilogue, gt: gemmThreads(b.Threads(), p.N)})
-}
-
 // wgBlockWidth is how many of the npad columns the GEMMs of one output
 // transform take, a multiple of 32: M for K output channels, 16·K values
 // a column, within wgBlockValues.
@@ -401,7 +390,8 @@ func (k *convLoop) wgPlanes(st *convScratch, npad int) {
 	clear(st.pad[size:])
 }
 
-// winogradForward is convWinograd for images [lo, hi): per image its
+// winogradForward is the Winograd forward pass (implicitLoop) for images
+// [lo, hi): per image its
 // phase planes, then per block of columns (on the threads left to the
 // image, at batch 1 both) the block's part of the GEMMs and of the output
 // transform, then the epilogue.
