@@ -87,7 +87,8 @@ func TestConvBNActMatchesOps(t *testing.T) {
 // TestConvImageGroups: where one GEMM takes several images' pixels side
 // by side (small output planes, imagesPerGEMM), every image's output is
 // bit for bit what the image gives alone: forward, the fused epilogue
-// with a residual and ReLU, backward data (the implicit path), frozen
+// with a residual and ReLU, backward data (the implicit path), pointwise
+// convolutions (which read x in place, one image at a time), frozen
 // weights in fp32 and bf16; batches that leave a smaller last group, at
 // every SIMD level, one thread and two.
 func TestConvImageGroups(t *testing.T) {
@@ -95,6 +96,7 @@ func TestConvImageGroups(t *testing.T) {
 		{N: 7, C: 16, H: 7, W: 7, K: 24, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
 		{N: 5, C: 8, H: 10, W: 10, K: 16, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
 		{N: 6, C: 12, H: 3, W: 3, K: 8, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, Groups: 2},
+		{N: 7, C: 20, H: 7, W: 7, K: 24, R: 1, S: 1, StrideH: 1, StrideW: 1}, // pointwise: x read in place
 	}
 	forEachLevel(t, func(t *testing.T, l Level) {
 		// With the vector kernels' 16- and 32-column tiles, 7×7 planes are
@@ -178,6 +180,9 @@ func TestConvBNActRanges(t *testing.T) {
 		{N: 2, C: 16, H: 8, W: 8, K: 40, R: 1, S: 1, StrideH: 1, StrideW: 1},
 		{N: 2, C: 64, H: 32, W: 33, K: 136, R: 1, S: 1, StrideH: 2, StrideW: 2},
 		{N: 2, C: 3, H: 19, W: 17, K: 8, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
+		// Planes wider than a GEMM's block of 512 columns.
+		{N: 2, C: 8, H: 40, W: 40, K: 16, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 2, C: 16, H: 24, W: 24, K: 16, R: 1, S: 1, StrideH: 1, StrideW: 1},
 	}
 	r := rand.New(rand.NewPCG(41, 7))
 	for _, threads := range []int{1, 2} {
