@@ -92,8 +92,20 @@ func QueryInputs(ctx context.Context, m *model.Model, v *live.View, names map[in
 	if err != nil {
 		return nil, err
 	}
+	return QueryEmbeddings(ctx, m, v, names, qs, e, k, p)
+}
+
+// QueryEmbeddings is QueryInputs on the queries' normalised embeddings e
+// (len(qs) rows of the model's dimension).
+func QueryEmbeddings(ctx context.Context, m *model.Model, v *live.View, names map[int64]string, qs []QueryImage, e []float32, k int, p live.SearchParams) ([]QueryResult, error) {
+	if k < 1 {
+		return nil, fmt.Errorf("k must be at least 1, got %d", k)
+	}
+	if len(e) != len(qs)*m.Dim {
+		return nil, fmt.Errorf("%d values for the embeddings of %d queries of dimension %d", len(e), len(qs), m.Dim)
+	}
 	var hits [][]retrieval.Hit
-	err = m.Locked(ctx, func() (err error) {
+	err := m.Locked(ctx, func() (err error) {
 		hits, err = v.Search(m.B, e, len(qs), k, p)
 		return err
 	})

@@ -22,7 +22,8 @@ package serve
 // progress share DecodeBudget bytes. Compute: the network runs one batch at
 // a time (its graph is not safe for concurrent use); decoded searches wait
 // in 1+Queue slots (503 with Retry-After when full) and for the network at
-// most QueueTimeout (503 past it). Gallery thumbnails are made once, two at
+// most QueueTimeout (503 past it), and those waiting when it comes free
+// run together, up to MaxBatch in a batch (model.Batcher). Gallery thumbnails are made once, two at
 // a time, within the same limits, and cached. A client that goes away
 // cancels its work.
 
@@ -90,6 +91,10 @@ type ServerConfig struct {
 	// QueueTimeout bounds a search's wait for memory and for the network
 	// (503 past it).
 	QueueTimeout time.Duration
+	// MaxBatch is how many of the searches waiting for the network one
+	// forward pass may take together (model.Batcher); 1 runs them one at
+	// a time.
+	MaxBatch int
 	// MaxConns bounds the open connections (further clients wait to be
 	// accepted).
 	MaxConns int
@@ -128,7 +133,7 @@ func DefaultServerConfig() ServerConfig {
 		DefaultK: 10, MaxK: 100,
 		MaxUpload: 10 << 20, MaxUploads: 32, MinUploadRate: 8 << 10, UploadGrace: 5 * time.Second,
 		MaxPixels: 40_000_000, MaxDecodeBytes: 256 << 20, DecodeBudget: 512 << 20,
-		Queue: 16, QueueTimeout: 10 * time.Second,
+		Queue: 16, QueueTimeout: 10 * time.Second, MaxBatch: 8,
 		MaxConns:          256,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
@@ -164,6 +169,8 @@ func (c ServerConfig) Validate() error {
 		return fmt.Errorf("-queue must be from 0 to 100000, got %d", c.Queue)
 	case c.QueueTimeout <= 0:
 		return fmt.Errorf("-queue-timeout must be positive, got %v", c.QueueTimeout)
+	case c.MaxBatch < 1 || c.MaxBatch > 256:
+		return fmt.Errorf("-max-batch must be from 1 to 256, got %d", c.MaxBatch)
 	case c.MaxConns < 1 || c.MaxConns > 1_000_000:
 		return fmt.Errorf("-max-conns must be from 1 to 1000000, got %d", c.MaxConns)
 	case c.Thumb < 16 || c.Thumb > 4096:
@@ -205,7 +212,8 @@ type Server struct {
 	mux       *http.ServeMux
 	uploads   chan struct{} // uploads being received
 	slots     chan struct{} // decoded searches running or queued
-	decode    *budget       // memory of the decodes in progress
+	batcher   *model.Batcher
+	decode    *budget // memory of the decodes in progress
 	thumbs    *thumbCache
 	makers    chan struct{} // thumbnails being made
 	names     map[int64]string
@@ -271,7 +279,7 @@ func newServer(m *model.Model, ix *retrieval.Index, cat *live.Catalog, gal *cata
 	s := &Server{Model: m, Index: ix, Catalog: cat, Gallery: gal, Config: cfg,
 		mux: http.NewServeMux(), uploads: make(chan struct{}, cfg.MaxUploads), slots: make(chan struct{}, 1+cfg.Queue),
 		decode: newBudget(cfg.DecodeBudget), thumbs: newThumbCache(cfg.ThumbCache), makers: make(chan struct{}, 2),
-		started: time.Now(), indexID: id}
+		started: time.Now(), indexID: id, batcher: model.NewBatcher(m, cfg.MaxBatch)}
 	if ix != nil {
 		s.static = live.Static(ix)
 	}
@@ -496,7 +504,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-s.slots }()
-	res, err := catalog.QueryInputs(ctx, s.Model, s.view(), s.names, []catalog.QueryImage{{Name: "upload"}}, x, k, params)
+	e, err := s.batcher.Embed(ctx, x)
+	var res []catalog.QueryResult
+	if err == nil {
+		res, err = catalog.QueryEmbeddings(ctx, s.Model, s.view(), s.names, []catalog.QueryImage{{Name: "upload"}}, e, k, params)
+	}
 	switch {
 	case err == nil:
 	case r.Context().Err() != nil:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"io"
 	"mime/multipart"
@@ -365,6 +366,7 @@ func TestServerConfigValidate(t *testing.T) {
 		"-max-pixels":    func(c *ServerConfig) { c.MaxPixels = 0 },
 		"-queue":         func(c *ServerConfig) { c.Queue = -1 },
 		"-queue-timeout": func(c *ServerConfig) { c.QueueTimeout = 0 },
+		"-max-batch":     func(c *ServerConfig) { c.MaxBatch = 0 },
 		"-thumb":         func(c *ServerConfig) { c.Thumb = 4 },
 	} {
 		c := DefaultServerConfig()
@@ -375,5 +377,86 @@ func TestServerConfigValidate(t *testing.T) {
 	}
 	if err := DefaultServerConfig().Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestServeBatchesWaitingSearches: searches that wait for the network
+// together run as one batch (-max-batch) and answer what each answers
+// alone.
+func TestServeBatchesWaitingSearches(t *testing.T) {
+	dir := t.TempDir()
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, dir+"/a.ckpt", "resnet-s", 8, 1))
+	spec := m.Card.Data
+	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gal := catalog.NewGallery(ix, spec, io.Discard)
+	srv, err := NewServer(m, ix, "a.safetensors", gal, DefaultServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	const n = 3
+	uploads := make([][]byte, n)
+	for i := range uploads {
+		img, err := gal.Image(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uploads[i] = testmodel.PNG(t, img)
+	}
+	search := func(i int) (SearchResponse, error) {
+		resp, err := http.Post(ts.URL+"/v1/search?k=5", "image/png", bytes.NewReader(uploads[i]))
+		if err != nil {
+			return SearchResponse{}, err
+		}
+		defer resp.Body.Close()
+		var sr SearchResponse
+		if resp.StatusCode != 200 {
+			raw, _ := io.ReadAll(resp.Body)
+			return sr, fmt.Errorf("status %d: %s", resp.StatusCode, raw)
+		}
+		return sr, json.NewDecoder(resp.Body).Decode(&sr)
+	}
+	alone := make([]SearchResponse, n)
+	for i := range n {
+		if alone[i], err = search(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]SearchResponse, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	// Hold the network until the n searches wait for it.
+	err = m.Locked(context.Background(), func() error {
+		for i := range n {
+			wg.Go(func() { got[i], errs[i] = search(i) })
+		}
+		for j := 0; srv.batcher.Waiting() < n; j++ {
+			if j > 5000 {
+				return fmt.Errorf("%d searches wait for the network, want %d", srv.batcher.Waiting(), n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("search %d: %v", i, errs[i])
+		}
+		if len(got[i].Results) != len(alone[i].Results) {
+			t.Fatalf("search %d: %d results batched, %d alone", i, len(got[i].Results), len(alone[i].Results))
+		}
+		for j, r := range got[i].Results {
+			if a := alone[i].Results[j]; r.ID != a.ID || r.Score != a.Score {
+				t.Errorf("search %d result %d: row %d score %v batched, row %d score %v alone", i, j, r.ID, r.Score, a.ID, a.Score)
+			}
+		}
 	}
 }

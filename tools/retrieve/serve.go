@@ -47,6 +47,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.ExposePaths, "expose-paths", false, "show the server's file paths in responses (default: paths relative to the indexed folder)")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "searches that may wait while one runs (503 with Retry-After past it)")
 	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "longest wait for the model (503 with Retry-After past it)")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "searches waiting for the model that one forward pass may take together (1: one at a time)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time to read a request's headers")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a whole request, upload included")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "time from the end of the request headers to the end of the response")
