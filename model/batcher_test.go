@@ -45,6 +45,22 @@ func holdAndQueue(t *testing.T, m *Model, b *Batcher, n int, start func()) {
 	}
 }
 
+// embedQueued embeds the n inputs of x through b from n callers that all
+// wait for the network before it comes free.
+func embedQueued(t *testing.T, m *Model, b *Batcher, x []float32, n int) ([][]float32, []error) {
+	t.Helper()
+	per := len(x) / n
+	got, errs := make([][]float32, n), make([]error, n)
+	var wg sync.WaitGroup
+	holdAndQueue(t, m, b, n, func() {
+		for i := range n {
+			wg.Go(func() { got[i], errs[i] = b.Embed(context.Background(), x[i*per:(i+1)*per]) })
+		}
+	})
+	wg.Wait()
+	return got, errs
+}
+
 // TestBatcherMatchesAlone: inputs that wait for the network together run
 // as one batch, and each caller gets, bit for bit, the embedding its input
 // has alone, for the service's network (a ResNet-50 at 224×224, weights
@@ -89,15 +105,7 @@ func TestBatcherMatchesAlone(t *testing.T) {
 			}
 		}
 		bt := NewBatcher(m, 8)
-		got := make([][]float32, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		holdAndQueue(t, m, bt, n, func() {
-			for i := range n {
-				wg.Go(func() { got[i], errs[i] = bt.Embed(context.Background(), x[i*per:(i+1)*per]) })
-			}
-		})
-		wg.Wait()
+		got, errs := embedQueued(t, m, bt, x, n)
 		if bt.batches != 1 {
 			t.Errorf("%s: %d inputs queued together ran in %d batches, want 1", prec, n, bt.batches)
 		}
@@ -136,15 +144,7 @@ func TestBatcherLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	bt := NewBatcher(m, 2)
-	got := make([][]float32, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	holdAndQueue(t, m, bt, n, func() {
-		for i := range n {
-			wg.Go(func() { got[i], errs[i] = bt.Embed(context.Background(), x[i*per:(i+1)*per]) })
-		}
-	})
-	wg.Wait()
+	got, errs := embedQueued(t, m, bt, x, n)
 	if bt.batches != 3 {
 		t.Errorf("5 inputs in batches of at most 2 ran in %d batches, want 3", bt.batches)
 	}
@@ -162,6 +162,7 @@ func TestBatcherLimits(t *testing.T) {
 	// A caller that gives up while the network is busy.
 	ctx, cancel := context.WithCancel(context.Background())
 	var gotErr error
+	var wg sync.WaitGroup
 	err = m.Locked(context.Background(), func() error {
 		wg.Go(func() { _, gotErr = bt.Embed(ctx, x[:per]) })
 		err := waitQueued(bt, 1)

@@ -255,14 +255,7 @@ func testServe(t *testing.T, m *model.Model, ix *retrieval.Index, ixPath string,
 // search waiting past the queue timeout too; shutdown lets the search in
 // flight finish.
 func TestServeLoad(t *testing.T) {
-	dir := t.TempDir()
-	m := testmodel.Load(t, testmodel.SaveUntrained(t, dir+"/a.ckpt", "resnet-s", 8, 1))
-	spec := m.Card.Data
-	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gal := catalog.NewGallery(ix, spec, io.Discard)
+	m, ix, gal := smallService(t)
 	img, _ := gal.Image(0)
 	upload := testmodel.PNG(t, img)
 	// Hold the model as a long search would.
@@ -380,18 +373,24 @@ func TestServerConfigValidate(t *testing.T) {
 	}
 }
 
-// TestServeBatchesWaitingSearches: searches that wait for the network
-// together run as one batch (-max-batch) and answer what each answers
-// alone.
-func TestServeBatchesWaitingSearches(t *testing.T) {
-	dir := t.TempDir()
-	m := testmodel.Load(t, testmodel.SaveUntrained(t, dir+"/a.ckpt", "resnet-s", 8, 1))
+// smallService is an untrained resnet-s, its index of the built-in
+// benchmark's shop images and their gallery.
+func smallService(t *testing.T) (*model.Model, *retrieval.Index, *catalog.Gallery) {
+	t.Helper()
+	m := testmodel.Load(t, testmodel.SaveUntrained(t, t.TempDir()+"/a.ckpt", "resnet-s", 8, 1))
 	spec := m.Card.Data
 	ix, _, err := catalog.BuildIndex(context.Background(), m, catalog.IndexSource{Data: &spec}, model.EmbedOptions{}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gal := catalog.NewGallery(ix, spec, io.Discard)
+	return m, ix, catalog.NewGallery(ix, spec, io.Discard)
+}
+
+// TestServeBatchesWaitingSearches: searches that wait for the network
+// together run as one batch (-max-batch) and answer what each answers
+// alone.
+func TestServeBatchesWaitingSearches(t *testing.T) {
+	m, ix, gal := smallService(t)
 	srv, err := NewServer(m, ix, "a.safetensors", gal, DefaultServerConfig())
 	if err != nil {
 		t.Fatal(err)
