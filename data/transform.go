@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/dmlgo/dmlgo/data/internal/rng"
+	"github.com/dmlgo/dmlgo/internal/parallel"
 	"golang.org/x/image/draw"
 )
 
@@ -187,8 +188,18 @@ const (
 
 // scratch holds one worker's reusable buffers.
 type scratch struct {
-	rgba *image.RGBA // the S x S output
-	crop *image.RGBA // a YCbCr crop converted to RGBA
+	rgba    *image.RGBA // the S x S output
+	crop    *image.RGBA // a YCbCr crop converted to RGBA
+	threads int         // goroutines for the row bands of one image (≤ 1: the caller's)
+}
+
+// bands runs f on the rows [y0, y1) of r cut into up to threads bands of
+// at least 16 rows, on as many goroutines.
+func bands(r image.Rectangle, threads int, f func(y0, y1 int)) {
+	n := max(1, min(threads, r.Dy()/16))
+	parallel.For(n, n, func(_, i int) {
+		f(r.Min.Y+i*r.Dy()/n, r.Min.Y+(i+1)*r.Dy()/n)
+	})
 }
 
 // growRGBA returns an RGBA image of w x h at the origin, reusing old's
@@ -206,11 +217,19 @@ func growRGBA(old *image.RGBA, w, h int) *image.RGBA {
 // seed gives the same output. A box reaching outside the image is clamped
 // and counted in w (which may be nil).
 func (t Transform) Apply(dst []float32, img image.Image, box image.Rectangle, seed uint64, w *Warnings) {
+	t.ApplyOn(dst, img, box, seed, w, 1)
+}
+
+// ApplyOn is Apply on up to threads goroutines: the colour conversion and
+// resampling of a photo split by rows, for a caller with one image and
+// idle cores (a search service's upload). The result is bit for bit
+// Apply's.
+func (t Transform) ApplyOn(dst []float32, img image.Image, box image.Rectangle, seed uint64, w *Warnings, threads int) {
 	if len(dst) != t.Len() {
 		panic(fmt.Sprintf("data: Transform.Apply: dst has %d floats, want %d", len(dst), t.Len()))
 	}
 	r := rng.New(seed)
-	switch t.apply(dst, img, box, &r, &scratch{}) {
+	switch t.apply(dst, img, box, &r, &scratch{threads: threads}) {
 	case boxClamped:
 		w.Add(WarnBoxClamped, fmt.Sprint(box))
 	case boxOutside:
@@ -316,23 +335,39 @@ func (t *Transform) apply(dst []float32, img image.Image, box image.Rectangle, r
 			// fast path) and then resampling RGBA is about 15% faster
 			// than resampling YCbCr, which converts every tap.
 			sc.crop = growRGBA(sc.crop, src.Dx(), src.Dy())
-			draw.Draw(sc.crop, sc.crop.Rect, ycc, src.Min, draw.Src)
+			crop, at := sc.crop, src.Min
+			bands(crop.Rect, sc.threads, func(y0, y1 int) {
+				band := image.Rect(0, y0, crop.Rect.Dx(), y1)
+				draw.Draw(crop, band, ycc, at.Add(band.Min), draw.Src)
+			})
 			from, src = sc.crop, sc.crop.Rect
 		}
-		interp.Scale(sc.rgba, out, from, src, draw.Src, nil)
-		pix, stride := sc.rgba.Pix, sc.rgba.Stride
-		for y := out.Min.Y; y < out.Max.Y; y++ {
-			for x := out.Min.X; x < out.Max.X; x++ {
-				p := pix[y*stride+4*x : y*stride+4*x+3 : y*stride+4*x+3]
-				i := y*S + col(x)
-				rv, gv, bv := float32(p[0])*(1.0/255), float32(p[1])*(1.0/255), float32(p[2])*(1.0/255)
-				if C == 1 {
-					dst[i] = 0.299*rv + 0.587*gv + 0.114*bv
-				} else {
-					dst[i], dst[plane+i], dst[2*plane+i] = rv, gv, bv
+		// Each output pixel depends on out and src alone, so the rows can
+		// be resampled in bands. The kernel interpolator (large
+		// reductions) would resample every source row horizontally for
+		// each band: it runs whole.
+		threads := sc.threads
+		if interp != draw.ApproxBiLinear {
+			threads = 1
+		}
+		rgba := sc.rgba
+		bands(out, threads, func(y0, y1 int) {
+			band := image.Rect(out.Min.X, y0, out.Max.X, y1)
+			interp.Scale(rgba.SubImage(band).(*image.RGBA), out, from, src, draw.Src, nil)
+			pix, stride := rgba.Pix, rgba.Stride
+			for y := y0; y < y1; y++ {
+				for x := out.Min.X; x < out.Max.X; x++ {
+					p := pix[y*stride+4*x : y*stride+4*x+3 : y*stride+4*x+3]
+					i := y*S + col(x)
+					rv, gv, bv := float32(p[0])*(1.0/255), float32(p[1])*(1.0/255), float32(p[2])*(1.0/255)
+					if C == 1 {
+						dst[i] = 0.299*rv + 0.587*gv + 0.114*bv
+					} else {
+						dst[i], dst[plane+i], dst[2*plane+i] = rv, gv, bv
+					}
 				}
 			}
-		}
+		})
 	}
 
 	finish(dst, C, S, out, flip, t.Mean, t.Std, float32(bf), float32(cf), float32(sf))

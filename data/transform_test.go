@@ -236,3 +236,65 @@ func TestEmptyImage(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyOnMatchesApply: a photo's colour conversion and resampling
+// split into row bands over goroutines give bit for bit what Apply gives,
+// for YCbCr photos of each subsampling and RGBA, grey and paletted
+// images; enlarged, reduced less and more than twice; each fit, boxes, and
+// the training transform's random crops and jitter.
+func TestApplyOnMatchesApply(t *testing.T) {
+	r := rng.New(5)
+	var imgs []image.Image
+	for _, ratio := range []image.YCbCrSubsampleRatio{image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420} {
+		for _, size := range []image.Point{{300, 400}, {97, 61}, {700, 530}} {
+			y := image.NewYCbCr(image.Rect(3, 5, 3+size.X, 5+size.Y), ratio)
+			for _, p := range [][]uint8{y.Y, y.Cb, y.Cr} {
+				for i := range p {
+					p[i] = uint8(r.IntN(256))
+				}
+			}
+			imgs = append(imgs, y)
+		}
+	}
+	rgba := image.NewRGBA(image.Rect(0, 0, 230, 170))
+	grey := image.NewGray(image.Rect(0, 0, 64, 90))
+	pal := image.NewPaletted(image.Rect(0, 0, 50, 40), color.Palette{color.Black, color.White, color.RGBA{200, 10, 60, 255}})
+	for _, p := range [][]uint8{rgba.Pix, grey.Pix, pal.Pix} {
+		for i := range p {
+			p[i] = uint8(r.IntN(256)) % 3
+		}
+	}
+	for i := range rgba.Pix {
+		rgba.Pix[i] = uint8(r.IntN(256))
+	}
+	imgs = append(imgs, rgba, grey, pal)
+	var tfs []Transform
+	for _, fit := range []Fit{FitStretch, FitPad, FitCrop} {
+		for _, size := range []int{224, 64} {
+			tf := RGBTransform(size)
+			tf.Fit = fit
+			tfs = append(tfs, tf)
+		}
+	}
+	grey224 := GreyTransform(224)
+	train := RGBTransform(96).Training(DefaultAugment())
+	tfs = append(tfs, grey224, train)
+	for ti, tf := range tfs {
+		for ii, img := range imgs {
+			for _, box := range []image.Rectangle{{}, image.Rect(10, 12, 60, 48).Add(img.Bounds().Min)} {
+				want := make([]float32, tf.Len())
+				tf.Apply(want, img, box, 7, nil)
+				for _, threads := range []int{2, 3, 8} {
+					got := make([]float32, tf.Len())
+					tf.ApplyOn(got, img, box, 7, nil, threads)
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("transform %d image %d (%T %v) box %v threads %d: value %d is %v, %v on one goroutine",
+								ti, ii, img, img.Bounds(), box, threads, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

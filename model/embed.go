@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"runtime"
 	"time"
 
 	"github.com/dmlgo/dmlgo/data"
@@ -59,12 +60,19 @@ func (m *Model) embedLocked(x []float32, n int) ([]float32, error) {
 func (m *Model) TransformImages(imgs []image.Image, boxes []image.Rectangle) []float32 {
 	per := m.Transform.Len()
 	x := make([]float32, len(imgs)*per)
-	parallelFor(len(imgs), m.Workers, func(i int) {
+	// Fewer images than workers (a search's one upload): each image's
+	// rows are split over the workers left.
+	workers := m.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	each := max(1, workers/max(1, len(imgs)))
+	parallelFor(len(imgs), workers, func(i int) {
 		var box image.Rectangle
 		if boxes != nil {
 			box = boxes[i]
 		}
-		m.Transform.Apply(x[i*per:(i+1)*per], imgs[i], box, 0, nil)
+		m.Transform.ApplyOn(x[i*per:(i+1)*per], imgs[i], box, 0, nil, each)
 	})
 	return x
 }
