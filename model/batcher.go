@@ -26,7 +26,7 @@ type Batcher struct {
 
 	mu      sync.Mutex
 	pending []*batchRequest
-	batches int // batches run, for tests
+	batches int64 // forward passes run
 }
 
 // batchRequest is one caller's input and, once done is closed, its
@@ -91,6 +91,13 @@ func (b *Batcher) Waiting() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.pending)
+}
+
+// Batches is how many forward passes the batcher has run.
+func (b *Batcher) Batches() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.batches
 }
 
 // runPending embeds the inputs waiting (up to b.max, oldest first) as one

@@ -937,6 +937,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		"uploads": len(s.uploads), "upload_capacity": cap(s.uploads),
 		"decode_bytes": s.decode.inUse(), "thumb_cache_bytes": s.thumbs.bytes(),
 		"searches": s.searches.Load(), "refused": s.refused.Load(),
+		"forward_passes": s.batcher.Batches(), "waiting_for_network": s.batcher.Waiting(),
 		"uptime_s": int64(time.Since(s.started).Seconds()),
 	})
 }

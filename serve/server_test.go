@@ -387,8 +387,8 @@ func smallService(t *testing.T) (*model.Model, *retrieval.Index, *catalog.Galler
 }
 
 // TestServeBatchesWaitingSearches: searches that wait for the network
-// together run as one batch (-max-batch) and answer what each answers
-// alone.
+// together run as one batch (-max-batch; /healthz counts the forward
+// passes) and answer what each answers alone.
 func TestServeBatchesWaitingSearches(t *testing.T) {
 	m, ix, gal := smallService(t)
 	srv, err := NewServer(m, ix, "a.safetensors", gal, DefaultServerConfig())
@@ -445,6 +445,21 @@ func TestServeBatchesWaitingSearches(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	// The searches alone took n forward passes, the n waiting ones one.
+	resp, err := http.Get(ts.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var health struct {
+		Searches      int64 `json:"searches"`
+		ForwardPasses int64 `json:"forward_passes"`
+		Waiting       int   `json:"waiting_for_network"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	if err != nil || health.Searches != 2*n || health.ForwardPasses != n+1 || health.Waiting != 0 {
+		t.Errorf("healthz after %d searches alone and %d together: %+v (%v), want %d searches in %d forward passes", n, n, health, err, 2*n, n+1)
+	}
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("search %d: %v", i, errs[i])
