@@ -2,9 +2,11 @@ package cpu
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+	"weak"
 
 	"github.com/dmlgo/dmlgo/tensor"
 )
@@ -57,15 +59,23 @@ func (b *Backend) EffectivePrecision() string {
 	return "bf16 (AVX-512 BF16)"
 }
 
-// frozenSet maps a frozen tensor's first element to its entry.
+// frozenSet maps a frozen tensor's first element to its entry. The keys
+// are weak pointers and the entries hold no reference to the values, so
+// the set does not keep a model's weights alive: once they are collected,
+// a cleanup removes their entry and its packs (a process that loads one
+// checkpoint after another on the shared backend used to keep every one,
+// packed in each precision it ran). A weak pointer names an object, not
+// an address, so a new tensor at a collected one's address is never taken
+// for it.
 type frozenSet struct {
 	mu sync.Mutex
-	m  map[*float32]*frozenEntry
+	m  map[weak.Pointer[float32]]*frozenEntry
 	n  atomic.Int32 // len(m), read without the lock
 }
 
 type frozenEntry struct {
-	w     []float32 // the frozen values (keeps them alive and their length)
+	at    uintptr // address of the first value, for thaw
+	n     int     // number of values
 	packs map[packKey][]packedA
 	wg    map[packKey]*wgFilters // Winograd's transformed filters
 }
@@ -75,6 +85,9 @@ type packKey struct {
 	bf16, i8             bool
 }
 
+// frozenKey is the key of the tensor whose values start where w does.
+func frozenKey(w []float32) weak.Pointer[float32] { return weak.Make(unsafe.SliceData(w)) }
+
 // FreezeWeights implements backend.WeightFreezer.
 func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
 	if b.ref {
@@ -83,19 +96,30 @@ func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
 	b.frozen.mu.Lock()
 	defer b.frozen.mu.Unlock()
 	if b.frozen.m == nil {
-		b.frozen.m = map[*float32]*frozenEntry{}
+		b.frozen.m = map[weak.Pointer[float32]]*frozenEntry{}
 	}
 	for _, t := range ts {
 		w := t.HostData()
 		if len(w) == 0 {
 			continue
 		}
-		key := unsafe.SliceData(w)
-		if e, ok := b.frozen.m[key]; ok && len(e.w) == len(w) {
+		key := frozenKey(w)
+		if e, ok := b.frozen.m[key]; ok && e.n == len(w) {
 			continue
 		}
-		b.frozen.m[key] = &frozenEntry{w: w, packs: map[packKey][]packedA{}, wg: map[packKey]*wgFilters{}}
+		b.frozen.m[key] = &frozenEntry{at: uintptr(unsafe.Pointer(unsafe.SliceData(w))), n: len(w),
+			packs: map[packKey][]packedA{}, wg: map[packKey]*wgFilters{}}
+		runtime.AddCleanup(unsafe.SliceData(w), b.forgetFrozen, key)
 	}
+	b.frozen.n.Store(int32(len(b.frozen.m)))
+}
+
+// forgetFrozen drops the entry of a frozen tensor whose values were
+// collected.
+func (b *Backend) forgetFrozen(key weak.Pointer[float32]) {
+	b.frozen.mu.Lock()
+	defer b.frozen.mu.Unlock()
+	delete(b.frozen.m, key)
 	b.frozen.n.Store(int32(len(b.frozen.m)))
 }
 
@@ -107,11 +131,11 @@ func (b *Backend) thaw(w []float32) {
 	}
 	b.frozen.mu.Lock()
 	defer b.frozen.mu.Unlock()
+	wlo := uintptr(unsafe.Pointer(unsafe.SliceData(w)))
+	whi := wlo + uintptr(4*len(w))
 	for key, e := range b.frozen.m {
 		// Any overlap: the upload may cover part of a frozen tensor.
-		lo, hi := uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(key))+uintptr(4*len(e.w))
-		wlo, whi := uintptr(unsafe.Pointer(unsafe.SliceData(w))), uintptr(unsafe.Pointer(unsafe.SliceData(w)))+uintptr(4*len(w))
-		if wlo < hi && lo < whi {
+		if wlo < e.at+uintptr(4*e.n) && e.at < whi {
 			delete(b.frozen.m, key)
 		}
 	}
@@ -125,8 +149,8 @@ func (b *Backend) thaw(w []float32) {
 func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA, fp *[]packedA) {
 	if len(w) > 0 && b.frozen.n.Load() > 0 {
 		b.frozen.mu.Lock()
-		e, ok := b.frozen.m[unsafe.SliceData(w)]
-		if ok && len(e.w) == groups*m*k {
+		e, ok := b.frozen.m[frozenKey(w)]
+		if ok && e.n == groups*m*k {
 			kern := activeKernel()
 			switch prec := Precision(b.precision.Load()); {
 			case prec == BF16 && bf16Ready():
@@ -159,8 +183,8 @@ func (b *Backend) frozenWeights(w []float32) bool {
 	}
 	b.frozen.mu.Lock()
 	defer b.frozen.mu.Unlock()
-	e, ok := b.frozen.m[unsafe.SliceData(w)]
-	return ok && len(e.w) == len(w)
+	e, ok := b.frozen.m[frozenKey(w)]
+	return ok && e.n == len(w)
 }
 
 // winogradFilters returns w's K×C filters (3×3) transformed and packed
@@ -172,8 +196,8 @@ func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled b
 	kern := activeKernel()
 	if len(w) > 0 && b.frozen.n.Load() > 0 {
 		b.frozen.mu.Lock()
-		e, ok := b.frozen.m[unsafe.SliceData(w)]
-		if ok && len(e.w) == K*C*9 {
+		e, ok := b.frozen.m[frozenKey(w)]
+		if ok && e.n == K*C*9 {
 			if Precision(b.precision.Load()) == BF16 && bf16Ready() {
 				kern = bf16Kernel
 			}

@@ -3,7 +3,9 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/internal/allocs"
@@ -79,4 +81,41 @@ func firstDiff(a, b []float32) int {
 		}
 	}
 	return -1
+}
+
+// TestFrozenWeightsCollected: the set of frozen tensors does not keep
+// their values alive. Once a model's weights are collected their entry
+// (with its packs) goes, while a tensor still in use keeps its own.
+func TestFrozenWeightsCollected(t *testing.T) {
+	b := New(1)
+	p := backend.Conv2dParams{N: 1, C: 8, H: 6, W: 6, K: 8, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	r := rand.New(rand.NewPCG(4, 4))
+	x := tensor.FromSlice(randSlice(r, p.C*p.H*p.W), 1, p.C, p.H, p.W)
+	y := tensor.Zeros(1, p.K, p.H, p.W)
+	kept := tensor.FromSlice(randSlice(r, p.K*p.C*9), p.K, p.C, 3, 3)
+	b.FreezeWeights(kept)
+	b.Conv2dForward(p, x, kept, y)
+	func() {
+		// A model loaded, run and dropped.
+		for range 4 {
+			w := tensor.FromSlice(randSlice(r, p.K*p.C*9), p.K, p.C, 3, 3)
+			b.FreezeWeights(w)
+			b.Conv2dForward(p, x, w, y)
+		}
+	}()
+	if n := b.frozen.n.Load(); n != 5 {
+		t.Fatalf("%d frozen tensors, want 5", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.frozen.n.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d frozen tensors after the collection of 4 of 5, want 1", b.frozen.n.Load())
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if !b.frozenWeights(kept.HostData()) {
+		t.Error("the tensor still in use lost its entry")
+	}
+	runtime.KeepAlive(kept)
 }
