@@ -202,6 +202,62 @@ func bands(r image.Rectangle, threads int, f func(y0, y1 int)) {
 	})
 }
 
+// convertBands converts the YCbCr pixels from at into crop, in bands of
+// rows on up to threads goroutines (each pixel on its own: bit for bit
+// one draw.Draw).
+func convertBands(crop *image.RGBA, ycc *image.YCbCr, at image.Point, threads int) {
+	bands(crop.Rect, threads, func(y0, y1 int) {
+		band := image.Rect(0, y0, crop.Rect.Dx(), y1)
+		draw.Draw(crop, band, ycc, at.Add(band.Min), draw.Src)
+	})
+}
+
+// resample is apply's resampling of the crop src of from onto out in
+// rgba, then into dst's floats (Channels, Size, Size), mirrored when
+// flip.
+type resample struct {
+	interp         draw.Interpolator
+	rgba           *image.RGBA
+	from           image.Image
+	src, out       image.Rectangle
+	dst            []float32
+	size, channels int
+	flip           bool
+}
+
+// rows does the rows [y0, y1) of out. Each output pixel depends on out
+// and src alone, so rows done apart are bit for bit rows done together.
+func (r *resample) rows(y0, y1 int) {
+	S, plane := r.size, r.size*r.size
+	dst := r.rgba
+	if y0 != r.out.Min.Y || y1 != r.out.Max.Y {
+		dst = r.rgba.SubImage(image.Rect(r.out.Min.X, y0, r.out.Max.X, y1)).(*image.RGBA)
+	}
+	r.interp.Scale(dst, r.out, r.from, r.src, draw.Src, nil)
+	pix, stride := r.rgba.Pix, r.rgba.Stride
+	for y := y0; y < y1; y++ {
+		for x := r.out.Min.X; x < r.out.Max.X; x++ {
+			p := pix[y*stride+4*x : y*stride+4*x+3 : y*stride+4*x+3]
+			i := y*S + x
+			if r.flip {
+				i = y*S + S - 1 - x
+			}
+			rv, gv, bv := float32(p[0])*(1.0/255), float32(p[1])*(1.0/255), float32(p[2])*(1.0/255)
+			if r.channels == 1 {
+				r.dst[i] = 0.299*rv + 0.587*gv + 0.114*bv
+			} else {
+				r.dst[i], r.dst[plane+i], r.dst[2*plane+i] = rv, gv, bv
+			}
+		}
+	}
+}
+
+// resampleBands is r.rows over all of r.out, in bands of rows on up to
+// threads goroutines.
+func resampleBands(r resample, threads int) {
+	bands(r.out, threads, r.rows)
+}
+
 // growRGBA returns an RGBA image of w x h at the origin, reusing old's
 // pixels when they suffice.
 func growRGBA(old *image.RGBA, w, h int) *image.RGBA {
@@ -335,39 +391,21 @@ func (t *Transform) apply(dst []float32, img image.Image, box image.Rectangle, r
 			// fast path) and then resampling RGBA is about 15% faster
 			// than resampling YCbCr, which converts every tap.
 			sc.crop = growRGBA(sc.crop, src.Dx(), src.Dy())
-			crop, at := sc.crop, src.Min
-			bands(crop.Rect, sc.threads, func(y0, y1 int) {
-				band := image.Rect(0, y0, crop.Rect.Dx(), y1)
-				draw.Draw(crop, band, ycc, at.Add(band.Min), draw.Src)
-			})
+			if sc.threads > 1 {
+				convertBands(sc.crop, ycc, src.Min, sc.threads)
+			} else {
+				draw.Draw(sc.crop, sc.crop.Rect, ycc, src.Min, draw.Src)
+			}
 			from, src = sc.crop, sc.crop.Rect
 		}
-		// Each output pixel depends on out and src alone, so the rows can
-		// be resampled in bands. The kernel interpolator (large
-		// reductions) would resample every source row horizontally for
-		// each band: it runs whole.
-		threads := sc.threads
-		if interp != draw.ApproxBiLinear {
-			threads = 1
+		rs := resample{interp: interp, rgba: sc.rgba, from: from, src: src, out: out, dst: dst, size: S, channels: C, flip: flip}
+		// The kernel interpolator (large reductions) would resample every
+		// source row horizontally for each band: it runs whole.
+		if sc.threads > 1 && interp == draw.ApproxBiLinear {
+			resampleBands(rs, sc.threads)
+		} else {
+			rs.rows(out.Min.Y, out.Max.Y)
 		}
-		rgba := sc.rgba
-		bands(out, threads, func(y0, y1 int) {
-			band := image.Rect(out.Min.X, y0, out.Max.X, y1)
-			interp.Scale(rgba.SubImage(band).(*image.RGBA), out, from, src, draw.Src, nil)
-			pix, stride := rgba.Pix, rgba.Stride
-			for y := y0; y < y1; y++ {
-				for x := out.Min.X; x < out.Max.X; x++ {
-					p := pix[y*stride+4*x : y*stride+4*x+3 : y*stride+4*x+3]
-					i := y*S + col(x)
-					rv, gv, bv := float32(p[0])*(1.0/255), float32(p[1])*(1.0/255), float32(p[2])*(1.0/255)
-					if C == 1 {
-						dst[i] = 0.299*rv + 0.587*gv + 0.114*bv
-					} else {
-						dst[i], dst[plane+i], dst[2*plane+i] = rv, gv, bv
-					}
-				}
-			}
-		})
 	}
 
 	finish(dst, C, S, out, flip, t.Mean, t.Std, float32(bf), float32(cf), float32(sf))
