@@ -59,23 +59,24 @@ func (b *Backend) EffectivePrecision() string {
 	return "bf16 (AVX-512 BF16)"
 }
 
-// frozenSet maps a frozen tensor's first element to its entry. The keys
-// are weak pointers and the entries hold no reference to the values, so
-// the set does not keep a model's weights alive: once they are collected,
-// a cleanup removes their entry and its packs (a process that loads one
-// checkpoint after another on the shared backend used to keep every one,
-// packed in each precision it ran). A weak pointer names an object, not
-// an address, so a new tensor at a collected one's address is never taken
-// for it.
+// frozenSet maps the address of a frozen tensor's first element to its
+// entry. Neither the keys nor the entries keep the values alive: each
+// entry holds a weak pointer to them, and a cleanup removes it once they
+// are collected (a process that loads one checkpoint after another on
+// the shared backend used to keep every one, packed in each precision it
+// ran). An entry counts only while its weak pointer still gives the
+// values it was made for, so a new tensor at a collected one's address is
+// never taken for it. Lookups make no weak pointer (that would allocate a
+// handle for every tensor asked about).
 type frozenSet struct {
 	mu sync.Mutex
-	m  map[weak.Pointer[float32]]*frozenEntry
+	m  map[uintptr]*frozenEntry
 	n  atomic.Int32 // len(m), read without the lock
 }
 
 type frozenEntry struct {
-	at    uintptr // address of the first value, for thaw
-	n     int     // number of values
+	w     weak.Pointer[float32] // the first value
+	n     int                   // number of values
 	packs map[packKey][]packedA
 	wg    map[packKey]*wgFilters // Winograd's transformed filters
 }
@@ -85,8 +86,16 @@ type packKey struct {
 	bf16, i8             bool
 }
 
-// frozenKey is the key of the tensor whose values start where w does.
-func frozenKey(w []float32) weak.Pointer[float32] { return weak.Make(unsafe.SliceData(w)) }
+// lookup is the entry of the frozen tensor whose n values are w (under
+// the lock), or nil.
+func (f *frozenSet) lookup(w []float32) *frozenEntry {
+	p := unsafe.SliceData(w)
+	e := f.m[uintptr(unsafe.Pointer(p))]
+	if e == nil || e.n != len(w) || e.w.Value() != p {
+		return nil
+	}
+	return e
+}
 
 // FreezeWeights implements backend.WeightFreezer.
 func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
@@ -96,30 +105,29 @@ func (b *Backend) FreezeWeights(ts ...*tensor.Tensor) {
 	b.frozen.mu.Lock()
 	defer b.frozen.mu.Unlock()
 	if b.frozen.m == nil {
-		b.frozen.m = map[weak.Pointer[float32]]*frozenEntry{}
+		b.frozen.m = map[uintptr]*frozenEntry{}
 	}
 	for _, t := range ts {
 		w := t.HostData()
-		if len(w) == 0 {
+		if len(w) == 0 || b.frozen.lookup(w) != nil {
 			continue
 		}
-		key := frozenKey(w)
-		if e, ok := b.frozen.m[key]; ok && e.n == len(w) {
-			continue
-		}
-		b.frozen.m[key] = &frozenEntry{at: uintptr(unsafe.Pointer(unsafe.SliceData(w))), n: len(w),
-			packs: map[packKey][]packedA{}, wg: map[packKey]*wgFilters{}}
-		runtime.AddCleanup(unsafe.SliceData(w), b.forgetFrozen, key)
+		p := unsafe.SliceData(w)
+		at := uintptr(unsafe.Pointer(p))
+		b.frozen.m[at] = &frozenEntry{w: weak.Make(p), n: len(w), packs: map[packKey][]packedA{}, wg: map[packKey]*wgFilters{}}
+		runtime.AddCleanup(p, b.forgetFrozen, at)
 	}
 	b.frozen.n.Store(int32(len(b.frozen.m)))
 }
 
-// forgetFrozen drops the entry of a frozen tensor whose values were
-// collected.
-func (b *Backend) forgetFrozen(key weak.Pointer[float32]) {
+// forgetFrozen drops the entry at address at once its values are
+// collected (not one made since for new values there).
+func (b *Backend) forgetFrozen(at uintptr) {
 	b.frozen.mu.Lock()
 	defer b.frozen.mu.Unlock()
-	delete(b.frozen.m, key)
+	if e := b.frozen.m[at]; e != nil && e.w.Value() == nil {
+		delete(b.frozen.m, at)
+	}
 	b.frozen.n.Store(int32(len(b.frozen.m)))
 }
 
@@ -133,10 +141,10 @@ func (b *Backend) thaw(w []float32) {
 	defer b.frozen.mu.Unlock()
 	wlo := uintptr(unsafe.Pointer(unsafe.SliceData(w)))
 	whi := wlo + uintptr(4*len(w))
-	for key, e := range b.frozen.m {
+	for at, e := range b.frozen.m {
 		// Any overlap: the upload may cover part of a frozen tensor.
-		if wlo < e.at+uintptr(4*e.n) && e.at < whi {
-			delete(b.frozen.m, key)
+		if wlo < at+uintptr(4*e.n) && at < whi {
+			delete(b.frozen.m, at)
 		}
 	}
 	b.frozen.n.Store(int32(len(b.frozen.m)))
@@ -149,8 +157,8 @@ func (b *Backend) thaw(w []float32) {
 func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA, fp *[]packedA) {
 	if len(w) > 0 && b.frozen.n.Load() > 0 {
 		b.frozen.mu.Lock()
-		e, ok := b.frozen.m[frozenKey(w)]
-		if ok && e.n == groups*m*k {
+		e := b.frozen.lookup(w)
+		if e != nil && e.n == groups*m*k {
 			kern := activeKernel()
 			switch prec := Precision(b.precision.Load()); {
 			case prec == BF16 && bf16Ready():
@@ -183,8 +191,7 @@ func (b *Backend) frozenWeights(w []float32) bool {
 	}
 	b.frozen.mu.Lock()
 	defer b.frozen.mu.Unlock()
-	e, ok := b.frozen.m[frozenKey(w)]
-	return ok && e.n == len(w)
+	return b.frozen.lookup(w) != nil
 }
 
 // winogradFilters returns w's K×C filters (3×3) transformed and packed
@@ -196,8 +203,8 @@ func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled b
 	kern := activeKernel()
 	if len(w) > 0 && b.frozen.n.Load() > 0 {
 		b.frozen.mu.Lock()
-		e, ok := b.frozen.m[frozenKey(w)]
-		if ok && e.n == K*C*9 {
+		e := b.frozen.lookup(w)
+		if e != nil && e.n == K*C*9 {
 			if Precision(b.precision.Load()) == BF16 && bf16Ready() {
 				kern = bf16Kernel
 			}
