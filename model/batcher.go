@@ -66,7 +66,7 @@ func (b *Batcher) Embed(ctx context.Context, x []float32) ([]float32, error) {
 			return r.e, r.err
 		default:
 		}
-		err := b.m.Locked(ctx, b.runPending)
+		err := b.m.Locked(ctx, func() error { b.runPending(r); return nil })
 		if err == nil {
 			continue // r was in that batch or one before it, or is next
 		}
@@ -101,20 +101,23 @@ func (b *Batcher) Batches() int64 {
 }
 
 // runPending embeds the inputs waiting (up to b.max, oldest first) as one
-// batch, holding the model's lock, and hands each its result.
-func (b *Batcher) runPending() error {
+// batch, holding the model's lock, and hands each its result; nothing
+// when r, the caller's own, is no longer waiting: a batch took it, and
+// the callers of those still waiting are each after the lock themselves,
+// so the caller returns its result at once instead of first running
+// theirs.
+func (b *Batcher) runPending(r *batchRequest) {
 	b.mu.Lock()
+	if !slices.Contains(b.pending, r) {
+		b.mu.Unlock()
+		return
+	}
 	n := min(len(b.pending), b.max)
 	batch := make([]*batchRequest, n)
 	copy(batch, b.pending)
 	b.pending = slices.Delete(b.pending, 0, n)
-	if n > 0 {
-		b.batches++
-	}
+	b.batches++
 	b.mu.Unlock()
-	if n == 0 {
-		return nil
-	}
 	per := b.m.Transform.Len()
 	x := make([]float32, 0, n*per)
 	for _, r := range batch {
@@ -129,5 +132,4 @@ func (b *Batcher) runPending() error {
 		}
 		close(r.done)
 	}
-	return nil
 }

@@ -23,9 +23,9 @@ package serve
 // a time (its graph is not safe for concurrent use); decoded searches wait
 // in 1+Queue slots (503 with Retry-After when full) and for the network at
 // most QueueTimeout (503 past it), and those waiting when it comes free
-// run together, up to MaxBatch in a batch (model.Batcher). Gallery thumbnails are made once, two at
-// a time, within the same limits, and cached. A client that goes away
-// cancels its work.
+// run together, up to MaxBatch in a batch (model.Batcher). Gallery
+// thumbnails are made once, two at a time, within the same limits, and
+// cached. A client that goes away cancels its work.
 
 import (
 	"bytes"
