@@ -4,11 +4,12 @@
 
 #include "textflag.h"
 
-// func affineAddReluAVX2(a, c float32, x, z, y []float32)
+// func affineAddReluAVX2(a, c float32, x, z, y []float32) (hi float32)
 //
-// for i, v := range x { y[i] = max((a*v+c)+z[i], 0) } (affine's fused multiply-add, add's sum, relu's max)
+// for i, v := range x { y[i] = max((a*v+c)+z[i], 0); hi = max(hi, y[i]) } (affine's fused multiply-add, add's sum, relu's max)
+// (hi from 0; a NaN in y may or may not reach it)
 // over len(x) a multiple of 8. Needs AVX2 and FMA.
-TEXT ·affineAddReluAVX2(SB), NOSPLIT, $0-80
+TEXT ·affineAddReluAVX2(SB), NOSPLIT, $0-84
 	MOVQ x_len+16(FP), CX
 	SHRQ $3, CX
 	MOVQ x_base+8(FP), SI
@@ -17,6 +18,10 @@ TEXT ·affineAddReluAVX2(SB), NOSPLIT, $0-80
 	VBROADCASTSS a+0(FP), Y15
 	VBROADCASTSS c+4(FP), Y14
 	VXORPS Y13, Y13, Y13
+	VXORPS Y12, Y12, Y12
+	VXORPS Y11, Y11, Y11
+	VXORPS Y10, Y10, Y10
+	VXORPS Y9, Y9, Y9
 	CMPQ CX, $4
 	JLT  one
 
@@ -27,24 +32,28 @@ loop:
 	VCMPPS $0x16, Y13, Y0, Y1
 	VANDPS Y0, Y1, Y1
 	VMOVUPS Y1, 0(DI)
+	VMAXPS Y1, Y12, Y12
 	VMOVUPS 32(SI), Y2
 	VFMADD213PS Y14, Y15, Y2
 	VADDPS 32(BX), Y2, Y2
 	VCMPPS $0x16, Y13, Y2, Y3
 	VANDPS Y2, Y3, Y3
 	VMOVUPS Y3, 32(DI)
+	VMAXPS Y3, Y11, Y11
 	VMOVUPS 64(SI), Y4
 	VFMADD213PS Y14, Y15, Y4
 	VADDPS 64(BX), Y4, Y4
 	VCMPPS $0x16, Y13, Y4, Y5
 	VANDPS Y4, Y5, Y5
 	VMOVUPS Y5, 64(DI)
+	VMAXPS Y5, Y10, Y10
 	VMOVUPS 96(SI), Y6
 	VFMADD213PS Y14, Y15, Y6
 	VADDPS 96(BX), Y6, Y6
 	VCMPPS $0x16, Y13, Y6, Y7
 	VANDPS Y6, Y7, Y7
 	VMOVUPS Y7, 96(DI)
+	VMAXPS Y7, Y9, Y9
 	ADDQ $128, SI
 	ADDQ $128, BX
 	ADDQ $128, DI
@@ -63,6 +72,7 @@ loop1:
 	VCMPPS $0x16, Y13, Y0, Y1
 	VANDPS Y0, Y1, Y1
 	VMOVUPS Y1, 0(DI)
+	VMAXPS Y1, Y12, Y12
 	ADDQ $32, SI
 	ADDQ $32, BX
 	ADDQ $32, DI
@@ -70,14 +80,26 @@ loop1:
 	JNZ  loop1
 
 done:
+	VMOVUPS Y12, Y0
+	VMAXPS Y11, Y0, Y0
+	VMAXPS Y10, Y0, Y0
+	VMAXPS Y9, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, hi+80(FP)
 	VZEROUPPER
 	RET
 
-// func affineAddReluAVX512(a, c float32, x, z, y []float32)
+// func affineAddReluAVX512(a, c float32, x, z, y []float32) (hi float32)
 //
-// for i, v := range x { y[i] = max((a*v+c)+z[i], 0) } (affine's fused multiply-add, add's sum, relu's max)
+// for i, v := range x { y[i] = max((a*v+c)+z[i], 0); hi = max(hi, y[i]) } (affine's fused multiply-add, add's sum, relu's max)
+// (hi from 0; a NaN in y may or may not reach it)
 // over len(x) a multiple of 16. Needs AVX-512 F.
-TEXT ·affineAddReluAVX512(SB), NOSPLIT, $0-80
+TEXT ·affineAddReluAVX512(SB), NOSPLIT, $0-84
 	MOVQ x_len+16(FP), CX
 	SHRQ $4, CX
 	MOVQ x_base+8(FP), SI
@@ -86,6 +108,10 @@ TEXT ·affineAddReluAVX512(SB), NOSPLIT, $0-80
 	VBROADCASTSS a+0(FP), Z31
 	VBROADCASTSS c+4(FP), Z30
 	VPXORD Z29, Z29, Z29
+	VPXORD Z28, Z28, Z28
+	VPXORD Z27, Z27, Z27
+	VPXORD Z26, Z26, Z26
+	VPXORD Z25, Z25, Z25
 	CMPQ CX, $4
 	JLT  one
 
@@ -96,24 +122,28 @@ loop:
 	VCMPPS $0x16, Z29, Z0, K1
 	VMOVUPS.Z Z0, K1, Z1
 	VMOVUPS Z1, 0(DI)
+	VMAXPS Z1, Z28, Z28
 	VMOVUPS 64(SI), Z2
 	VFMADD213PS Z30, Z31, Z2
 	VADDPS 64(BX), Z2, Z2
 	VCMPPS $0x16, Z29, Z2, K2
 	VMOVUPS.Z Z2, K2, Z3
 	VMOVUPS Z3, 64(DI)
+	VMAXPS Z3, Z27, Z27
 	VMOVUPS 128(SI), Z4
 	VFMADD213PS Z30, Z31, Z4
 	VADDPS 128(BX), Z4, Z4
 	VCMPPS $0x16, Z29, Z4, K3
 	VMOVUPS.Z Z4, K3, Z5
 	VMOVUPS Z5, 128(DI)
+	VMAXPS Z5, Z26, Z26
 	VMOVUPS 192(SI), Z6
 	VFMADD213PS Z30, Z31, Z6
 	VADDPS 192(BX), Z6, Z6
 	VCMPPS $0x16, Z29, Z6, K4
 	VMOVUPS.Z Z6, K4, Z7
 	VMOVUPS Z7, 192(DI)
+	VMAXPS Z7, Z25, Z25
 	ADDQ $256, SI
 	ADDQ $256, BX
 	ADDQ $256, DI
@@ -132,6 +162,7 @@ loop1:
 	VCMPPS $0x16, Z29, Z0, K1
 	VMOVUPS.Z Z0, K1, Z1
 	VMOVUPS Z1, 0(DI)
+	VMAXPS Z1, Z28, Z28
 	ADDQ $64, SI
 	ADDQ $64, BX
 	ADDQ $64, DI
@@ -139,5 +170,18 @@ loop1:
 	JNZ  loop1
 
 done:
+	VMOVUPS Z28, Z0
+	VMAXPS Z27, Z0, Z0
+	VMAXPS Z26, Z0, Z0
+	VMAXPS Z25, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, hi+80(FP)
 	VZEROUPPER
 	RET

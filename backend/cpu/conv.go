@@ -1225,7 +1225,8 @@ func (e *convEpilogue) set(bn backend.BatchNormParams, gamma, beta, runMean, run
 // composed with the int8 path's scaling back), reading the convolution's
 // output from src, channel k's row at src[k·lds:] (src may be y, lds the
 // plane). With wantMax it returns the largest value written (0 when
-// larger), each row's taken while it is in L1.
+// larger): the kernels with ReLU give each row's as they write it, the
+// others' is taken while the row is in L1.
 func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift []float32, c0, c1 int, wantMax bool) (hi float32) {
 	l := e.plane
 	var res []float32
@@ -1236,18 +1237,19 @@ func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift 
 		row, in := y[k*l:(k+1)*l], src[k*lds:k*lds+l]
 		switch {
 		case e.relu && res != nil:
-			affineAddRelu(scale[k], shift[k], in, res[k*l:(k+1)*l], row)
+			// The kernels with ReLU give the row's maximum as they write it.
+			hi = max(hi, affineAddRelu(scale[k], shift[k], in, res[k*l:(k+1)*l], row))
 		case e.relu:
-			affineRelu(scale[k], shift[k], in, row)
+			hi = max(hi, affineRelu(scale[k], shift[k], in, row))
 		default:
 			affine(scale[k], shift[k], in, row)
 			if res != nil {
 				add(row, res[k*l:(k+1)*l], row)
 			}
-		}
-		if wantMax {
-			_, h := minMax(row)
-			hi = max(hi, h)
+			if wantMax {
+				_, h := minMax(row)
+				hi = max(hi, h)
+			}
 		}
 	}
 	return hi

@@ -159,22 +159,35 @@ func add(x, z, y []float32) {
 	}
 }
 
-// affineRelu is affine(a, c, x, y) then relu(y, y) in one pass.
-func affineRelu(a, c float32, x, y []float32) {
+// affineRelu is affine(a, c, x, y) then relu(y, y) in one pass. It
+// returns the largest value of y (0 when y is empty), which the int8 path
+// needs to scale the next convolution's input; when y holds a NaN, hi may
+// or may not be NaN (as with minMax).
+func affineRelu(a, c float32, x, y []float32) (hi float32) {
 	y = y[:len(x)]
-	n := affineReluVec(a, c, x, y)
+	n, hi := affineReluVec(a, c, x, y)
 	affine(a, c, x[n:], y[n:])
 	relu(y[n:], y[n:])
+	return maxFrom(hi, y[n:])
 }
 
 // affineAddRelu is affine(a, c, x, y), add(y, z, y) then relu(y, y) in
-// one pass.
-func affineAddRelu(a, c float32, x, z, y []float32) {
+// one pass, with affineRelu's result.
+func affineAddRelu(a, c float32, x, z, y []float32) (hi float32) {
 	z, y = z[:len(x)], y[:len(x)]
-	n := affineAddReluVec(a, c, x, z, y)
+	n, hi := affineAddReluVec(a, c, x, z, y)
 	affine(a, c, x[n:], y[n:])
 	add(y[n:], z[n:], y[n:])
 	relu(y[n:], y[n:])
+	return maxFrom(hi, y[n:])
+}
+
+// maxFrom is the largest of hi and the values of y.
+func maxFrom(hi float32, y []float32) float32 {
+	for _, v := range y {
+		hi = max(hi, v)
+	}
+	return hi
 }
 
 // mul is: for i, v := range x { y[i] = v * z[i] }

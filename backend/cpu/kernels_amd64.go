@@ -138,32 +138,28 @@ func affineVec(a, c float32, x, y []float32) int {
 	return n
 }
 
-func affineReluVec(a, c float32, x, y []float32) int {
+func affineReluVec(a, c float32, x, y []float32) (n int, hi float32) {
 	l := ActiveLevel()
-	n := vecLen(l, len(x))
+	n = vecLen(l, len(x))
 	if n == 0 {
-		return 0
+		return 0, 0
 	}
 	if l == AVX512 {
-		affineReluAVX512(a, c, x[:n], y[:n])
-	} else {
-		affineReluAVX2(a, c, x[:n], y[:n])
+		return n, affineReluAVX512(a, c, x[:n], y[:n])
 	}
-	return n
+	return n, affineReluAVX2(a, c, x[:n], y[:n])
 }
 
-func affineAddReluVec(a, c float32, x, z, y []float32) int {
+func affineAddReluVec(a, c float32, x, z, y []float32) (n int, hi float32) {
 	l := ActiveLevel()
-	n := vecLen(l, len(x))
+	n = vecLen(l, len(x))
 	if n == 0 {
-		return 0
+		return 0, 0
 	}
 	if l == AVX512 {
-		affineAddReluAVX512(a, c, x[:n], z[:n], y[:n])
-	} else {
-		affineAddReluAVX2(a, c, x[:n], z[:n], y[:n])
+		return n, affineAddReluAVX512(a, c, x[:n], z[:n], y[:n])
 	}
-	return n
+	return n, affineAddReluAVX2(a, c, x[:n], z[:n], y[:n])
 }
 
 func sgdMomentumVec(lr, wd, mu, c float32, w, g, m []float32) int {

@@ -216,26 +216,27 @@ func affineAVX2(a, c float32, x, y []float32)
 func affineAVX512(a, c float32, x, y []float32)
 
 // affineReluAVX2 is: for i, v := range x { y[i] = max(a*v+c, 0) }
-// (affineAVX2, then reluAVX2).
+// (affineAVX2, then reluAVX2), and hi the largest y[i] (0 if none is
+// larger; a NaN in y may or may not reach hi).
 //
 //go:noescape
-func affineReluAVX2(a, c float32, x, y []float32)
+func affineReluAVX2(a, c float32, x, y []float32) (hi float32)
 
 // affineReluAVX512 is affineReluAVX2 with AVX-512.
 //
 //go:noescape
-func affineReluAVX512(a, c float32, x, y []float32)
+func affineReluAVX512(a, c float32, x, y []float32) (hi float32)
 
 // affineAddReluAVX2 is: for i, v := range x { y[i] = max((a*v+c)+z[i], 0) }
-// (affineAVX2, addAVX2, then reluAVX2).
+// (affineAVX2, addAVX2, then reluAVX2), and hi as affineReluAVX2's.
 //
 //go:noescape
-func affineAddReluAVX2(a, c float32, x, z, y []float32)
+func affineAddReluAVX2(a, c float32, x, z, y []float32) (hi float32)
 
 // affineAddReluAVX512 is affineAddReluAVX2 with AVX-512.
 //
 //go:noescape
-func affineAddReluAVX512(a, c float32, x, z, y []float32)
+func affineAddReluAVX512(a, c float32, x, z, y []float32) (hi float32)
 
 // sgdMomentumAVX2 is: for i := range w { d := g[i] + wd*w[i]; m[i] =
 // mu*m[i] + c*d; w[i] -= lr * m[i] }, each product and sum rounded on

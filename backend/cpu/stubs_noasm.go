@@ -16,20 +16,20 @@ func minMaxVec(x []float32) (n int, lo, hi float32) { return 0, 0, 0 }
 
 func maxPool3x3s2Vec(x []float32, w1, w2, clip int, y, arg []float32, base int) int { return 0 }
 
-func axpyVec(a float32, x, y []float32) int                        { return 0 }
-func scaleVec(a float32, x, y []float32) int                       { return 0 }
-func affineVec(a, c float32, x, y []float32) int                   { return 0 }
-func addVec(x, z, y []float32) int                                 { return 0 }
-func mulVec(x, z, y []float32) int                                 { return 0 }
-func reluVec(x, y []float32) int                                   { return 0 }
-func affineReluVec(a, c float32, x, y []float32) int               { return 0 }
-func sgdMomentumVec(lr, wd, mu, c float32, w, g, m []float32) int  { return 0 }
-func affineAddReluVec(a, c float32, x, z, y []float32) int         { return 0 }
-func reluBackwardVec(x, z, y []float32) int                        { return 0 }
-func bnDxVec(p, q, r, m float32, d, x, y []float32) int            { return 0 }
-func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32) { return 0, 0, 0 }
-func sum64Vec(x []float32) (n int, s float64)                      { return 0, 0 }
-func sumSqDev64Vec(m float64, x []float32) (n int, s float64)      { return 0, 0 }
+func axpyVec(a float32, x, y []float32) int                           { return 0 }
+func scaleVec(a float32, x, y []float32) int                          { return 0 }
+func affineVec(a, c float32, x, y []float32) int                      { return 0 }
+func addVec(x, z, y []float32) int                                    { return 0 }
+func mulVec(x, z, y []float32) int                                    { return 0 }
+func reluVec(x, y []float32) int                                      { return 0 }
+func affineReluVec(a, c float32, x, y []float32) (int, float32)       { return 0, 0 }
+func sgdMomentumVec(lr, wd, mu, c float32, w, g, m []float32) int     { return 0 }
+func affineAddReluVec(a, c float32, x, z, y []float32) (int, float32) { return 0, 0 }
+func reluBackwardVec(x, z, y []float32) int                           { return 0 }
+func bnDxVec(p, q, r, m float32, d, x, y []float32) int               { return 0 }
+func bnSumsVec(m float32, d, x []float32) (n int, sd, sdx float32)    { return 0, 0, 0 }
+func sum64Vec(x []float32) (n int, s float64)                         { return 0, 0 }
+func sumSqDev64Vec(m float64, x []float32) (n int, s float64)         { return 0, 0 }
 
 func gatherRowsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, base, n int) bool {
 	return false

@@ -20,7 +20,8 @@ type elemOp struct {
 	ntmp    int      // vector temporaries per unrolled step
 	nacc    int      // accumulators per unrolled step (reductions)
 	f64     bool     // accumulators hold float64
-	results []result // reductions: where each sum goes
+	results []result // reductions: where each sum (or maximum) goes
+	max     bool     // results are the accumulators' largest lane, not their sum
 	unroll  [2]int   // unroll for AVX2, AVX-512
 	xsize   int      // bytes per element of ptrs[0] (x); 0 for 4 (float32)
 	need    []string // features for the comment (AVX2, AVX-512), if not the level's
@@ -125,28 +126,34 @@ var elementwiseOps = []elemOp{
 		},
 	},
 	{
-		name: "affineRelu", file: "affinerelu_amd64.s", sig: "(a, c float32, x, y []float32)", frame: 56,
-		loop:    "for i, v := range x { y[i] = max(a*v+c, 0) } (affine's fused multiply-add, then relu's max)",
+		name: "affineRelu", file: "affinerelu_amd64.s", sig: "(a, c float32, x, y []float32) (hi float32)", frame: 60,
+		loop: "for i, v := range x { y[i] = max(a*v+c, 0); hi = max(hi, y[i]) } (affine's fused multiply-add, then relu's max)\n" +
+			"// (hi from 0; a NaN in y may or may not reach it)",
 		scalars: []scalar{{arg: "a+0(FP)"}, {arg: "c+4(FP)"}, {}},
 		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"y_base+32(FP)", "DI"}},
-		count:   "x_len+16(FP)", ntmp: 2, unroll: [2]int{4, 4},
+		count:   "x_len+16(FP)", ntmp: 2, nacc: 1, unroll: [2]int{4, 4},
+		results: []result{{"hi+56(FP)", []int{0}}}, max: true,
 		body: func(b *elemBody) {
 			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
 			b.p("\tVFMADD213PS %s, %s, %s", b.sc(1), b.sc(0), b.t(0))
 			b.reluStore(2)
+			b.p("\tVMAXPS %s, %s, %s", b.t(1), b.a(0), b.a(0))
 		},
 	},
 	{
-		name: "affineAddRelu", file: "affineaddrelu_amd64.s", sig: "(a, c float32, x, z, y []float32)", frame: 80,
-		loop:    "for i, v := range x { y[i] = max((a*v+c)+z[i], 0) } (affine's fused multiply-add, add's sum, relu's max)",
+		name: "affineAddRelu", file: "affineaddrelu_amd64.s", sig: "(a, c float32, x, z, y []float32) (hi float32)", frame: 84,
+		loop: "for i, v := range x { y[i] = max((a*v+c)+z[i], 0); hi = max(hi, y[i]) } (affine's fused multiply-add, add's sum, relu's max)\n" +
+			"// (hi from 0; a NaN in y may or may not reach it)",
 		scalars: []scalar{{arg: "a+0(FP)"}, {arg: "c+4(FP)"}, {}},
 		ptrs:    []ptr{{"x_base+8(FP)", "SI"}, {"z_base+32(FP)", "BX"}, {"y_base+56(FP)", "DI"}},
-		count:   "x_len+16(FP)", ntmp: 2, unroll: [2]int{4, 4},
+		count:   "x_len+16(FP)", ntmp: 2, nacc: 1, unroll: [2]int{4, 4},
+		results: []result{{"hi+80(FP)", []int{0}}}, max: true,
 		body: func(b *elemBody) {
 			b.p("\tVMOVUPS %d(SI), %s", b.off, b.t(0))
 			b.p("\tVFMADD213PS %s, %s, %s", b.sc(1), b.sc(0), b.t(0))
 			b.p("\tVADDPS %d(BX), %s, %s", b.off, b.t(0), b.t(0))
 			b.reluStore(2)
+			b.p("\tVMAXPS %s, %s, %s", b.t(1), b.a(0), b.a(0))
 		},
 	},
 	{
@@ -396,12 +403,15 @@ func elementwiseFunc(w *asm, op *elemOp, s isa, unroll int) {
 }
 
 // reduce sums the accumulators of result r over the unrolled steps and
-// lanes into register ri, using register len(results) as scratch, and
-// stores the sum.
+// lanes (or takes their largest, op.max) into register ri, using register
+// len(results) as scratch, and stores the result.
 func reduce(w *asm, op *elemOp, s isa, unroll, ri int, r result) {
 	add, hadd, mov := "VADDPS", "VHADDPS", "VMOVSS"
 	if op.f64 {
 		add, hadd, mov = "VADDPD", "VHADDPD", "VMOVSD"
+	}
+	if op.max {
+		add = "VMAXPS"
 	}
 	b := &elemBody{s: s, op: op}
 	dst, tmp := s.v(ri), s.v(len(op.results))
@@ -425,6 +435,15 @@ func reduce(w *asm, op *elemOp, s isa, unroll, ri int, r result) {
 	}
 	w.p("\tVEXTRACTF128 $1, %s, %s", y(dst), x(tmp))
 	w.p("\t%s %s, %s, %s", add, x(tmp), x(dst), x(dst))
+	if op.max {
+		// No horizontal maximum: the lanes swapped in pairs, twice.
+		for _, perm := range []string{"$0x4e", "$0xb1"} {
+			w.p("\tVPERMILPS %s, %s, %s", perm, x(dst), x(tmp))
+			w.p("\tVMAXPS %s, %s, %s", x(tmp), x(dst), x(dst))
+		}
+		w.p("\t%s %s, %s", mov, x(dst), r.arg)
+		return
+	}
 	w.p("\t%s %s, %s, %s", hadd, x(dst), x(dst), x(dst))
 	if !op.f64 {
 		w.p("\t%s %s, %s, %s", hadd, x(dst), x(dst), x(dst))
