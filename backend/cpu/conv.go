@@ -350,6 +350,13 @@ func (k *convLoop) implicitForward(lo, hi int) {
 	if !direct {
 		st.pad = grow(st.pad, geo.size())
 	}
+	// Where the GEMM's columns read each value of the image more than
+	// once (R·S taps over sh·sw phases), the int8 path quantises the
+	// image to bytes once and gathers the bytes.
+	bytes := filt[0].i8 != nil && i8Ready() && p.R*p.S > p.StrideH*p.StrideW
+	if bytes {
+		st.padU8 = grow(st.padU8, geo.size()+16)
+	}
 	for n := lo; n < hi; n++ {
 		if m := imagesPerGEMM(filt[0].i8 == nil, p.K, PQ, hi-n); m > 1 {
 			k.implicitForwardImages(st, n, m, direct)
@@ -362,18 +369,27 @@ func (k *convLoop) implicitForward(lo, hi int) {
 			// The padding is zero, which the quantisation keeps exact.
 			q = k.imageQuant(st, n, src)
 		}
-		if !direct {
+		switch {
+		case !direct && bytes:
+			k.channelPass(st, imagePass{op: passFill, geo: geo, src: src, dst: st.pad, bytes: st.padU8, q: q}, p.C)
+			src = st.pad
+		case !direct:
 			k.channelPass(st, imagePass{op: passFill, geo: geo, src: src, dst: st.pad}, p.C)
 			src = st.pad
+		case bytes:
+			k.channelPass(st, imagePass{op: passQuant, src: src, plane: chw, bytes: st.padU8, q: q}, p.C)
 		}
 		for g := 0; g < G; g++ {
 			st.cb.src = src[g*cg*chw : (g+1)*cg*chw]
+			if bytes {
+				st.cb.srcU8 = st.padU8[g*cg*chw:]
+			}
 			out := y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
 			gemmDispatch(true, false, false, kg, PQ, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, q, out, PQ, threads)
 		}
 		k.finish(st, n, q)
 	}
-	st.cb.src = nil
+	st.cb.src, st.cb.srcU8 = nil, nil
 }
 
 // implicitForwardImages is implicitForward for the m images from n in
@@ -513,7 +529,8 @@ func (k *convLoop) imageQuant(st *convScratch, n int, src []float32) *quantB {
 // them) so that they do not run on one thread while the others wait.
 const (
 	passRange  = iota // the smallest and largest value of src (plane values a channel)
-	passFill          // geo.fill of src into dst
+	passFill          // geo.fill of src into dst (then quantised into bytes by q, if bytes is set)
+	passQuant         // src quantised into bytes by q (plane values a channel)
 	passFinish        // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil); with wantMax, the largest value written per part
 )
 
@@ -522,6 +539,8 @@ type imagePass struct {
 	op       int
 	geo      phased
 	src, dst []float32
+	bytes    []byte  // passFill, passQuant: the quantised image
+	q        *quantB // its quantisation
 	y        []float32
 	n, plane int
 	epi      *convEpilogue
@@ -544,7 +563,13 @@ func (ip *imagePass) chunk(lo, hi int) {
 		case passFill:
 			g := ip.geo
 			g.ch = c1 - c0
-			g.fill(ip.src[c0*g.h*g.w:c1*g.h*g.w], ip.dst[c0*g.chanSize():c1*g.chanSize()])
+			dst := ip.dst[c0*g.chanSize() : c1*g.chanSize()]
+			g.fill(ip.src[c0*g.h*g.w:c1*g.h*g.w], dst)
+			if ip.bytes != nil {
+				quantU8Row(dst, ip.bytes[c0*g.chanSize():], ip.q)
+			}
+		case passQuant:
+			quantU8Row(ip.src[c0*ip.plane:c1*ip.plane], ip.bytes[c0*ip.plane:], ip.q)
 		case passFinish:
 			if ip.epi != nil {
 				hi := ip.epi.applyRows(ip.n, ip.y, ip.y, ip.plane, ip.scale, ip.shift, c0, c1, ip.wantMax)
@@ -942,6 +967,7 @@ func finite(x []float32) bool {
 // convScratch is one goroutine's state for the implicit path.
 type convScratch struct {
 	pad, dy      []float32
+	padU8        []byte    // implicitForward: the int8 path's image in bytes
 	out          []float32 // implicitForwardImages: the GEMMs' output
 	wv, wm       []float32 // winogradForward: the GEMMs' B panels and output
 	cb           convB
@@ -1041,7 +1067,11 @@ func (g phased) fill(x, dst []float32) {
 // convB is the B operand of a convolution GEMM read from an image:
 // B[l][j] = src[rowOff[l] + colOff[j]].
 type convB struct {
-	src    []float32
+	src []float32
+	// srcU8, when set, is src quantised to bytes by the int8 kernel's
+	// quantB (with 16 bytes to spare at the end), which packNarrow
+	// gathers from instead.
+	srcU8  []byte
 	rowOff []int
 	lo, hi int // the smallest and largest rowOff
 	colOff []int

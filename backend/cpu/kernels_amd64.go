@@ -394,6 +394,35 @@ func gatherQuadsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, b
 	return true
 }
 
+// gatherQuadsU8Vec is gatherQuadsVec from an image quantised to bytes
+// already. src must hold 16 bytes past each row's n (hi+base+n rounded
+// up to 16): the loads take 16 bytes at a time.
+func gatherQuadsU8Vec(dst []float32, ldd int, src []byte, offs []int, lo, hi, base, n int) bool {
+	quads := len(offs) / 4
+	if !i8Ready() || n < 1 || n > 32 || quads == 0 || len(offs)%4 != 0 {
+		return false
+	}
+	if lo+base < 0 || hi+base+(n+15)&^15 > len(src) || ldd < n || (quads-1)*ldd+n > len(dst) {
+		panic("cpu: gatherQuadsU8: slices too short")
+	}
+	gatherQuadsU8AVX512(dst, ldd, src, offs, base, n, quads)
+	return true
+}
+
+// quantU8RowVec quantises the longest prefix of whole 16-value vectors of
+// x into y at the AVX-512 level and returns its length.
+func quantU8RowVec(x []float32, y []byte, q *quantB) int {
+	n := len(x) &^ 15
+	if ActiveLevel() != AVX512 || n == 0 {
+		return 0
+	}
+	if len(y) < n {
+		panic("cpu: quantU8Row: y too short")
+	}
+	quantU8RowAVX512(x[:n], y[:n], q.inv, q.zero)
+	return n
+}
+
 // hasVNNI gates the int8 kernel (VPDPBUSD).
 var hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
 

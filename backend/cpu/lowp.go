@@ -145,9 +145,14 @@ func (cb *convB) packNarrow(kern gemmKernel, nr, kb, nb, l0, j0 int, dst []float
 	for c := 0; c < nb; {
 		n := min(cb.run[j0+c], nb-c)
 		base := cb.colOff[j0+c]
-		if kern.i8 {
+		switch {
+		case kern.i8 && cb.srcU8 != nil:
+			if !gatherQuadsU8Vec(d[c:], nr, cb.srcU8, rows[:whole], cb.lo, cb.hi, base, n) {
+				gatherQuadsU8(d[c:], nr, cb.srcU8, rows[:whole], base, n)
+			}
+		case kern.i8:
 			gatherQuadsVec(d[c:], nr, cb.src, rows[:whole], cb.lo, cb.hi, base, n, q)
-		} else {
+		default:
 			gatherPairsVec(d[c:], nr, cb.src, rows[:whole], cb.lo, cb.hi, base, n)
 		}
 		if whole < kb {
@@ -156,6 +161,10 @@ func (cb *convB) packNarrow(kern gemmKernel, nr, kb, nb, l0, j0 int, dst []float
 			for t := range last {
 				var v uint32
 				for r, ro := range rows[whole:] {
+					if cb.srcU8 != nil {
+						v |= uint32(cb.srcU8[ro+base+t]) << (8 * r)
+						continue
+					}
 					x := cb.src[ro+base+t]
 					if kern.i8 {
 						v |= quantU8(x, q) << (8 * r)
@@ -232,6 +241,32 @@ func cvtRound(x float32) int32 {
 func quantU8(x float32, q *quantB) uint32 {
 	v := int64(cvtRound(x*q.inv)) + int64(q.zero)
 	return uint32(min(max(v, 0), 255))
+}
+
+// quantU8Row is: for i, v := range x { y[i] = byte(quantU8(v, q)) }
+func quantU8Row(x []float32, y []byte, q *quantB) {
+	y = y[:len(x)]
+	for i := quantU8RowVec(x, y, q); i < len(x); i++ {
+		y[i] = byte(quantU8(x[i], q))
+	}
+}
+
+// gatherQuadsU8 is gatherQuadsU8Vec's loop:
+//
+//	dst[q*ldd+j] = bits of Σ_r uint32(src[offs[4q+r]+base+j]) << 8r
+//
+// for q < len(offs)/4 and j < n.
+func gatherQuadsU8(dst []float32, ldd int, src []byte, offs []int, base, n int) {
+	for q := range len(offs) / 4 {
+		d := dst[q*ldd : q*ldd+n]
+		for j := range d {
+			var v uint32
+			for r, o := range offs[4*q : 4*q+4] {
+				v |= uint32(src[o+base+j]) << (8 * r)
+			}
+			d[j] = math.Float32frombits(v)
+		}
+	}
 }
 
 // quadRows quantises kb rows of w values, lds apart (src[l*lds+j]), into

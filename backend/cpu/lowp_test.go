@@ -97,11 +97,13 @@ func TestPairRowsMatchesCPU(t *testing.T) {
 }
 
 // TestPackNarrowMatchesPack: a low-precision panel packed straight from
-// a padded image (convB.packNarrow: gatherPairsAVX512, gatherQuadsAVX512)
-// is, bit for bit, the float32 panel (convB.pack) paired by pairRows or
-// quantised by quadRows: runs of 1 to 32 pixels (planes 1 to 40 wide),
-// depths of every remainder, partial panels, bfloat16 specials, both int8
-// zero points, and nothing written past the panel.
+// a padded image (convB.packNarrow: gatherPairsAVX512, gatherQuadsAVX512,
+// and for int8 gatherQuadsU8AVX512 from the image quantised to bytes
+// first, with its Go loop) is, bit for bit, the float32 panel
+// (convB.pack) paired by pairRows or quantised by quadRows: runs of 1 to
+// 32 pixels (planes 1 to 40 wide), depths of every remainder, partial
+// panels, bfloat16 specials, both int8 zero points, and nothing written
+// past the panel.
 func TestPackNarrowMatchesPack(t *testing.T) {
 	t.Run("bf16", func(t *testing.T) {
 		defer needBF16(t)()
@@ -157,22 +159,41 @@ func checkPackNarrow(t *testing.T, kern gemmKernel, q *quantB) {
 			} else {
 				pairRows(wide, nr, nr, c.kb, want)
 			}
+			check := func(what string) {
+				t.Helper()
+				for i := range want {
+					col := i % nr
+					if i < nr*kd && col >= nb {
+						// Padding columns: zero here, the quantised zero in quadRows.
+						if got[i] != 0 {
+							t.Fatalf("%+v, %s, panel at %d: padding slot %d = %#08x", c, what, j0, i, math.Float32bits(got[i]))
+						}
+						continue
+					}
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%+v, %s, panel at %d: slot %d = %#08x, want %#08x", c, what, j0, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+					}
+				}
+			}
 			if !cb.packNarrow(kern, nr, c.kb, nb, c.l0, j0, got, q) {
 				t.Fatal("packNarrow did not run")
 			}
-			for i := range want {
-				col := i % nr
-				if i < nr*kd && col >= nb {
-					// Padding columns: zero here, the quantised zero in quadRows.
-					if got[i] != 0 {
-						t.Fatalf("%+v, panel at %d: padding slot %d = %#08x", c, j0, i, math.Float32bits(got[i]))
-					}
-					continue
-				}
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("%+v, panel at %d: slot %d = %#08x, want %#08x", c, j0, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
-				}
+			check("from float32")
+			if !kern.i8 {
+				continue
 			}
+			// From the image in bytes, as the int8 path packs taps that
+			// read each value more than once.
+			cb.srcU8 = make([]byte, len(pad)+16)
+			quantU8Row(pad, cb.srcU8, q)
+			for i := range got {
+				got[i] = sentinel
+			}
+			if !cb.packNarrow(kern, nr, c.kb, nb, c.l0, j0, got, q) {
+				t.Fatal("packNarrow did not run")
+			}
+			check("from bytes")
+			cb.srcU8 = nil
 		}
 	}
 }
@@ -449,6 +470,96 @@ func TestQuadRowsMatchesCPU(t *testing.T) {
 	}{{0, 128}, {-128, 0}, {-129, 0}, {127, 255}, {200, 255}, {0.5, 128}, {1.5, 130}, {-0.5, 128}, {float32(math.NaN()), 0}, {float32(math.Inf(1)), 0}} {
 		if got := quantU8(c.x, q); got != c.want {
 			t.Errorf("quantU8(%v, zero 128) = %d, want %d", c.x, got, c.want)
+		}
+	}
+}
+
+// TestQuantU8RowMatchesGo: the AVX-512 quantiser to bytes gives quantU8's
+// byte for every value (clamps, ties, NaN, infinities), both zero points,
+// every length from 0 to 80 (the 64- and 16-value steps and the Go tail),
+// and writes nothing past y.
+func TestQuantU8RowMatchesGo(t *testing.T) {
+	defer needI8(t)()
+	r := rand.New(rand.NewPCG(41, 2))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 0.5, 1.5, 2.5, -0.5, -1.5, 254.5, 255.5, 300, -300, 127.5, -128.5,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 3e9, -3e9, 1e-30}
+	for _, q := range []*quantB{{inv: 1, scale: 1}, {inv: 0.75, scale: 1 / 0.75, zero: 128}} {
+		for n := 0; n <= 80; n++ {
+			x := make([]float32, n)
+			for i := range x {
+				if r.IntN(3) == 0 {
+					x[i] = specials[r.IntN(len(specials))]
+				} else {
+					x[i] = 400*r.Float32() - 120
+				}
+			}
+			y := make([]byte, n+5)
+			for i := range y {
+				y[i] = 0xa5
+			}
+			quantU8Row(x, y[:n], q)
+			for i, v := range x {
+				if want := byte(quantU8(v, q)); y[i] != want {
+					t.Fatalf("n=%d zero=%d: y[%d] = %d for %v, want %d", n, q.zero, i, y[i], v, want)
+				}
+			}
+			for i := n; i < len(y); i++ {
+				if y[i] != 0xa5 {
+					t.Fatalf("n=%d: byte %d past y written", n, i-n)
+				}
+			}
+		}
+	}
+}
+
+// TestGatherQuadsU8MatchesGo: the AVX-512 byte gather and its Go loop
+// agree bit for bit for runs of 1 to 32 bytes (both halves of the lanes),
+// rows at any offset, and neither writes past n in a row of dst.
+func TestGatherQuadsU8MatchesGo(t *testing.T) {
+	defer needI8(t)()
+	r := rand.New(rand.NewPCG(43, 4))
+	src := make([]byte, 500)
+	for i := range src {
+		src[i] = byte(r.Uint32())
+	}
+	for n := 1; n <= 32; n++ {
+		quads := 1 + r.IntN(5)
+		offs := make([]int, 4*quads)
+		lo, hi := 1<<30, 0
+		for i := range offs {
+			offs[i] = r.IntN(400)
+			lo, hi = min(lo, offs[i]), max(hi, offs[i])
+		}
+		base := r.IntN(500 - hi - 48)
+		ldd := 32 + r.IntN(3)
+		got, want := make([]float32, quads*ldd), make([]float32, quads*ldd)
+		for i := range got {
+			got[i], want[i] = sentinel, sentinel
+		}
+		if !gatherQuadsU8Vec(got, ldd, src, offs, lo, hi, base, n) {
+			t.Fatal("gatherQuadsU8Vec did not run")
+		}
+		gatherQuadsU8(want, ldd, src, offs, base, n)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n=%d base=%d: slot %d = %#08x, want %#08x", n, base, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+			}
+		}
+		// The Go loop itself: byte r of slot j is row r's byte j.
+		for qq := range quads {
+			for j := range n {
+				v := math.Float32bits(want[qq*ldd+j])
+				for rr := range 4 {
+					if b := byte(v >> (8 * rr)); b != src[offs[4*qq+rr]+base+j] {
+						t.Fatalf("n=%d: quad %d slot %d byte %d = %d, want %d", n, qq, j, rr, b, src[offs[4*qq+rr]+base+j])
+					}
+				}
+			}
+			for j := n; j < ldd && qq*ldd+j < len(want); j++ {
+				if !isSentinel(want[qq*ldd+j]) {
+					t.Fatalf("n=%d: slot %d past the run written", n, j)
+				}
+			}
 		}
 	}
 }

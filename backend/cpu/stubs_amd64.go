@@ -114,6 +114,27 @@ func gatherPairsAVX512(dst []float32, ldd int, src []float32, offs []int, base, 
 //go:noescape
 func gatherQuadsAVX512(dst []float32, ldd int, src []float32, offs []int, base, n, quads int, scale float32, zero int32)
 
+// gatherQuadsU8AVX512 is gatherQuadsAVX512 from an image quantised to
+// bytes already (quantU8RowAVX512), AVX-512 F:
+//
+//	for q := range quads {
+//		for j := range n {
+//			dst[q*ldd+j] = bits of Σ_r uint32(src[offs[4*q+r]+base+j]) << 8r   (r < 4)
+//		}
+//	}
+//
+// Each row's bytes are loaded 16 at a time under the lane masks.
+//
+//go:noescape
+func gatherQuadsU8AVX512(dst []float32, ldd int, src []byte, offs []int, base, n, quads int)
+
+// quantU8RowAVX512 is: for i, v := range x { y[i] = byte(u8(v)) } with
+// gatherQuadsAVX512's u8 (scale, zero), over len(x) a multiple of 16
+// (AVX-512 F).
+//
+//go:noescape
+func quantU8RowAVX512(x []float32, y []byte, scale float32, zero int32)
+
 // gemmKernelI8 is the 8×32 int8 micro-kernel (AVX-512 F and VNNI): a
 // holds quads of signed bytes, b quads of unsigned bytes (lowp.go), kc
 // quads deep, and

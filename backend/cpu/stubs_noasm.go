@@ -47,6 +47,12 @@ func gatherQuadsVec(dst []float32, ldd int, src []float32, offs []int, lo, hi, b
 	return false
 }
 
+func gatherQuadsU8Vec(dst []float32, ldd int, src []byte, offs []int, lo, hi, base, n int) bool {
+	return false
+}
+
+func quantU8RowVec(x []float32, y []byte, q *quantB) int { return 0 }
+
 func wgInputVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int) bool { return false }
 func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool              { return false }
 

@@ -298,19 +298,131 @@ func gatherQuads() []byte {
 	return w.Bytes()
 }
 
+// gatherQuadsU8 is gatherQuads from an image already quantised to bytes
+// (quantU8Row): for each quad q of rows, n bytes (1 ≤ n ≤ 32) from rows
+// offs[4q] … offs[4q+3] become n quads at dst[q·ldd:],
+//
+//	dst[q*ldd+j] = bits of Σ_r uint32(src[offs[4q+r]+base+j]) << 8r
+//
+// under gatherRowsAVX512's masks (bytes past n neither read nor written).
+func gatherQuadsU8() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	p("")
+	p("// func gatherQuadsU8AVX512(dst []float32, ldd int, src []byte, offs []int, base, n, quads int)")
+	p("//")
+	p("// Needs AVX-512 F. DI: dst row, R10: ldd in bytes, SI: src + base, R8:")
+	p("// offs, CX: quads left; K1, K2: the lanes of the two halves; BX, R11,")
+	p("// R12, R13: the quad's rows.")
+	p("TEXT ·gatherQuadsU8AVX512(SB), NOSPLIT, $0-104")
+	gatherArgsOf(&w, 1)
+	p("\tMOVQ n+88(FP), DX")
+	halfMasks(&w)
+	p("\tMOVQ quads+96(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	p("\tCMPQ DX, $16")
+	p("\tJLE  narrow")
+	regs := []string{"BX", "R11", "R12", "R13"}
+	half := func(off int, mask string) {
+		// Each row's 16 bytes widened to the low byte of 16 lanes, moved
+		// to byte r of the lane, and the four ORed.
+		for r, reg := range regs {
+			z := fmt.Sprintf("Z%d", r)
+			p("\tVPMOVZXBD.Z %d(%s), %s, %s", off/4, reg, mask, z)
+			if r > 0 {
+				p("\tVPSLLD $%d, %s, %s", 8*r, z, z)
+			}
+		}
+		p("\tVPTERNLOGD $0xfe, Z2, Z1, Z0") // Z0 |= Z1 | Z2
+		p("\tVPORD Z3, Z0, Z0")
+		p("\tVMOVDQU32 Z0, %s, %d(DI)", mask, off)
+	}
+	groupLoopsOf(&w, regs, 1, half)
+	return w.Bytes()
+}
+
+// quantU8Row quantises float32 values to unsigned bytes with quadU8's
+// arithmetic, 64 a step, then 16 a step (len(x) a multiple of 16; the
+// caller does the rest):
+//
+//	y[i] = clamp(cvt(x[i]·scale) + zero, 0, 255)
+//
+// VPMOVUSDB does the clamp to 255 after the VPMAXSD with 0.
+func quantU8Row() []byte {
+	var w asm
+	p := w.p
+	w.header()
+	p("")
+	p("// func quantU8RowAVX512(x []float32, y []byte, scale float32, zero int32)")
+	p("//")
+	p("// Needs AVX-512 F.")
+	p("TEXT ·quantU8RowAVX512(SB), NOSPLIT, $0-56")
+	p("\tMOVQ x_base+0(FP), SI")
+	p("\tMOVQ x_len+8(FP), CX")
+	p("\tSHRQ $4, CX")
+	p("\tMOVQ y_base+24(FP), DI")
+	p("\tVBROADCASTSS scale+48(FP), Z16")
+	p("\tMOVL zero+52(FP), AX")
+	p("\tVPBROADCASTD AX, Z17")
+	p("\tVPXORD Z18, Z18, Z18")
+	step := func(u int) {
+		z := fmt.Sprintf("Z%d", u)
+		p("\tVMULPS %d(SI), Z16, %s", 64*u, z)
+		p("\tVCVTPS2DQ %s, %s", z, z)
+		p("\tVPADDD Z17, %s, %s", z, z)
+		p("\tVPMAXSD Z18, %s, %s", z, z)
+		p("\tVPMOVUSDB %s, %d(DI)", z, 16*u)
+	}
+	p("\tCMPQ CX, $4")
+	p("\tJLT  one")
+	p("")
+	p("loop:")
+	for u := range 4 {
+		step(u)
+	}
+	p("\tADDQ $256, SI")
+	p("\tADDQ $64, DI")
+	p("\tSUBQ $4, CX")
+	p("\tCMPQ CX, $4")
+	p("\tJGE  loop")
+	p("")
+	p("one:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	p("")
+	p("loop1:")
+	step(0)
+	p("\tADDQ $64, SI")
+	p("\tADDQ $16, DI")
+	p("\tDECQ CX")
+	p("\tJNZ  loop1")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	return w.Bytes()
+}
+
 // groupLoops writes the loops of gatherPairs and gatherQuads over groups
 // of len(rows) rows: each group's row addresses into the registers rows
 // (SI + offs[i]·4), then half for the lanes of K1 and, in the "wide" loop
 // (n > 16, which the caller branches on to "narrow"), for those of K2 at
 // byte 64; one dst row (R10 bytes) a group, CX groups.
 func groupLoops(w *asm, rows []string, half func(off int, mask string)) {
+	groupLoopsOf(w, rows, 4, half)
+}
+
+// groupLoopsOf is groupLoops for a src of size-byte elements.
+func groupLoopsOf(w *asm, rows []string, size int, half func(off int, mask string)) {
 	p := w.p
 	for _, loop := range []string{"wide", "narrow"} {
 		p("")
 		p("%s:", loop)
 		for r, reg := range rows {
 			p("\tMOVQ %d(R8), AX", 8*r)
-			p("\tLEAQ (SI)(AX*4), %s", reg)
+			p("\tLEAQ (SI)(AX*%d), %s", size, reg)
 		}
 		half(0, "K1")
 		if loop == "wide" {

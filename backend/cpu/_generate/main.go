@@ -32,6 +32,8 @@ func main() {
 		"gemm_i8_amd64.s":        gemmFile(i8Kernel),
 		"quadu8_amd64.s":         quadU8(),
 		"gatherquads_amd64.s":    gatherQuads(),
+		"gatherquadsu8_amd64.s":  gatherQuadsU8(),
+		"quantu8row_amd64.s":     quantU8Row(),
 		"minmax_amd64.s":         minMax(),
 		"maxpool_amd64.s":        maxPool3x3s2(),
 		"pack_avx2_amd64.s":      packAVX2(),

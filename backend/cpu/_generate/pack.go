@@ -396,7 +396,10 @@ func halfMasks(w *asm) {
 // gatherArgs loads the arguments the masked gathers share (dst []float32,
 // ldd int, src []float32, offs []int, base int, then their own): DI dst,
 // R10 ldd in bytes, SI src + base, R8 offs.
-func gatherArgs(w *asm) {
+func gatherArgs(w *asm) { gatherArgsOf(w, 4) }
+
+// gatherArgsOf is gatherArgs for a src of size-byte elements.
+func gatherArgsOf(w *asm, size int) {
 	p := w.p
 	p("\tMOVQ dst_base+0(FP), DI")
 	p("\tMOVQ ldd+24(FP), R10")
@@ -404,5 +407,5 @@ func gatherArgs(w *asm) {
 	p("\tMOVQ src_base+32(FP), SI")
 	p("\tMOVQ offs_base+56(FP), R8")
 	p("\tMOVQ base+80(FP), AX")
-	p("\tLEAQ (SI)(AX*4), SI")
+	p("\tLEAQ (SI)(AX*%d), SI", size)
 }
