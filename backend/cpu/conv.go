@@ -358,8 +358,8 @@ func (k *convLoop) implicitForward(lo, hi int) {
 		st.padU8 = grow(st.padU8, geo.size()+16)
 	}
 	for n := lo; n < hi; n++ {
-		if m := imagesPerGEMM(filt[0].i8 == nil, p.K, PQ, hi-n); m > 1 {
-			k.implicitForwardImages(st, n, m, direct)
+		if m := imagesPerGEMM(filt[0].i8 == nil || bytes, p.K, PQ, hi-n); m > 1 {
+			k.implicitForwardImages(st, n, m, direct, bytes)
 			n += m - 1
 			continue
 		}
@@ -395,37 +395,73 @@ func (k *convLoop) implicitForward(lo, hi int) {
 // implicitForwardImages is implicitForward for the m images from n in
 // one GEMM per group: its columns are the images' pixels side by side
 // (convB.repeat), its output goes to st.out, and finishImages moves each
-// image's part into y. st.cb is set up for one image.
-func (k *convLoop) implicitForwardImages(st *convScratch, n, m int, direct bool) {
+// image's part into y. st.cb is set up for one image. With bytes (the
+// int8 path) each image is quantised to bytes by its own scale, side by
+// side in st.padU8, and scaled back by it.
+func (k *convLoop) implicitForwardImages(st *convScratch, n, m int, direct, bytes bool) {
 	p, geo, w, filt := k.p, k.geo, k.w, k.filt
 	G, PQ := p.G(), p.P()*p.Q()
 	cg, kg := p.C/G, p.K/G
 	crs, chw, size := cg*p.R*p.S, geo.chanSize(), geo.size()
 	chans := p.C * p.H * p.W
 	src := k.x[n*chans : (n+m)*chans]
+	var qs []*quantB
+	if bytes {
+		st.padU8 = grow(st.padU8, m*size+16)
+		st.quants = grow(st.quants, m)[:m]
+		qs = st.quants
+		for i := range m {
+			qs[i] = k.imageQuant(st, n+i, src[i*chans:(i+1)*chans])
+		}
+	}
 	if !direct {
 		st.pad = grow(st.pad, m*size)
-		for i := range m {
-			k.channelPass(st, imagePass{op: passFill, geo: geo, src: src[i*chans : (i+1)*chans], dst: st.pad[i*size : (i+1)*size]}, p.C)
+	}
+	for i := range m {
+		xi := src[i*chans : (i+1)*chans]
+		var ip imagePass
+		switch {
+		case !direct:
+			ip = imagePass{op: passFill, geo: geo, src: xi, dst: st.pad[i*size : (i+1)*size]}
+		case bytes:
+			ip = imagePass{op: passQuant, src: xi, plane: chw}
+		default:
+			continue
 		}
+		if bytes {
+			ip.bytes, ip.q = st.padU8[i*size:(i+1)*size], qs[i]
+		}
+		k.channelPass(st, ip, p.C)
+	}
+	if !direct {
 		src = st.pad[:m*size]
 	}
 	one := len(st.cb.colOff)
 	st.cb.repeat(m, size)
 	cols := m * PQ
 	st.out = grow(st.out, p.K*cols)
+	var q *quantB
+	if bytes {
+		// packNarrow reads the bytes and not q; the GEMM wants one.
+		q = qs[0]
+	}
 	for g := 0; g < G; g++ {
 		st.cb.src = src[g*cg*chw:]
-		gemmDispatch(true, false, false, kg, cols, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, nil, st.out[g*kg*cols:], cols, k.gt)
+		if bytes {
+			st.cb.srcU8 = st.padU8[g*cg*chw:]
+		}
+		gemmDispatch(true, false, false, kg, cols, crs, 1, w[g*kg*crs:], crs, &filt[g], nil, 0, &st.cb, q, st.out[g*kg*cols:], cols, k.gt)
 	}
 	st.cb.colOff, st.cb.run = st.cb.colOff[:one], st.cb.run[:one]
-	k.finishImages(st.out, n, m)
+	st.cb.src, st.cb.srcU8 = nil, nil
+	k.finishImages(st, st.out, n, m, qs)
+	clear(qs)
 }
 
 // imagesPerGEMM is how many of the avail images next in line one forward
 // GEMM with k output channels should take when each image has pq output
-// pixels (one image when grouped is false: the int8 path scales each image
-// on its own). The columns of C are cut into tiles of the micro-kernel's
+// pixels (one image when grouped is false: the int8 path takes several
+// only from images quantised to bytes, each by its own scale). The columns of C are cut into tiles of the micro-kernel's
 // width, and a last partial tile costs a whole one: an image of 49 pixels
 // (7×7) fills two tiles of 32 to 77%. Taken m at a time, the avail images
 // cost ⌊avail/m⌋ groups' tiles plus the rest's; the answer is the
@@ -453,14 +489,30 @@ func imagesPerGEMM(grouped bool, k, pq, avail int) int {
 // finishImages completes the forward output of the m images from n, which
 // a GEMM over their pixels side by side left in out (K rows of m·P·Q):
 // each image's part goes to its place in y, through the epilogue if there
-// is one.
-func (k *convLoop) finishImages(out []float32, n, m int) {
+// is one. With qs (the int8 path), image i's sums are scaled back by
+// qs[i] first, in the same pass (as finish does for one image).
+func (k *convLoop) finishImages(st *convScratch, out []float32, n, m int, qs []*quantB) {
 	p := k.p
 	PQ := p.P() * p.Q()
 	cols := m * PQ
 	for i := range m {
 		y := k.y[(n+i)*p.K*PQ : (n+i+1)*p.K*PQ]
 		part := out[i*PQ:]
+		if qs != nil {
+			scale, shift := k.scaleBack(st, qs[i])
+			if k.epi == nil {
+				for c := range p.K {
+					affine(scale[c], shift[c], part[c*cols:c*cols+PQ], y[c*PQ:(c+1)*PQ])
+				}
+				continue
+			}
+			wantMax := k.epi.outMax != nil
+			hi := k.epi.applyRows(n+i, y, part, cols, scale, shift, 0, p.K, wantMax)
+			if wantMax {
+				k.epi.outMax[n+i] = hi
+			}
+			continue
+		}
 		if k.epi == nil {
 			for c := range p.K {
 				copy(y[c*PQ:(c+1)*PQ], part[c*cols:c*cols+PQ])
@@ -471,22 +523,15 @@ func (k *convLoop) finishImages(out []float32, n, m int) {
 	}
 }
 
-// finish completes image n's forward output after its GEMMs: the int8
-// path's scaling back (q not nil), then the epilogue, in one pass per
-// channel (the two affine maps composed) while the output is in cache.
-func (k *convLoop) finish(st *convScratch, n int, q *quantB) {
+// scaleBack is the per-channel affine map that takes the int8 GEMM's sums
+// for an image quantised by q to the convolution's output, composed with
+// the epilogue's scale and shift if there is one (in st.scale, st.shift):
+// for channel c of group g, y = a·sum + b with a = s_w·s_x and
+// b = −a·zero·Σw_q.
+func (k *convLoop) scaleBack(st *convScratch, q *quantB) (scale, shift []float32) {
 	p := k.p
-	G, PQ := p.G(), p.P()*p.Q()
+	G := p.G()
 	kg := p.K / G
-	y := k.y[n*p.K*PQ : (n+1)*p.K*PQ]
-	if q == nil {
-		if k.epi != nil {
-			k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: k.epi.scale, shift: k.epi.shift, plane: PQ}, p.K)
-		}
-		return
-	}
-	// Per channel c of group g: y = a·sum + b with a = s_w·s_x and
-	// b = −a·zero·Σw_q; then the epilogue's scale and shift.
 	st.scale, st.shift = grow(st.scale, p.K), grow(st.shift, p.K)
 	for g := 0; g < G; g++ {
 		s := k.filt[g].i8
@@ -495,16 +540,35 @@ func (k *convLoop) finish(st *convScratch, n int, q *quantB) {
 			st.scale[g*kg+c], st.shift[g*kg+c] = a, -a*float32(q.zero)*float32(s.sum[c])
 		}
 	}
-	if k.epi == nil {
-		k.channelPass(st, imagePass{op: passFinish, y: y, n: n, scale: st.scale, shift: st.shift, plane: PQ}, p.K)
+	if k.epi != nil {
+		for c := range st.scale[:p.K] {
+			es, eb := k.epi.scale[c], k.epi.shift[c]
+			st.scale[c], st.shift[c] = es*st.scale[c], es*st.shift[c]+eb
+		}
+	}
+	return st.scale[:p.K], st.shift[:p.K]
+}
+
+// finish completes image n's forward output after its GEMMs: the int8
+// path's scaling back (q not nil), then the epilogue, in one pass per
+// channel (the two affine maps composed) while the output is in cache.
+func (k *convLoop) finish(st *convScratch, n int, q *quantB) {
+	p := k.p
+	PQ := p.P() * p.Q()
+	y := k.y[n*p.K*PQ : (n+1)*p.K*PQ]
+	if q == nil {
+		if k.epi != nil {
+			k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: k.epi.scale, shift: k.epi.shift, plane: PQ}, p.K)
+		}
 		return
 	}
-	for c := range st.scale {
-		es, eb := k.epi.scale[c], k.epi.shift[c]
-		st.scale[c], st.shift[c] = es*st.scale[c], es*st.shift[c]+eb
+	scale, shift := k.scaleBack(st, q)
+	if k.epi == nil {
+		k.channelPass(st, imagePass{op: passFinish, y: y, n: n, scale: scale, shift: shift, plane: PQ}, p.K)
+		return
 	}
 	wantMax := k.epi.outMax != nil
-	k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: st.scale, shift: st.shift, plane: PQ, wantMax: wantMax}, p.K)
+	k.channelPass(st, imagePass{op: passFinish, y: y, n: n, epi: k.epi, scale: scale, shift: shift, plane: PQ, wantMax: wantMax}, p.K)
 	if wantMax {
 		hi := st.lohi[0][1]
 		for _, r := range st.lohi[1:len(st.parts)] {
@@ -967,7 +1031,8 @@ func finite(x []float32) bool {
 // convScratch is one goroutine's state for the implicit path.
 type convScratch struct {
 	pad, dy      []float32
-	padU8        []byte    // implicitForward: the int8 path's image in bytes
+	padU8        []byte    // implicitForward: the int8 path's images in bytes
+	quants       []*quantB // implicitForwardImages: their quantisations
 	out          []float32 // implicitForwardImages: the GEMMs' output
 	wv, wm       []float32 // winogradForward: the GEMMs' B panels and output
 	cb           convB

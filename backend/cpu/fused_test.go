@@ -89,8 +89,9 @@ func TestConvBNActMatchesOps(t *testing.T) {
 // bit for bit what the image gives alone: forward, the fused epilogue
 // with a residual and ReLU, backward data (the implicit path), pointwise
 // convolutions (which read x in place, one image at a time), frozen
-// weights in fp32 and bf16; batches that leave a smaller last group, at
-// every SIMD level, one thread and two.
+// weights in fp32, bf16 and int8 (each image quantised by its own
+// scale); batches that leave a smaller last group, at every SIMD level,
+// one thread and two.
 func TestConvImageGroups(t *testing.T) {
 	convs := []backend.Conv2dParams{
 		{N: 7, C: 16, H: 7, W: 7, K: 24, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
@@ -136,13 +137,13 @@ func TestConvImageGroups(t *testing.T) {
 					b.Conv2dBackwardData(q, tensor.FromSlice(dy[ys:ye], count, p.K, P, Q), wt, d)
 					return y.HostData(), f.HostData(), d.HostData()
 				}
-				for _, prec := range []string{"fp32", "bf16"} {
+				for _, prec := range []string{"fp32", "bf16", "int8"} {
 					b := New(threads)
-					if prec == "bf16" {
-						if !bf16Ready() {
+					if prec != "fp32" {
+						if prec == "bf16" && !bf16Ready() || prec == "int8" && !i8Ready() {
 							continue
 						}
-						b.SetPrecision("bf16")
+						b.SetPrecision(prec)
 						b.FreezeWeights(wt)
 					}
 					all := [3][]float32{}

@@ -742,6 +742,11 @@ func packBOp(kern gemmKernel, cb *convB, trans bool, kb, nb int, b []float32, ld
 		if cb != nil && !trans && cb.packNarrow(kern, nr, kb, min(nr, nb-j), l0, j0+j, d, q) {
 			continue
 		}
+		if cb != nil && cb.srcU8 != nil {
+			// Images in bytes are set up only where packNarrow runs; q
+			// may be another image's (implicitForwardImages).
+			panic("cpu: an image in bytes packed without packNarrow")
+		}
 		packBF32(kern, cb, trans, kb, min(nr, nb-j), b, ldb, l0, j0+j, buf.wide)
 		convert(buf.wide, nr, d)
 	}
