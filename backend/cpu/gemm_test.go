@@ -340,7 +340,7 @@ func TestGemmSweeps(t *testing.T) {
 			fails := 0
 			for dim := 0; dim < 3; dim++ {
 				for s := 1; s <= 300; s += step {
-					mnk := [][3]int{{s, 37, 29}, {19, s, 23}, {13, 35, s}}[dim]
+					mnk := [][3]int{{s, 50, 29}, {19, s, 23}, {13, 35, s}}[dim]
 					c := gemmCase{transA: tr[0], transB: tr[1], m: mnk[0], n: mnk[1], k: mnk[2],
 						alpha: 0.75, beta: -1.25, padA: s % 3, padB: s % 5, padC: s % 4,
 						offA: s % 7, offB: s % 3, offC: s % 5, threads: 1}
@@ -539,4 +539,99 @@ func TestGemmColumnsMatchSerial(t *testing.T) {
 			restore()
 		}
 	})
+}
+
+// colsCase is a product whose last tile of columns the column kernels
+// finish: for i = 0, 16 + 2 columns past a whole tile over five of a's
+// panels and half of another (colsPanels at once, then one at a time);
+// for i = 1, 4 columns past two tiles over 37 rows.
+func colsCase(i int) (m, n, k int) {
+	if i == 0 {
+		return 44, 50, 37
+	}
+	return 37, 68, 18
+}
+
+// TestGemmColsKernelsMatchEdge checks each column kernel (fp32, bf16 and
+// int8, where the CPU has them) against its kernel's Edge, bit for bit:
+// every width n ≤ colsMax starting at several columns of the panel, one
+// panel and colsPanels, every row count, depths on both sides of the
+// unrolled loop. c sits at an odd offset among sentinels, and nothing
+// outside rows < mm and the n columns may change.
+func TestGemmColsKernelsMatchEdge(t *testing.T) {
+	ks := map[string]gemmKernel{}
+	if k, ok := kernels[AVX512]; ok {
+		ks["fp32"] = k
+	}
+	if bf16Ready() {
+		ks["bf16"] = bf16Kernel
+	}
+	if i8Ready() {
+		ks["int8"] = i8Kernel
+	}
+	if len(ks) == 0 || ks["fp32"].cols[0][0] == nil {
+		t.Skip("no column kernels on this CPU")
+	}
+	for name, k := range ks {
+		r := rand.New(rand.NewPCG(7, uint64(len(name))))
+		slot := func() float32 {
+			switch {
+			case k.bf16:
+				return math.Float32frombits(uint32(roundBF16(2*r.Float32()-1)) | uint32(roundBF16(2*r.Float32()-1))<<16)
+			case k.i8:
+				return math.Float32frombits(r.Uint32())
+			}
+			return 2*r.Float32() - 1
+		}
+		mr, nr := k.mr, k.nr
+		for _, kc := range []int{1, 3, 4, 5, 8, 13} {
+			for pi, panels := range []int{1, colsPanels} {
+				a, b := make([]float32, panels*mr*kc), make([]float32, nr*kc)
+				for i := range a {
+					a[i] = slot()
+				}
+				for i := range b {
+					b[i] = slot()
+				}
+				for n := 1; n <= colsMax; n++ {
+					for _, j0 := range []int{0, 1, 16, 19, nr - n} {
+						for mm := 1; mm <= panels*mr; mm++ {
+							ldc := nr + 7
+							rows := panels*mr + 2
+							want := make([]float32, rows*ldc)
+							for i := range want {
+								want[i] = sentinel
+							}
+							for i := 0; i < mm; i++ {
+								for j := j0; j < j0+n; j++ {
+									want[(i+1)*ldc+3+j] = 2*r.Float32() - 1
+								}
+							}
+							got := append([]float32(nil), want...)
+							for p := 0; p*mr < mm; p++ {
+								pm := min(mr, mm-p*mr)
+								off := (p*mr+1)*ldc + 3
+								k.edge(kc, a[p*mr*kc:(p+1)*mr*kc], b, want[off:off+(pm-1)*ldc+j0+n], ldc, -1.5, pm, j0+n)
+							}
+							off := ldc + 3 + j0
+							k.cols[pi][n-1](kc, a, b[j0:], got[off:off+(mm-1)*ldc+n], ldc, -1.5, mm)
+							for idx := range got {
+								i, j := idx/ldc-1, idx%ldc-3
+								if i >= 0 && i < mm && j >= 0 && j < j0 {
+									// The edge kernel's columns before j0.
+									if !isSentinel(got[idx]) {
+										t.Fatalf("%s cols[%d][%d] kc=%d j0=%d mm=%d: wrote c[%d][%d] before its columns", name, pi, n-1, kc, j0, mm, i, j)
+									}
+									continue
+								}
+								if math.Float32bits(got[idx]) != math.Float32bits(want[idx]) {
+									t.Fatalf("%s cols[%d][%d] kc=%d j0=%d mm=%d: c[%d][%d] = %v, edge kernel gives %v", name, pi, n-1, kc, j0, mm, i, j, got[idx], want[idx])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
 }

@@ -223,8 +223,11 @@ func TestGemmBF16(t *testing.T) {
 		}
 		for i := range 60 {
 			m, n, k := 1+r.IntN(70), 1+r.IntN(150), 1+r.IntN(300)
-			if i < 4 {
+			switch {
+			case i < 4:
 				m, n, k = 8*(i+1), 32*(i+1), 2*(i+1) // whole tiles and pairs
+			case i < 6:
+				m, n, k = colsCase(i - 4) // the column kernels
 			}
 			zero := i%2 == 0
 			prepacked := i%3 == 0
@@ -580,8 +583,11 @@ func TestGemmI8Exact(t *testing.T) {
 		}
 		for i := range 40 {
 			m, n, k := 1+r.IntN(40), 1+r.IntN(150), 1+r.IntN(300)
-			if i < 3 {
+			switch {
+			case i < 3:
 				m, n, k = 8*(i+1), 32*(i+1), 4*(i+1)
+			case i < 5:
+				m, n, k = colsCase(i - 3) // the column kernels
 			}
 			zero := int32(0)
 			lo, span := 0, 256

@@ -66,6 +66,108 @@ func gemmKernelBF16HalfEdge(kc int, a, b []float32, c []float32, ldc int, alpha 
 //go:noescape
 func gemmKernelI8HalfEdge(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm, nn int)
 
+// The Cols kernels (gemmKernelAVX512Cols1x1 … gemmKernelI8Cols4x4) are
+// the Edge kernels' sums for the last n ≤ 4 columns of a partial tile
+// only (b starts at the first of them, within its panel), over one or
+// four of a's panels (8 or 32 rows, mm of them written): columns in the
+// broadcasts and rows in the lanes, bit for bit the Edge kernels' values.
+// Named <kernel>Cols<panels>x<n>.
+//
+//go:noescape
+func gemmKernelAVX512Cols1x1(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols1x2(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols1x3(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols1x4(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols4x1(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols4x2(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols4x3(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelAVX512Cols4x4(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols1x1(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols1x2(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols1x3(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols1x4(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols4x1(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols4x2(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols4x3(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelBF16Cols4x4(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols1x1(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols1x2(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols1x3(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols1x4(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols4x1(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols4x2(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols4x3(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
+//
+//go:noescape
+func gemmKernelI8Cols4x4(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)
+
 // gemmKernelBF16 is the 8×32 bfloat16 micro-kernel (AVX-512 F and BF16):
 // a and b are panels of bfloat16 pairs (lowp.go), kc pairs deep, and
 //

@@ -124,8 +124,149 @@ func gemmFile(k gemmKernel) []byte {
 		w.p("TEXT ·%sHalfEdge(SB), NOSPLIT, $0-112", k.name)
 		h.body(&w)
 		h.storeEdge(&w)
+		for _, np := range []int{1, colsPanels} {
+			for n := 1; n <= colsMax; n++ {
+				k.cols(&w, n, np)
+			}
+		}
 	}
 	return w.Bytes()
+}
+
+// colsMax is the widest partial tile the column kernels (cols) take, and
+// colsPanels how many of a's panels the wider of them go through at once.
+const (
+	colsMax    = 4
+	colsPanels = 4
+)
+
+// cols writes the kernel for a partial tile's last n columns (1 ≤ n ≤
+// colsMax: the 4 past 192 of a 14×14 plane's 196, the one past 16 of a
+// 7×7 plane's 17) for np of a's panels at once (np·MR rows, the panels
+// one after another, kc·MR slots each): each column's products with the
+// rows in the lanes of YMM accumulators, one a panel, and the column's
+// value of b broadcast. That is np·n vector products a k step where the
+// edge kernel takes 2·MR for each panel, and np·n independent sums to
+// hide the products' latency. Each sum is the same sequence of the same
+// operations as the edge kernel's, so the results are bit for bit its
+// own. The sums go through the stack, column by column, to be added to
+// c one value at a time (rows < mm, columns < n).
+//
+//	for i := 0; i < mm; i++ {
+//		for j := 0; j < n; j++ {
+//			c[i*ldc+j] += alpha * Σ_l a[(i/MR)*kc*MR + l*MR + i%MR]·b[l*panel+j]
+//		}
+//	}
+func (k gemmKernel) cols(w *asm, n, np int) {
+	if k.isa.name != "avx512" || k.mr != 8 || n > colsMax || np > colsPanels {
+		panic("column kernels need AVX-512, 8-row panels and at most 16 accumulators")
+	}
+	pnr := k.panelWidth()
+	name := fmt.Sprintf("%sCols%dx%d", k.name, np, n)
+	acc := func(p, j int) int { return 16 + p*n + j }
+	frame := 32 * n * np
+	w.p("")
+	w.p("// func %s(kc int, a, b []float32, c []float32, ldc int, alpha float32, mm int)", name)
+	w.p("//")
+	w.p("// %sEdge's sums for columns < %d and rows < mm (≤ %d) only, %d", k.name, n, 8*np, n*np)
+	w.p("// YMM accumulators with the rows in their lanes. Needs %s (and VL).", k.needs)
+	w.p("TEXT ·%s(SB), NOSPLIT, $%d-104", name, frame)
+	w.p("	MOVQ kc+0(FP), CX")
+	w.p("	MOVQ a_base+8(FP), SI")
+	w.p("	MOVQ b_base+32(FP), BX")
+	w.p("	MOVQ c_base+56(FP), DI")
+	w.p("	MOVQ ldc+80(FP), DX")
+	w.p("	SHLQ $2, DX")
+	w.p("	MOVQ CX, R8")
+	w.p("	SHLQ $5, R8 // bytes from one panel of a to the next")
+	w.p("	LEAQ (R8)(R8*2), R11 // three panels")
+	for p := 0; p < np; p++ {
+		for j := 0; j < n; j++ {
+			w.p("	VPXORD Y%d, Y%d, Y%d", acc(p, j), acc(p, j), acc(p, j))
+		}
+	}
+	panels := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R11*1)"}
+	step := func(u int) {
+		aoff, boff := u*k.mr*4, u*pnr*4
+		for p := 0; p < np; p++ {
+			w.p("	VMOVUPS %d%s, Y%d", aoff, panels[p], p)
+		}
+		for j := 0; j < n; j++ {
+			t := 4 + j
+			if k.bf16 || k.i8 {
+				w.p("	VPBROADCASTD %d(BX), Y%d", boff+4*j, t)
+			} else {
+				w.p("	VBROADCASTSS %d(BX), Y%d", boff+4*j, t)
+			}
+			for p := 0; p < np; p++ {
+				switch {
+				case k.bf16:
+					w.p("	%s // VDPBF16PS Y%d, Y%d, Y%d", evex(0x52, ppF3, acc(p, j), p, t, 256), t, p, acc(p, j))
+				case k.i8:
+					// b's unsigned bytes (vvvv) times a's signed ones (rm).
+					w.p("	%s // VPDPBUSD Y%d, Y%d, Y%d", evex(0x50, pp66, acc(p, j), t, p, 256), p, t, acc(p, j))
+				default:
+					w.p("	VFMADD231PS Y%d, Y%d, Y%d", p, t, acc(p, j))
+				}
+			}
+		}
+	}
+	w.p("")
+	w.p("	MOVQ CX, R9")
+	w.p("	SHRQ $%d, R9", log2(k.unroll))
+	w.p("	JZ   tail")
+	w.p("")
+	w.p("loop:")
+	for u := 0; u < k.unroll; u++ {
+		step(u)
+	}
+	w.p("	ADDQ $%d, SI", k.unroll*k.mr*4)
+	w.p("	ADDQ $%d, BX", k.unroll*pnr*4)
+	w.p("	DECQ R9")
+	w.p("	JNZ  loop")
+	w.p("")
+	w.p("tail:")
+	w.p("	ANDQ $%d, CX", k.unroll-1)
+	w.p("	JZ   store")
+	w.p("")
+	w.p("tailloop:")
+	step(0)
+	w.p("	ADDQ $%d, SI", k.mr*4)
+	w.p("	ADDQ $%d, BX", pnr*4)
+	w.p("	DECQ CX")
+	w.p("	JNZ  tailloop")
+	w.p("")
+	w.p("store:")
+	w.p("	// Column j's %d sums to the stack at %d·j, then row by row into c.", 8*np, 32*np)
+	for j := 0; j < n; j++ {
+		for p := 0; p < np; p++ {
+			if k.i8 {
+				w.p("	VCVTDQ2PS Y%d, Y%d", acc(p, j), acc(p, j))
+			}
+			w.p("	VMOVUPS Y%d, %d(SP)", acc(p, j), 32*(j*np+p))
+		}
+	}
+	w.p("	VMOVSS alpha+88(FP), X7")
+	w.p("	MOVQ mm+96(FP), R9")
+	w.p("	XORQ R10, R10")
+	w.p("	TESTQ R9, R9")
+	w.p("	JLE  done")
+	w.p("")
+	w.p("row:")
+	for j := 0; j < n; j++ {
+		w.p("	VMOVSS %d(SP)(R10*1), X1", 32*np*j)
+		w.p("	VMOVSS %d(DI), X2", 4*j)
+		w.p("	VFMADD231SS X1, X7, X2")
+		w.p("	VMOVSS X2, %d(DI)", 4*j)
+	}
+	w.p("	ADDQ $4, R10")
+	w.p("	ADDQ DX, DI")
+	w.p("	DECQ R9")
+	w.p("	JNZ  row")
+	w.p("")
+	w.p("done:")
+	w.p("	VZEROUPPER")
+	w.p("	RET")
 }
 
 // body loads the arguments, prefetches the C tile and runs the k loop.

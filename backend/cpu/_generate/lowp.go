@@ -21,6 +21,11 @@ const (
 //	VCVTNEPS2BF16  op 0x72, F3: dst (ymm) = bfloat16(src2 (zmm))
 //	VPDPBUSD       op 0x50, 66: dst += src1 (u8) · src2 (s8) over quads
 func evex512(op byte, pp int, dst, src1, src2 int) string {
+	return evex(op, pp, dst, src1, src2, 512)
+}
+
+// evex is evex512 for vectors of bits 512 or 256 (ZMM or YMM registers).
+func evex(op byte, pp int, dst, src1, src2, bits int) string {
 	inv := func(b int) int { return b ^ 1 }
 	v := src1
 	if v < 0 {
@@ -28,7 +33,11 @@ func evex512(op byte, pp int, dst, src1, src2 int) string {
 	}
 	p0 := inv(dst>>3&1)<<7 | inv(src2>>4&1)<<6 | inv(src2>>3&1)<<5 | inv(dst>>4&1)<<4 | 2 // map 0F38
 	p1 := 0<<7 | (^v&15)<<3 | 1<<2 | pp
-	p2 := 0<<7 | 2<<5 | 0<<4 | inv(v>>4&1)<<3 // 512 bits, no broadcast, no mask
+	ll := 2 // EVEX.L'L: 512 bits
+	if bits == 256 {
+		ll = 1
+	}
+	p2 := 0<<7 | ll<<5 | 0<<4 | inv(v>>4&1)<<3 // no broadcast, no mask
 	modrm := 0xc0 | (dst&7)<<3 | src2&7
 	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x",
 		p0, p1, p2, op, modrm)
