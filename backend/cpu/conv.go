@@ -1103,7 +1103,7 @@ func (g phased) fill(x, dst []float32) {
 				}
 				de, do := dst[rowBase+ev.off:][:ev.n], dst[rowBase+od.off:][:od.n]
 				r := row[:2*od.n]
-				for k := range do {
+				for k := splitPairsVec(r, de, do); k < len(do); k++ {
 					de[k], do[k] = r[2*k], r[2*k+1]
 				}
 				if ev.n > od.n {

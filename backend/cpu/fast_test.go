@@ -427,3 +427,47 @@ func compareOp(t *testing.T, name string, tol float64, fast, ref backend.Backend
 		}
 	}
 }
+
+// TestSplitPairsMatchesGo runs splitPairsVec at each level on every pair
+// count in elemLens, at unaligned offsets, with sentinels after both
+// rows (and a source longer than 2n, whose extra values must not be
+// read into them), against the loop it documents: exact, bits included.
+func TestSplitPairsMatchesGo(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(9, uint64(l)))
+		for _, n := range elemLens {
+			off := r.IntN(16)
+			src := make([]float32, off+2*n+5)
+			for i := range src {
+				src[i] = 2*r.Float32() - 1
+				if r.IntN(8) == 0 {
+					src[i] = specials[r.IntN(len(specials))]
+				}
+			}
+			buf := make([]float32, 2*(off+n+17))
+			for i := range buf {
+				buf[i] = sentinel
+			}
+			even, odd := buf[off:off+n], buf[off+n+17+off:][:n]
+			done := splitPairsVec(src[off:off+2*n], even, odd)
+			if done != 0 && done != n {
+				t.Fatalf("n=%d: did %d pairs", n, done)
+			}
+			for k := done; k < n; k++ {
+				even[k], odd[k] = src[off+2*k], src[off+2*k+1]
+			}
+			for k := range n {
+				if math.Float32bits(even[k]) != math.Float32bits(src[off+2*k]) || math.Float32bits(odd[k]) != math.Float32bits(src[off+2*k+1]) {
+					t.Fatalf("%v n=%d: pair %d = %v, %v, want %v, %v", l, n, k, even[k], odd[k], src[off+2*k], src[off+2*k+1])
+				}
+			}
+			for i, v := range buf {
+				inEven := i >= off && i < off+n
+				inOdd := i >= off+n+17+off && i < off+n+17+off+n
+				if !inEven && !inOdd && !isSentinel(v) {
+					t.Fatalf("%v n=%d: wrote buf[%d] outside the rows", l, n, i)
+				}
+			}
+		}
+	})
+}

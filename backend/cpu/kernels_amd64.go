@@ -449,6 +449,20 @@ func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int {
 	return quads
 }
 
+// splitPairsVec is: for k < len(odd): even[k], odd[k] = src[2k], src[2k+1],
+// at the AVX-512 level; it returns how many pairs it did (0 or all).
+func splitPairsVec(src, even, odd []float32) int {
+	n := len(odd)
+	if ActiveLevel() != AVX512 || n == 0 {
+		return 0
+	}
+	if len(src) < 2*n || len(even) < n {
+		panic("cpu: splitPairs: slices too short")
+	}
+	splitPairsAVX512(src, n, even, odd)
+	return n
+}
+
 // maxPool3x3s2Vec runs max3x3's stride-2 loop at the AVX-512 level for
 // whole groups of 16 windows: window i spans columns 2i−clip … 2i+2−clip
 // of rows x[0:], x[w1:], x[w2:] (w1 ≤ w2; clip 0, or 1 for a first window

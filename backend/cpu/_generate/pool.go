@@ -176,3 +176,81 @@ func maxPoolGroup(w *asm, disp int, first []int) {
 	w.p("\tVCVTDQ2PS Z12, Z12")
 	w.p("\tVMOVUPS Z12, (R8)")
 }
+
+// splitPairs writes the even and the odd elements of src to two rows
+// (a padded image's column phases at stride 2, phased.fill), 16 pairs a
+// step with the last step under masks (AVX-512 F):
+//
+//	for k := 0; k < n; k++ {
+//		even[k], odd[k] = src[2k], src[2k+1]
+//	}
+func splitPairs() []byte {
+	var w asm
+	w.header()
+	w.p("")
+	w.p("// Indexes of the even and odd elements of a pair of vectors.")
+	for i := 0; i < 8; i++ {
+		w.p("DATA pairEven<>+%d(SB)/8, $0x%08x%08x", 8*i, 4*i+2, 4*i)
+	}
+	w.p("GLOBL pairEven<>(SB), RODATA|NOPTR, $64")
+	for i := 0; i < 8; i++ {
+		w.p("DATA pairOdd<>+%d(SB)/8, $0x%08x%08x", 8*i, 4*i+3, 4*i+1)
+	}
+	w.p("GLOBL pairOdd<>(SB), RODATA|NOPTR, $64")
+	w.p("")
+	w.p("// func splitPairsAVX512(src []float32, n int, even, odd []float32)")
+	w.p("//")
+	w.p("// Needs AVX-512 F.")
+	w.p("TEXT ·splitPairsAVX512(SB), NOSPLIT, $0-80")
+	w.p("\tMOVQ src_base+0(FP), SI")
+	w.p("\tMOVQ n+24(FP), CX")
+	w.p("\tMOVQ even_base+32(FP), DI")
+	w.p("\tMOVQ odd_base+56(FP), R8")
+	w.p("\tVMOVDQU32 pairEven<>(SB), Z30")
+	w.p("\tVMOVDQU32 pairOdd<>(SB), Z29")
+	w.p("\tMOVQ CX, R9")
+	w.p("\tSHRQ $4, R9")
+	w.p("\tJZ   tail")
+	w.p("")
+	w.p("loop:")
+	w.p("\tVMOVUPS 0(SI), Z0")
+	w.p("\tVMOVUPS 64(SI), Z1")
+	split := func(mask string) {
+		w.p("\tVMOVDQU32 Z30, Z2")
+		w.p("\tVPERMI2PS Z1, Z0, Z2 // the even elements")
+		w.p("\tVMOVDQU32 Z29, Z3")
+		w.p("\tVPERMI2PS Z1, Z0, Z3 // the odd ones")
+		w.p("\tVMOVUPS Z2, %s0(DI)", mask)
+		w.p("\tVMOVUPS Z3, %s0(R8)", mask)
+	}
+	split("")
+	w.p("\tADDQ $128, SI")
+	w.p("\tADDQ $64, DI")
+	w.p("\tADDQ $64, R8")
+	w.p("\tDECQ R9")
+	w.p("\tJNZ  loop")
+	w.p("")
+	w.p("tail:")
+	w.p("\tANDQ $15, CX")
+	w.p("\tJZ   done")
+	w.p("\t// K1: the n lanes of the rows, K2 and K3 the 2n of src's two vectors.")
+	w.p("\tMOVL $1, AX")
+	w.p("\tSHLL CX, AX")
+	w.p("\tDECL AX")
+	w.p("\tKMOVW AX, K1")
+	w.p("\tSHLQ $1, CX")
+	w.p("\tMOVQ $1, AX")
+	w.p("\tSHLQ CX, AX")
+	w.p("\tDECQ AX")
+	w.p("\tKMOVW AX, K2")
+	w.p("\tSHRQ $16, AX")
+	w.p("\tKMOVW AX, K3")
+	w.p("\tVMOVUPS.Z 0(SI), K2, Z0")
+	w.p("\tVMOVUPS.Z 64(SI), K3, Z1")
+	split("K1, ")
+	w.p("")
+	w.p("done:")
+	w.p("\tVZEROUPPER")
+	w.p("\tRET")
+	return w.Bytes()
+}
