@@ -171,102 +171,72 @@ func (k gemmKernel) cols(w *asm, n, np int) {
 	w.p("// %sEdge's sums for columns < %d and rows < mm (≤ %d) only, %d", k.name, n, 8*np, n*np)
 	w.p("// YMM accumulators with the rows in their lanes. Needs %s (and VL).", k.needs)
 	w.p("TEXT ·%s(SB), NOSPLIT, $%d-104", name, frame)
-	w.p("	MOVQ kc+0(FP), CX")
-	w.p("	MOVQ a_base+8(FP), SI")
-	w.p("	MOVQ b_base+32(FP), BX")
-	w.p("	MOVQ c_base+56(FP), DI")
-	w.p("	MOVQ ldc+80(FP), DX")
-	w.p("	SHLQ $2, DX")
-	w.p("	MOVQ CX, R8")
-	w.p("	SHLQ $5, R8 // bytes from one panel of a to the next")
-	w.p("	LEAQ (R8)(R8*2), R11 // three panels")
+	loadArgs(w)
+	w.p("\tMOVQ CX, R8")
+	w.p("\tSHLQ $5, R8 // bytes from one panel of a to the next")
+	w.p("\tLEAQ (R8)(R8*2), R11 // three panels")
 	for p := 0; p < np; p++ {
 		for j := 0; j < n; j++ {
-			w.p("	VPXORD Y%d, Y%d, Y%d", acc(p, j), acc(p, j), acc(p, j))
+			w.p("\tVPXORD Y%d, Y%d, Y%d", acc(p, j), acc(p, j), acc(p, j))
 		}
 	}
 	panels := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R11*1)"}
 	step := func(u int) {
 		aoff, boff := u*k.mr*4, u*pnr*4
 		for p := 0; p < np; p++ {
-			w.p("	VMOVUPS %d%s, Y%d", aoff, panels[p], p)
+			w.p("\tVMOVUPS %d%s, Y%d", aoff, panels[p], p)
 		}
 		for j := 0; j < n; j++ {
 			t := 4 + j
 			if k.bf16 || k.i8 {
-				w.p("	VPBROADCASTD %d(BX), Y%d", boff+4*j, t)
+				w.p("\tVPBROADCASTD %d(BX), Y%d", boff+4*j, t)
 			} else {
-				w.p("	VBROADCASTSS %d(BX), Y%d", boff+4*j, t)
+				w.p("\tVBROADCASTSS %d(BX), Y%d", boff+4*j, t)
 			}
 			for p := 0; p < np; p++ {
 				switch {
 				case k.bf16:
-					w.p("	%s // VDPBF16PS Y%d, Y%d, Y%d", evex(0x52, ppF3, acc(p, j), p, t, 256), t, p, acc(p, j))
+					w.p("\t%s // VDPBF16PS Y%d, Y%d, Y%d", evex(0x52, ppF3, acc(p, j), p, t, 256), t, p, acc(p, j))
 				case k.i8:
 					// b's unsigned bytes (vvvv) times a's signed ones (rm).
-					w.p("	%s // VPDPBUSD Y%d, Y%d, Y%d", evex(0x50, pp66, acc(p, j), t, p, 256), p, t, acc(p, j))
+					w.p("\t%s // VPDPBUSD Y%d, Y%d, Y%d", evex(0x50, pp66, acc(p, j), t, p, 256), p, t, acc(p, j))
 				default:
-					w.p("	VFMADD231PS Y%d, Y%d, Y%d", p, t, acc(p, j))
+					w.p("\tVFMADD231PS Y%d, Y%d, Y%d", p, t, acc(p, j))
 				}
 			}
 		}
 	}
-	w.p("")
-	w.p("	MOVQ CX, R9")
-	w.p("	SHRQ $%d, R9", log2(k.unroll))
-	w.p("	JZ   tail")
-	w.p("")
-	w.p("loop:")
-	for u := 0; u < k.unroll; u++ {
-		step(u)
-	}
-	w.p("	ADDQ $%d, SI", k.unroll*k.mr*4)
-	w.p("	ADDQ $%d, BX", k.unroll*pnr*4)
-	w.p("	DECQ R9")
-	w.p("	JNZ  loop")
-	w.p("")
-	w.p("tail:")
-	w.p("	ANDQ $%d, CX", k.unroll-1)
-	w.p("	JZ   store")
-	w.p("")
-	w.p("tailloop:")
-	step(0)
-	w.p("	ADDQ $%d, SI", k.mr*4)
-	w.p("	ADDQ $%d, BX", pnr*4)
-	w.p("	DECQ CX")
-	w.p("	JNZ  tailloop")
-	w.p("")
-	w.p("store:")
-	w.p("	// Column j's %d sums to the stack at %d·j, then row by row into c.", 8*np, 32*np)
+	k.kLoop(w, pnr, false, step)
+	w.p("\t// Column j's %d sums to the stack at %d·j, then row by row into c.", 8*np, 32*np)
 	for j := 0; j < n; j++ {
 		for p := 0; p < np; p++ {
 			if k.i8 {
-				w.p("	VCVTDQ2PS Y%d, Y%d", acc(p, j), acc(p, j))
+				w.p("\tVCVTDQ2PS Y%d, Y%d", acc(p, j), acc(p, j))
 			}
-			w.p("	VMOVUPS Y%d, %d(SP)", acc(p, j), 32*(j*np+p))
+			w.p("\tVMOVUPS Y%d, %d(SP)", acc(p, j), 32*(j*np+p))
 		}
 	}
-	w.p("	VMOVSS alpha+88(FP), X7")
-	w.p("	MOVQ mm+96(FP), R9")
-	w.p("	XORQ R10, R10")
-	w.p("	TESTQ R9, R9")
-	w.p("	JLE  done")
+	w.p("\tVMOVSS alpha+88(FP), X7")
+	w.p("\tMOVQ mm+96(FP), R9")
+	w.p("\tXORQ R10, R10")
+	w.p("\tTESTQ R9, R9")
+	w.p("\tJLE  done")
 	w.p("")
 	w.p("row:")
 	for j := 0; j < n; j++ {
-		w.p("	VMOVSS %d(SP)(R10*1), X1", 32*np*j)
-		w.p("	VMOVSS %d(DI), X2", 4*j)
-		w.p("	VFMADD231SS X1, X7, X2")
-		w.p("	VMOVSS X2, %d(DI)", 4*j)
+		w.p("\tVMOVSS %d(SP)(R10*1), X1", 32*np*j)
+		w.p("\tVMOVSS %d(DI), X2", 4*j)
+		w.p("\tVFMADD231SS X1, X7, X2")
+		w.p("\tVMOVSS X2, %d(DI)", 4*j)
 	}
-	w.p("	ADDQ $4, R10")
-	w.p("	ADDQ DX, DI")
-	w.p("	DECQ R9")
-	w.p("	JNZ  row")
+	w.p("\tADDQ $4, R10")
+	w.p("\tADDQ DX, DI")
+	w.p("\tDECQ R9")
+	w.p("\tJNZ  row")
 	w.p("")
 	w.p("done:")
-	w.p("	VZEROUPPER")
-	w.p("	RET")
+	w.p("\tVZEROUPPER")
+	w.p("\tRET")
 }
 
 // body loads the arguments, prefetches the C tile and runs the k loop.
@@ -274,12 +244,7 @@ func (k gemmKernel) cols(w *asm, n, np int) {
 func (k gemmKernel) body(w *asm) {
 	s := k.isa
 	nr, pnr := k.nv*s.lanes, k.panelWidth()
-	w.p("\tMOVQ kc+0(FP), CX")
-	w.p("\tMOVQ a_base+8(FP), SI")
-	w.p("\tMOVQ b_base+32(FP), BX")
-	w.p("\tMOVQ c_base+56(FP), DI")
-	w.p("\tMOVQ ldc+80(FP), DX")
-	w.p("\tSHLQ $2, DX")
+	loadArgs(w)
 	w.p("")
 	w.p("\t// Bring the C tile towards L1 while the products run.")
 	w.p("\tMOVQ DI, R8")
@@ -325,13 +290,40 @@ func (k gemmKernel) body(w *asm) {
 			}
 		}
 	}
+	k.kLoop(w, pnr, k.prefetchA != 0, step)
+	if k.i8 {
+		for i := 0; i < k.mr; i++ {
+			for v := 0; v < k.nv; v++ {
+				w.p("\tVCVTDQ2PS %s, %s", k.acc(i, v), k.acc(i, v))
+			}
+		}
+	}
+}
+
+// loadArgs loads a kernel's first arguments: SI: a, BX: b, DI: c, DX:
+// ldc in bytes, CX: kc.
+func loadArgs(w *asm) {
+	w.p("\tMOVQ kc+0(FP), CX")
+	w.p("\tMOVQ a_base+8(FP), SI")
+	w.p("\tMOVQ b_base+32(FP), BX")
+	w.p("\tMOVQ c_base+56(FP), DI")
+	w.p("\tMOVQ ldc+80(FP), DX")
+	w.p("\tSHLQ $2, DX")
+}
+
+// kLoop writes the loop over CX k steps around step (one k step at
+// offset u): unroll steps an iteration, then the rest one at a time, SI
+// moving over MR values of a and BX over pnr of b a step; with prefetch,
+// each iteration first prefetches a prefetchA bytes ahead. It ends at
+// the label store.
+func (k gemmKernel) kLoop(w *asm, pnr int, prefetch bool, step func(u int)) {
 	w.p("")
 	w.p("\tMOVQ CX, R9")
 	w.p("\tSHRQ $%d, R9", log2(k.unroll))
 	w.p("\tJZ   tail")
 	w.p("")
 	w.p("loop:")
-	if k.prefetchA != 0 {
+	if prefetch {
 		for off := 0; off < k.unroll*k.mr*4; off += 64 {
 			w.p("\tPREFETCHT0 %d(SI)", k.prefetchA+off)
 		}
@@ -356,13 +348,6 @@ func (k gemmKernel) body(w *asm) {
 	w.p("\tJNZ  tailloop")
 	w.p("")
 	w.p("store:")
-	if k.i8 {
-		for i := 0; i < k.mr; i++ {
-			for v := 0; v < k.nv; v++ {
-				w.p("\tVCVTDQ2PS %s, %s", k.acc(i, v), k.acc(i, v))
-			}
-		}
-	}
 }
 
 // storeFull adds alpha·acc to the whole tile (set: stores alpha·acc).

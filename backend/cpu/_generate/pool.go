@@ -31,16 +31,7 @@ func maxPool3x3s2() []byte {
 	var w asm
 	w.header()
 	w.p("")
-	w.p("// Indexes of the even and odd elements of a pair of vectors.")
-	w.p("DATA poolEven<>+0(SB)/8, $0x0000000200000000")
-	for i := 1; i < 8; i++ {
-		w.p("DATA poolEven<>+%d(SB)/8, $0x%08x%08x", 8*i, 4*i+2, 4*i)
-	}
-	w.p("GLOBL poolEven<>(SB), RODATA|NOPTR, $64")
-	for i := 0; i < 8; i++ {
-		w.p("DATA poolOdd<>+%d(SB)/8, $0x%08x%08x", 8*i, 4*i+3, 4*i+1)
-	}
-	w.p("GLOBL poolOdd<>(SB), RODATA|NOPTR, $64")
+	evenOddIndexes(&w, "poolEven", "poolOdd")
 	w.p("")
 	w.p("// func maxPool3x3s2AVX512(x []float32, w1, w2, groups int, y, arg []float32, base, clip int)")
 	w.p("//")
@@ -188,15 +179,7 @@ func splitPairs() []byte {
 	var w asm
 	w.header()
 	w.p("")
-	w.p("// Indexes of the even and odd elements of a pair of vectors.")
-	for i := 0; i < 8; i++ {
-		w.p("DATA pairEven<>+%d(SB)/8, $0x%08x%08x", 8*i, 4*i+2, 4*i)
-	}
-	w.p("GLOBL pairEven<>(SB), RODATA|NOPTR, $64")
-	for i := 0; i < 8; i++ {
-		w.p("DATA pairOdd<>+%d(SB)/8, $0x%08x%08x", 8*i, 4*i+3, 4*i+1)
-	}
-	w.p("GLOBL pairOdd<>(SB), RODATA|NOPTR, $64")
+	evenOddIndexes(&w, "pairEven", "pairOdd")
 	w.p("")
 	w.p("// func splitPairsAVX512(src []float32, n int, even, odd []float32)")
 	w.p("//")
@@ -253,4 +236,18 @@ func splitPairs() []byte {
 	w.p("\tVZEROUPPER")
 	w.p("\tRET")
 	return w.Bytes()
+}
+
+// evenOddIndexes writes the file's tables even and odd: the indexes
+// (VPERMI2PS) of the even and of the odd elements of a pair of vectors.
+func evenOddIndexes(w *asm, even, odd string) {
+	w.p("// Indexes of the even and odd elements of a pair of vectors.")
+	for i := 0; i < 8; i++ {
+		w.p("DATA %s<>+%d(SB)/8, $0x%08x%08x", even, 8*i, 4*i+2, 4*i)
+	}
+	w.p("GLOBL %s<>(SB), RODATA|NOPTR, $64", even)
+	for i := 0; i < 8; i++ {
+		w.p("DATA %s<>+%d(SB)/8, $0x%08x%08x", odd, 8*i, 4*i+3, 4*i+1)
+	}
+	w.p("GLOBL %s<>(SB), RODATA|NOPTR, $64", odd)
 }
