@@ -11,6 +11,10 @@ import "golang.org/x/sys/cpu"
 var (
 	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 	hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX
+	// hasAVX512VL: the column kernels (gemmKernel.cols) use YMM16–31 and
+	// EVEX-encoded YMM operations; AVX-512 F without VL (Xeon Phi) runs
+	// the edge kernels instead.
+	hasAVX512VL = hasAVX512 && cpu.X86.HasAVX512VL
 )
 
 // addAsmKernels registers the assembly micro-kernels this CPU can run.
@@ -25,24 +29,32 @@ func addAsmKernels(k map[Level]gemmKernel) {
 	}
 	if hasAVX512 {
 		k[AVX512] = gemmKernel{name: "avx512 8x32", mr: 8, nr: 32, fn: gemmKernelAVX512, set: gemmKernelAVX512Set,
-			edge: gemmKernelAVX512Edge, halfEdge: gemmKernelAVX512HalfEdge, packRows: packRowsAVX512,
-			cols: [2][colsMax]colsKernel{
+			edge: gemmKernelAVX512Edge, halfEdge: gemmKernelAVX512HalfEdge, packRows: packRowsAVX512}
+		if hasAVX512VL {
+			k512 := k[AVX512]
+			k512.cols = [2][colsMax]colsKernel{
 				{gemmKernelAVX512Cols1x1, gemmKernelAVX512Cols1x2, gemmKernelAVX512Cols1x3, gemmKernelAVX512Cols1x4},
-				{gemmKernelAVX512Cols4x1, gemmKernelAVX512Cols4x2, gemmKernelAVX512Cols4x3, gemmKernelAVX512Cols4x4}}}
+				{gemmKernelAVX512Cols4x1, gemmKernelAVX512Cols4x2, gemmKernelAVX512Cols4x3, gemmKernelAVX512Cols4x4}}
+			k[AVX512] = k512
+		}
 	}
 	if hasBF16 {
 		bf16Kernel.fn, bf16Kernel.set, bf16Kernel.edge, bf16Kernel.packRows = gemmKernelBF16, gemmKernelBF16Set, gemmKernelBF16Edge, packRowsAVX512
 		bf16Kernel.halfEdge = gemmKernelBF16HalfEdge
-		bf16Kernel.cols = [2][colsMax]colsKernel{
-			{gemmKernelBF16Cols1x1, gemmKernelBF16Cols1x2, gemmKernelBF16Cols1x3, gemmKernelBF16Cols1x4},
-			{gemmKernelBF16Cols4x1, gemmKernelBF16Cols4x2, gemmKernelBF16Cols4x3, gemmKernelBF16Cols4x4}}
+		if hasAVX512VL {
+			bf16Kernel.cols = [2][colsMax]colsKernel{
+				{gemmKernelBF16Cols1x1, gemmKernelBF16Cols1x2, gemmKernelBF16Cols1x3, gemmKernelBF16Cols1x4},
+				{gemmKernelBF16Cols4x1, gemmKernelBF16Cols4x2, gemmKernelBF16Cols4x3, gemmKernelBF16Cols4x4}}
+		}
 	}
 	if hasVNNI {
 		i8Kernel.fn, i8Kernel.set, i8Kernel.edge, i8Kernel.packRows = gemmKernelI8, gemmKernelI8Set, gemmKernelI8Edge, packRowsAVX512
 		i8Kernel.halfEdge = gemmKernelI8HalfEdge
-		i8Kernel.cols = [2][colsMax]colsKernel{
-			{gemmKernelI8Cols1x1, gemmKernelI8Cols1x2, gemmKernelI8Cols1x3, gemmKernelI8Cols1x4},
-			{gemmKernelI8Cols4x1, gemmKernelI8Cols4x2, gemmKernelI8Cols4x3, gemmKernelI8Cols4x4}}
+		if hasAVX512VL {
+			i8Kernel.cols = [2][colsMax]colsKernel{
+				{gemmKernelI8Cols1x1, gemmKernelI8Cols1x2, gemmKernelI8Cols1x3, gemmKernelI8Cols1x4},
+				{gemmKernelI8Cols4x1, gemmKernelI8Cols4x2, gemmKernelI8Cols4x3, gemmKernelI8Cols4x4}}
+		}
 	}
 }
 
