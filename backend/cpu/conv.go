@@ -287,7 +287,11 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 			col := xs
 			if colBuf != nil {
 				col = *colBuf
-				im2col(p, cg, xs, col)
+				if threads > 1 {
+					splitWith(&im2colRuns, cg, threads, im2colRun{p: p, x: xs, col: col})
+				} else {
+					im2col(p, cg, xs, col)
+				}
 			}
 			if forward {
 				out := k.y[(n*p.K+g*kg)*PQ : (n*p.K+(g+1)*kg)*PQ]
@@ -863,8 +867,14 @@ func getFrom(l *freeList[[]float32], n int) *[]float32 {
 
 // im2col fills col (C·R·S, P·Q) from one image's channels x (C, H, W).
 func im2col(p backend.Conv2dParams, c int, x, col []float32) {
+	im2colChannels(p, x, col, 0, c)
+}
+
+// im2colChannels is im2col for channels [c0, c1): rows [c0·R·S, c1·R·S)
+// of col.
+func im2colChannels(p backend.Conv2dParams, x, col []float32, c0, c1 int) {
 	P, Q := p.P(), p.Q()
-	for ci := 0; ci < c; ci++ {
+	for ci := c0; ci < c1; ci++ {
 		plane := x[ci*p.H*p.W : (ci+1)*p.H*p.W]
 		for r := 0; r < p.R; r++ {
 			for s := 0; s < p.S; s++ {
@@ -896,6 +906,17 @@ func im2col(p backend.Conv2dParams, c int, x, col []float32) {
 		}
 	}
 }
+
+// im2colRun is im2colImages' im2col of one image split over the threads
+// by channels (at batch 1 both threads have the one image).
+type im2colRun struct {
+	p      backend.Conv2dParams
+	x, col []float32
+}
+
+var im2colRuns freeList[im2colRun]
+
+func (r *im2colRun) chunk(lo, hi int) { im2colChannels(r.p, r.x, r.col, lo, hi) }
 
 // validRange returns the output columns [q0, q1) of a filter column whose
 // input column ow·stride + off falls inside [0, w).
