@@ -2,11 +2,12 @@
 // measurement per line as `name value unit`, the form the reference scripts
 // in ../shared/bench print too.
 //
-//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|serve|all]
+//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|layers|serve|all]
 //
-// (all is every suite but ann and photo, which take minutes: approximate
-// search of -nq queries in -n rows, see ann.go; ResNet-50/18 at 224×224
-// and the photo pipeline, see photo.go.) With --anchors it also runs the
+// (all is every suite but ann, photo and layers, which take minutes:
+// approximate search of -nq queries in -n rows, see ann.go; ResNet-50/18
+// at 224×224 and the photo pipeline, see photo.go; their convolutions
+// one at a time, see layers.go.) With --anchors it also runs the
 // reference scripts (OpenBLAS through numpy, PyTorch, numpy search, faiss
 // and hnswlib) in the same run, when a python3 with those modules
 // is present, and prints `ratio_<name> value x`: our figure over the
@@ -54,6 +55,10 @@ type options struct {
 	// and the anchor it runs in turn (the medians are reported).
 	photoArchs []string
 	rounds     int
+	// The layers suite (layers.go): the batch and the precisions its
+	// layers run at.
+	layerBatch int
+	layerPrecs []string
 	// The serve figures (serve_latency.go): requests timed at
 	// concurrency 1 (twice as many at 4), and the gallery's rows.
 	serveN, serveRows int
@@ -85,12 +90,14 @@ func main() {
 	flag.StringVar(&o.annWriteNPY, "write-npy", "", "ann: write base.npy, queries.npy and ours_exact_ids.npy (int64 (nq, k)) into this folder, for bench/faiss_exact_check.py")
 	flag.IntVar(&o.serveN, "serve-n", 100, "serve: requests timed at concurrency 1 (twice as many at concurrency 4)")
 	flag.IntVar(&o.serveRows, "serve-rows", 10000, "serve: gallery rows (random unit vectors)")
-	var photoArchs string
-	flag.StringVar(&photoArchs, "photo-archs", "resnet50,resnet18", "photo: the architectures timed, comma-separated")
-	flag.IntVar(&o.rounds, "rounds", 1, "photo: rounds of ours and the anchor in turn; each figure and ratio is the median of the rounds")
+	var photoArchs, layerPrecs string
+	flag.IntVar(&o.layerBatch, "layer-batch", 1, "layers: the batch each layer runs at")
+	flag.StringVar(&layerPrecs, "layer-precisions", "fp32", "layers: the precisions, comma-separated (fp32, bf16, int8; the anchor runs with fp32)")
+	flag.StringVar(&photoArchs, "photo-archs", "resnet50,resnet18", "photo, layers: the architectures timed, comma-separated")
+	flag.IntVar(&o.rounds, "rounds", 1, "photo, layers: rounds of ours and the anchor in turn; each figure and ratio is the median of the rounds")
 	flag.StringVar(&memProfile, "memprofile", "", "write a profile of every allocation in the timed steps of train and embed to this file at the end")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|serve|all]...\n")
+		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|layers|serve|all]...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -108,6 +115,17 @@ func main() {
 		default:
 			fatalf("-photo-archs: %q is not resnet50 or resnet18", a)
 		}
+	}
+	for _, p := range strings.Split(layerPrecs, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "fp32", "bf16", "int8":
+			o.layerPrecs = append(o.layerPrecs, p)
+		default:
+			fatalf("-layer-precisions: %q is not fp32, bf16 or int8", p)
+		}
+	}
+	if o.layerBatch < 1 {
+		fatalf("-layer-batch %d: want at least 1", o.layerBatch)
 	}
 	if o.rounds < 1 {
 		fatalf("-rounds %d: want at least 1", o.rounds)
@@ -179,10 +197,12 @@ func main() {
 			annSuite(b, o)
 		case "photo":
 			photoSuite(b, o)
+		case "layers":
+			layersSuite(b, o)
 		case "serve":
 			serveSuite(o)
 		default:
-			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo, serve or all)", s)
+			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo, layers, serve or all)", s)
 		}
 	}
 }
