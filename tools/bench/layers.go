@@ -130,8 +130,10 @@ func layersSuite(b backend.Backend, o options) {
 			fatalf("layers: %v", err)
 		}
 		for _, prec := range o.layerPrecs {
+			// What runs reads "bf16 (AVX-512 BF16)", or "fp32 (…)" where
+			// the CPU lacks the precision asked for.
 			got, err := backend.SetPrecision(b, prec)
-			if err != nil || got != prec {
+			if err != nil || prec != "fp32" && strings.HasPrefix(got, "fp32") {
 				fmt.Printf("# %s: no %s layers (%s %v)\n", arch, prec, got, err)
 				continue
 			}
