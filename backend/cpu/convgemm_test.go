@@ -191,9 +191,12 @@ func TestConvBPacking(t *testing.T) {
 	})
 }
 
-// TestIm2col checks the column matrix against its definition at every
-// level, with stride-2 rows long enough for the vector split to take
-// several chunks (more than 256 pairs), odd and even widths, padding.
+// TestIm2col checks the column matrix against its definition
+// (col[(c·R+r)·S+s][oh·Q+ow] = x[c][oh·sh−ph+r·dh][ow·sw−pw+s·dw], zero
+// outside the image) at every level, whole and split by channels as the
+// threads split it (im2colRun), with nothing written past the matrix:
+// strides 1, 2 and 3, rows of hundreds of values, odd and even widths,
+// padding, dilation.
 func TestIm2col(t *testing.T) {
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(29, uint64(l)))
@@ -202,50 +205,8 @@ func TestIm2col(t *testing.T) {
 			{N: 1, C: 1, H: 5, W: 40, K: 1, R: 1, S: 1, StrideH: 2, StrideW: 2},
 			{N: 1, C: 3, H: 9, W: 67, K: 1, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
 			{N: 1, C: 2, H: 4, W: 35, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 3, PadH: 1, PadW: 2},
-		} {
-			p = p.Normalized()
-			P, Q := p.P(), p.Q()
-			x := randSlice(r, p.C*p.H*p.W)
-			col := make([]float32, p.C*p.R*p.S*P*Q)
-			for i := range col {
-				col[i] = sentinel
-			}
-			im2col(p, p.C, x, col)
-			for c := range p.C {
-				for i := range p.R {
-					for j := range p.S {
-						for oh := range P {
-							for ow := range Q {
-								ih, iw := oh*p.StrideH-p.PadH+i*p.DilH, ow*p.StrideW-p.PadW+j*p.DilW
-								var want float32
-								if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
-									want = x[(c*p.H+ih)*p.W+iw]
-								}
-								if got := col[(((c*p.R+i)*p.S+j)*P+oh)*Q+ow]; got != want {
-									t.Fatalf("%+v: col[c %d, tap %d,%d][%d,%d] = %v, want %v", p, c, i, j, oh, ow, got, want)
-								}
-							}
-						}
-					}
-				}
-			}
-		}
-	})
-}
-
-// TestIm2colMatchesDefinition: im2col, whole and split by channels as the
-// threads split it (im2colRun), writes every value of the column matrix
-// by its definition (col[(c·R+r)·S+s][oh·Q+ow] = x[c][oh·sh−ph+r·dh][ow·sw−pw+s·dw],
-// zero outside the image) and nothing past it, at every level: strides 1,
-// 2 and 3, rows of hundreds of values, padding and dilation.
-func TestIm2colMatchesDefinition(t *testing.T) {
-	forEachLevel(t, func(t *testing.T, l Level) {
-		r := rand.New(rand.NewPCG(61, uint64(l)))
-		for _, p := range []backend.Conv2dParams{
 			{N: 1, C: 3, H: 9, W: 33, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
 			{N: 1, C: 5, H: 12, W: 300, K: 1, R: 1, S: 1, StrideH: 2, StrideW: 2},
-			{N: 1, C: 4, H: 13, W: 301, K: 1, R: 1, S: 1, StrideH: 2, StrideW: 2},
-			{N: 1, C: 3, H: 32, W: 131, K: 1, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
 			{N: 1, C: 2, H: 11, W: 40, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 2, PadH: 2, PadW: 3, DilH: 1, DilW: 2},
 			{N: 1, C: 2, H: 14, W: 19, K: 1, R: 3, S: 5, StrideH: 3, StrideW: 3, PadH: 2, PadW: 1, DilH: 2},
 		} {
@@ -253,21 +214,6 @@ func TestIm2colMatchesDefinition(t *testing.T) {
 			P, Q := p.P(), p.Q()
 			x := randSlice(r, p.C*p.H*p.W)
 			n := p.C * p.R * p.S * P * Q
-			want := make([]float32, n)
-			for c := range p.C {
-				for i := range p.R {
-					for j := range p.S {
-						for oh := range P {
-							for ow := range Q {
-								ih, iw := oh*p.StrideH-p.PadH+i*p.DilH, ow*p.StrideW-p.PadW+j*p.DilW
-								if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
-									want[((c*p.R+i)*p.S+j)*P*Q+oh*Q+ow] = x[(c*p.H+ih)*p.W+iw]
-								}
-							}
-						}
-					}
-				}
-			}
 			for _, parts := range []int{0, 1, 2, p.C} {
 				col := make([]float32, n+16)
 				for i := range col {
@@ -281,9 +227,22 @@ func TestIm2colMatchesDefinition(t *testing.T) {
 						run.chunk(rg[0], rg[1])
 					}
 				}
-				for i, v := range col[:n] {
-					if !sameBits(v, want[i]) {
-						t.Fatalf("%v %+v parts %d: col[%d] = %v, want %v", l, p, parts, i, v, want[i])
+				for c := range p.C {
+					for i := range p.R {
+						for j := range p.S {
+							for oh := range P {
+								for ow := range Q {
+									ih, iw := oh*p.StrideH-p.PadH+i*p.DilH, ow*p.StrideW-p.PadW+j*p.DilW
+									var want float32
+									if ih >= 0 && ih < p.H && iw >= 0 && iw < p.W {
+										want = x[(c*p.H+ih)*p.W+iw]
+									}
+									if got := col[(((c*p.R+i)*p.S+j)*P+oh)*Q+ow]; !sameBits(got, want) {
+										t.Fatalf("%v %+v parts %d: col[c %d, tap %d,%d][%d,%d] = %v, want %v", l, p, parts, c, i, j, oh, ow, got, want)
+									}
+								}
+							}
+						}
 					}
 				}
 				for i, v := range col[n:] {
