@@ -168,7 +168,7 @@ func timeLayers(b backend.Backend, conv backend.ConvBNActer, pooler backend.Conv
 	// rnd is a tensor on b of scale·N(0, 1) values (no negative one with
 	// relu), plus one with shift.
 	rnd := func(scale, shift float32, relu bool, shape ...int) *tensor.Tensor {
-		t := tensor.New(b.Alloc(prod(shape)), 0, shape...)
+		t := tensor.New(b.Alloc(tensor.Numel(shape)), 0, shape...)
 		host := make([]float32, t.Numel())
 		for i := range host {
 			host[i] = scale*float32(r.NormFloat64()) + shift
@@ -325,14 +325,6 @@ func sumCounts(layers []convLayer) int {
 	n := 0
 	for _, l := range layers {
 		n += l.count
-	}
-	return n
-}
-
-func prod(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
 	}
 	return n
 }
