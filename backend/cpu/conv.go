@@ -189,6 +189,7 @@ type convLoop struct {
 	x, w, y []float32
 	filt    []packedA     // forward: each group's packed filter
 	wg      *wgFilters    // Winograd forward: the transformed filter
+	lanes   []float32     // lanes forward: the filter by lanesPack
 	epi     *convEpilogue // forward: applied to each image's output
 	gt      int           // threads per GEMM
 }
@@ -599,15 +600,17 @@ func (k *convLoop) imageQuant(st *convScratch, n int, src []float32) *quantB {
 // threads the batch leaves to each image (convLoop.gt: at batch 1 all of
 // them) so that they do not run on one thread while the others wait.
 const (
-	passRange  = iota // the smallest and largest value of src (plane values a channel)
-	passFill          // geo.fill of src into dst (then quantised into bytes by q, if bytes is set)
-	passQuant         // src quantised into bytes by q (plane values a channel)
-	passFinish        // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil); with wantMax, the largest value written per part
+	passRange     = iota // the smallest and largest value of src (plane values a channel)
+	passFill             // geo.fill of src into dst (then quantised into bytes by q, if bytes is set)
+	passQuant            // src quantised into bytes by q (plane values a channel)
+	passFinish           // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil); with wantMax, the largest value written per part
+	passLanesFill        // lanesFill of src (k.p's image) into dst
 )
 
 // imagePass is one of those passes; parts are its channel ranges.
 type imagePass struct {
 	op       int
+	p        backend.Conv2dParams // passLanesFill: the convolution
 	geo      phased
 	src, dst []float32
 	bytes    []byte  // passFill, passQuant: the quantised image
@@ -639,6 +642,9 @@ func (ip *imagePass) chunk(lo, hi int) {
 			if ip.bytes != nil {
 				quantU8Row(dst, ip.bytes[c0*g.chanSize():], ip.q)
 			}
+		case passLanesFill:
+			p := ip.p
+			lanesFill(ip.src, p.C, p.H, p.W, p.PadH, p.PadW, c0, c1, ip.dst)
 		case passQuant:
 			quantU8Row(ip.src[c0*ip.plane:c1*ip.plane], ip.bytes[c0*ip.plane:], ip.q)
 		case passFinish:
@@ -734,8 +740,9 @@ func (b *Backend) runForward(k convLoop, x, y []float32) {
 // taken is what a forward pass took from the pools for its filters, to be
 // given back when it is done (a value, so that it costs no allocation).
 type taken struct {
-	filt *[]packedA // packed filters of weights not frozen
-	wg   *wgFilters // transformed filters of weights not frozen
+	filt  *[]packedA // packed filters of weights not frozen
+	wg    *wgFilters // transformed filters of weights not frozen
+	lanes *[]float32 // the lanes path's filters of weights not frozen
 }
 
 func (t taken) release() {
@@ -744,6 +751,9 @@ func (t taken) release() {
 	}
 	if t.wg != nil {
 		wgFilterPool.put(t.wg)
+	}
+	if t.lanes != nil {
+		lanesFilterPool.put(t.lanes)
 	}
 }
 
@@ -761,7 +771,8 @@ func (b *Backend) forwardLoop(p backend.Conv2dParams, w []float32, epi *convEpil
 }
 
 // implicitLoop is forwardLoop on the implicit path: Winograd's where
-// b.winograd takes p, else the direct sums from the phase planes.
+// b.winograd takes p, the lanes path where b.lanes does, else the direct
+// sums from the phase planes.
 func (b *Backend) implicitLoop(p backend.Conv2dParams, w []float32, epi *convEpilogue) (k convLoop, t taken) {
 	if b.winograd(p, w) {
 		f, pooled := b.winogradFilters(p.K, p.C, w)
@@ -769,6 +780,14 @@ func (b *Backend) implicitLoop(p backend.Conv2dParams, w []float32, epi *convEpi
 			t.wg = f
 		}
 		return convLoop{run: (*convLoop).winogradForward, p: p, geo: newPhased(p.C, p.H, p.W, 1, 1, 2, 2), w: w, wg: f, epi: epi}, t
+	}
+	if b.lanes(p, w) {
+		f, pooled := b.lanesFilters(p.K, p.C, w)
+		if pooled {
+			t.lanes = f
+		}
+		geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
+		return convLoop{run: (*convLoop).lanesForward, p: p, geo: geo, w: w, lanes: *f, epi: epi}, t
 	}
 	G := p.G()
 	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)

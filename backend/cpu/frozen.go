@@ -79,6 +79,7 @@ type frozenEntry struct {
 	n     int                   // number of values
 	packs map[packKey][]packedA
 	wg    map[packKey]*wgFilters // Winograd's transformed filters
+	lanes *[]float32             // the lanes path's filter (lanesPack)
 }
 
 type packKey struct {

@@ -566,3 +566,17 @@ func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), 
 	}
 	return wgOutputGo, wgGradGo
 }
+
+// lanesTileVec runs lanesTileGo at the AVX-512 level and reports whether
+// it did (lanesTile has checked the lengths).
+func lanesTileVec(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
+	if ActiveLevel() != AVX512 {
+		return false
+	}
+	if stride == 1 {
+		convLanes3x3S1AVX512(&x[0], &w[0], &out[0], nc, chs, row, ldo, add)
+	} else {
+		convLanes3x3S2AVX512(&x[0], &w[0], &out[0], nc, chs, row, ldo, add)
+	}
+	return true
+}

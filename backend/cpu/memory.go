@@ -33,6 +33,7 @@ func init() {
 	initLevel()
 	initBlocking()
 	initWinograd()
+	initLanes()
 	backend.Register("cpu", func() (backend.Backend, error) { return New(0), nil })
 }
 
@@ -77,7 +78,7 @@ func (b *Backend) Describe() string {
 	if b.Threads() != 1 {
 		s += "s"
 	}
-	for _, note := range []string{levelNote, wgNote} {
+	for _, note := range []string{levelNote, wgNote, lanesNote} {
 		if note != "" {
 			s += " (" + note + ")"
 		}

@@ -521,3 +521,13 @@ func wgOutputAVX512(m []float32, ms, n int, y0, y1 []float32, q int)
 //
 //go:noescape
 func wgGradAVX512(dy0, dy1 []float32, q, n int, e []float32, es int)
+
+// convLanes3x3S1AVX512 and convLanes3x3S2AVX512 are lanesTileGo at
+// stride 1 and 2 (AVX-512 F), on pointers to the first values: the
+// caller (lanesTile) checks the slices' lengths.
+//
+//go:noescape
+func convLanes3x3S1AVX512(x, w, out *float32, nc, chs, row, ldo int, add bool)
+
+//go:noescape
+func convLanes3x3S2AVX512(x, w, out *float32, nc, chs, row, ldo int, add bool)

@@ -63,3 +63,7 @@ func wgGradVec(dy0, dy1 []float32, q, n int, e []float32, es int) bool { return 
 func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), grad func(dy0, dy1 []float32, q, n int, e []float32, es int)) {
 	return wgOutputGo, wgGradGo
 }
+
+func lanesTileVec(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
+	return false
+}

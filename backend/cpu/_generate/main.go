@@ -44,6 +44,7 @@ func main() {
 		"packoff_avx512_amd64.s": packOffAVX512(),
 		"packoff_avx2_amd64.s":   packOffAVX2(),
 		"winograd_amd64.s":       winograd(),
+		"lanes_amd64.s":          lanes(),
 	}
 	for _, op := range elementwiseOps {
 		files[op.file] = elementwiseFile(op)

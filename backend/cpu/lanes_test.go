@@ -1,0 +1,254 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dmlgo/dmlgo/backend"
+	"github.com/dmlgo/dmlgo/tensor"
+)
+
+// TestLanesTile: each level's tile kernel gives the Go loop's sums (to
+// within the rounding of unfused products), reads no value past the span
+// lanesTile checks (x ends there), adds to the sums in out or replaces
+// them, and writes nothing between its rows of 64 (sentinels).
+func TestLanesTile(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(91, uint64(l)))
+		for _, c := range []struct{ stride, nc, wp int }{
+			{1, 1, 9}, {1, 3, 16}, {1, 130, 9}, {2, 1, 15}, {2, 5, 17}, {2, 67, 16},
+		} {
+			chs, row := c.wp, c.nc*c.wp
+			span := lanesSpan(c.stride, c.nc, chs, row)
+			x := randSlice(r, span)
+			w := randSlice(r, c.nc*9*lanesBlock)
+			ldo := lanesBlock + 13
+			for _, add := range []bool{false, true} {
+				name := fmt.Sprintf("stride %d, %d channels, rows of %d, add %v", c.stride, c.nc, c.wp, add)
+				init := randSlice(r, (lanesWidth-1)*ldo+lanesBlock+ldo)
+				for j := range lanesWidth {
+					for o := lanesBlock; o < ldo; o++ {
+						init[j*ldo+o] = sentinel
+					}
+				}
+				want, got := append([]float32(nil), init...), append([]float32(nil), init...)
+				bound := append([]float32(nil), init...)
+				for i, v := range bound {
+					bound[i] = float32(math.Abs(float64(v)))
+				}
+				lanesTileGo(c.stride, x, w, want, c.nc, chs, row, ldo, add)
+				lanesTileGo(c.stride, absSlice(x), absSlice(w), bound, c.nc, chs, row, ldo, add)
+				lanesTile(c.stride, x, w, got, c.nc, chs, row, ldo, add)
+				for i, v := range got {
+					if isSentinel(init[i]) {
+						if !isSentinel(v) {
+							t.Fatalf("%s: out[%d] = %v, a sentinel written over", name, i, v)
+						}
+						continue
+					}
+					if tol := 4 * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)) {
+						t.Fatalf("%s: out[%d] = %v, want %v (tolerance %g)", name, i, v, want[i], tol)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestLanesTileSpan: a tile's span is exactly what the stride's taps
+// reach, and x one value shorter panics rather than letting the kernel
+// read past it.
+func TestLanesTileSpan(t *testing.T) {
+	for _, stride := range []int{1, 2} {
+		wp, nc := 19, 3
+		chs, row := wp, 5*wp
+		// The largest offset read, by the definition: the last channel's
+		// taps at pixel 6.
+		last := 0
+		for kh := range 3 {
+			for kw := range 3 {
+				last = max(last, (nc-1)*chs+kh*row+stride*(lanesWidth-1)+kw)
+			}
+		}
+		if got, want := lanesSpan(stride, nc, chs, row), last+1; got != want {
+			t.Errorf("stride %d: span %d, want %d", stride, got, want)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("stride %d: no panic on an input one value short", stride)
+				}
+			}()
+			lanesTile(stride, make([]float32, last), make([]float32, nc*9*lanesBlock), make([]float32, 7*lanesBlock), nc, chs, row, lanesBlock, false)
+		}()
+	}
+}
+
+func absSlice(s []float32) []float32 {
+	a := make([]float32, len(s))
+	for i, v := range s {
+		a[i] = float32(math.Abs(float64(v)))
+	}
+	return a
+}
+
+// TestLanesConv: the lanes path's forward pass, plain and fused with batch
+// norm, residual and ReLU, agrees with the direct sums to within rounding
+// at every level: both strides, padding 0–2, odd planes, channel counts
+// over several blocks of input channels, one and two threads, batches of
+// one and more.
+func TestLanesConv(t *testing.T) {
+	defer SetLanes(WinogradAlways)()
+	defer SetWinograd(WinogradNever)()
+	defaultChannels := lanesChannels
+	defer func() { lanesChannels = defaultChannels }()
+	convs := []backend.Conv2dParams{
+		{N: 2, C: 5, H: 7, W: 7, K: 64, StrideH: 1, PadH: 1},
+		{N: 1, C: 70, H: 14, W: 14, K: 128, StrideH: 1, PadH: 1},
+		{N: 1, C: 4, H: 5, W: 5, K: 64, StrideH: 1, PadH: 2},
+		{N: 3, C: 3, H: 9, W: 9, K: 64, StrideH: 1, PadH: 0},
+		{N: 1, C: 3, H: 14, W: 14, K: 64, StrideH: 2, PadH: 1},
+		{N: 2, C: 33, H: 13, W: 27, K: 192, StrideH: 2, PadH: 1},
+		{N: 1, C: 6, H: 15, W: 15, K: 64, StrideH: 2, PadH: 0},
+	}
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(93, uint64(l)))
+		for ci, p := range convs {
+			p.R, p.S, p.StrideW, p.PadW = 3, 3, p.StrideH, p.PadH
+			np := p.Normalized()
+			if !lanesShape(np) {
+				t.Fatalf("conv %d: not a shape of the lanes path", ci)
+			}
+			P, Q := np.P(), np.Q()
+			x := randSlice(r, p.N*p.C*p.H*p.W)
+			w := randSlice(r, p.K*p.C*9)
+			res := randSlice(r, p.N*p.K*P*Q)
+			gamma, beta := randSlice(r, p.K), randSlice(r, p.K)
+			mean, vr := randSlice(r, p.K), randSlice(r, p.K)
+			for i, v := range vr {
+				vr[i] = 0.2 + v*v
+			}
+			want, bound := make([]float32, len(res)), make([]float32, len(res))
+			refConvForward(np, x, w, want)
+			refConvForward(np, absSlice(x), absSlice(w), bound)
+			// The fused output's tolerance adds the rounding of the
+			// epilogue's terms to the sum's, scaled by batch norm's.
+			wantF := make([]float32, len(want))
+			boundF := make([]float32, len(want))
+			for i, v := range want {
+				c := i / (P * Q) % p.K
+				s := float64(gamma[c]) / math.Sqrt(float64(vr[c])+1e-5)
+				wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
+				boundF[i] = float32(math.Abs(s)*(float64(bound[i])+math.Abs(float64(mean[c]))) + math.Abs(float64(beta[c])) + math.Abs(float64(res[i])))
+			}
+			check := func(what string, got, want, bound []float32) {
+				t.Helper()
+				for i, v := range got {
+					if tol := 8 * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)+1e-30) {
+						t.Fatalf("conv %d %s: [%d] = %v, want %v (tolerance %g)", ci, what, i, v, want[i], tol)
+					}
+				}
+			}
+			for _, channels := range []int{defaultChannels, 32} {
+				lanesChannels = channels
+				for _, threads := range []int{1, 2} {
+					b := New(threads)
+					what := fmt.Sprintf("%d input channels a block, %d threads", channels, threads)
+					xt, wt := tensor.FromSlice(x, p.N, p.C, p.H, p.W), tensor.FromSlice(w, p.K, p.C, 3, 3)
+					y := tensor.Full(float32(math.NaN()), p.N, p.K, P, Q)
+					b.Conv2dForward(p, xt, wt, y)
+					check("forward, "+what, y.HostData(), want, bound)
+					vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
+					f := tensor.Full(float32(math.NaN()), p.N, p.K, P, Q)
+					b.ConvBNActForward(p, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res, p.N, p.K, P, Q), f, true)
+					check("fused, "+what, f.HostData(), wantF, boundF)
+				}
+			}
+		}
+	})
+}
+
+// TestLanesChoice: in auto mode the lanes path takes frozen float32
+// weights of its shapes at the AVX-512 level only, at every batch size;
+// never and always override that.
+func TestLanesChoice(t *testing.T) {
+	p := backend.Conv2dParams{N: 1, C: 512, H: 7, W: 7, K: 512, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}.Normalized()
+	strided := backend.Conv2dParams{N: 1, C: 128, H: 56, W: 56, K: 128, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}.Normalized()
+	odd := p
+	odd.K = 96
+	wt := tensor.FromSlice(make([]float32, 512*512*9), 512, 512, 3, 3)
+	ws := tensor.FromSlice(make([]float32, 128*128*9), 128, 128, 3, 3)
+	b := New(2)
+	b.FreezeWeights(wt, ws)
+	plain := make([]float32, 512*512*9)
+	defer SetLanes(WinogradAuto)()
+	avx512 := ActiveLevel() == AVX512
+	if got := b.lanes(p, wt.HostData()); got != avx512 {
+		t.Errorf("frozen 3×3 on 7×7: lanes %v at %v", got, ActiveLevel())
+	}
+	if got := b.lanes(strided, ws.HostData()); got != avx512 {
+		t.Errorf("frozen strided 3×3: lanes %v at %v", got, ActiveLevel())
+	}
+	if b.lanes(p, plain) {
+		t.Error("weights not frozen took the lanes path")
+	}
+	batch := p
+	batch.N = 32
+	if got := b.lanes(batch, wt.HostData()); got != avx512 {
+		t.Errorf("frozen 3×3 on 7×7 at batch 32: lanes %v at %v", got, ActiveLevel())
+	}
+	if b.lanes(odd, wt.HostData()[:96*512*9]) {
+		t.Error("96 output channels took the lanes path")
+	}
+	if bf16Ready() {
+		b.SetPrecision("bf16")
+		if b.lanes(p, wt.HostData()) {
+			t.Error("bf16 precision took the lanes path")
+		}
+		b.SetPrecision("fp32")
+	}
+	for _, l := range Supported() {
+		if l == AVX512 {
+			continue
+		}
+		restore, err := SetLevel(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.lanes(p, wt.HostData()) {
+			t.Errorf("lanes path at %v", l)
+		}
+		restore()
+	}
+	SetLanes(WinogradNever)
+	if b.lanes(p, wt.HostData()) {
+		t.Error("lanes path in never mode")
+	}
+	SetLanes(WinogradAlways)
+	if !b.lanes(p, plain) {
+		t.Error("no lanes path in always mode")
+	}
+}
+
+// TestLanesEnv: initLanes takes DMLGO_LANES's modes as DMLGO_WINOGRAD's,
+// notes for Describe a mode other than auto or a value it cannot read,
+// and Lanes reports the mode in force.
+func TestLanesEnv(t *testing.T) {
+	defer SetLanes(Lanes())()
+	defer func(note string) { lanesNote = note }(lanesNote)
+	for _, c := range []struct {
+		env  string
+		want WinogradMode
+		note bool
+	}{{"never", WinogradNever, true}, {" Always", WinogradAlways, true}, {"auto", WinogradAuto, false}, {"sometimes", WinogradAuto, true}} {
+		lanesMode.Store(int32(WinogradAuto))
+		lanesNote = ""
+		t.Setenv("DMLGO_LANES", c.env)
+		initLanes()
+		if Lanes() != c.want || (lanesNote != "") != c.note {
+			t.Errorf("DMLGO_LANES=%q: mode %v, note %q; want %v, a note %v", c.env, Lanes(), lanesNote, c.want, c.note)
+		}
+	}
+}
