@@ -1358,6 +1358,32 @@ func (e *convEpilogue) set(bn backend.BatchNormParams, gamma, beta, runMean, run
 	e.relu, e.plane = relu, bn.L
 }
 
+// applySpan finishes values [j0, j1) of channels [c0, c1) of image n,
+// whose output is y (K planes), in place, with the epilogue's own scale
+// and shift: per value what applyRows does (the same kernels), for a
+// caller that has just written them.
+func (e *convEpilogue) applySpan(n int, y []float32, c0, c1, j0, j1 int) {
+	l := e.plane
+	var res []float32
+	if e.res != nil {
+		res = e.res[n*len(y) : (n+1)*len(y)]
+	}
+	for k := c0; k < c1; k++ {
+		row := y[k*l+j0 : k*l+j1]
+		switch {
+		case e.relu && res != nil:
+			affineAddRelu(e.scale[k], e.shift[k], row, res[k*l+j0:k*l+j1], row)
+		case e.relu:
+			affineRelu(e.scale[k], e.shift[k], row, row)
+		default:
+			affine(e.scale[k], e.shift[k], row, row)
+			if res != nil {
+				add(row, res[k*l+j0:k*l+j1], row)
+			}
+		}
+	}
+}
+
 // applyRows finishes channels [c0, c1) of image n, whose output is y (K
 // planes), with the per-channel affine map scale, shift (batch norm's, or
 // composed with the int8 path's scaling back), reading the convolution's

@@ -20,8 +20,9 @@ import (
 //
 // The kernels write each tile's sums pixel by pixel (a row of K channels
 // per pixel, in st.out); each part of the work moves its pixels into y's
-// planes as it ends, and finish applies the epilogue as on the other
-// paths.
+// planes as it ends and applies the epilogue to them there, while they
+// are in cache (no pass of its own over the output, as finish is on the
+// other paths).
 
 // lanesBlock is the kernels' output channels per tile, lanesWidth
 // their pixels per tile.
@@ -190,15 +191,16 @@ func lanesTile(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool)
 func lanesFill(x []float32, ch, h, w, ph, pw, c0, c1 int, dst []float32) {
 	wp := w + 2*pw
 	for i := 0; i < h+2*ph; i++ {
+		if i < ph || i >= h+ph {
+			clear(dst[(i*ch+c0)*wp : (i*ch+c1)*wp])
+			continue
+		}
 		for c := c0; c < c1; c++ {
 			d := dst[(i*ch+c)*wp:][:wp]
-			if i < ph || i >= h+ph {
-				clear(d)
-				continue
+			for k := range pw {
+				d[k], d[pw+w+k] = 0, 0
 			}
-			clear(d[:pw])
-			copy(d[pw:], x[(c*h+i-ph)*w:][:w])
-			clear(d[pw+w:])
+			copy(d[pw:pw+w], x[(c*h+i-ph)*w:][:w])
 		}
 	}
 }
@@ -232,7 +234,7 @@ var lanesFilterPool freeList[[]float32]
 
 // lanesForward is the lanes path (implicitLoop) for images [lo, hi):
 // per image its padded rows (lanesFill, on the threads left to the
-// image), then the parts of the output, then the epilogue.
+// image), then the parts of the output, each with its epilogue.
 func (k *convLoop) lanesForward(lo, hi int) {
 	p := k.p
 	P, Q := p.P(), p.Q()
@@ -253,7 +255,6 @@ func (k *convLoop) lanesForward(lo, hi int) {
 		} else {
 			run.chunk(0, units)
 		}
-		k.finish(st, img, nil)
 	}
 }
 
@@ -305,5 +306,8 @@ func (r *lanesRun) chunk(lo, hi int) {
 			pack = packRowsGo
 		}
 		pack(r.out[pq0*K+g*lanesBlock:], K, pq1-pq0, lanesBlock, y[g*lanesBlock*P*Q+pq0:], P*Q)
+		if k.epi != nil {
+			k.epi.applySpan(r.img, y, g*lanesBlock, (g+1)*lanesBlock, pq0, pq1)
+		}
 	}
 }
