@@ -187,11 +187,13 @@ type convLoop struct {
 	p       backend.Conv2dParams
 	geo     phased // implicit paths: the padded image's phase planes
 	x, w, y []float32
-	filt    []packedA     // forward: each group's packed filter
-	wg      *wgFilters    // Winograd forward: the transformed filter
-	lanes   []float32     // lanes forward: the filter by lanesPack
-	epi     *convEpilogue // forward: applied to each image's output
-	gt      int           // threads per GEMM
+	filt    []packedA  // forward: each group's packed filter
+	wg      *wgFilters // Winograd forward: the transformed filter
+	lanes   []float32  // lanes forward: the filter by lanesPack (lanesPackBF16 with lanesBF16)
+	// lanesBF16: the lanes path on the bfloat16 kernels.
+	lanesBF16 bool
+	epi       *convEpilogue // forward: applied to each image's output
+	gt        int           // threads per GEMM
 }
 
 var convLoops freeList[convLoop]
@@ -604,13 +606,14 @@ const (
 	passFill             // geo.fill of src into dst (then quantised into bytes by q, if bytes is set)
 	passQuant            // src quantised into bytes by q (plane values a channel)
 	passFinish           // y = scale·y + shift per channel, then epi's residual and ReLU (epi may be nil); with wantMax, the largest value written per part
-	passLanesFill        // lanesFill of src (k.p's image) into dst
+	passLanesFill        // lanesFill of src (k.p's image) into dst; with pairs, parts are of pairs of channels, rounded into pairs by pairSpans
 )
 
 // imagePass is one of those passes; parts are its channel ranges.
 type imagePass struct {
 	op       int
 	p        backend.Conv2dParams // passLanesFill: the convolution
+	pairs    []float32            // passLanesFill: the bfloat16 pairs, or nil
 	geo      phased
 	src, dst []float32
 	bytes    []byte  // passFill, passQuant: the quantised image
@@ -644,7 +647,17 @@ func (ip *imagePass) chunk(lo, hi int) {
 			}
 		case passLanesFill:
 			p := ip.p
-			lanesFill(ip.src, p.C, p.H, p.W, p.PadH, p.PadW, c0, c1, ip.dst)
+			if ip.pairs == nil {
+				lanesFill(ip.src, p.C, p.H, p.W, p.PadH, p.PadW, c0, c1, ip.dst)
+				continue
+			}
+			// Parts of pairs of channels: each padded row's pairs
+			// rounded to bfloat16 after the float32 fill.
+			lanesFill(ip.src, p.C, p.H, p.W, p.PadH, p.PadW, 2*c0, 2*c1, ip.dst)
+			wp := p.W + 2*p.PadW
+			for i := range p.H + 2*p.PadH {
+				pairSpans(ip.dst[(i*p.C+2*c0)*wp:], wp, c1-c0, ip.pairs[(i*p.C/2+c0)*wp:])
+			}
 		case passQuant:
 			quantU8Row(ip.src[c0*ip.plane:c1*ip.plane], ip.bytes[c0*ip.plane:], ip.q)
 		case passFinish:
@@ -782,12 +795,12 @@ func (b *Backend) implicitLoop(p backend.Conv2dParams, w []float32, epi *convEpi
 		return convLoop{run: (*convLoop).winogradForward, p: p, geo: newPhased(p.C, p.H, p.W, 1, 1, 2, 2), w: w, wg: f, epi: epi}, t
 	}
 	if b.lanes(p, w) {
-		f, pooled := b.lanesFilters(p.K, p.C, w)
+		bf16 := b.lanesBF16(p)
+		f, pooled := b.lanesFilters(p.K, p.C, w, bf16)
 		if pooled {
 			t.lanes = f
 		}
-		geo := newPhased(p.C, p.H, p.W, p.PadH, p.PadW, p.StrideH, p.StrideW)
-		return convLoop{run: (*convLoop).lanesForward, p: p, geo: geo, w: w, lanes: *f, epi: epi}, t
+		return convLoop{run: (*convLoop).lanesForward, p: p, w: w, lanes: *f, lanesBF16: bf16, epi: epi}, t
 	}
 	G := p.G()
 	filt, fp := b.packedFilters(G, p.K/G, p.C/G*p.R*p.S, w)
@@ -1078,6 +1091,7 @@ type convScratch struct {
 	quants       []*quantB // implicitForwardImages: their quantisations
 	out          []float32 // implicitForwardImages: the GEMMs' output
 	wv, wm       []float32 // winogradForward: the GEMMs' B panels and output
+	pairs        []float32 // lanesForward in bfloat16: the padded rows' pairs
 	cb           convB
 	scale, shift []float32 // finish: the composed per-channel maps
 	parts        [][2]int  // channelPass: channel ranges

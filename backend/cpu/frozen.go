@@ -80,6 +80,8 @@ type frozenEntry struct {
 	packs map[packKey][]packedA
 	wg    map[packKey]*wgFilters // Winograd's transformed filters
 	lanes *[]float32             // the lanes path's filter (lanesPack)
+	// lanesBF16 is the lanes path's filter in bfloat16 (lanesPackBF16).
+	lanesBF16 *[]float32
 }
 
 type packKey struct {

@@ -580,3 +580,32 @@ func lanesTileVec(stride int, x, w, out []float32, nc, chs, row, ldo int, add bo
 	}
 	return true
 }
+
+// lanesTileBF16Vec runs lanesTileBF16Go where the bfloat16 kernels may
+// run and reports whether it did (lanesTileBF16 has checked the lengths).
+func lanesTileBF16Vec(stride int, x, w, out []float32, np, chs, row, ldo int, add bool) bool {
+	if !bf16Ready() {
+		return false
+	}
+	if stride == 1 {
+		convLanes3x3S1BF16(&x[0], &w[0], &out[0], np, chs, row, ldo, add)
+	} else {
+		convLanes3x3S2BF16(&x[0], &w[0], &out[0], np, chs, row, ldo, add)
+	}
+	return true
+}
+
+// pairSpansVec runs pairSpansGo where the bfloat16 kernels may run and
+// reports whether it did.
+func pairSpansVec(src []float32, n, pairs int, dst []float32) bool {
+	if !bf16Ready() {
+		return false
+	}
+	if len(src) < 2*n*pairs || len(dst) < n*pairs {
+		panic("cpu: pairSpans: slices too short")
+	}
+	if n > 0 && pairs > 0 {
+		pairSpansBF16(src, n, pairs, n/16, uint16(1)<<(n%16)-1, dst)
+	}
+	return true
+}

@@ -52,9 +52,77 @@ func TestLanesTile(t *testing.T) {
 						t.Fatalf("%s: out[%d] = %v, want %v (tolerance %g)", name, i, v, want[i], tol)
 					}
 				}
+				// The bfloat16 kernel on the same tile read as pairs
+				// (nc pairs), against its Go loop.
+				xp, wpr := pairBits(x), pairBits(w)
+				want, got = append([]float32(nil), init...), append([]float32(nil), init...)
+				copy(bound, init)
+				for i, v := range bound {
+					bound[i] = float32(math.Abs(float64(v)))
+				}
+				lanesTileBF16Go(c.stride, xp, wpr, want, c.nc, chs, row, ldo, add)
+				lanesTileBF16Go(c.stride, absPairs(xp), absPairs(wpr), bound, c.nc, chs, row, ldo, add)
+				lanesTileBF16(c.stride, xp, wpr, got, c.nc, chs, row, ldo, add)
+				for i, v := range got {
+					if isSentinel(init[i]) {
+						if !isSentinel(v) {
+							t.Fatalf("%s, bf16: out[%d] = %v, a sentinel written over", name, i, v)
+						}
+						continue
+					}
+					if tol := 8 * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)) {
+						t.Fatalf("%s, bf16: out[%d] = %v, want %v (tolerance %g)", name, i, v, want[i], tol)
+					}
+				}
 			}
 		}
 	})
+}
+
+// pairBits is s's values read as bfloat16 pairs: each value's bits with
+// its low half rounded like its high one (bf16 pairs of two values near
+// s[i]).
+func pairBits(s []float32) []float32 {
+	out := make([]float32, len(s))
+	for i, v := range s {
+		h := roundBF16(v)
+		l := roundBF16(v * 0.75)
+		out[i] = math.Float32frombits(uint32(l) | uint32(h)<<16)
+	}
+	return out
+}
+
+// absPairs clears both halves' signs.
+func absPairs(s []float32) []float32 {
+	out := make([]float32, len(s))
+	for i, v := range s {
+		out[i] = math.Float32frombits(math.Float32bits(v) & 0x7fff7fff)
+	}
+	return out
+}
+
+// TestPairSpans: the vector kernel rounds pairs of spans to bfloat16
+// pairs bit for bit as the Go loop does, for spans with and without a
+// partial last vector, and writes nothing past them (sentinels).
+func TestPairSpans(t *testing.T) {
+	r := rand.New(rand.NewPCG(95, 1))
+	for _, n := range []int{1, 7, 9, 15, 16, 17, 30, 32, 33, 58} {
+		for _, pairs := range []int{1, 3} {
+			src := randSlice(r, 2*n*pairs)
+			src[0] = float32(math.Inf(-1))
+			src[len(src)-1] = 1e-40 // a denormal: zero in bfloat16
+			want := make([]float32, n*pairs+16)
+			got := make([]float32, n*pairs+16)
+			for i := range want {
+				want[i], got[i] = sentinel, sentinel
+			}
+			pairSpansGo(src, n, pairs, want)
+			pairSpans(src, n, pairs, got)
+			if d := firstDiff(got, want); d >= 0 {
+				t.Fatalf("n %d, %d pairs: dst[%d] bits %#x, want %#x", n, pairs, d, math.Float32bits(got[d]), math.Float32bits(want[d]))
+			}
+		}
+	}
 }
 
 // TestLanesTileSpan: a tile's span is exactly what the stride's taps
@@ -143,13 +211,17 @@ func TestLanesConv(t *testing.T) {
 				wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
 				boundF[i] = float32(math.Abs(s)*(float64(bound[i])+math.Abs(float64(mean[c]))) + math.Abs(float64(beta[c])) + math.Abs(float64(res[i])))
 			}
-			check := func(what string, got, want, bound []float32) {
+			checkUnits := func(what string, got, want, bound []float32, units float32) {
 				t.Helper()
 				for i, v := range got {
-					if tol := 8 * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)+1e-30) {
+					if tol := units * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)+1e-30) {
 						t.Fatalf("conv %d %s: [%d] = %v, want %v (tolerance %g)", ci, what, i, v, want[i], tol)
 					}
 				}
+			}
+			check := func(what string, got, want, bound []float32) {
+				t.Helper()
+				checkUnits(what, got, want, bound, 8)
 			}
 			for _, channels := range []int{defaultChannels, 32} {
 				lanesChannels = channels
@@ -164,15 +236,29 @@ func TestLanesConv(t *testing.T) {
 					f := tensor.Full(float32(math.NaN()), p.N, p.K, P, Q)
 					b.ConvBNActForward(p, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res, p.N, p.K, P, Q), f, true)
 					check("fused, "+what, f.HostData(), wantF, boundF)
+					if bf16Ready() {
+						// Frozen weights in bfloat16: the bfloat16
+						// kernels where the channels pair up, the
+						// float32 ones otherwise; operands rounded to 8
+						// bits, 2⁻⁹ each.
+						lp := New(threads)
+						lp.SetPrecision("bf16")
+						lp.FreezeWeights(wt)
+						lp.Conv2dForward(p, xt, wt, y)
+						checkUnits("bf16 forward, "+what, y.HostData(), want, bound, 1<<17)
+						lp.ConvBNActForward(p, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res, p.N, p.K, P, Q), f, true)
+						checkUnits("bf16 fused, "+what, f.HostData(), wantF, boundF, 1<<17)
+					}
 				}
 			}
 		}
 	})
 }
 
-// TestLanesChoice: in auto mode the lanes path takes frozen float32
-// weights of its shapes at the AVX-512 level only, at every batch size;
-// never and always override that.
+// TestLanesChoice: in auto mode the lanes path takes frozen weights of
+// its shapes at the AVX-512 level only, at every batch size, in float32
+// and (channels in pairs) bf16, not int8; never and always override
+// that.
 func TestLanesChoice(t *testing.T) {
 	p := backend.Conv2dParams{N: 1, C: 512, H: 7, W: 7, K: 512, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}.Normalized()
 	strided := backend.Conv2dParams{N: 1, C: 128, H: 56, W: 56, K: 128, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}.Normalized()
@@ -204,8 +290,23 @@ func TestLanesChoice(t *testing.T) {
 	}
 	if bf16Ready() {
 		b.SetPrecision("bf16")
+		if !b.lanes(p, wt.HostData()) || !b.lanesBF16(p) {
+			t.Error("bf16 precision: no lanes path on the bfloat16 kernels")
+		}
+		oddC := strided
+		oddC.C = 127
+		if b.lanes(oddC, make([]float32, 128*127*9)) {
+			t.Error("bf16 precision took the lanes path with an odd number of channels")
+		}
+		b.SetPrecision("fp32")
+		if b.lanesBF16(p) {
+			t.Error("fp32 precision: the lanes path on the bfloat16 kernels")
+		}
+	}
+	if i8Ready() {
+		b.SetPrecision("int8")
 		if b.lanes(p, wt.HostData()) {
-			t.Error("bf16 precision took the lanes path")
+			t.Error("int8 precision took the lanes path")
 		}
 		b.SetPrecision("fp32")
 	}

@@ -531,3 +531,18 @@ func convLanes3x3S1AVX512(x, w, out *float32, nc, chs, row, ldo int, add bool)
 
 //go:noescape
 func convLanes3x3S2AVX512(x, w, out *float32, nc, chs, row, ldo int, add bool)
+
+// convLanes3x3S1BF16 and convLanes3x3S2BF16 are lanesTileBF16Go at
+// stride 1 and 2 (AVX-512 F and BF16): x and w hold bfloat16 pairs.
+//
+//go:noescape
+func convLanes3x3S1BF16(x, w, out *float32, nc, chs, row, ldo int, add bool)
+
+//go:noescape
+func convLanes3x3S2BF16(x, w, out *float32, nc, chs, row, ldo int, add bool)
+
+// pairSpansBF16 is pairSpansGo for full = n/16 and tail = 1<<(n mod
+// 16) − 1 (AVX-512 F and BF16).
+//
+//go:noescape
+func pairSpansBF16(src []float32, n, pairs, full int, tail uint16, dst []float32)

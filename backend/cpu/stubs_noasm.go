@@ -67,3 +67,9 @@ func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), 
 func lanesTileVec(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
 	return false
 }
+
+func lanesTileBF16Vec(stride int, x, w, out []float32, np, chs, row, ldo int, add bool) bool {
+	return false
+}
+
+func pairSpansVec(src []float32, n, pairs int, dst []float32) bool { return false }
