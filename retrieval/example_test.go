@@ -18,12 +18,16 @@ func Example() {
 	retrieval.Normalize(gallery, 2)
 	ix := &retrieval.Index{Dim: 2, Embeddings: gallery, Items: []int64{10, 11, 12, 13},
 		Paths: []string{"a.jpg", "b.jpg", "c.jpg", "d.jpg"}, Fingerprint: "demo"}
-	path := filepath.Join(os.TempDir(), "example.index")
-	defer os.Remove(path)
+	dir, err := os.MkdirTemp("", "dmlgo-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "shop.index")
 	if err := ix.Save(path); err != nil {
 		panic(err)
 	}
-	ix, err := retrieval.LoadIndex(path)
+	ix, err = retrieval.LoadIndex(path)
 	if err != nil {
 		panic(err)
 	}
