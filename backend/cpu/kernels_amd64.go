@@ -567,31 +567,22 @@ func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), 
 	return wgOutputGo, wgGradGo
 }
 
-// lanesTileVec runs lanesTileGo at the AVX-512 level and reports whether
-// it did (lanesTile has checked the lengths).
-func lanesTileVec(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
-	if ActiveLevel() != AVX512 {
+// lanesTileVec runs lanesTileGo through its kernel where it may run
+// (AVX-512; AVX-512 BF16 with bf16) and reports whether it did
+// (lanesTile has checked the lengths).
+func lanesTileVec(bf16 bool, stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
+	kernel := convLanes3x3S1AVX512
+	switch {
+	case bf16 && !bf16Ready(), !bf16 && ActiveLevel() != AVX512:
 		return false
+	case bf16 && stride == 1:
+		kernel = convLanes3x3S1BF16
+	case bf16:
+		kernel = convLanes3x3S2BF16
+	case stride == 2:
+		kernel = convLanes3x3S2AVX512
 	}
-	if stride == 1 {
-		convLanes3x3S1AVX512(&x[0], &w[0], &out[0], nc, chs, row, ldo, add)
-	} else {
-		convLanes3x3S2AVX512(&x[0], &w[0], &out[0], nc, chs, row, ldo, add)
-	}
-	return true
-}
-
-// lanesTileBF16Vec runs lanesTileBF16Go where the bfloat16 kernels may
-// run and reports whether it did (lanesTileBF16 has checked the lengths).
-func lanesTileBF16Vec(stride int, x, w, out []float32, np, chs, row, ldo int, add bool) bool {
-	if !bf16Ready() {
-		return false
-	}
-	if stride == 1 {
-		convLanes3x3S1BF16(&x[0], &w[0], &out[0], np, chs, row, ldo, add)
-	} else {
-		convLanes3x3S2BF16(&x[0], &w[0], &out[0], np, chs, row, ldo, add)
-	}
+	kernel(&x[0], &w[0], &out[0], nc, chs, row, ldo, add)
 	return true
 }
 

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"math"
-	"os"
 	"sync/atomic"
 
 	"github.com/dmlgo/dmlgo/backend"
@@ -102,21 +101,7 @@ var (
 )
 
 // initLanes sets the mode DMLGO_LANES asks for.
-func initLanes() {
-	env := os.Getenv("DMLGO_LANES")
-	if env == "" {
-		return
-	}
-	m, err := ParseWinograd(env)
-	if err != nil {
-		lanesNote = "DMLGO_LANES: " + err.Error() + "; using auto"
-		return
-	}
-	lanesMode.Store(int32(m))
-	if m != WinogradAuto {
-		lanesNote = "lanes path " + m.String() + " (DMLGO_LANES)"
-	}
-}
+func initLanes() { lanesNote = initMode("DMLGO_LANES", "lanes path", &lanesMode) }
 
 // lanesPack rearranges a K×C×3×3 filter for the kernels: per block of
 // 64 output channels, per input channel, per tap, the block's 64 values.
@@ -161,53 +146,6 @@ func (b *Backend) lanesBF16(p backend.Conv2dParams) bool {
 	return Precision(b.precision.Load()) == BF16 && bf16Ready() && p.C%2 == 0
 }
 
-// lanesTileBF16Go is lanesTileGo over np pairs of input channels in
-// bfloat16 (x and w hold pairs, as bits; chs apart in x): per pair and
-// tap each sum gets the products of both halves.
-func lanesTileBF16Go(stride int, x, w, out []float32, np, chs, row, ldo int, add bool) {
-	var acc [lanesWidth][lanesBlock]float32
-	if add {
-		for j := range acc {
-			copy(acc[j][:], out[j*ldo:][:lanesBlock])
-		}
-	}
-	half := func(v float32, h int) float32 { return bf16Float(uint16(math.Float32bits(v) >> (16 * h))) }
-	for q := 0; q < np; q++ {
-		xq := x[q*chs:]
-		wq := w[q*9*lanesBlock:][:9*lanesBlock]
-		for kh := 0; kh < 3; kh++ {
-			for kw := 0; kw < 3; kw++ {
-				wt := wq[(kh*3+kw)*lanesBlock:][:lanesBlock]
-				for j := range acc {
-					v := xq[kh*row+stride*j+kw]
-					v0, v1 := half(v, 0), half(v, 1)
-					for o := range acc[j] {
-						acc[j][o] = acc[j][o] + half(wt[o], 1)*v1 + half(wt[o], 0)*v0
-					}
-				}
-			}
-		}
-	}
-	for j := range acc {
-		copy(out[j*ldo:][:lanesBlock], acc[j][:])
-	}
-}
-
-// lanesTileBF16 runs one bfloat16 tile through the kernel where it may
-// run, else the Go loop.
-func lanesTileBF16(stride int, x, w, out []float32, np, chs, row, ldo int, add bool) {
-	if np <= 0 {
-		return
-	}
-	if len(x) < lanesSpan(stride, np, chs, row) || len(w) < np*9*lanesBlock ||
-		len(out) < (lanesWidth-1)*ldo+lanesBlock {
-		panic("cpu: lanesTileBF16: slices too short")
-	}
-	if !lanesTileBF16Vec(stride, x, w, out, np, chs, row, ldo, add) {
-		lanesTileBF16Go(stride, x, w, out, np, chs, row, ldo, add)
-	}
-}
-
 // pairSpansGo rounds pairs of spans of n values to bfloat16 pairs: span
 // 2q and 2q+1 (side by side in src) into dst[q·n:], slot j holding
 // bf16(src[2q·n+j]) | bf16(src[(2q+1)·n+j])<<16, as bits.
@@ -233,14 +171,17 @@ func pairSpans(src []float32, n, pairs int, dst []float32) {
 // first pixel: channels chs apart, rows row apart), with w the packed
 // filter at the block's first input channel; they are added to out
 // (pixel j's 64 sums at out[j·ldo:]) when add is set, else written
-// there.
-func lanesTileGo(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) {
+// there. With bf16 the channels are nc pairs in bfloat16 (x and w hold
+// pairs as bits, lanesPackBF16, pairSpans), and each sum takes the
+// products of both halves, the upper first as VDPBF16PS does.
+func lanesTileGo(bf16 bool, stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) {
 	var acc [lanesWidth][lanesBlock]float32
 	if add {
 		for j := range acc {
 			copy(acc[j][:], out[j*ldo:][:lanesBlock])
 		}
 	}
+	half := func(v float32, h int) float32 { return bf16Float(uint16(math.Float32bits(v) >> (16 * h))) }
 	for c := 0; c < nc; c++ {
 		xc := x[c*chs:]
 		wc := w[c*9*lanesBlock:][:9*lanesBlock]
@@ -249,6 +190,13 @@ func lanesTileGo(stride int, x, w, out []float32, nc, chs, row, ldo int, add boo
 				wt := wc[(kh*3+kw)*lanesBlock:][:lanesBlock]
 				for j := range acc {
 					v := xc[kh*row+stride*j+kw]
+					if bf16 {
+						v0, v1 := half(v, 0), half(v, 1)
+						for o := range acc[j] {
+							acc[j][o] = acc[j][o] + half(wt[o], 1)*v1 + half(wt[o], 0)*v0
+						}
+						continue
+					}
 					for o := range acc[j] {
 						acc[j][o] = acc[j][o] + wt[o]*v
 					}
@@ -266,8 +214,9 @@ func lanesSpan(stride, nc, chs, row int) int {
 	return (nc-1)*chs + 2*row + stride*(lanesWidth-1) + 3
 }
 
-// lanesTile runs one tile through the kernel of the level in force.
-func lanesTile(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) {
+// lanesTile runs one tile through the kernel where it may run (AVX-512;
+// AVX-512 BF16 with bf16), else the Go loop.
+func lanesTile(bf16 bool, stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) {
 	if nc <= 0 {
 		return
 	}
@@ -275,8 +224,8 @@ func lanesTile(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool)
 		len(out) < (lanesWidth-1)*ldo+lanesBlock {
 		panic("cpu: lanesTile: slices too short")
 	}
-	if !lanesTileVec(stride, x, w, out, nc, chs, row, ldo, add) {
-		lanesTileGo(stride, x, w, out, nc, chs, row, ldo, add)
+	if !lanesTileVec(bf16, stride, x, w, out, nc, chs, row, ldo, add) {
+		lanesTileGo(bf16, stride, x, w, out, nc, chs, row, ldo, add)
 	}
 }
 
@@ -413,11 +362,7 @@ func (r *lanesRun) chunk(lo, hi int) {
 				for ow := 0; ow < Q; ow += lanesWidth {
 					x := r.pad[oh*stride*row+c0*wp+ow*stride:]
 					out := r.out[(oh*Q+ow)*K+g*lanesBlock:]
-					if k.lanesBF16 {
-						lanesTileBF16(stride, x, wg[c0*9*lanesBlock:], out, nc, wp, row, K, c0 > 0)
-					} else {
-						lanesTile(stride, x, wg[c0*9*lanesBlock:], out, nc, wp, row, K, c0 > 0)
-					}
+					lanesTile(k.lanesBF16, stride, x, wg[c0*9*lanesBlock:], out, nc, wp, row, K, c0 > 0)
 				}
 			}
 		}

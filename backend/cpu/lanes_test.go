@@ -33,45 +33,28 @@ func TestLanesTile(t *testing.T) {
 						init[j*ldo+o] = sentinel
 					}
 				}
-				want, got := append([]float32(nil), init...), append([]float32(nil), init...)
-				bound := append([]float32(nil), init...)
-				for i, v := range bound {
-					bound[i] = float32(math.Abs(float64(v)))
-				}
-				lanesTileGo(c.stride, x, w, want, c.nc, chs, row, ldo, add)
-				lanesTileGo(c.stride, absSlice(x), absSlice(w), bound, c.nc, chs, row, ldo, add)
-				lanesTile(c.stride, x, w, got, c.nc, chs, row, ldo, add)
-				for i, v := range got {
-					if isSentinel(init[i]) {
-						if !isSentinel(v) {
-							t.Fatalf("%s: out[%d] = %v, a sentinel written over", name, i, v)
+				// The float32 kernel, then the bfloat16 one on the same
+				// tile read as pairs (nc pairs), each against its Go loop.
+				for _, bf16 := range []bool{false, true} {
+					x, w, abs, units := x, w, absSlice, float32(4)
+					if bf16 {
+						x, w, abs, units = pairBits(x), pairBits(w), absPairs, 8
+					}
+					want, got := append([]float32(nil), init...), append([]float32(nil), init...)
+					bound := absSlice(init)
+					lanesTileGo(bf16, c.stride, x, w, want, c.nc, chs, row, ldo, add)
+					lanesTileGo(bf16, c.stride, abs(x), abs(w), bound, c.nc, chs, row, ldo, add)
+					lanesTile(bf16, c.stride, x, w, got, c.nc, chs, row, ldo, add)
+					for i, v := range got {
+						if isSentinel(init[i]) {
+							if !isSentinel(v) {
+								t.Fatalf("%s, bf16 %v: out[%d] = %v, a sentinel written over", name, bf16, i, v)
+							}
+							continue
 						}
-						continue
-					}
-					if tol := 4 * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)) {
-						t.Fatalf("%s: out[%d] = %v, want %v (tolerance %g)", name, i, v, want[i], tol)
-					}
-				}
-				// The bfloat16 kernel on the same tile read as pairs
-				// (nc pairs), against its Go loop.
-				xp, wpr := pairBits(x), pairBits(w)
-				want, got = append([]float32(nil), init...), append([]float32(nil), init...)
-				copy(bound, init)
-				for i, v := range bound {
-					bound[i] = float32(math.Abs(float64(v)))
-				}
-				lanesTileBF16Go(c.stride, xp, wpr, want, c.nc, chs, row, ldo, add)
-				lanesTileBF16Go(c.stride, absPairs(xp), absPairs(wpr), bound, c.nc, chs, row, ldo, add)
-				lanesTileBF16(c.stride, xp, wpr, got, c.nc, chs, row, ldo, add)
-				for i, v := range got {
-					if isSentinel(init[i]) {
-						if !isSentinel(v) {
-							t.Fatalf("%s, bf16: out[%d] = %v, a sentinel written over", name, i, v)
+						if tol := units * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)) {
+							t.Fatalf("%s, bf16 %v: out[%d] = %v, want %v (tolerance %g)", name, bf16, i, v, want[i], tol)
 						}
-						continue
-					}
-					if tol := 8 * eps32 * bound[i]; !(math.Abs(float64(v-want[i])) <= float64(tol)) {
-						t.Fatalf("%s, bf16: out[%d] = %v, want %v (tolerance %g)", name, i, v, want[i], tol)
 					}
 				}
 			}
@@ -149,7 +132,7 @@ func TestLanesTileSpan(t *testing.T) {
 					t.Errorf("stride %d: no panic on an input one value short", stride)
 				}
 			}()
-			lanesTile(stride, make([]float32, last), make([]float32, nc*9*lanesBlock), make([]float32, 7*lanesBlock), nc, chs, row, lanesBlock, false)
+			lanesTile(false, stride, make([]float32, last), make([]float32, nc*9*lanesBlock), make([]float32, 7*lanesBlock), nc, chs, row, lanesBlock, false)
 		}()
 	}
 }

@@ -532,7 +532,7 @@ func convLanes3x3S1AVX512(x, w, out *float32, nc, chs, row, ldo int, add bool)
 //go:noescape
 func convLanes3x3S2AVX512(x, w, out *float32, nc, chs, row, ldo int, add bool)
 
-// convLanes3x3S1BF16 and convLanes3x3S2BF16 are lanesTileBF16Go at
+// convLanes3x3S1BF16 and convLanes3x3S2BF16 are lanesTileGo in bf16 at
 // stride 1 and 2 (AVX-512 F and BF16): x and w hold bfloat16 pairs.
 //
 //go:noescape

@@ -64,11 +64,7 @@ func wgRowKernels() (out func(m []float32, ms, n int, y0, y1 []float32, q int), 
 	return wgOutputGo, wgGradGo
 }
 
-func lanesTileVec(stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
-	return false
-}
-
-func lanesTileBF16Vec(stride int, x, w, out []float32, np, chs, row, ldo int, add bool) bool {
+func lanesTileVec(bf16 bool, stride int, x, w, out []float32, nc, chs, row, ldo int, add bool) bool {
 	return false
 }
 

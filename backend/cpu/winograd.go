@@ -336,20 +336,26 @@ var (
 )
 
 // initWinograd sets the mode DMLGO_WINOGRAD asks for.
-func initWinograd() {
-	env := os.Getenv("DMLGO_WINOGRAD")
-	if env == "" {
-		return
+func initWinograd() { wgNote = initMode("DMLGO_WINOGRAD", "Winograd", &wgMode) }
+
+// initMode stores in mode the mode environment variable env asks for
+// (ParseWinograd's names) and returns Describe's note on it: what (the
+// path) and a mode other than auto, or a value it cannot read (auto is
+// kept); "" for auto or an unset variable.
+func initMode(env, what string, mode *atomic.Int32) (note string) {
+	v := os.Getenv(env)
+	if v == "" {
+		return ""
 	}
-	m, err := ParseWinograd(env)
+	m, err := ParseWinograd(v)
 	if err != nil {
-		wgNote = "DMLGO_WINOGRAD: " + err.Error() + "; using auto"
-		return
+		return env + ": " + err.Error() + "; using auto"
 	}
-	wgMode.Store(int32(m))
+	mode.Store(int32(m))
 	if m != WinogradAuto {
-		wgNote = "Winograd " + m.String() + " (DMLGO_WINOGRAD)"
+		return what + " " + m.String() + " (" + env + ")"
 	}
+	return ""
 }
 
 // wgShape reports whether p is a convolution F(2×2, 3×3) computes.
