@@ -1374,8 +1374,8 @@ func (e *convEpilogue) set(bn backend.BatchNormParams, gamma, beta, runMean, run
 
 // applySpan finishes values [j0, j1) of channels [c0, c1) of image n,
 // whose output is y (K planes), in place, with the epilogue's own scale
-// and shift: per value what applyRows does (the same kernels), for a
-// caller that has just written them.
+// and shift: per value what applyRows does, for a caller that has just
+// written them.
 func (e *convEpilogue) applySpan(n int, y []float32, c0, c1, j0, j1 int) {
 	l := e.plane
 	var res []float32
@@ -1384,17 +1384,11 @@ func (e *convEpilogue) applySpan(n int, y []float32, c0, c1, j0, j1 int) {
 	}
 	for k := c0; k < c1; k++ {
 		row := y[k*l+j0 : k*l+j1]
-		switch {
-		case e.relu && res != nil:
-			affineAddRelu(e.scale[k], e.shift[k], row, res[k*l+j0:k*l+j1], row)
-		case e.relu:
-			affineRelu(e.scale[k], e.shift[k], row, row)
-		default:
-			affine(e.scale[k], e.shift[k], row, row)
-			if res != nil {
-				add(row, res[k*l+j0:k*l+j1], row)
-			}
+		var r []float32
+		if res != nil {
+			r = res[k*l+j0 : k*l+j1]
 		}
+		e.applyRow(e.scale[k], e.shift[k], row, r, row, false)
 	}
 }
 
@@ -1403,8 +1397,7 @@ func (e *convEpilogue) applySpan(n int, y []float32, c0, c1, j0, j1 int) {
 // composed with the int8 path's scaling back), reading the convolution's
 // output from src, channel k's row at src[k·lds:] (src may be y, lds the
 // plane). With wantMax it returns the largest value written (0 when
-// larger): the kernels with ReLU give each row's as they write it, the
-// others' is taken while the row is in L1.
+// larger).
 func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift []float32, c0, c1 int, wantMax bool) (hi float32) {
 	l := e.plane
 	var res []float32
@@ -1412,23 +1405,32 @@ func (e *convEpilogue) applyRows(n int, y, src []float32, lds int, scale, shift 
 		res = e.res[n*len(y) : (n+1)*len(y)]
 	}
 	for k := c0; k < c1; k++ {
-		row, in := y[k*l:(k+1)*l], src[k*lds:k*lds+l]
-		switch {
-		case e.relu && res != nil:
-			// The kernels with ReLU give the row's maximum as they write it.
-			hi = max(hi, affineAddRelu(scale[k], shift[k], in, res[k*l:(k+1)*l], row))
-		case e.relu:
-			hi = max(hi, affineRelu(scale[k], shift[k], in, row))
-		default:
-			affine(scale[k], shift[k], in, row)
-			if res != nil {
-				add(row, res[k*l:(k+1)*l], row)
-			}
-			if wantMax {
-				_, h := minMax(row)
-				hi = max(hi, h)
-			}
+		var r []float32
+		if res != nil {
+			r = res[k*l : (k+1)*l]
 		}
+		hi = max(hi, e.applyRow(scale[k], shift[k], src[k*lds:k*lds+l], r, y[k*l:(k+1)*l], wantMax))
+	}
+	return hi
+}
+
+// applyRow writes row = scale·in + shift, + res (nil: none), then the
+// ReLU if the epilogue has one. It returns the largest value written
+// when there is a ReLU (its kernels give it as they write) or wantMax
+// (taken while the row is in L1), else 0.
+func (e *convEpilogue) applyRow(scale, shift float32, in, res, row []float32, wantMax bool) (hi float32) {
+	switch {
+	case e.relu && res != nil:
+		return affineAddRelu(scale, shift, in, res, row)
+	case e.relu:
+		return affineRelu(scale, shift, in, row)
+	}
+	affine(scale, shift, in, row)
+	if res != nil {
+		add(row, res, row)
+	}
+	if wantMax {
+		_, hi = minMax(row)
 	}
 	return hi
 }

@@ -206,12 +206,7 @@ func pairSpans(w *asm) {
 	convert := func(load, store string) {
 		p("\t"+load, "(R8)", "Z0")
 		p("\t"+load, "(R9)", "Z1")
-		p("\t%s // VCVTNEPS2BF16 Z0, Y2", evex512(0x72, ppF3, 2, -1, 0))
-		p("\t%s // VCVTNEPS2BF16 Z1, Y3", evex512(0x72, ppF3, 3, -1, 1))
-		p("\tVPMOVZXWD Y2, Z2")
-		p("\tVPMOVZXWD Y3, Z3")
-		p("\tVPSLLD $16, Z3, Z3")
-		p("\tVPORD Z3, Z2, Z2")
+		pairZ0Z1(p)
 		p("\t"+store, "Z2", "(R10)")
 	}
 	convert("VMOVUPS %s, %s", "VMOVDQU32 %s, %s")

@@ -75,12 +75,7 @@ func pairBF16() []byte {
 		// even row's half h in Z0, odd row's in Z1
 		w.p("\tVMOVUPS %d(SI), Z0", h*64)
 		w.p("\tVMOVUPS %d(SI)(DX*1), Z1", h*64)
-		w.p("\t%s // VCVTNEPS2BF16 Z0, Y2", evex512(0x72, ppF3, 2, -1, 0))
-		w.p("\t%s // VCVTNEPS2BF16 Z1, Y3", evex512(0x72, ppF3, 3, -1, 1))
-		w.p("\tVPMOVZXWD Y2, Z2")
-		w.p("\tVPMOVZXWD Y3, Z3")
-		w.p("\tVPSLLD $16, Z3, Z3")
-		w.p("\tVPORD Z3, Z2, Z2")
+		pairZ0Z1(w.p)
 		w.p("\tVMOVDQU32 Z2, %d(DI)", h*64)
 	}
 	w.p("\tLEAQ (SI)(DX*2), SI")
@@ -239,12 +234,7 @@ func gatherPairs() []byte {
 	half := func(off int, mask string) {
 		p("\tVMOVUPS.Z %d(BX), %s, Z0", off, mask)
 		p("\tVMOVUPS.Z %d(R11), %s, Z1", off, mask)
-		p("\t%s // VCVTNEPS2BF16 Z0, Y2", evex512(0x72, ppF3, 2, -1, 0))
-		p("\t%s // VCVTNEPS2BF16 Z1, Y3", evex512(0x72, ppF3, 3, -1, 1))
-		p("\tVPMOVZXWD Y2, Z2")
-		p("\tVPMOVZXWD Y3, Z3")
-		p("\tVPSLLD $16, Z3, Z3")
-		p("\tVPORD Z3, Z2, Z2")
+		pairZ0Z1(p)
 		p("\tVMOVDQU32 Z2, %s, %d(DI)", mask, off)
 	}
 	groupLoops(&w, []string{"BX", "R11"}, half)
@@ -449,4 +439,16 @@ func groupLoopsOf(w *asm, rows []string, size int, half func(off int, mask strin
 	p("done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
+}
+
+// pairZ0Z1 writes the rounding of Z0 and Z1 (16 float32 values each) to
+// bfloat16 pairs in Z2: lane j = bf16(Z0[j]) | bf16(Z1[j])<<16 (Y2, Y3
+// and Z3 are clobbered).
+func pairZ0Z1(p func(format string, args ...any)) {
+	p("\t%s // VCVTNEPS2BF16 Z0, Y2", evex512(0x72, ppF3, 2, -1, 0))
+	p("\t%s // VCVTNEPS2BF16 Z1, Y3", evex512(0x72, ppF3, 3, -1, 1))
+	p("\tVPMOVZXWD Y2, Z2")
+	p("\tVPMOVZXWD Y3, Z3")
+	p("\tVPSLLD $16, Z3, Z3")
+	p("\tVPORD Z3, Z2, Z2")
 }
