@@ -146,6 +146,29 @@ func (g *Graph) allocUninit(n int) tensor.Storage {
 	return s
 }
 
+// Release gives v's storage back to the backend now, rather than at
+// Reset, when ops are not being recorded (NoGrad) and the graph owns it;
+// it does nothing otherwise. Neither v nor any view of its value may be
+// read afterwards. Inference calls it on activations it is done with, so
+// that the next layer's output lands in a buffer still in cache.
+func (g *Graph) Release(v *Var) {
+	if g.noGrad == 0 || v == nil || v.Value == nil {
+		return
+	}
+	s := v.Value.Storage()
+	for i := len(g.owned) - 1; i >= 0; i-- {
+		if g.owned[i] == s {
+			g.B.Free(s)
+			last := len(g.owned) - 1
+			g.owned[i] = g.owned[last]
+			g.owned[last] = nil
+			g.owned = g.owned[:last]
+			v.Value = nil
+			return
+		}
+	}
+}
+
 // Upload copies host data into a new graph-owned tensor.
 func (g *Graph) Upload(data []float32, shape ...int) *tensor.Tensor {
 	t := g.tensorUninit(shape...) // (the upload writes every element)

@@ -35,7 +35,23 @@ func NewBasicBlock(b backend.Backend, rng *rand.Rand, cin, cout, stride int) *Ba
 func (m *BasicBlock) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
 	skip := m.shortcut(g, x)
 	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
-	return convBN(g, m.Conv2, m.BN2, y, skip, true)
+	out := convBN(g, m.Conv2, m.BN2, y, skip, true)
+	releaseBlock(g, x, skip, y)
+	return out
+}
+
+// releaseBlock gives a residual block's intermediate activations back to
+// the backend once its output is made, in inference (autograd.Graph.Release
+// does nothing while ops are recorded): the next layers' outputs reuse
+// buffers still in cache instead of a fresh one each. The shortcut is
+// released unless it is the block's input x, which the caller owns.
+func releaseBlock(g *autograd.Graph, x, skip *autograd.Var, ys ...*autograd.Var) {
+	for _, y := range ys {
+		g.Release(y)
+	}
+	if skip != x {
+		g.Release(skip)
+	}
 }
 
 func (m *BasicBlock) shortcut(g *autograd.Graph, x *autograd.Var) *autograd.Var {
@@ -114,9 +130,12 @@ func NewBottleneck(b backend.Backend, rng *rand.Rand, cin, width, stride int) *B
 // Forward implements Module.
 func (m *Bottleneck) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
 	skip := shortcut(g, m.Downsample, x)
-	y := convBN(g, m.Conv1, m.BN1, x, nil, true)
-	y = convBN(g, m.Conv2, m.BN2, y, nil, true)
-	return convBN(g, m.Conv3, m.BN3, y, skip, true)
+	y1 := convBN(g, m.Conv1, m.BN1, x, nil, true)
+	y2 := convBN(g, m.Conv2, m.BN2, y1, nil, true)
+	g.Release(y1)
+	out := convBN(g, m.Conv3, m.BN3, y2, skip, true)
+	releaseBlock(g, x, skip, y2)
+	return out
 }
 
 // Children implements Module.
@@ -241,10 +260,19 @@ func (m *ResNet) ForwardFeatures(g *autograd.Graph, x *autograd.Var) *autograd.V
 	default:
 		y = convBN(g, m.Conv1, m.BN1, x, nil, true)
 	}
+	// In inference each block's input is released once the block is
+	// done (the stem's output on; never x, the caller's).
 	for _, l := range m.Layers {
-		y = l.Forward(g, y)
+		for _, c := range l.Layers {
+			in := y
+			if y = c.M.Forward(g, y); y != in {
+				g.Release(in)
+			}
+		}
 	}
-	return g.GlobalAvgPool(y)
+	f := g.GlobalAvgPool(y)
+	g.Release(y)
+	return f
 }
 
 // Children implements Module, with torchvision's names.
