@@ -367,8 +367,10 @@ func packRowsOffVec(src []float32, offs []int, kb int, dst []float32, ldd int) (
 	return rows, cols
 }
 
-// hasBF16 gates the bfloat16 kernels (VDPBF16PS, VCVTNEPS2BF16).
-var hasBF16 = hasAVX512 && cpu.X86.HasAVX512BF16
+// hasBF16 gates the bfloat16 kernels (VDPBF16PS, VCVTNEPS2BF16; their
+// pairing widens words with VPMOVZXWD, an AVX-512 BW instruction, so BW
+// is asked for too: every CPU with BF16 so far has it).
+var hasBF16 = hasAVX512 && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512BF16
 
 // pairRowsVec pairs the first `pairs` pairs of 32-wide rows (lds apart)
 // with the AVX-512 BF16 converter when it may run, and returns how many it
