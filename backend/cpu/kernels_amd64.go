@@ -526,6 +526,22 @@ func wgInputVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int) b
 	return true
 }
 
+// wgInputPairVec runs wgInputPairGo through its kernel where the
+// bfloat16 kernels may run, and reports whether it did.
+func wgInputPairVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kd int, hi bool) bool {
+	if !bf16Ready() {
+		return false
+	}
+	if chunks <= 0 {
+		return true
+	}
+	if len(src) < 3*pl+16*chunks+wpe+1 || len(dst) < wgInputSpan(chunks, xs, kd) {
+		panic("cpu: wgInputPair: slices too short")
+	}
+	wgInputPairAVX512(src, wpe, pl, chunks, dst, xs, kd, hi)
+	return true
+}
+
 // wgOutputVec runs wgOutputGo at the AVX-512 level and reports whether it
 // did.
 func wgOutputVec(m []float32, ms, n int, y0, y1 []float32, q int) bool {

@@ -1,6 +1,9 @@
 package cpu
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // freeList keeps scratch buffers (GEMM packing buffers, im2col columns)
 // across calls and garbage collections. A sync.Pool drops what it holds at
@@ -38,4 +41,23 @@ func grow[T any](s []T, n int) []T {
 		return make([]T, n)
 	}
 	return s[:n]
+}
+
+// prefetch asks for the cache lines of s to be brought into the cache,
+// without waiting for them.
+func prefetch(s []float32) {
+	if n := cacheLines(s); n > 0 {
+		prefetchLines(&s[0], n)
+	}
+}
+
+// cacheLines is how many 64-byte lines s touches, from its first value's
+// to its last's.
+func cacheLines(s []float32) int {
+	if len(s) == 0 {
+		return 0
+	}
+	first := uintptr(unsafe.Pointer(&s[0])) / 64
+	last := uintptr(unsafe.Pointer(&s[len(s)-1])) / 64
+	return int(last-first) + 1
 }

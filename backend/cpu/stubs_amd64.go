@@ -512,10 +512,22 @@ func packT8OffAVX2(src []float32, offs *[8]int, cols int, dst []float32, ldd int
 //go:noescape
 func wgInputAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int)
 
+// wgInputPairAVX512 is wgInputPairGo for chunks ≥ 1 (AVX-512 F, BW and
+// BF16).
+//
+//go:noescape
+func wgInputPairAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kd int, hi bool)
+
 // wgOutputAVX512 is wgOutputGo (AVX-512 F).
 //
 //go:noescape
 func wgOutputAVX512(m []float32, ms, n int, y0, y1 []float32, q int)
+
+// prefetchLines asks for the lines cache lines from p (64 bytes each)
+// to be brought into the cache (PREFETCHT0: it never faults).
+//
+//go:noescape
+func prefetchLines(p *float32, lines int)
 
 // wgGradAVX512 is wgGradGo (AVX-512 F).
 //

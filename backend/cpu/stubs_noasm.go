@@ -69,3 +69,9 @@ func lanesTileVec(bf16 bool, stride int, x, w, out []float32, nc, chs, row, ldo 
 }
 
 func pairSpansVec(src []float32, n, pairs int, dst []float32) bool { return false }
+
+func prefetchLines(p *float32, lines int) {}
+
+func wgInputPairVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kd int, hi bool) bool {
+	return false
+}

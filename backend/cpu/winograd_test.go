@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"unsafe"
 
 	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -89,6 +90,71 @@ func TestWinogradTransforms(t *testing.T) {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 							t.Fatalf("grad n=%d q=%d two=%v: [%d] = %v, want %v", n, q, two, i, got[i], want[i])
 						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestWinogradInputPairs: the bfloat16 input transform (both halves of
+// the pairs, in turn) gives, through the kernel and through the Go loop,
+// bit for bit the pairs pairRows makes of the float32 transform, and
+// writes nothing outside their places (sentinels). An odd last channel
+// is paired with zero.
+func TestWinogradInputPairs(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(73, uint64(l)))
+		for _, c := range []struct{ wpe, hpe, chunks, kb int }{
+			{5, 5, 2, 1}, {8, 8, 4, 3}, {15, 15, 14, 7}, {29, 29, 54, 2}, {9, 4, 3, 6}, {6, 6, 1, 4},
+		} {
+			pl := c.hpe * c.wpe
+			npad := (16*c.chunks + 31) / 32 * 32
+			kd := (c.kb + 1) / 2
+			xs := kd*npad + 3
+			srcs := make([][]float32, c.kb)
+			wide := make([]float32, 16*(c.kb*npad+16))
+			ws := c.kb*npad + 16
+			for ch := range srcs {
+				srcs[ch] = randSlice(r, 3*pl+16*c.chunks+c.wpe+1)
+				if ch == 0 {
+					srcs[ch][5] = float32(math.NaN()) // kept a NaN by both
+				}
+				wgInputGo(srcs[ch], c.wpe, pl, c.chunks, wide[ch*npad:], ws, 1, 32)
+			}
+			want := make([]float32, 16*xs+64)
+			for i := range want {
+				want[i] = sentinel
+			}
+			for x := range 16 {
+				for j := 0; j < npad; j += 32 {
+					pairRows(wide[x*ws+j:], npad, 32, c.kb, want[x*xs+j*kd:])
+				}
+				if c.chunks%2 == 1 {
+					// The last panel's second half holds no tiles.
+					for p := range kd {
+						o := x*xs + (npad-32)*kd + p*32
+						for i := o + 16; i < o+32; i++ {
+							want[i] = sentinel
+						}
+					}
+				}
+			}
+			for _, vec := range []bool{false, true} {
+				got := make([]float32, len(want))
+				for i := range got {
+					got[i] = sentinel
+				}
+				for ch := range srcs {
+					if vec {
+						wgInputPair(srcs[ch], c.wpe, pl, c.chunks, got[ch/2*32:], xs, kd, ch%2 == 1)
+					} else {
+						wgInputPairGo(srcs[ch], c.wpe, pl, c.chunks, got[ch/2*32:], xs, kd, ch%2 == 1)
+					}
+				}
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%+v (kernel %v): [%d] = %#x, want %#x", c, vec, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
 					}
 				}
 			}
@@ -249,5 +315,39 @@ func TestWinogradEnv(t *testing.T) {
 	restore()
 	if Winograd() != want {
 		t.Errorf("restored mode %v, want %v", Winograd(), want)
+	}
+}
+
+// TestPrefetch checks the lines prefetch asks for (the output transform's
+// rows of the next channel): every line from the slice's first value to
+// its last, at each alignment, and nothing for an empty slice; and that
+// asking for them leaves the values alone.
+func TestPrefetch(t *testing.T) {
+	buf := make([]float32, 256)
+	base := 0
+	for uintptr(unsafe.Pointer(&buf[base]))%64 != 0 {
+		base++
+	}
+	for off := range 16 {
+		for n := range 40 {
+			s := buf[base+off : base+off+n]
+			want := 0
+			if n > 0 {
+				want = (off+n-1)/16 + 1
+			}
+			if got := cacheLines(s); got != want {
+				t.Fatalf("cacheLines(%d values from float %d of a line) = %d, want %d", n, off, got, want)
+			}
+		}
+	}
+	for i := range buf {
+		buf[i] = float32(i)
+	}
+	prefetch(buf[3:200])
+	prefetch(buf[:0])
+	for i, v := range buf {
+		if v != float32(i) {
+			t.Fatalf("prefetch changed value %d to %v", i, v)
+		}
 	}
 }

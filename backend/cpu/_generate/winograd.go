@@ -25,78 +25,8 @@ func winograd() []byte {
 	table("wgHi", func(i int) int { return 8 + i/2 + 16*(i%2) })
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 
-	p("")
-	p("// func wgInputAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int)")
-	p("//")
-	p("// Needs AVX-512 F.")
-	p("TEXT ·wgInputAVX512(SB), NOSPLIT, $0-88")
-	p("\tMOVQ src_base+0(FP), SI")
-	p("\tMOVQ wpe+24(FP), DX")
-	p("\tSHLQ $2, DX")
-	p("\tMOVQ pl+32(FP), R8")
-	p("\tSHLQ $2, R8")
-	p("\tMOVQ chunks+40(FP), CX")
-	p("\tMOVQ dst_base+48(FP), DI")
-	p("\tMOVQ xs+72(FP), R13")
-	p("\tSHLQ $2, R13")
-	p("\tMOVQ kb+80(FP), R9")
-	p("\tSHLQ $7, R9")
-	p("\tSUBQ $64, R9 // from the second half of a panel to the next panel")
-	p("\tXORQ AX, AX // the chunk's half of its panel")
-	p("\tTESTQ CX, CX")
-	p("\tJZ   done")
-	p("")
-	p("loop:")
-	p("\tLEAQ (SI)(R8*1), R10")
-	p("\tLEAQ (R10)(R8*1), R11")
-	p("\tLEAQ (R11)(R8*1), R12")
-	planes := []string{"SI", "R10", "R11", "R12"}
-	for i := 0; i < 4; i++ {
-		for j := 0; j < 4; j++ {
-			base := planes[2*(i%2)+j%2]
-			off := 4 * (j / 2)
-			if i/2 == 0 {
-				p("\tVMOVUPS %d(%s), %s", off, base, z(4*i+j))
-			} else {
-				p("\tVMOVUPS %d(%s)(DX*1), %s", off, base, z(4*i+j))
-			}
-		}
-	}
-	// Bᵀ·d: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3, down
-	// each column j (into Z16…Z31), then along each row (back into Z0…Z15).
-	bt := func(in func(i int) string, out func(i int) string) {
-		p("\tVSUBPS %s, %s, %s", in(2), in(0), out(0))
-		p("\tVADDPS %s, %s, %s", in(2), in(1), out(1))
-		p("\tVSUBPS %s, %s, %s", in(1), in(2), out(2))
-		p("\tVSUBPS %s, %s, %s", in(3), in(1), out(3))
-	}
-	for j := 0; j < 4; j++ {
-		bt(func(i int) string { return z(4*i + j) }, func(i int) string { return z(16 + 4*i + j) })
-	}
-	for i := 0; i < 4; i++ {
-		bt(func(j int) string { return z(16 + 4*i + j) }, func(j int) string { return z(4*i + j) })
-	}
-	p("\tMOVQ DI, BX")
-	for x := 0; x < 16; x++ {
-		p("\tVMOVUPS %s, (BX)", z(x))
-		if x < 15 {
-			p("\tADDQ R13, BX")
-		}
-	}
-	p("\tADDQ $64, SI")
-	p("\tXORQ $1, AX")
-	p("\tJZ   second")
-	p("\tADDQ $64, DI")
-	p("\tJMP  next")
-	p("second:")
-	p("\tADDQ R9, DI")
-	p("next:")
-	p("\tDECQ CX")
-	p("\tJNZ  loop")
-	p("")
-	p("done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
+	wgInputKernel(p, z, false)
+	wgInputKernel(p, z, true)
 
 	p("")
 	p("// func wgOutputAVX512(m []float32, ms, n int, y0, y1 []float32, q int)")
@@ -273,5 +203,149 @@ func winograd() []byte {
 	p("\tVZEROUPPER")
 	p("\tRET")
 
+	p("")
+	p("// func prefetchLines(p *float32, lines int)")
+	p("//")
+	p("// Needs SSE (any amd64).")
+	p("TEXT ·prefetchLines(SB), NOSPLIT, $0-16")
+	p("\tMOVQ p+0(FP), AX")
+	p("\tMOVQ lines+8(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJLE  pdone")
+	p("")
+	p("ploop:")
+	p("\tPREFETCHT0 (AX)")
+	p("\tADDQ $64, AX")
+	p("\tDECQ CX")
+	p("\tJNZ  ploop")
+	p("")
+	p("pdone:")
+	p("\tRET")
+
 	return w.Bytes()
+}
+
+// wgInputKernel writes wgInputAVX512, the input transform of 16 tiles a
+// vector (wgInputGo), or with pair wgInputPairAVX512, the same values
+// rounded to bfloat16 into one half of the BF16 kernel's pairs
+// (wgInputPairGo).
+func wgInputKernel(p func(format string, args ...any), z func(int) string, pair bool) {
+	p("")
+	if pair {
+		p("// func wgInputPairAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kd int, hi bool)")
+		p("//")
+		p("// Needs AVX-512 F, BW and BF16.")
+		p("TEXT ·wgInputPairAVX512(SB), NOSPLIT, $0-89")
+	} else {
+		p("// func wgInputAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int)")
+		p("//")
+		p("// Needs AVX-512 F.")
+		p("TEXT ·wgInputAVX512(SB), NOSPLIT, $0-88")
+	}
+	p("\tMOVQ src_base+0(FP), SI")
+	p("\tMOVQ wpe+24(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ pl+32(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tMOVQ chunks+40(FP), CX")
+	p("\tMOVQ dst_base+48(FP), DI")
+	p("\tMOVQ xs+72(FP), R13")
+	p("\tSHLQ $2, R13")
+	if pair {
+		p("\tMOVQ kd+80(FP), R9")
+	} else {
+		p("\tMOVQ kb+80(FP), R9")
+	}
+	p("\tSHLQ $7, R9")
+	p("\tSUBQ $64, R9 // from the second half of a panel to the next panel")
+	if pair {
+		p("\tMOVBLZX hi+88(FP), R14")
+		p("\tMOVL $0xaaaaaaaa, AX")
+		p("\tKMOVD AX, K1 // the high halves of the pairs")
+	}
+	p("\tXORQ AX, AX // the chunk's half of its panel")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	p("")
+	p("loop:")
+	p("\tLEAQ (SI)(R8*1), R10")
+	p("\tLEAQ (R10)(R8*1), R11")
+	p("\tLEAQ (R11)(R8*1), R12")
+	planes := []string{"SI", "R10", "R11", "R12"}
+	for i := 0; i < 4; i++ {
+		for j := 0; j < 4; j++ {
+			base := planes[2*(i%2)+j%2]
+			off := 4 * (j / 2)
+			if i/2 == 0 {
+				p("\tVMOVUPS %d(%s), %s", off, base, z(4*i+j))
+			} else {
+				p("\tVMOVUPS %d(%s)(DX*1), %s", off, base, z(4*i+j))
+			}
+		}
+	}
+	// Bᵀ·d: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3, down
+	// each column j (into Z16…Z31), then along each row (back into Z0…Z15).
+	bt := func(in func(i int) string, out func(i int) string) {
+		p("\tVSUBPS %s, %s, %s", in(2), in(0), out(0))
+		p("\tVADDPS %s, %s, %s", in(2), in(1), out(1))
+		p("\tVSUBPS %s, %s, %s", in(1), in(2), out(2))
+		p("\tVSUBPS %s, %s, %s", in(3), in(1), out(3))
+	}
+	for j := 0; j < 4; j++ {
+		bt(func(i int) string { return z(4*i + j) }, func(i int) string { return z(16 + 4*i + j) })
+	}
+	for i := 0; i < 4; i++ {
+		bt(func(j int) string { return z(16 + 4*i + j) }, func(j int) string { return z(4*i + j) })
+	}
+	p("\tMOVQ DI, BX")
+	if !pair {
+		for x := 0; x < 16; x++ {
+			p("\tVMOVUPS %s, (BX)", z(x))
+			if x < 15 {
+				p("\tADDQ R13, BX")
+			}
+		}
+	} else {
+		// Rounded to bfloat16 and widened to 32 bits: stored whole as the
+		// low halves (the high ones zero), or shifted into the high
+		// halves and stored over them alone.
+		p("\tTESTQ R14, R14")
+		p("\tJNZ  high")
+		for h := 0; h < 2; h++ {
+			if h == 1 {
+				p("\tJMP  stored")
+				p("high:")
+				p("\tMOVQ DI, BX")
+			}
+			for x := 0; x < 16; x++ {
+				p("\t%s // VCVTNEPS2BF16 %s, Y%d", evex512(0x72, ppF3, 16+x, -1, x), z(x), 16+x)
+				p("\tVPMOVZXWD Y%d, %s", 16+x, z(16+x))
+				if h == 0 {
+					p("\tVMOVDQU32 %s, (BX)", z(16+x))
+				} else {
+					p("\tVPSLLD $16, %s, %s", z(16+x), z(16+x))
+					p("\tVMOVDQU16 %s, K1, (BX)", z(16+x))
+				}
+				if x < 15 {
+					p("\tADDQ R13, BX")
+				}
+			}
+		}
+		p("stored:")
+	}
+	p("\tADDQ $64, SI")
+	p("\tXORQ $1, AX")
+	p("\tJZ   second")
+	p("\tADDQ $64, DI")
+	p("\tJMP  next")
+	p("second:")
+	p("\tADDQ R9, DI")
+	p("next:")
+	p("\tDECQ CX")
+	p("\tJNZ  loop")
+	p("")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+
 }
