@@ -268,7 +268,7 @@ func (b *Backend) lanesFilters(K, C int, w []float32, bf16 bool) (f *[]float32, 
 				at = &e.lanesBF16
 			}
 			if *at == nil {
-				d := make([]float32, size)
+				d := makeHuge[float32](size)
 				pack(K, C, w, d)
 				*at = &d
 			}

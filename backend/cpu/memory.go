@@ -135,7 +135,7 @@ func (b *Backend) take(n int) *tensor.HostStorage {
 		return s
 	}
 	b.pool.mu.Unlock()
-	return &tensor.HostStorage{Data: make([]float32, n)}
+	return &tensor.HostStorage{Data: makeHuge[float32](n)}
 }
 
 // Free implements backend.Backend.

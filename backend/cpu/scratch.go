@@ -35,12 +35,52 @@ func (f *freeList[T]) put(t *T) {
 }
 
 // grow returns s resized to n elements, reallocating only when its capacity
-// is too small (the contents are not kept).
+// is too small (the contents are not kept). A new buffer of hugeMin bytes
+// or more is given huge pages (makeHuge).
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]T, n)
+		return makeHuge[T](n)
 	}
 	return s[:n]
+}
+
+// makeHuge is make([]T, n), with the pages of a buffer of hugeMin bytes or
+// more asked for as transparent huge pages before anything touches them
+// (adviseHuge). The backend's large buffers (activations, frozen filters,
+// scratch) are read in long streams, once or a few times a pass: with 4
+// KiB pages each stream crosses a page every 1024 values, and a batch of
+// 32 at 224×224 moves hundreds of megabytes through them. Measured with
+// the system's huge pages switched on for the whole process against off
+// (ResNet-50, alternating processes): 1.06× at batch 32 in float32, 1.04×
+// in bfloat16, 1.025× at batch 1.
+func makeHuge[T any](n int) []T {
+	s := make([]T, n)
+	if n > 0 {
+		adviseHuge(unsafe.Pointer(unsafe.SliceData(s)), uintptr(n)*unsafe.Sizeof(s[0]))
+	}
+	return s
+}
+
+// hugeMin is the smallest buffer, in bytes, makeHuge asks huge pages for
+// (two of them).
+const hugeMin = 4 << 20
+
+// hugePage is the size of a transparent huge page on amd64 and arm64.
+const hugePage = 2 << 20
+
+// hugeRange is the part of the size bytes at address p that whole huge
+// pages cover, as an offset from p and a length (0 when size < hugeMin or
+// no whole page fits).
+func hugeRange(p, size uintptr) (off, n uintptr) {
+	if size < hugeMin {
+		return 0, 0
+	}
+	start := (p + hugePage - 1) &^ (hugePage - 1)
+	end := (p + size) &^ (hugePage - 1)
+	if end <= start {
+		return 0, 0
+	}
+	return start - p, end - start
 }
 
 // prefetch asks for the cache lines of s to be brought into the cache,
