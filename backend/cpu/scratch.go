@@ -49,10 +49,10 @@ func grow[T any](s []T, n int) []T {
 // (adviseHuge). The backend's large buffers (activations, frozen filters,
 // scratch) are read in long streams, once or a few times a pass: with 4
 // KiB pages each stream crosses a page every 1024 values, and a batch of
-// 32 at 224×224 moves hundreds of megabytes through them. Measured with
-// the system's huge pages switched on for the whole process against off
-// (ResNet-50, alternating processes): 1.06× at batch 32 in float32, 1.04×
-// in bfloat16, 1.025× at batch 1.
+// 32 at 224×224 moves hundreds of megabytes through them. ResNet-50 at
+// batch 32, the advice on against off in alternating processes: fp32
+// 1.02–1.04×, bf16 about 1.06×, int8 1.03–1.18×, a training step about
+// 1.05×; batch 1 unchanged (its buffers are mostly below hugeMin).
 func makeHuge[T any](n int) []T {
 	s := make([]T, n)
 	if n > 0 {

@@ -516,21 +516,22 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 				}
 			}
 		}
-		// The output transform of the block's tiles, row by row: M_ξ's
-		// rows hold the tiles read, n values from each start (below ms).
-		// The rows of y the block's tiles cover, [ylo, yhi) of each
+		// The output transform of the block's tiles, rows ty0 to ty1 of
+		// them, row by row: M_ξ's rows hold the tiles read, n values from
+		// each start (below ms). Their rows of y, [ylo, yhi) of each
 		// channel's plane, are seldom in cache (y is the layer's output,
 		// read last a layer or more ago): each channel's are asked for
 		// while the one before is transformed, so the transform's stores
 		// do not wait on them (1.06–1.09× a Winograd layer at batch 32).
 		output, _ := wgRowKernels()
-		ylo, yhi := 2*(j0/wpe)*Q, min(P, 2*((j0+nb-1)/wpe)+2)*Q
+		ty0, ty1 := j0/wpe, min((j0+nb-1)/wpe, wg.th-1)
+		ylo, yhi := 2*ty0*Q, min(P, 2*ty1+2)*Q
 		for c := range p.K {
 			if c+1 < p.K {
 				prefetch(y[(c+1)*pq+ylo : (c+1)*pq+yhi])
 			}
 			yc := y[c*pq : (c+1)*pq]
-			for ty := j0 / wpe; ty <= (j0+nb-1)/wpe && ty < wg.th; ty++ {
+			for ty := ty0; ty <= ty1; ty++ {
 				tx0, tx1 := max(0, j0-ty*wpe), min(wg.tw, j0+nb-ty*wpe)
 				if tx1 <= tx0 {
 					continue
