@@ -676,10 +676,13 @@ func (ip *imagePass) chunk(lo, hi int) {
 	}
 }
 
-// channelPass runs pass ip over ch channels.
+// channelPass runs pass ip over ch channels, in parts of an eighth of a
+// thread's share: parallelFor hands the last ones to whichever thread is
+// free (with two parts a thread, one of the passes around each GEMM at
+// batch 1 left a thread waiting an eighth of the pass).
 func (k *convLoop) channelPass(st *convScratch, ip imagePass, ch int) {
 	threads := max(1, k.gt)
-	st.parts = splitRangeInto(st.parts[:0], ch, 2*threads, 1)
+	st.parts = splitRangeInto(st.parts[:0], ch, 8*threads, 1)
 	ip.parts = st.parts
 	if ip.op == passRange || ip.wantMax {
 		st.lohi = grow(st.lohi, len(ip.parts))
@@ -747,7 +750,10 @@ func (b *Backend) convImplicitForward(p backend.Conv2dParams, x, w, y []float32,
 // x into y, split over the threads.
 func (b *Backend) runForward(k convLoop, x, y []float32) {
 	k.x, k.y, k.gt = x, y, gemmThreads(b.Threads(), k.p.N)
-	splitN(b, &convLoops, k.p.N, k)
+	// Ranges of at least a quarter of a thread's share of the images: on
+	// small planes a range's images go side by side into one GEMM
+	// (imagesPerGEMM), which single images at the loop's end would not.
+	splitGrainN(b, &convLoops, k.p.N, k.p.N/(4*b.Threads()), k)
 }
 
 // taken is what a forward pass took from the pools for its filters, to be

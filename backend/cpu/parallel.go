@@ -30,9 +30,18 @@ func splitWith[K any, PK interface {
 	*K
 	kernel
 }](list *freeList[K], n, threads int, k K) {
+	splitGrain[K, PK](list, n, threads, 1, k)
+}
+
+// splitGrain is splitWith with ranges of at least grain items, but the
+// last (parallelForGrain).
+func splitGrain[K any, PK interface {
+	*K
+	kernel
+}](list *freeList[K], n, threads, grain int, k K) {
 	p := list.get()
 	*p = k
-	parallelFor(n, threads, PK(p))
+	parallelForGrain(n, threads, grain, PK(p))
 	var zero K
 	*p = zero // keep no references to the caller's buffers
 	list.put(p)
@@ -44,11 +53,20 @@ func splitN[K any, PK interface {
 	*K
 	kernel
 }](b *Backend, list *freeList[K], n int, k K) {
+	splitGrainN[K, PK](b, list, n, 1, k)
+}
+
+// splitGrainN is splitN with ranges of at least grain items, but the
+// last: for loops whose items cost less taken together.
+func splitGrainN[K any, PK interface {
+	*K
+	kernel
+}](b *Backend, list *freeList[K], n, grain int, k K) {
 	threads := b.Threads()
 	if b.ref {
 		threads = 1
 	}
-	splitWith[K, PK](list, n, threads, k)
+	splitGrain[K, PK](list, n, threads, grain, k)
 }
 
 // splitElemsN is splitN for elementwise work: below 32K elements one
@@ -66,15 +84,25 @@ func splitElemsN[K any, PK interface {
 
 // parallelFor runs body over contiguous ranges that cover [0, n), on the
 // calling goroutine and up to threads-1 helpers of the team (below). The
-// ranges (about four per thread) are handed out as goroutines ask, so a
-// helper that arrives late or runs on a busy core takes fewer of them.
+// ranges are handed out as goroutines ask, so a helper that arrives late
+// or runs on a busy core takes fewer of them; see forJob for their sizes.
 func parallelFor(n, threads int, body kernel) {
+	parallelForGrain(n, threads, 1, body)
+}
+
+// parallelForGrain is parallelFor with ranges of at least grain items,
+// but the last.
+func parallelForGrain(n, threads, grain int, body kernel) {
 	if threads <= 1 || n <= 1 {
 		body.chunk(0, n)
 		return
 	}
 	j := forJobs.get()
-	j.body, j.n, j.parts = body, n, int64(min(n, 4*threads))
+	// No range shorter than 1/16 of a thread's share: that bounds the
+	// ranges (about 13 a thread) and what each costs to hand out and set
+	// up.
+	grain = max(grain, (n+16*threads-1)/(16*threads))
+	j.body, j.n, j.div, j.grain = body, int64(n), int64(2*threads), int64(grain)
 	j.next.Store(0)
 	j.teamJob.j = j
 	teamRun(threads-1, &j.teamJob)
@@ -82,26 +110,36 @@ func parallelFor(n, threads int, body kernel) {
 	forJobs.put(j)
 }
 
-// forJob is one call of parallelFor: range t of parts is
-// [t·n/parts, (t+1)·n/parts). teamRun returns when every goroutine has
-// left run, so every range is done by then.
+// forJob is one call of parallelFor. Its ranges shrink as the loop goes
+// on ("guided" scheduling): each takes 1/div of the items left (div is
+// twice the threads), at least grain, so the first are long and the last
+// short, and the goroutines finish within about one short range of each
+// other. Equal ranges, four a thread, left one waiting up to a
+// quarter of its share at the end of each loop: at batch 1, a tenth of a
+// layer's time on the pointwise GEMMs split by columns. The ranges depend
+// on n, div and grain alone, not on which goroutine takes them.
+// teamRun returns when every goroutine has left run, so every range is
+// done by then.
 type forJob struct {
 	teamJob
-	body  kernel
-	n     int
-	parts int64
-	next  atomic.Int64
+	body          kernel
+	n, div, grain int64
+	next          atomic.Int64 // the start of the next range
 }
 
 var forJobs freeList[forJob]
 
 func (j *forJob) run() {
 	for {
-		t := j.next.Add(1) - 1
-		if t >= j.parts {
+		lo := j.next.Load()
+		if lo >= j.n {
 			return
 		}
-		j.body.chunk(int(t*int64(j.n)/j.parts), int((t+1)*int64(j.n)/j.parts))
+		hi := min(j.n, lo+max(j.grain, (j.n-lo)/j.div))
+		if !j.next.CompareAndSwap(lo, hi) {
+			continue
+		}
+		j.body.chunk(int(lo), int(hi))
 	}
 }
 

@@ -2,7 +2,9 @@ package cpu
 
 import (
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +24,55 @@ func TestParallelFor(t *testing.T) {
 			for i := range seen {
 				if c := seen[i].Load(); c != 1 {
 					t.Fatalf("parallelFor(%d, %d): index %d visited %d times", n, threads, i, c)
+				}
+			}
+		}
+	}
+}
+
+// TestParallelForRanges: the ranges parallelForGrain hands out are the
+// same on every call, shrink from 1/(2·threads) of the loop, and are at
+// least the grain (or 1/16 of a thread's share), but the last.
+func TestParallelForRanges(t *testing.T) {
+	ranges := func(n, threads, grain int) [][2]int {
+		var mu sync.Mutex
+		var rs [][2]int
+		parallelForGrain(n, threads, grain, funcKernel(func(lo, hi int) {
+			mu.Lock()
+			rs = append(rs, [2]int{lo, hi})
+			mu.Unlock()
+		}))
+		slices.SortFunc(rs, func(a, b [2]int) int { return a[0] - b[0] })
+		return rs
+	}
+	for _, n := range []int{2, 3, 7, 25, 32, 98, 392, 1000, 1 << 20} {
+		for threads := 2; threads <= 4; threads++ {
+			for _, grain := range []int{0, 1, 3, 8} {
+				rs := ranges(n, threads, grain)
+				name := fmt.Sprintf("n %d threads %d grain %d", n, threads, grain)
+				least := max(1, grain, (n+16*threads-1)/(16*threads))
+				if want := max(least, n/(2*threads)); rs[0] != [2]int{0, min(n, want)} {
+					t.Fatalf("%s: first range %v, want [0 %d)", name, rs[0], min(n, want))
+				}
+				for i, r := range rs {
+					size := r[1] - r[0]
+					switch {
+					case i > 0 && r[0] != rs[i-1][1]:
+						t.Fatalf("%s: range %v does not start where %v ends", name, r, rs[i-1])
+					case i > 0 && size > rs[i-1][1]-rs[i-1][0]:
+						t.Fatalf("%s: range %v longer than the one before, %v", name, r, rs[i-1])
+					case i < len(rs)-1 && size < least:
+						t.Fatalf("%s: range %v shorter than %d", name, r, least)
+					}
+				}
+				if last := rs[len(rs)-1]; last[1] != n {
+					t.Fatalf("%s: the ranges end at %d", name, last[1])
+				}
+				if len(rs) > 16*threads+2*threads*bits.Len(uint(n)) {
+					t.Fatalf("%s: %d ranges", name, len(rs))
+				}
+				if again := ranges(n, threads, grain); !slices.Equal(rs, again) {
+					t.Fatalf("%s: ranges %v, then %v", name, rs, again)
 				}
 			}
 		}
