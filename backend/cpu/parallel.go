@@ -99,7 +99,7 @@ func parallelForGrain(n, threads, grain int, body kernel) {
 	}
 	j := forJobs.get()
 	// No range shorter than 1/16 of a thread's share: that bounds the
-	// ranges (about 13 a thread) and what each costs to hand out and set
+	// ranges (about six a thread) and what each costs to hand out and set
 	// up.
 	grain = max(grain, (n+16*threads-1)/(16*threads))
 	j.body, j.n, j.div, j.grain = body, int64(n), int64(2*threads), int64(grain)
