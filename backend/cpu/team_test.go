@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -31,8 +30,9 @@ func TestParallelFor(t *testing.T) {
 }
 
 // TestParallelForRanges: the ranges parallelForGrain hands out are the
-// same on every call, shrink from 1/(2·threads) of the loop, and are at
-// least the grain (or 1/16 of a thread's share), but the last.
+// same on every call, shrink from 1/(2·threads) of the loop, are at
+// least the grain (or 1/16 of a thread's share), but the last, and come
+// to at most seven a thread.
 func TestParallelForRanges(t *testing.T) {
 	ranges := func(n, threads, grain int) [][2]int {
 		var mu sync.Mutex
@@ -68,8 +68,8 @@ func TestParallelForRanges(t *testing.T) {
 				if last := rs[len(rs)-1]; last[1] != n {
 					t.Fatalf("%s: the ranges end at %d", name, last[1])
 				}
-				if len(rs) > 16*threads+2*threads*bits.Len(uint(n)) {
-					t.Fatalf("%s: %d ranges", name, len(rs))
+				if len(rs) > 7*threads {
+					t.Fatalf("%s: %d ranges, more than 7 a thread", name, len(rs))
 				}
 				if again := ranges(n, threads, grain); !slices.Equal(rs, again) {
 					t.Fatalf("%s: ranges %v, then %v", name, rs, again)
