@@ -114,6 +114,52 @@ func TestPackRowsOff(t *testing.T) {
 	})
 }
 
+// TestCopyRows checks the row copier of non-transposed panels against a
+// plain loop at every level, for each panel width, every row count 0..70
+// and a few longer, unaligned source and destination, sentinels after the
+// destination, and that the level's vector copier took the widths it has.
+func TestCopyRows(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(23, uint64(l)))
+		for _, w := range []int{4, 5, 6, 8, 16, 32} {
+			for _, kb := range append(seq(0, 70), 127, 256, 301) {
+				lds := w + r.IntN(40)
+				src := randSlice(r, r.IntN(5)+kb*lds+w)[r.IntN(5):]
+				d, whole := elemOutput(r, kb*w, r.IntN(5))
+				want := slices.Clone(d)
+				for i := range kb {
+					copy(want[i*w:(i+1)*w], src[i*lds:])
+				}
+				before := slices.Clone(src)
+				vec := copyRowsVec(src, lds, w, kb, slices.Clone(d))
+				wantVec := kb > 0 && (l == AVX512 && (w == 32 || w == 16 || w == 8) || l == AVX2 && (w == 16 || w == 8))
+				if vec != wantVec {
+					t.Fatalf("w %d kb %d: copyRowsVec took it: %v, want %v", w, kb, vec, wantVec)
+				}
+				copyRows(src, lds, w, kb, d)
+				for i := range d {
+					if !sameBits(d[i], want[i]) {
+						t.Fatalf("w %d kb %d lds %d: dst[%d] = %v, want %v", w, kb, lds, i, d[i], want[i])
+					}
+				}
+				if !slices.Equal(src, before) {
+					t.Fatalf("w %d kb %d: src changed", w, kb)
+				}
+				checkGuard(t, fmt.Sprintf("copy rows w %d kb %d", w, kb), whole, len(whole)-9)
+			}
+		}
+	})
+}
+
+// seq is lo, lo+1, …, hi.
+func seq(lo, hi int) []int {
+	s := make([]int, 0, hi-lo+1)
+	for i := lo; i <= hi; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
 // TestConvBPacking checks that convB packs exactly what packB packs from
 // the explicit column matrix (im2col of the same image), plain and
 // transposed, for blocks at every offset.

@@ -728,9 +728,13 @@ func packRowsGo(src []float32, lds, rows, kb int, dst []float32, ldd int) {
 	}
 }
 
-// copyRows is: for l < kb: dst[l*w : l*w+w] = src[l*lds : l*lds+w]
-// with fixed-size copies for the panel widths the kernels use.
+// copyRows is: for l < kb: dst[l*w : l*w+w] = src[l*lds : l*lds+w],
+// in vector registers for the panel widths of the AVX-512 and AVX2
+// kernels (the fixed-size copies below call runtime.memmove per row).
 func copyRows(src []float32, lds, w, kb int, dst []float32) {
+	if copyRowsVec(src, lds, w, kb, dst) {
+		return
+	}
 	switch w {
 	case 4:
 		for l := 0; l < kb; l++ {

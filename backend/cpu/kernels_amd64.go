@@ -618,3 +618,27 @@ func pairSpansVec(src []float32, n, pairs int, dst []float32) bool {
 	}
 	return true
 }
+
+// copyRowsVec is copyRows at the active level for w = 32, 16 or 8 (the
+// panel widths of the AVX-512 and AVX2 kernels). It reports false, having
+// done nothing, for other widths and below AVX2.
+func copyRowsVec(src []float32, lds, w, kb int, dst []float32) bool {
+	l := ActiveLevel()
+	if l < AVX2 || kb < 1 || (w == 32 && l != AVX512) || (w != 32 && w != 16 && w != 8) {
+		return false
+	}
+	if len(src) < (kb-1)*lds+w || len(dst) < kb*w {
+		panic("cpu: copyRows: slices too short")
+	}
+	switch {
+	case w == 32:
+		copyRows32AVX512(src, lds, kb, dst)
+	case w == 16 && l == AVX512:
+		copyRows16AVX512(src, lds, kb, dst)
+	case w == 16:
+		copyRows16AVX2(src, lds, kb, dst)
+	default:
+		copyRows8AVX2(src, lds, kb, dst)
+	}
+	return true
+}

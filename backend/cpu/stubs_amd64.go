@@ -558,3 +558,19 @@ func convLanes3x3S2BF16(x, w, out *float32, nc, chs, row, ldo int, add bool)
 //
 //go:noescape
 func pairSpansBF16(src []float32, n, pairs, full int, tail uint16, dst []float32)
+
+// copyRows32AVX512, copyRows16AVX512, copyRows16AVX2 and copyRows8AVX2
+// are copyRows for w = 32, 16, 16 and 8: kb ≥ 0 rows lds apart in src to
+// consecutive rows of dst.
+//
+//go:noescape
+func copyRows32AVX512(src []float32, lds, kb int, dst []float32)
+
+//go:noescape
+func copyRows16AVX512(src []float32, lds, kb int, dst []float32)
+
+//go:noescape
+func copyRows16AVX2(src []float32, lds, kb int, dst []float32)
+
+//go:noescape
+func copyRows8AVX2(src []float32, lds, kb int, dst []float32)

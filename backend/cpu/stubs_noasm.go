@@ -10,6 +10,8 @@ func addAsmKernels(map[Level]gemmKernel) {}
 
 func pairRowsVec(src []float32, lds, pairs int, dst []float32) int { return 0 }
 
+func copyRowsVec(src []float32, lds, w, kb int, dst []float32) bool { return false }
+
 func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int { return 0 }
 
 func minMaxVec(x []float32) (n int, lo, hi float32) { return 0, 0, 0 }

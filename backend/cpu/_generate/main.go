@@ -45,6 +45,7 @@ func main() {
 		"packoff_avx2_amd64.s":   packOffAVX2(),
 		"winograd_amd64.s":       winograd(),
 		"lanes_amd64.s":          lanes(),
+		"copyrows_amd64.s":       copyRowsFile(),
 	}
 	for _, op := range elementwiseOps {
 		files[op.file] = elementwiseFile(op)

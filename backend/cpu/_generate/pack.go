@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // The packers move rows of a row-major matrix into the interleaved panel
 // layout the micro-kernels read, a register-tile transpose at a time:
@@ -408,4 +411,72 @@ func gatherArgsOf(w *asm, size int) {
 	p("\tMOVQ offs_base+56(FP), R8")
 	p("\tMOVQ base+80(FP), AX")
 	p("\tLEAQ (SI)(AX*%d), SI", size)
+}
+
+// copyRowsFile writes the row copiers of non-transposed panels:
+//
+//	for l := 0; l < kb; l++ {
+//		dst[l*W : l*W+W] = src[l*lds : l*lds+W]
+//	}
+//
+// W = 32 and 16 for AVX-512, 16 and 8 for AVX2: a panel's row in one or
+// two vector registers, two rows a turn. Go's array assignment calls
+// runtime.memmove for every row of a panel.
+func copyRowsFile() []byte {
+	var w asm
+	w.header()
+	copyRows(&w, avx512, 32)
+	copyRows(&w, avx512, 16)
+	copyRows(&w, avx2, 16)
+	copyRows(&w, avx2, 8)
+	return w.Bytes()
+}
+
+func copyRows(w *asm, set isa, width int) {
+	p := w.p
+	reg, size := "Z", 64
+	if set.name == "avx2" {
+		reg, size = "Y", 32
+	}
+	vecs := width / set.lanes
+	name := fmt.Sprintf("copyRows%d%s", width, strings.ToUpper(set.name))
+	p("")
+	p("// func %s(src []float32, lds, kb int, dst []float32)", name)
+	p("//")
+	needs := "AVX-512 F"
+	if set.name == "avx2" {
+		needs = "AVX2"
+	}
+	p("// Needs %s. SI: src, DX: lds in bytes, CX: rows left, DI: dst.", needs)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ src_base+0(FP), SI")
+	p("\tMOVQ lds+24(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ kb+32(FP), CX")
+	p("\tMOVQ dst_base+40(FP), DI")
+	p("\tCMPQ CX, $2")
+	p("\tJLT  one")
+	p("two:")
+	for v := 0; v < vecs; v++ {
+		p("\tVMOVUPS %d(SI), %s%d", v*size, reg, v)
+		p("\tVMOVUPS %d(SI)(DX*1), %s%d", v*size, reg, vecs+v)
+	}
+	for v := 0; v < 2*vecs; v++ {
+		p("\tVMOVUPS %s%d, %d(DI)", reg, v, v*size)
+	}
+	p("\tLEAQ (SI)(DX*2), SI")
+	p("\tADDQ $%d, DI", 2*width*4)
+	p("\tSUBQ $2, CX")
+	p("\tCMPQ CX, $2")
+	p("\tJGE  two")
+	p("one:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ   done")
+	for v := 0; v < vecs; v++ {
+		p("\tVMOVUPS %d(SI), %s%d", v*size, reg, v)
+		p("\tVMOVUPS %s%d, %d(DI)", reg, v, v*size)
+	}
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
