@@ -60,7 +60,12 @@ func (b *Backend) Conv2dBackwardData(p backend.Conv2dParams, dy, w, dx *tensor.T
 		b.convImplicitBackwardData(p, dyData, wData, dxData)
 		return
 	}
-	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).col2imBackwardData, p: p, x: dxData, w: wData, y: dyData, gt: gemmThreads(b.Threads(), p.N)})
+	// Each group's filter transposed (C/G·R·S × K/G), packed once for
+	// every image's GEMM rather than per image and column block.
+	G := p.G()
+	fp := packGroups(true, G, p.C/G*p.R*p.S, p.K/G, wData)
+	defer filterPool.put(fp)
+	splitN(b, &convLoops, p.N, convLoop{run: (*convLoop).col2imBackwardData, p: p, x: dxData, w: wData, y: dyData, filt: *fp, gt: gemmThreads(b.Threads(), p.N)})
 }
 
 // Conv2dBackwardFilter implements backend.Ops.
@@ -187,7 +192,7 @@ type convLoop struct {
 	p       backend.Conv2dParams
 	geo     phased // implicit paths: the padded image's phase planes
 	x, w, y []float32
-	filt    []packedA  // forward: each group's packed filter
+	filt    []packedA  // each group's packed filter (backward data: transposed)
 	wg      *wgFilters // Winograd forward: the transformed filter
 	lanes   []float32  // lanes forward: the filter by lanesPack (lanesPackBF16 with lanesBF16)
 	// lanesBF16: the lanes path on the bfloat16 kernels.
@@ -314,7 +319,7 @@ func (k *convLoop) im2colImages(acc []float32, lo, hi int, forward bool) {
 }
 
 // col2imBackwardData is Conv2dBackwardData's explicit path for images
-// [lo, hi) (k.x is dx, k.y is dy).
+// [lo, hi) (k.x is dx, k.y is dy, k.filt each group's filter transposed).
 func (k *convLoop) col2imBackwardData(lo, hi int) {
 	p, dx, w, dy, threads := k.p, k.x, k.w, k.y, k.gt
 	G, PQ := p.G(), p.P()*p.Q()
@@ -332,7 +337,7 @@ func (k *convLoop) col2imBackwardData(lo, hi int) {
 			if colBuf != nil {
 				dcol = *colBuf
 			}
-			sgemm(true, false, crs, PQ, kg, 1, w[g*kg*crs:], crs, dy[(n*p.K+g*kg)*PQ:], PQ, 0, dcol, PQ, threads)
+			gemmDispatch(true, true, false, crs, PQ, kg, 1, w[g*kg*crs:], crs, &k.filt[g], dy[(n*p.K+g*kg)*PQ:], PQ, nil, nil, dcol, PQ, threads)
 			if colBuf != nil {
 				clear(dxs)
 				col2im(p, cg, dcol, dxs)
@@ -817,14 +822,24 @@ func (b *Backend) implicitLoop(p backend.Conv2dParams, w []float32, epi *convEpi
 // packFilters packs each group's filter matrix (m×k at w[g·m·k:]) once for
 // the GEMMs of every image.
 func packFilters(groups, m, k int, w []float32) *[]packedA {
+	return packGroups(false, groups, m, k, w)
+}
+
+// packGroups packs op(A) of each group (A at w[g·m·k:], m×k, or k×m
+// transposed) for the active kernel into a buffer from filterPool.
+func packGroups(trans bool, groups, m, k int, w []float32) *[]packedA {
 	fp := filterPool.get()
 	if cap(*fp) < groups {
 		*fp = make([]packedA, groups)
 	}
 	*fp = (*fp)[:groups]
 	kern := activeKernel()
+	lda := k
+	if trans {
+		lda = m
+	}
 	for g := range *fp {
-		(*fp)[g].pack(kern, false, m, k, w[g*m*k:], k)
+		(*fp)[g].pack(kern, trans, m, k, w[g*m*k:], lda)
 	}
 	return fp
 }
