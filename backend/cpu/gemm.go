@@ -730,36 +730,21 @@ func packRowsGo(src []float32, lds, rows, kb int, dst []float32, ldd int) {
 
 // copyRows is: for l < kb: dst[l*w : l*w+w] = src[l*lds : l*lds+w],
 // in vector registers for the panel widths of the AVX-512 and AVX2
-// kernels (the fixed-size copies below call runtime.memmove per row).
+// kernels. Go compiles a fixed-size copy of more than four values into a
+// runtime.memmove call, no better than copy; four (the generic kernel's
+// panels) stay inline.
 func copyRows(src []float32, lds, w, kb int, dst []float32) {
 	if copyRowsVec(src, lds, w, kb, dst) {
 		return
 	}
-	switch w {
-	case 4:
+	if w == 4 {
 		for l := 0; l < kb; l++ {
 			*(*[4]float32)(dst[l*4:]) = *(*[4]float32)(src[l*lds:])
 		}
-	case 6:
-		for l := 0; l < kb; l++ {
-			*(*[6]float32)(dst[l*6:]) = *(*[6]float32)(src[l*lds:])
-		}
-	case 8:
-		for l := 0; l < kb; l++ {
-			*(*[8]float32)(dst[l*8:]) = *(*[8]float32)(src[l*lds:])
-		}
-	case 16:
-		for l := 0; l < kb; l++ {
-			*(*[16]float32)(dst[l*16:]) = *(*[16]float32)(src[l*lds:])
-		}
-	case 32:
-		for l := 0; l < kb; l++ {
-			*(*[32]float32)(dst[l*32:]) = *(*[32]float32)(src[l*lds:])
-		}
-	default:
-		for l := 0; l < kb; l++ {
-			copy(dst[l*w:l*w+w], src[l*lds:l*lds+w])
-		}
+		return
+	}
+	for l := 0; l < kb; l++ {
+		copy(dst[l*w:l*w+w], src[l*lds:l*lds+w])
 	}
 }
 
