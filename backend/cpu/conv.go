@@ -1151,7 +1151,6 @@ func (g phased) fill(x, dst []float32) {
 		padImage(x, g.ch, g.h, g.w, g.ph, g.pw, dst)
 		return
 	}
-	clear(dst[:g.size()])
 	pl, chs := g.plane(), g.chanSize()
 	// Per column phase b: the first x with (x + pw) mod sw = b, how many
 	// columns it has, and where they start in the phase row.
@@ -1163,45 +1162,77 @@ func (g phased) fill(x, dst []float32) {
 			phases = append(phases, colPhase{x0, (g.w - x0 + g.sw - 1) / g.sw, b*pl + (x0+g.pw)/g.sw})
 		}
 	}
+	// At column stride 2 with both column phases read, each row splits
+	// into its even and odd columns in one pass.
+	pairs := g.sw == 2 && len(phases) == 2
+	var ev, od colPhase
+	if pairs {
+		ev, od = phases[0], phases[1]
+		if ev.x0 != 0 {
+			ev, od = od, ev
+		}
+	}
 	for c := 0; c < g.ch; c++ {
 		src := x[c*g.h*g.w : (c+1)*g.h*g.w]
+		clear(dst[c*chs : (c+1)*chs]) // while it is in cache
+		if pairs {
+			g.splitChannel(src, dst[c*chs:], ev.off, od.off, od.n, ev.n > od.n)
+			continue
+		}
 		// Row i = y + ph is row ii of row phase a.
 		a, ii := g.ph%g.sh, g.ph/g.sh
 		for y := 0; y < g.h; y++ {
 			rowBase := c*chs + a*g.sw*pl + ii*g.wpe
 			row := src[y*g.w : (y+1)*g.w]
-			if g.sw == 2 && len(phases) == 2 {
-				// Both column phases in one pass over the row.
-				ev, od := phases[0], phases[1]
-				if ev.x0 != 0 {
-					ev, od = od, ev
-				}
-				de, do := dst[rowBase+ev.off:][:ev.n], dst[rowBase+od.off:][:od.n]
-				r := row[:2*od.n]
-				for k := splitPairsVec(r, de, do); k < len(do); k++ {
-					de[k], do[k] = r[2*k], r[2*k+1]
-				}
-				if ev.n > od.n {
-					de[od.n] = row[2*od.n]
-				}
-			} else {
-				for _, cp := range phases {
-					d := dst[rowBase+cp.off:][:cp.n]
-					r := row[cp.x0:]
-					if g.sw == 2 {
-						r = r[:2*cp.n-1]
-						for k := range d {
-							d[k] = r[2*k]
-						}
-						continue
-					}
+			for _, cp := range phases {
+				d := dst[rowBase+cp.off:][:cp.n]
+				r := row[cp.x0:]
+				if g.sw == 2 {
+					r = r[:2*cp.n-1]
 					for k := range d {
-						d[k] = r[k*g.sw]
+						d[k] = r[2*k]
 					}
+					continue
+				}
+				for k := range d {
+					d[k] = r[k*g.sw]
 				}
 			}
 			if a++; a == g.sh {
 				a, ii = 0, ii+1
+			}
+		}
+	}
+}
+
+// splitChannel is fill's column stride 2 for one channel (src, h×w) into
+// its phase planes at dst: the even columns of each row to the column
+// phase at evOff, the odd ones to that at odOff, n pairs a row and, with
+// last, the even column left over at the end. The rows of each row phase
+// go in one call of splitRowsVec.
+func (g phased) splitChannel(src, dst []float32, evOff, odOff, n int, last bool) {
+	pl := g.plane()
+	for a := 0; a < g.sh; a++ {
+		// Rows y0, y0+sh, … of the image are rows ii0, ii0+1, … of row phase a.
+		y0 := ((a-g.ph)%g.sh + g.sh) % g.sh
+		if y0 >= g.h {
+			continue
+		}
+		rows := (g.h - y0 + g.sh - 1) / g.sh
+		base := a*g.sw*pl + (y0+g.ph)/g.sh*g.wpe
+		de, do, r := dst[base+evOff:], dst[base+odOff:], src[y0*g.w:]
+		lds := g.sh * g.w
+		if !splitRowsVec(r, lds, n, rows, de, do, g.wpe) {
+			for i := range rows {
+				ri, ei, oi := r[i*lds:][:2*n], de[i*g.wpe:][:n], do[i*g.wpe:][:n]
+				for k := range ei {
+					ei[k], oi[k] = ri[2*k], ri[2*k+1]
+				}
+			}
+		}
+		if last {
+			for i := range rows {
+				de[i*g.wpe+n] = r[i*lds+2*n]
 			}
 		}
 	}

@@ -300,3 +300,57 @@ func TestIm2col(t *testing.T) {
 		}
 	})
 }
+
+// TestPhasedFill checks phased.fill at each level against its layout:
+// every value of every phase plane is the padded image's value at that
+// phase position (zero in the padding and past the padded image), over
+// into a buffer of garbage, for odd and even sizes, pads and strides
+// (the split of column phases in pairs at stride 2, one row phase at a
+// time, included), one channel and several.
+func TestPhasedFill(t *testing.T) {
+	forEachLevel(t, func(t *testing.T, l Level) {
+		r := rand.New(rand.NewPCG(11, uint64(l)))
+		type shape struct{ ch, h, w, ph, pw, sh, sw int }
+		var shapes []shape
+		for _, hw := range [][2]int{{1, 1}, {1, 2}, {2, 1}, {7, 7}, {14, 14}, {9, 33}, {56, 56}, {5, 40}} {
+			for _, pad := range [][2]int{{0, 0}, {1, 1}, {3, 3}, {2, 1}} {
+				for _, st := range [][2]int{{1, 1}, {2, 2}, {2, 1}, {1, 2}, {3, 2}, {3, 3}} {
+					shapes = append(shapes, shape{1 + r.IntN(3), hw[0], hw[1], pad[0], pad[1], st[0], st[1]})
+				}
+			}
+		}
+		for _, s := range shapes {
+			g := newPhased(s.ch, s.h, s.w, s.ph, s.pw, s.sh, s.sw)
+			x := randSlice(r, s.ch*s.h*s.w)
+			dst := make([]float32, g.size()+7)
+			for i := range dst {
+				dst[i] = float32(r.IntN(9) + 1) // garbage the fill must overwrite
+			}
+			dst[g.size()] = sentinel
+			g.fill(x, dst)
+			hp, wp := s.h+2*s.ph, s.w+2*s.pw
+			for c := range s.ch {
+				for a := range s.sh {
+					for b := range s.sw {
+						for ii := range g.hpe {
+							for jj := range g.wpe {
+								i, j := ii*s.sh+a, jj*s.sw+b
+								want := float32(0)
+								if y, xx := i-s.ph, j-s.pw; i < hp && j < wp && y >= 0 && y < s.h && xx >= 0 && xx < s.w {
+									want = x[(c*s.h+y)*s.w+xx]
+								}
+								at := c*g.chanSize() + (a*s.sw+b)*g.plane() + ii*g.wpe + jj
+								if got := dst[at]; got != want {
+									t.Fatalf("%+v: channel %d phase (%d,%d) at (%d,%d) = %v, want %v", s, c, a, b, ii, jj, got, want)
+								}
+							}
+						}
+					}
+				}
+			}
+			if !isSentinel(dst[g.size()]) {
+				t.Fatalf("%+v: wrote past the phase planes", s)
+			}
+		}
+	})
+}

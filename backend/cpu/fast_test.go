@@ -428,44 +428,55 @@ func compareOp(t *testing.T, name string, tol float64, fast, ref backend.Backend
 	}
 }
 
-// TestSplitPairsMatchesGo runs splitPairsVec at each level on every pair
-// count in elemLens, at unaligned offsets, with sentinels after both
-// rows (and a source longer than 2n, whose extra values must not be
-// read into them), against the loop it documents: exact, bits included.
-func TestSplitPairsMatchesGo(t *testing.T) {
+// TestSplitRowsMatchesGo runs splitRowsVec at each level on every pair
+// count in elemLens, for one row and for several rows at strides wider
+// than theirs, at unaligned offsets, with sentinels around and between
+// the output rows and source values past each row's 2n that must not be
+// read into them, against the loop it documents: exact, bits included.
+func TestSplitRowsMatchesGo(t *testing.T) {
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(9, uint64(l)))
 		for _, n := range elemLens {
-			off := r.IntN(16)
-			src := make([]float32, off+2*n+5)
-			for i := range src {
-				src[i] = 2*r.Float32() - 1
-				if r.IntN(8) == 0 {
-					src[i] = specials[r.IntN(len(specials))]
+			for _, rows := range []int{1, 2, 5} {
+				off := r.IntN(16)
+				lds, ldd := 2*n+r.IntN(7), n+1+r.IntN(5)
+				src := make([]float32, off+(rows-1)*lds+2*n+5)
+				for i := range src {
+					src[i] = 2*r.Float32() - 1
+					if r.IntN(8) == 0 {
+						src[i] = specials[r.IntN(len(specials))]
+					}
 				}
-			}
-			buf := make([]float32, 2*(off+n+17))
-			for i := range buf {
-				buf[i] = sentinel
-			}
-			even, odd := buf[off:off+n], buf[off+n+17+off:][:n]
-			done := splitPairsVec(src[off:off+2*n], even, odd)
-			if done != 0 && done != n {
-				t.Fatalf("n=%d: did %d pairs", n, done)
-			}
-			for k := done; k < n; k++ {
-				even[k], odd[k] = src[off+2*k], src[off+2*k+1]
-			}
-			for k := range n {
-				if math.Float32bits(even[k]) != math.Float32bits(src[off+2*k]) || math.Float32bits(odd[k]) != math.Float32bits(src[off+2*k+1]) {
-					t.Fatalf("%v n=%d: pair %d = %v, %v, want %v, %v", l, n, k, even[k], odd[k], src[off+2*k], src[off+2*k+1])
+				span := (rows-1)*ldd + n
+				buf := make([]float32, 2*(off+span+17))
+				for i := range buf {
+					buf[i] = sentinel
 				}
-			}
-			for i, v := range buf {
-				inEven := i >= off && i < off+n
-				inOdd := i >= off+n+17+off && i < off+n+17+off+n
-				if !inEven && !inOdd && !isSentinel(v) {
-					t.Fatalf("%v n=%d: wrote buf[%d] outside the rows", l, n, i)
+				evenAt, oddAt := off, off+span+17+off
+				even, odd := buf[evenAt:evenAt+span], buf[oddAt:oddAt+span]
+				s := src[off:]
+				if !splitRowsVec(s, lds, n, rows, even, odd, ldd) {
+					for i := range rows {
+						for k := range n {
+							even[i*ldd+k], odd[i*ldd+k] = s[i*lds+2*k], s[i*lds+2*k+1]
+						}
+					}
+				}
+				written := make([]bool, len(buf))
+				for i := range rows {
+					for k := range n {
+						e, o := even[i*ldd+k], odd[i*ldd+k]
+						we, wo := s[i*lds+2*k], s[i*lds+2*k+1]
+						if math.Float32bits(e) != math.Float32bits(we) || math.Float32bits(o) != math.Float32bits(wo) {
+							t.Fatalf("%v n=%d rows=%d: row %d pair %d = %v, %v, want %v, %v", l, n, rows, i, k, e, o, we, wo)
+						}
+						written[evenAt+i*ldd+k], written[oddAt+i*ldd+k] = true, true
+					}
+				}
+				for i, v := range buf {
+					if !written[i] && !isSentinel(v) {
+						t.Fatalf("%v n=%d rows=%d: wrote buf[%d] outside the rows", l, n, rows, i)
+					}
 				}
 			}
 		}

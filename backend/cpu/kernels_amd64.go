@@ -463,18 +463,19 @@ func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int {
 	return quads
 }
 
-// splitPairsVec is: for k < len(odd): even[k], odd[k] = src[2k], src[2k+1],
-// at the AVX-512 level; it returns how many pairs it did (0 or all).
-func splitPairsVec(src, even, odd []float32) int {
-	n := len(odd)
-	if ActiveLevel() != AVX512 || n == 0 {
-		return 0
+// splitRowsVec is: for r < rows, k < n: even[r·ldd+k], odd[r·ldd+k] =
+// src[r·lds+2k], src[r·lds+2k+1], at the AVX-512 level; it reports
+// whether it did them (else it did nothing).
+func splitRowsVec(src []float32, lds, n, rows int, even, odd []float32, ldd int) bool {
+	if ActiveLevel() != AVX512 || n == 0 || rows == 0 {
+		return false
 	}
-	if len(src) < 2*n || len(even) < n {
-		panic("cpu: splitPairs: slices too short")
+	if n < 0 || rows < 0 || lds < 0 || ldd < 0 ||
+		len(src) < (rows-1)*lds+2*n || len(even) < (rows-1)*ldd+n || len(odd) < (rows-1)*ldd+n {
+		panic("cpu: splitRows: slices too short")
 	}
-	splitPairsAVX512(src, n, even, odd)
-	return n
+	splitRowsAVX512(src, lds, n, rows, even, odd, ldd)
+	return true
 }
 
 // maxPool3x3s2Vec runs max3x3's stride-2 loop at the AVX-512 level for

@@ -24,39 +24,27 @@ DATA pairOdd<>+48(SB)/8, $0x0000001b00000019
 DATA pairOdd<>+56(SB)/8, $0x0000001f0000001d
 GLOBL pairOdd<>(SB), RODATA|NOPTR, $64
 
-// func splitPairsAVX512(src []float32, n int, even, odd []float32)
+// func splitRowsAVX512(src []float32, lds, n, rows int, even, odd []float32, ldd int)
 //
 // Needs AVX-512 F.
-TEXT ·splitPairsAVX512(SB), NOSPLIT, $0-80
+TEXT ·splitRowsAVX512(SB), NOSPLIT, $0-104
 	MOVQ src_base+0(FP), SI
-	MOVQ n+24(FP), CX
-	MOVQ even_base+32(FP), DI
-	MOVQ odd_base+56(FP), R8
+	MOVQ lds+24(FP), R10
+	SHLQ $2, R10
+	MOVQ n+32(FP), CX
+	MOVQ rows+40(FP), BX
+	MOVQ even_base+48(FP), DI
+	MOVQ odd_base+72(FP), R8
+	MOVQ ldd+96(FP), R11
+	SHLQ $2, R11
+	TESTQ BX, BX
+	JZ   done
 	VMOVDQU32 pairEven<>(SB), Z30
 	VMOVDQU32 pairOdd<>(SB), Z29
-	MOVQ CX, R9
-	SHRQ $4, R9
-	JZ   tail
-
-loop:
-	VMOVUPS 0(SI), Z0
-	VMOVUPS 64(SI), Z1
-	VMOVDQU32 Z30, Z2
-	VPERMI2PS Z1, Z0, Z2 // the even elements
-	VMOVDQU32 Z29, Z3
-	VPERMI2PS Z1, Z0, Z3 // the odd ones
-	VMOVUPS Z2, 0(DI)
-	VMOVUPS Z3, 0(R8)
-	ADDQ $128, SI
-	ADDQ $64, DI
-	ADDQ $64, R8
-	DECQ R9
-	JNZ  loop
-
-tail:
+	// K1: the n mod 16 lanes of a row's last step, K2 and K3 the
+	// twice as many of src's two vectors.
 	ANDQ $15, CX
-	JZ   done
-	// K1: the n lanes of the rows, K2 and K3 the 2n of src's two vectors.
+	MOVQ CX, DX // n mod 16
 	MOVL $1, AX
 	SHLL CX, AX
 	DECL AX
@@ -68,14 +56,49 @@ tail:
 	KMOVW AX, K2
 	SHRQ $16, AX
 	KMOVW AX, K3
-	VMOVUPS.Z 0(SI), K2, Z0
-	VMOVUPS.Z 64(SI), K3, Z1
+	MOVQ n+32(FP), CX
+
+row:
+	MOVQ SI, R12
+	MOVQ DI, R13
+	MOVQ R8, R14
+	MOVQ CX, R9
+	SHRQ $4, R9
+	JZ   tail
+
+loop:
+	VMOVUPS 0(R12), Z0
+	VMOVUPS 64(R12), Z1
 	VMOVDQU32 Z30, Z2
 	VPERMI2PS Z1, Z0, Z2 // the even elements
 	VMOVDQU32 Z29, Z3
 	VPERMI2PS Z1, Z0, Z3 // the odd ones
-	VMOVUPS Z2, K1, 0(DI)
-	VMOVUPS Z3, K1, 0(R8)
+	VMOVUPS Z2, 0(R13)
+	VMOVUPS Z3, 0(R14)
+	ADDQ $128, R12
+	ADDQ $64, R13
+	ADDQ $64, R14
+	DECQ R9
+	JNZ  loop
+
+tail:
+	TESTQ DX, DX
+	JZ   next
+	VMOVUPS.Z 0(R12), K2, Z0
+	VMOVUPS.Z 64(R12), K3, Z1
+	VMOVDQU32 Z30, Z2
+	VPERMI2PS Z1, Z0, Z2 // the even elements
+	VMOVDQU32 Z29, Z3
+	VPERMI2PS Z1, Z0, Z3 // the odd ones
+	VMOVUPS Z2, K1, 0(R13)
+	VMOVUPS Z3, K1, 0(R14)
+
+next:
+	ADDQ R10, SI
+	ADDQ R11, DI
+	ADDQ R11, R8
+	DECQ BX
+	JNZ  row
 
 done:
 	VZEROUPPER

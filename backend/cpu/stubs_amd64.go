@@ -259,11 +259,12 @@ func gemmKernelI8Edge(kc int, a, b []float32, c []float32, ldc int, alpha float3
 //go:noescape
 func quadU8AVX512(src []float32, lds, quads int, dst []float32, scale float32, zero int32)
 
-// splitPairsAVX512 is: for k < n: even[k], odd[k] = src[2k], src[2k+1]
-// (the last n mod 16 under masks: nothing past 2n, n read or written).
+// splitRowsAVX512 is: for r < rows, k < n: even[r·ldd+k], odd[r·ldd+k] =
+// src[r·lds+2k], src[r·lds+2k+1] (each row's last n mod 16 under masks:
+// nothing past a row's 2n values read, or its n written).
 //
 //go:noescape
-func splitPairsAVX512(src []float32, n int, even, odd []float32)
+func splitRowsAVX512(src []float32, lds, n, rows int, even, odd []float32, ldd int)
 
 // maxPool3x3s2AVX512 is max3x3 with stride 2 for 16·groups windows, the
 // first at column −clip of x, rows w1 and w2 apart (AVX-512 F); x must

@@ -16,7 +16,9 @@ func quadRowsVec(src []float32, lds, quads int, dst []float32, q *quantB) int { 
 
 func minMaxVec(x []float32) (n int, lo, hi float32) { return 0, 0, 0 }
 
-func splitPairsVec(src, even, odd []float32) int { return 0 }
+func splitRowsVec(src []float32, lds, n, rows int, even, odd []float32, ldd int) bool {
+	return false
+}
 
 func maxPool3x3s2Vec(x []float32, w1, w2, clip int, y, arg []float32, base int) int { return 0 }
 

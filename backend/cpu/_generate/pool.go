@@ -168,12 +168,14 @@ func maxPoolGroup(w *asm, disp int, first []int) {
 	w.p("\tVMOVUPS Z12, (R8)")
 }
 
-// splitPairs writes the even and the odd elements of src to two rows
-// (a padded image's column phases at stride 2, phased.fill), 16 pairs a
-// step with the last step under masks (AVX-512 F):
+// splitPairs writes the even and the odd elements of rows of src to two
+// rows each (a padded image's column phases at stride 2, phased.fill),
+// 16 pairs a step with the last step of each row under masks (AVX-512 F):
 //
-//	for k := 0; k < n; k++ {
-//		even[k], odd[k] = src[2k], src[2k+1]
+//	for r := 0; r < rows; r++ {
+//		for k := 0; k < n; k++ {
+//			even[r·ldd+k], odd[r·ldd+k] = src[r·lds+2k], src[r·lds+2k+1]
+//		}
 //	}
 func splitPairs() []byte {
 	var w asm
@@ -181,42 +183,27 @@ func splitPairs() []byte {
 	w.p("")
 	evenOddIndexes(&w, "pairEven", "pairOdd")
 	w.p("")
-	w.p("// func splitPairsAVX512(src []float32, n int, even, odd []float32)")
+	w.p("// func splitRowsAVX512(src []float32, lds, n, rows int, even, odd []float32, ldd int)")
 	w.p("//")
 	w.p("// Needs AVX-512 F.")
-	w.p("TEXT ·splitPairsAVX512(SB), NOSPLIT, $0-80")
+	w.p("TEXT ·splitRowsAVX512(SB), NOSPLIT, $0-104")
 	w.p("\tMOVQ src_base+0(FP), SI")
-	w.p("\tMOVQ n+24(FP), CX")
-	w.p("\tMOVQ even_base+32(FP), DI")
-	w.p("\tMOVQ odd_base+56(FP), R8")
+	w.p("\tMOVQ lds+24(FP), R10")
+	w.p("\tSHLQ $2, R10")
+	w.p("\tMOVQ n+32(FP), CX")
+	w.p("\tMOVQ rows+40(FP), BX")
+	w.p("\tMOVQ even_base+48(FP), DI")
+	w.p("\tMOVQ odd_base+72(FP), R8")
+	w.p("\tMOVQ ldd+96(FP), R11")
+	w.p("\tSHLQ $2, R11")
+	w.p("\tTESTQ BX, BX")
+	w.p("\tJZ   done")
 	w.p("\tVMOVDQU32 pairEven<>(SB), Z30")
 	w.p("\tVMOVDQU32 pairOdd<>(SB), Z29")
-	w.p("\tMOVQ CX, R9")
-	w.p("\tSHRQ $4, R9")
-	w.p("\tJZ   tail")
-	w.p("")
-	w.p("loop:")
-	w.p("\tVMOVUPS 0(SI), Z0")
-	w.p("\tVMOVUPS 64(SI), Z1")
-	split := func(mask string) {
-		w.p("\tVMOVDQU32 Z30, Z2")
-		w.p("\tVPERMI2PS Z1, Z0, Z2 // the even elements")
-		w.p("\tVMOVDQU32 Z29, Z3")
-		w.p("\tVPERMI2PS Z1, Z0, Z3 // the odd ones")
-		w.p("\tVMOVUPS Z2, %s0(DI)", mask)
-		w.p("\tVMOVUPS Z3, %s0(R8)", mask)
-	}
-	split("")
-	w.p("\tADDQ $128, SI")
-	w.p("\tADDQ $64, DI")
-	w.p("\tADDQ $64, R8")
-	w.p("\tDECQ R9")
-	w.p("\tJNZ  loop")
-	w.p("")
-	w.p("tail:")
+	w.p("\t// K1: the n mod 16 lanes of a row's last step, K2 and K3 the")
+	w.p("\t// twice as many of src's two vectors.")
 	w.p("\tANDQ $15, CX")
-	w.p("\tJZ   done")
-	w.p("\t// K1: the n lanes of the rows, K2 and K3 the 2n of src's two vectors.")
+	w.p("\tMOVQ CX, DX // n mod 16")
 	w.p("\tMOVL $1, AX")
 	w.p("\tSHLL CX, AX")
 	w.p("\tDECL AX")
@@ -228,9 +215,47 @@ func splitPairs() []byte {
 	w.p("\tKMOVW AX, K2")
 	w.p("\tSHRQ $16, AX")
 	w.p("\tKMOVW AX, K3")
-	w.p("\tVMOVUPS.Z 0(SI), K2, Z0")
-	w.p("\tVMOVUPS.Z 64(SI), K3, Z1")
+	w.p("\tMOVQ n+32(FP), CX")
+	w.p("")
+	w.p("row:")
+	w.p("\tMOVQ SI, R12")
+	w.p("\tMOVQ DI, R13")
+	w.p("\tMOVQ R8, R14")
+	w.p("\tMOVQ CX, R9")
+	w.p("\tSHRQ $4, R9")
+	w.p("\tJZ   tail")
+	w.p("")
+	w.p("loop:")
+	w.p("\tVMOVUPS 0(R12), Z0")
+	w.p("\tVMOVUPS 64(R12), Z1")
+	split := func(mask string) {
+		w.p("\tVMOVDQU32 Z30, Z2")
+		w.p("\tVPERMI2PS Z1, Z0, Z2 // the even elements")
+		w.p("\tVMOVDQU32 Z29, Z3")
+		w.p("\tVPERMI2PS Z1, Z0, Z3 // the odd ones")
+		w.p("\tVMOVUPS Z2, %s0(R13)", mask)
+		w.p("\tVMOVUPS Z3, %s0(R14)", mask)
+	}
+	split("")
+	w.p("\tADDQ $128, R12")
+	w.p("\tADDQ $64, R13")
+	w.p("\tADDQ $64, R14")
+	w.p("\tDECQ R9")
+	w.p("\tJNZ  loop")
+	w.p("")
+	w.p("tail:")
+	w.p("\tTESTQ DX, DX")
+	w.p("\tJZ   next")
+	w.p("\tVMOVUPS.Z 0(R12), K2, Z0")
+	w.p("\tVMOVUPS.Z 64(R12), K3, Z1")
 	split("K1, ")
+	w.p("")
+	w.p("next:")
+	w.p("\tADDQ R10, SI")
+	w.p("\tADDQ R11, DI")
+	w.p("\tADDQ R11, R8")
+	w.p("\tDECQ BX")
+	w.p("\tJNZ  row")
 	w.p("")
 	w.p("done:")
 	w.p("\tVZEROUPPER")
