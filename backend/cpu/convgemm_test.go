@@ -249,6 +249,8 @@ func TestIm2col(t *testing.T) {
 		for _, p := range []backend.Conv2dParams{
 			{N: 1, C: 2, H: 3, W: 601, K: 1, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
 			{N: 1, C: 1, H: 5, W: 40, K: 1, R: 1, S: 1, StrideH: 2, StrideW: 2},
+			// Odd sizes: the last row's last value is the image's last.
+			{N: 1, C: 2, H: 7, W: 33, K: 1, R: 1, S: 1, StrideH: 2, StrideW: 2},
 			{N: 1, C: 3, H: 9, W: 67, K: 1, R: 7, S: 7, StrideH: 2, StrideW: 2, PadH: 3, PadW: 3},
 			{N: 1, C: 2, H: 4, W: 35, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 3, PadH: 1, PadW: 2},
 			{N: 1, C: 3, H: 9, W: 33, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
