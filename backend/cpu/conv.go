@@ -1213,7 +1213,8 @@ func (g phased) fill(x, dst []float32) {
 func (g phased) splitChannel(src, dst []float32, evOff, odOff, n int, last bool) {
 	pl := g.plane()
 	for a := 0; a < g.sh; a++ {
-		// Rows y0, y0+sh, … of the image are rows ii0, ii0+1, … of row phase a.
+		// Rows y0, y0+sh, … of the image are the phase's rows from
+		// (y0+ph)/sh on.
 		y0 := ((a-g.ph)%g.sh + g.sh) % g.sh
 		if y0 >= g.h {
 			continue

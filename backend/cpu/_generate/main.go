@@ -36,7 +36,7 @@ func main() {
 		"quantu8row_amd64.s":     quantU8Row(),
 		"minmax_amd64.s":         minMax(),
 		"maxpool_amd64.s":        maxPool3x3s2(),
-		"splitpairs_amd64.s":     splitPairs(),
+		"splitpairs_amd64.s":     splitRows(),
 		"pack_avx2_amd64.s":      packAVX2(),
 		"pack_avx512_amd64.s":    packAVX512(),
 		"gather_avx2_amd64.s":    gatherAVX2(),

@@ -168,7 +168,7 @@ func maxPoolGroup(w *asm, disp int, first []int) {
 	w.p("\tVMOVUPS Z12, (R8)")
 }
 
-// splitPairs writes the even and the odd elements of rows of src to two
+// splitRows writes the even and the odd elements of rows of src to two
 // rows each (a padded image's column phases at stride 2, phased.fill),
 // 16 pairs a step with the last step of each row under masks (AVX-512 F):
 //
@@ -177,7 +177,7 @@ func maxPoolGroup(w *asm, disp int, first []int) {
 //			even[r·ldd+k], odd[r·ldd+k] = src[r·lds+2k], src[r·lds+2k+1]
 //		}
 //	}
-func splitPairs() []byte {
+func splitRows() []byte {
 	var w asm
 	w.header()
 	w.p("")
