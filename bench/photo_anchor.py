@@ -25,7 +25,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--arch", default="resnet50")
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--steps", type=int, default=5)
-p.add_argument("--batches", default="1,32")
+p.add_argument("--batches", default="1,32", help="embedding batch sizes, comma-separated (empty: none)")
 p.add_argument("--train", type=int, default=1, help="also time training at batch 32")
 p.add_argument("--pipeline", help="a JPEG to time the PIL + torchvision transform pipeline on")
 a = p.parse_args()
@@ -71,7 +71,7 @@ def make():
     return m
 
 
-for batch in [int(b) for b in a.batches.split(",")]:
+for batch in [int(b) for b in a.batches.split(",") if b]:
     x = torch.randn(batch, 3, 224, 224)
     tag = f"{a.arch}_embed_b{batch}"
     base = make().eval()

@@ -10,7 +10,9 @@ package main
 // PyTorch's variants in the same run and each ratio is taken against the
 // best of them (ratio_<arch>_<mode>_b<batch>_best). With -rounds N, ours
 // and the anchor take turns N times and every figure and ratio is the
-// median of the rounds.
+// median of the rounds. Within a round they take turns figure by figure
+// (photoSchedule), so that each ratio compares timings taken seconds
+// apart, not minutes.
 
 import (
 	"bytes"
@@ -56,9 +58,16 @@ func photoSuite(b backend.Backend, o options) {
 			if o.rounds > 1 {
 				fmt.Printf("# %s: round %d of %d\n", arch, r+1, o.rounds)
 			}
-			pr := photoRound{ours: photoOurs(b, arch, steps)}
-			if o.anchors {
-				pr.torch = photoAnchor(arch, steps, o)
+			var pr photoRound
+			for _, t := range photoSchedule(r, o.anchors) {
+				if t.torch {
+					if pr.torch == nil {
+						pr.torch = map[string]float64{}
+					}
+					maps.Copy(pr.torch, photoAnchor(arch, t.part, steps, o))
+					continue
+				}
+				photoOurs(&pr.ours, b, arch, t.part, steps)
 			}
 			rounds = append(rounds, pr)
 		}
@@ -90,35 +99,72 @@ func (f *photoFigures) add(tag string, v float64) {
 	f.values[tag] = v
 }
 
-// photoOurs times arch's embedding at batch 1 and 32 in fp32 and each
-// low precision the backend and CPU run, and its training step.
-func photoOurs(b backend.Backend, arch string, steps int) photoFigures {
-	var f photoFigures
-	for _, batch := range []int{1, 32} {
-		steps := steps
-		if batch == 1 {
-			steps *= 8 // one image takes tens of ms (the anchor does the same)
-		}
-		tag := fmt.Sprintf("%s_embed_b%d", arch, batch)
-		f.add(tag, photoModel(b, arch, batch, false, steps, "fp32"))
-		for _, p := range lowPrecisions {
-			if prec, err := backend.SetPrecision(b, p); err == nil && !strings.HasPrefix(prec, "fp32") {
-				f.add(tag+"_"+p, photoModel(b, arch, batch, false, steps, p))
-			} else {
-				fmt.Printf("# no %s figures: %s %v\n", p, prec, err)
-			}
-		}
-		backend.SetPrecision(b, "fp32")
-	}
-	f.add(arch+"_train_b32", photoModel(b, arch, 32, true, max(2, steps/2), "fp32"))
-	return f
+// photoPart is a part of a round: the embedding at a batch size, or
+// (batch 0) the training step.
+type photoPart struct{ batch int }
+
+// photoParts are a round's parts in order.
+var photoParts = []photoPart{{1}, {32}, {0}}
+
+// photoTurn is one turn of a round: a part, by us or by the anchor.
+type photoTurn struct {
+	part  photoPart
+	torch bool
 }
 
-// photoAnchor runs bench/photo_anchor.py for arch: PyTorch with glibc's
-// allocator, then with the tuned one (its batch-32 figures depend on
-// it), the tuned figures named with the suffix _tuned.
-func photoAnchor(arch string, steps int, o options) map[string]float64 {
+// photoSchedule is round r's turns: part after part, ours and the
+// anchor's one after the other (this machine's speed drifts by tens of
+// percent over minutes, so each ratio is taken from timings seconds
+// apart), ours first in even rounds and the anchor's first in odd ones,
+// so that a drift within a part favours neither side. Without the
+// anchor, ours alone.
+func photoSchedule(r int, anchors bool) []photoTurn {
+	var turns []photoTurn
+	for _, p := range photoParts {
+		if !anchors {
+			turns = append(turns, photoTurn{part: p})
+			continue
+		}
+		first := r%2 == 1
+		turns = append(turns, photoTurn{part: p, torch: first}, photoTurn{part: p, torch: !first})
+	}
+	return turns
+}
+
+// photoOurs adds our figures of part to f: arch's embedding at the
+// part's batch size in fp32 and each low precision the backend and CPU
+// run, or its training step at batch 32.
+func photoOurs(f *photoFigures, b backend.Backend, arch string, part photoPart, steps int) {
+	if part.batch == 0 {
+		f.add(arch+"_train_b32", photoModel(b, arch, 32, true, max(2, steps/2), "fp32"))
+		return
+	}
+	batch := part.batch
+	if batch == 1 {
+		steps *= 8 // one image takes tens of ms (the anchor does the same)
+	}
+	tag := fmt.Sprintf("%s_embed_b%d", arch, batch)
+	f.add(tag, photoModel(b, arch, batch, false, steps, "fp32"))
+	for _, p := range lowPrecisions {
+		if prec, err := backend.SetPrecision(b, p); err == nil && !strings.HasPrefix(prec, "fp32") {
+			f.add(tag+"_"+p, photoModel(b, arch, batch, false, steps, p))
+		} else {
+			fmt.Printf("# no %s figures: %s %v\n", p, prec, err)
+		}
+	}
+	backend.SetPrecision(b, "fp32")
+}
+
+// photoAnchor runs bench/photo_anchor.py for part of arch: PyTorch with
+// glibc's allocator, then with the tuned one (its batch-32 figures
+// depend on it), the tuned figures named with the suffix _tuned.
+func photoAnchor(arch string, part photoPart, steps int, o options) map[string]float64 {
 	args := []string{photoAnchorScript, "--arch", arch, "--threads", strconv.Itoa(o.threads), "--steps", strconv.Itoa(steps)}
+	if part.batch == 0 {
+		args = append(args, "--batches", "", "--train", "1")
+	} else {
+		args = append(args, "--batches", strconv.Itoa(part.batch), "--train", "0")
+	}
 	a := runAnchor("torchvision", nil, args...)
 	for k, v := range runAnchor("torchvision", []string{"GLIBC_TUNABLES=" + tunedMalloc}, args...) {
 		if a == nil {

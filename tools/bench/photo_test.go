@@ -55,3 +55,33 @@ func TestBestRatios(t *testing.T) {
 		}
 	}
 }
+
+// TestPhotoSchedule: every part once a side per round, ours and the
+// anchor's next to each other, the side that goes first alternating from
+// round to round; without the anchor, each part once.
+func TestPhotoSchedule(t *testing.T) {
+	for r := range 4 {
+		turns := photoSchedule(r, true)
+		if len(turns) != 2*len(photoParts) {
+			t.Fatalf("round %d: %d turns for %d parts", r, len(turns), len(photoParts))
+		}
+		for i, p := range photoParts {
+			a, b := turns[2*i], turns[2*i+1]
+			if a.part != p || b.part != p || a.torch == b.torch {
+				t.Fatalf("round %d, part %v: turns %v and %v", r, p, a, b)
+			}
+			if a.torch != (r%2 == 1) {
+				t.Errorf("round %d, part %v: the anchor first is %v", r, p, a.torch)
+			}
+		}
+		alone := photoSchedule(r, false)
+		if len(alone) != len(photoParts) {
+			t.Fatalf("round %d without the anchor: %d turns", r, len(alone))
+		}
+		for i, p := range photoParts {
+			if alone[i] != (photoTurn{part: p}) {
+				t.Errorf("round %d without the anchor: turn %d is %v", r, i, alone[i])
+			}
+		}
+	}
+}
