@@ -10,9 +10,9 @@ package main
 // PyTorch's variants in the same run and each ratio is taken against the
 // best of them (ratio_<arch>_<mode>_b<batch>_best). With -rounds N, ours
 // and the anchor take turns N times and every figure and ratio is the
-// median of the rounds. Within a round they take turns figure by figure
-// (photoSchedule), so that each ratio compares timings taken seconds
-// apart, not minutes.
+// median of the rounds. Within a round they take turns part by part
+// (photoSchedule), so that each ratio compares timings taken within a
+// minute or so of each other, not several minutes apart.
 
 import (
 	"bytes"
@@ -112,12 +112,12 @@ type photoTurn struct {
 	torch bool
 }
 
-// photoSchedule is round r's turns: part after part, ours and the
-// anchor's one after the other (this machine's speed drifts by tens of
-// percent over minutes, so each ratio is taken from timings seconds
-// apart), ours first in even rounds and the anchor's first in odd ones,
-// so that a drift within a part favours neither side. Without the
-// anchor, ours alone.
+// photoSchedule is round r's turns (r from 0): part after part, ours
+// and the anchor's one after the other (this machine's speed drifts by
+// tens of percent over minutes, so each ratio is taken from timings a
+// minute or so apart rather than several), ours first in even rounds and
+// the anchor's first in odd ones, so that a drift within a part favours
+// neither side. Without the anchor, ours alone.
 func photoSchedule(r int, anchors bool) []photoTurn {
 	var turns []photoTurn
 	for _, p := range photoParts {
