@@ -188,9 +188,10 @@ const (
 
 // scratch holds one worker's reusable buffers.
 type scratch struct {
-	rgba    *image.RGBA // the S x S output
-	crop    *image.RGBA // a YCbCr crop converted to RGBA
-	threads int         // goroutines for the row bands of one image (≤ 1: the caller's)
+	rgba    *image.RGBA   // the S x S output
+	crop    *image.RGBA   // a YCbCr crop converted to RGBA
+	shrunk  shrinkScratch // shrink's buffers
+	threads int           // goroutines for the row bands of one image (≤ 1: the caller's)
 }
 
 // bands runs f on the rows [y0, y1) of r cut into up to threads bands of
@@ -378,13 +379,15 @@ func (t *Transform) apply(dst []float32, img image.Image, box image.Rectangle, r
 			}
 		}
 	} else {
+		if src.Dx() > 2*out.Dx() || src.Dy() > 2*out.Dy() {
+			sc.shrink(img, src, out, dst, S, C, flip)
+			finish(dst, C, S, out, flip, t.Mean, t.Std, float32(bf), float32(cf), float32(sf))
+			return status
+		}
 		if sc.rgba == nil || sc.rgba.Rect.Dx() != S || sc.rgba.Rect.Dy() != S {
 			sc.rgba = image.NewRGBA(image.Rect(0, 0, S, S))
 		}
 		var interp draw.Interpolator = draw.ApproxBiLinear
-		if src.Dx() > 2*out.Dx() || src.Dy() > 2*out.Dy() {
-			interp = draw.BiLinear
-		}
 		from := img
 		if ycc, ok := img.(*image.YCbCr); ok {
 			// Converting the crop to RGBA first (the standard library's

@@ -2,12 +2,12 @@
 // measurement per line as `name value unit`, the form the reference scripts
 // in ../shared/bench print too.
 //
-//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|layers|serve|all]
+//	go run ./tools/bench [flags] [gemm|train|embed|search|ann|photo|pipeline|layers|serve|all]
 //
 // (all is every suite but ann, photo and layers, which take minutes:
 // approximate search of -nq queries in -n rows, see ann.go; ResNet-50/18
 // at 224×224 and the photo pipeline, see photo.go; their convolutions
-// one at a time, see layers.go.) With --anchors it also runs the
+// one at a time, see layers.go. pipeline is the photo pipeline alone.) With --anchors it also runs the
 // reference scripts (OpenBLAS through numpy, PyTorch, numpy search, faiss
 // and hnswlib) in the same run, when a python3 with those modules
 // is present, and prints `ratio_<name> value x`: our figure over the
@@ -97,7 +97,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "photo, layers: rounds of ours and the anchor in turn; each figure and ratio is the median of the rounds")
 	flag.StringVar(&memProfile, "memprofile", "", "write a profile of every allocation in the timed steps of train and embed to this file at the end")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|layers|serve|all]...\n")
+		fmt.Fprintf(os.Stderr, "usage: bench [flags] [gemm|train|embed|search|ann|photo|pipeline|layers|serve|all]...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -199,10 +199,12 @@ func main() {
 			photoSuite(b, o)
 		case "layers":
 			layersSuite(b, o)
+		case "pipeline":
+			photoPipeline(o)
 		case "serve":
 			serveSuite(o)
 		default:
-			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo, layers, serve or all)", s)
+			fatalf("unknown suite %q (want gemm, train, embed, search, ann, photo, pipeline, layers, serve or all)", s)
 		}
 	}
 }

@@ -383,8 +383,10 @@ func photoModel(b backend.Backend, arch string, batch int, train bool, steps int
 // photoPipeline times, on one core, what retrieve index does to a JPEG
 // before the network sees it: decode (EXIF orientation included), crop,
 // resize to 224, normalise; a 1200×1600 photo (a phone's, scaled down).
+// With -rounds N, ours and PIL's take turns N times (ours first in odd
+// rounds), and each figure and the ratio (taken within a round) is the
+// median of the rounds.
 func photoPipeline(o options) {
-	settle()
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("dmlgo-bench-photo-%d.jpg", os.Getpid()))
 	if err := os.WriteFile(path, photoJPEG(1200, 1600), 0o644); err != nil {
 		fatalf("%v", err)
@@ -395,22 +397,57 @@ func photoPipeline(o options) {
 		fatalf("%v", err)
 	}
 	dst := make([]float32, tf.Len())
-	dt := timeIt(2*time.Second, func() {
-		img, err := data.DecodeFile(path)
-		if err != nil {
-			fatalf("%v", err)
+	ourTurn := func() float64 {
+		settle()
+		dt := timeIt(2*time.Second, func() {
+			img, err := data.DecodeFile(path)
+			if err != nil {
+				fatalf("%v", err)
+			}
+			tf.Apply(dst, img, image.Rectangle{}, 0, nil)
+		})
+		return 1 / dt.Seconds()
+	}
+	pilTurn := func() float64 {
+		return runAnchor("PIL", nil, photoAnchorScript, "--pipeline", path, "--threads", "1")["pil_pipeline_224"]
+	}
+	var ours, pil, ratios []float64
+	for r := range max(1, o.rounds) {
+		var us, them float64
+		if o.anchors && r%2 == 1 {
+			them = pilTurn()
 		}
-		tf.Apply(dst, img, image.Rectangle{}, 0, nil)
-	})
-	ours := 1 / dt.Seconds()
-	emit("dmlgo_pipeline_224_t1", ours, "img/s")
-	if o.anchors {
-		a := runAnchor("PIL", nil, photoAnchorScript, "--pipeline", path, "--threads", "1")
-		if v := a["pil_pipeline_224"]; v > 0 {
-			emit("pil_pipeline_224", v, "img/s")
-			ratio("pipeline_224_t1", ours, v)
+		us = ourTurn()
+		if o.anchors && r%2 == 0 {
+			them = pilTurn()
+		}
+		ours = append(ours, us)
+		if them > 0 {
+			pil = append(pil, them)
+			ratios = append(ratios, us/them)
 		}
 	}
+	several := len(ours) > 1
+	report := func(name string, vs []float64, unit string) {
+		if len(vs) == 0 {
+			return
+		}
+		if several {
+			fmt.Printf("# %s per round:", name)
+			for _, v := range vs {
+				fmt.Printf(" %.3g", v)
+			}
+			fmt.Println()
+		}
+		if unit == "x" {
+			ratio(strings.TrimPrefix(name, "ratio_"), median(vs), 1)
+			return
+		}
+		emit(name, median(vs), unit)
+	}
+	report("dmlgo_pipeline_224_t1", ours, "img/s")
+	report("pil_pipeline_224", pil, "img/s")
+	report("ratio_pipeline_224_t1", ratios, "x")
 }
 
 // photoJPEG encodes a w×h photo-like JPEG (smooth colour gradients and
