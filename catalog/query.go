@@ -271,21 +271,29 @@ func (g *Gallery) Image(r int) (image.Image, error) {
 // LoadQuery reads a query given on the command line: an image file, or an
 // FMNIST-C2S view "fmnist-c2s:row=N" (its item is then known).
 func (g *Gallery) LoadQuery(arg string) (QueryImage, error) {
+	return g.LoadQueryFor(arg, data.Transform{}, image.Rectangle{})
+}
+
+// LoadQueryFor is LoadQuery for transform t and the query's box (the zero
+// rectangle: the whole image): a large JPEG is decoded at the scale t
+// needs, as retrieve index decodes the gallery's (data.DecodeFor), and
+// the query's Box is box in its pixels.
+func (g *Gallery) LoadQueryFor(arg string, t data.Transform, box image.Rectangle) (QueryImage, error) {
 	if mr, ok := parseFMNISTRow(arg); ok {
 		row, err := g.fmnistRow(mr)
 		if err != nil {
 			return QueryImage{}, err
 		}
-		return QueryImage{Name: arg, Image: row.Image, Item: row.Item, HasItem: true}, nil
+		return QueryImage{Name: arg, Image: row.Image, Box: box, Item: row.Item, HasItem: true}, nil
 	}
 	if strings.HasPrefix(arg, "fmnist-c2s:") {
 		return QueryImage{}, fmt.Errorf("%q: want %sN with N a manifest row", arg, FMNISTRowPrefix)
 	}
-	img, err := data.DecodeFile(arg)
+	img, box, err := data.DecodeFileFor(arg, data.DefaultDecodeLimits, t, box)
 	if err != nil {
 		return QueryImage{}, err
 	}
-	return QueryImage{Name: arg, Image: img}, nil
+	return QueryImage{Name: arg, Image: img, Box: box}, nil
 }
 
 // DataQueries returns n queries of the data set the index was built from,

@@ -277,6 +277,20 @@ func DecodeFileCost(path string) (Cost, error) {
 // DecodeFileLimited reads and decodes a JPEG or PNG file within l; errors
 // name the file. A file larger than l.MaxBytes is refused before it is read.
 func DecodeFileLimited(path string, l DecodeLimits) (image.Image, error) {
+	b, err := readLimited(path, l)
+	if err != nil {
+		return nil, err
+	}
+	img, err := DecodeLimited(context.Background(), b, l)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
+}
+
+// readLimited reads a regular file of at most l.MaxBytes; errors name it
+// (but for a missing file's, which matches fs.ErrNotExist).
+func readLimited(path string, l DecodeLimits) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -296,11 +310,7 @@ func DecodeFileLimited(path string, l DecodeLimits) (image.Image, error) {
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	img, err := DecodeLimited(context.Background(), b, l)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return img, nil
+	return b, nil
 }
 
 // IsLimit reports whether err is (or wraps) a *LimitError.

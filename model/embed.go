@@ -161,14 +161,16 @@ func (m *Model) EmbedRows(ctx context.Context, man *data.Manifest, rows []int, o
 		errs := make([]error, len(rows))
 		parallelFor(len(rows), m.Workers, func(i int) {
 			r := &man.Rows[rows[i]]
-			img := r.Image
+			img, box := r.Image, r.Box
 			if img == nil {
-				img, errs[i] = data.DecodeFile(man.ImagePath(rows[i]))
+				// A large JPEG comes at the scale the transform needs
+				// (data.DecodeFor), its box with it.
+				img, box, errs[i] = data.DecodeFileFor(man.ImagePath(rows[i]), data.DefaultDecodeLimits, m.Transform, r.Box)
 				if errs[i] != nil {
 					return
 				}
 			}
-			m.Transform.Apply(x[i*per:(i+1)*per], img, r.Box, 0, out.Warnings)
+			m.Transform.Apply(x[i*per:(i+1)*per], img, box, 0, out.Warnings)
 		})
 		c := chunk{x: x}
 		for i, err := range errs {

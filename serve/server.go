@@ -581,19 +581,27 @@ func (s *Server) prepare(ctx context.Context, raw []byte, box image.Rectangle) (
 	if err := s.Config.limits().Check(cost); err != nil {
 		return nil, http.StatusBadRequest, err
 	}
+	// The box is checked against the image as shown (EXIF orientation
+	// applied), before any decoding.
+	w, h := cost.Width, cost.Height
+	if data.JPEGOrientation(raw) >= 5 {
+		w, h = h, w
+	}
+	if box != (image.Rectangle{}) && !box.Overlaps(image.Rect(0, 0, w, h)) {
+		return nil, http.StatusBadRequest, fmt.Errorf("box %v lies outside the %d×%d image", box, w, h)
+	}
 	if err := s.decode.acquire(ctx, cost.Bytes); err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: waited %v for memory to decode the upload (-decode-budget %s); retry later", s.Config.QueueTimeout, bytesize.Format(s.Config.DecodeBudget))
 	}
 	defer s.decode.release(cost.Bytes)
-	img, err := data.DecodeLimited(ctx, raw, s.Config.limits())
+	// A large JPEG is decoded at the scale the transform needs, its box
+	// with it (data.DecodeFor).
+	img, box, err := data.DecodeFor(ctx, raw, s.Config.limits(), s.Model.Transform, box)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, http.StatusServiceUnavailable, fmt.Errorf("busy: the upload could not be decoded within %v (-queue-timeout); retry later", s.Config.QueueTimeout)
 		}
 		return nil, http.StatusBadRequest, fmt.Errorf("the upload is not a decodable JPEG or PNG image (%v)", err)
-	}
-	if box != (image.Rectangle{}) && !box.Overlaps(img.Bounds()) {
-		return nil, http.StatusBadRequest, fmt.Errorf("box %v lies outside the %d×%d image", box, img.Bounds().Dx(), img.Bounds().Dy())
 	}
 	return s.Model.TransformImages([]image.Image{img}, []image.Rectangle{box}), http.StatusOK, nil
 }

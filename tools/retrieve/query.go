@@ -99,11 +99,10 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	gal := catalog.NewGallery(ix, m.Card.Data, stderr)
 	var qs []catalog.QueryImage
 	for _, a := range pos {
-		q, err := gal.LoadQuery(a)
+		q, err := gal.LoadQueryFor(a, m.Transform, box)
 		if err != nil {
 			return fmt.Errorf("query image: %w", err)
 		}
-		q.Box = box
 		switch {
 		case *item != "":
 			q.Item, q.HasItem = itemID, true

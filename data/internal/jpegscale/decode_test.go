@@ -1,0 +1,285 @@
+package jpegscale
+
+import (
+	"bytes"
+	"errors"
+	"image"
+	"image/jpeg"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The files in testdata were written by libjpeg-turbo's cjpeg from one
+// 67×45 picture (sizes that leave partial MCUs on both axes): every
+// subsampling it offers, grey, restart intervals of a row and of 3 and 2
+// MCUs, optimised Huffman tables, 16-bit quantisation tables (quality
+// 3, an extended-sequential frame), and two that this package refuses:
+// progressive and arithmetic coding.
+var supported = []string{"s420", "s422", "s444", "s440", "s411", "s410", "grey", "restart-rows",
+	"restart-3blocks", "grey-restart", "optimized", "q16bit"}
+
+func read(t testing.TB, name string) []byte {
+	b, err := os.ReadFile(filepath.Join("testdata", name+".jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// planes returns img's sample planes (Y, Cb, Cr, or the grey one) as
+// functions of plane coordinates, with their sizes.
+func planes(img image.Image) (at []func(x, y int) int, size []image.Point) {
+	switch m := img.(type) {
+	case *image.Gray:
+		return []func(x, y int) int{func(x, y int) int { return int(m.Pix[y*m.Stride+x]) }}, []image.Point{m.Rect.Size()}
+	case *image.YCbCr:
+		w, h := m.Rect.Dx(), m.Rect.Dy()
+		cw, ch := w, h
+		switch m.SubsampleRatio {
+		case image.YCbCrSubsampleRatio422:
+			cw = (w + 1) / 2
+		case image.YCbCrSubsampleRatio420:
+			cw, ch = (w+1)/2, (h+1)/2
+		case image.YCbCrSubsampleRatio440:
+			ch = (h + 1) / 2
+		case image.YCbCrSubsampleRatio411:
+			cw = (w + 3) / 4
+		case image.YCbCrSubsampleRatio410:
+			cw, ch = (w+3)/4, (h+1)/2
+		}
+		return []func(x, y int) int{
+				func(x, y int) int { return int(m.Y[y*m.YStride+x]) },
+				func(x, y int) int { return int(m.Cb[y*m.CStride+x]) },
+				func(x, y int) int { return int(m.Cr[y*m.CStride+x]) },
+			},
+			[]image.Point{{w, h}, {cw, ch}, {cw, ch}}
+	}
+	return nil, nil
+}
+
+// TestFullScaleMatchesImageJPEG: at scale 1 every sample of every plane
+// is image/jpeg's to within the rounding of the two inverse DCTs (its
+// integer one, our float one): the entropy decoding, restarts, tables and
+// the planes' layout are the same.
+func TestFullScaleMatchesImageJPEG(t *testing.T) {
+	for _, name := range supported {
+		b := read(t, name)
+		want, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: image/jpeg: %v", name, err)
+		}
+		got, err := Decode(b, 1, 1<<20, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Bounds() != want.Bounds() {
+			t.Fatalf("%s: bounds %v, want %v", name, got.Bounds(), want.Bounds())
+		}
+		if gy, ok := got.(*image.YCbCr); ok && gy.SubsampleRatio != want.(*image.YCbCr).SubsampleRatio {
+			t.Fatalf("%s: %v, want %v", name, gy.SubsampleRatio, want.(*image.YCbCr).SubsampleRatio)
+		}
+		ga, gs := planes(got)
+		wa, ws := planes(want)
+		if len(ga) == 0 || len(ga) != len(wa) {
+			t.Fatalf("%s: %T against %T", name, got, want)
+		}
+		for p := range ga {
+			if gs[p] != ws[p] {
+				t.Fatalf("%s plane %d: %v, want %v", name, p, gs[p], ws[p])
+			}
+			worst := 0
+			for y := range gs[p].Y {
+				for x := range gs[p].X {
+					worst = max(worst, abs(ga[p](x, y)-wa[p](x, y)))
+				}
+			}
+			if worst > 1 {
+				t.Errorf("%s plane %d: %d levels from image/jpeg at worst, want 1", name, p, worst)
+			}
+		}
+	}
+}
+
+// TestReducedScales: at 1/2, 1/4 and 1/8 the image is Size's, and each
+// sample is close to the mean of the full decode's d×d samples it stands
+// for: exactly their mean (to the rounding) at 1/8, where it is the
+// block's DC term, and within what dropping the higher frequencies moves
+// at 1/2 and 1/4.
+func TestReducedScales(t *testing.T) {
+	for _, name := range supported {
+		b := read(t, name)
+		full, err := Decode(b, 1, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fa, fs := planes(full)
+		for _, d := range []int{2, 4, 8} {
+			img, err := Decode(b, d, 1<<20, nil)
+			if err != nil {
+				t.Fatalf("%s 1/%d: %v", name, d, err)
+			}
+			w, h := Size(full.Bounds().Dx(), full.Bounds().Dy(), d)
+			if img.Bounds() != image.Rect(0, 0, w, h) {
+				t.Fatalf("%s 1/%d: bounds %v, want %dx%d", name, d, img.Bounds(), w, h)
+			}
+			ra, rs := planes(img)
+			for p := range ra {
+				var sum, n float64
+				worst := 0.0
+				for y := range rs[p].Y {
+					for x := range rs[p].X {
+						// Whole d×d cells of the full plane only.
+						if (x+1)*d > fs[p].X || (y+1)*d > fs[p].Y {
+							continue
+						}
+						var mean float64
+						for yy := range d {
+							for xx := range d {
+								mean += float64(fa[p](x*d+xx, y*d+yy))
+							}
+						}
+						mean /= float64(d * d)
+						e := math.Abs(float64(ra[p](x, y)) - mean)
+						sum += e
+						n++
+						worst = max(worst, e)
+					}
+				}
+				limitMean, limitWorst := 6.0, 40.0
+				if d == 8 {
+					limitMean, limitWorst = 0.5, 1 // the block's mean, rounded both ways
+				}
+				if n == 0 || sum/n > limitMean || worst > limitWorst {
+					t.Errorf("%s 1/%d plane %d: %.2f from the cells' means on average, %.1f at worst (%v cells); want %v and %v",
+						name, d, p, sum/n, worst, n, limitMean, limitWorst)
+				}
+			}
+		}
+	}
+}
+
+// TestIDCTKeepsTheMean: at every scale the mean of a block's output is
+// its DC term's mean, 128 + F(0,0)/8, whatever its other frequencies.
+func TestIDCTKeepsTheMean(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 8} {
+		var blk [64]float32
+		blk[0] = 80
+		for u := range n {
+			for v := range n {
+				if u+v > 0 {
+					blk[u*8+v] = float32((u*7+v*3)%11) - 5
+				}
+			}
+		}
+		out := make([]byte, 64)
+		idctTables[n](&blk, out, 8)
+		var sum float64
+		for y := range n {
+			for x := range n {
+				sum += float64(out[y*8+x])
+			}
+		}
+		if mean := sum / float64(n*n); math.Abs(mean-138) > 0.5 {
+			t.Errorf("n = %d: mean %v, want 138", n, mean)
+		}
+	}
+}
+
+// TestRefused: progressive and arithmetic coding are ErrUnsupported, as
+// are data that are not a JPEG and a frame of more than maxPixels; a
+// scale other than 1, 2, 4 or 8 is an error of its own.
+func TestRefused(t *testing.T) {
+	for _, name := range []string{"progressive", "arithmetic"} {
+		if _, err := Decode(read(t, name), 2, 1<<20, nil); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: %v, want ErrUnsupported", name, err)
+		}
+	}
+	if _, err := Decode([]byte("GIF89a"), 2, 1<<20, nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a GIF: %v", err)
+	}
+	if _, err := Decode(read(t, "s420"), 2, 67*45-1, nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a frame past maxPixels: %v", err)
+	}
+	if _, err := Decode(read(t, "s420"), 2, 67*45, nil); err != nil {
+		t.Errorf("a frame of maxPixels: %v", err)
+	}
+	if _, err := Decode(read(t, "s420"), 3, 1<<20, nil); err == nil || errors.Is(err, ErrUnsupported) {
+		t.Errorf("scale 1/3: %v", err)
+	}
+}
+
+// TestDamaged: a file cut anywhere inside its scan is refused, never
+// half decoded (cut at the very end, it misses only EOI, and decodes);
+// bytes changed, dropped or added anywhere give an image or an error,
+// never a panic (FuzzDecode goes on from here, with testdata/fuzz).
+func TestDamaged(t *testing.T) {
+	for _, name := range []string{"s420", "restart-3blocks", "grey-restart"} {
+		b := read(t, name)
+		sos := bytes.Index(b, []byte{0xFF, 0xDA})
+		for cut := sos + 20; cut < len(b)-2; cut++ {
+			if img, err := Decode(b[:cut], 4, 1<<20, nil); err == nil {
+				t.Fatalf("%s cut at %d of %d: decoded (%v)", name, cut, len(b), img.Bounds())
+			}
+		}
+		if _, err := Decode(b[:len(b)-2], 4, 1<<20, nil); err != nil {
+			t.Errorf("%s without EOI: %v", name, err)
+		}
+		x := uint32(1)
+		next := func() int { x = x*1664525 + 1013904223; return int(x >> 8) }
+		for range 3000 {
+			c := bytes.Clone(b)
+			for range 1 + next()%4 {
+				switch i := next() % len(c); next() % 3 {
+				case 0:
+					c[i] = byte(next())
+				case 1:
+					c = append(c[:i], c[i+1:]...)
+				default:
+					c = append(c[:i], append([]byte{byte(next())}, c[i:]...)...)
+				}
+			}
+			for _, d := range []int{1, 2, 8} {
+				Decode(c, d, 1<<20, nil)
+			}
+		}
+	}
+}
+
+// TestCheckStops: an error from check ends the decoding with it.
+func TestCheckStops(t *testing.T) {
+	stop := errors.New("deadline")
+	calls := 0
+	_, err := Decode(read(t, "s420"), 2, 1<<20, func() error {
+		calls++
+		if calls == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 2 {
+		t.Errorf("%v after %d calls, want the check's error after 2", err, calls)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, name := range append(supported, "progressive") {
+		f.Add(read(f, name))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, d := range []int{1, 4} {
+			img, err := Decode(b, d, 1<<20, nil)
+			if err == nil && (img.Bounds().Dx() == 0 || img.Bounds().Dy() == 0) {
+				t.Fatalf("an empty image without an error")
+			}
+		}
+	})
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
