@@ -1,11 +1,14 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"image"
+	"image/jpeg"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -228,5 +231,53 @@ func TestEvaluateSkipsUnreadable(t *testing.T) {
 	raw, _ := json.Marshal(met.Flat())
 	if met.TopK[50] != 1 {
 		t.Errorf("three queries against three shop images: top-50 %g (%s)", met.TopK[50], raw)
+	}
+}
+
+// TestEmbedRowsDecodesForTheTransform: a manifest row's JPEG that the
+// model's transform shrinks a lot is embedded from the reduced decode
+// (data.DecodeFileFor), its box with it: the embedding is that of the
+// image and box DecodeFileFor gives.
+func TestEmbedRowsDecodesForTheTransform(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.ckpt")
+	save(t, path, tinyCard(), struct{}{})
+	m, err := Load(path, Options{Device: "cpu"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	img := image.NewRGBA(image.Rect(0, 0, 640, 480))
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i/4%640/3 + r.IntN(40))
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "photo.jpg"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	box := image.Rect(30, 20, 610, 470)
+	if d := m.Transform.JPEGScale(640, 480, box); d < 2 {
+		t.Fatalf("the transform (size %d) takes the photo at 1/%d", m.Transform.Size, d)
+	}
+	man := &data.Manifest{Root: root, Rows: []data.Row{{Path: "photo.jpg", Box: box, Category: data.NoCategory}}}
+	e, err := m.EmbedRows(context.Background(), man, []int{0}, EmbedOptions{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, sbox, err := data.DecodeFileFor(filepath.Join(root, "photo.jpg"), data.DefaultDecodeLimits, m.Transform, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.EmbedImages(context.Background(), []image.Image{small}, []image.Rectangle{sbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if e.Embeddings[i] != want[i] {
+			t.Fatalf("value %d: %g from EmbedRows, %g from the reduced decode", i, e.Embeddings[i], want[i])
+		}
 	}
 }
