@@ -378,6 +378,25 @@ func (r *bitReader) block(blk *[64]float32, cp *component, q *[64]uint16, dc, ac
 	cp.pred += r.receive(int(s))
 	blk[0] = float32(cp.pred) * float32(q[0])
 	for k := 1; k < 64; {
+		if r.n < 32 {
+			r.fill()
+		}
+		if f := ac.fast[r.acc>>(64-lookBits)]; f != 0 {
+			// Code and value in one lookup.
+			l := int(f & 0xFF)
+			r.acc <<= l
+			r.n -= l
+			k += int(f>>8) & 15
+			if k > 63 {
+				return false, unsupported("a coefficient past the 64th")
+			}
+			if z := zigzag[k]; int(z>>3) < n && int(z&7) < n {
+				blk[z] = float32(f>>16) * float32(q[k])
+				hasAC = true
+			}
+			k++
+			continue
+		}
 		rs, err := r.decode(ac)
 		if err != nil {
 			return false, err

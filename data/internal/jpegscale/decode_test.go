@@ -3,6 +3,7 @@ package jpegscale
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"math"
@@ -282,4 +283,40 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// BenchmarkDecode: a 1200×1600 photo-like JPEG (quality 90, 4:2:0) at
+// each scale, and image/jpeg's whole decode of it.
+func BenchmarkDecode(b *testing.B) {
+	const w, h = 1200, 1600
+	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
+	x := uint32(7)
+	for i := range img.Y {
+		x = x*1664525 + 1013904223
+		img.Y[i] = uint8(i%w*200/w + int(x>>27))
+	}
+	for i := range img.Cb {
+		img.Cb[i], img.Cr[i] = uint8(100+i%(w/2)/10), uint8(140-i/(w/2)/20)
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.Run("image-jpeg", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := jpeg.Decode(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, d := range []int{2, 4, 8} {
+		b.Run(fmt.Sprintf("1/%d", d), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Decode(data, d, w*h, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

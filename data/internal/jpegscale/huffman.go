@@ -17,6 +17,11 @@ type huffman struct {
 	first, index [17]int32
 	vals         [256]byte
 	nvals        int
+	// fast[c], for an AC table, resolves a whole coefficient in the next
+	// lookBits bits c where its code and its value's bits fit in them:
+	// value << 16 | run << 8 | the bits taken; 0 where they do not (an
+	// end of block, a run of 16 zeros, a long code or value).
+	fast [1 << lookBits]int32
 }
 
 // parseHuffman reads a DHT segment (one or more tables).
@@ -63,11 +68,31 @@ func (d *decoder) parseHuffman(s []byte) error {
 		if tc == 0 {
 			d.dc[th] = h
 		} else {
+			h.setFast()
 			d.ac[th] = h
 		}
 		s = s[17+total:]
 	}
 	return nil
+}
+
+// setFast fills fast from look.
+func (h *huffman) setFast() {
+	for c, e := range h.look {
+		if e == 0 {
+			continue
+		}
+		l, rs := int(e>>8), int(e&0xFF)
+		run, size := rs>>4, rs&15
+		if size == 0 || l+size > lookBits {
+			continue
+		}
+		v := int32(c>>(lookBits-l-size)) & (1<<size - 1)
+		if v < 1<<(size-1) {
+			v += -1<<size + 1
+		}
+		h.fast[c] = v<<16 | int32(run)<<8 | int32(l+size)
+	}
 }
 
 // bitReader reads the entropy-coded data of a scan: bytes of 0xFF are
