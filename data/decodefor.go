@@ -16,9 +16,9 @@ import (
 // alone, data/internal/jpegscale) when the transform still shrinks the
 // smaller image by more than twice on both axes, so that what reaches
 // the network is filtered as before (resample.go) from a picture four to
-// sixty-four times smaller. JPEGs the package does not take (progressive,
-// arithmetic coding, CMYK, a damaged file) and every other format are
-// decoded whole, as DecodeLimited does.
+// sixty-four times smaller. JPEGs the package does not take (arithmetic
+// coding, CMYK, a damaged file) and every other format are decoded
+// whole, as DecodeLimited does.
 
 // JPEGScale is the scale 1/d (d = 1, 2, 4 or 8) at which DecodeFor
 // decodes a baseline JPEG of w×h displayed pixels (after EXIF

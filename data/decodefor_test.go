@@ -142,9 +142,9 @@ func TestJPEGScale(t *testing.T) {
 }
 
 // TestDecodeForWhole: what the reduced decoder does not take comes whole
-// from the standard decoders, errors included: a PNG, a progressive
-// JPEG (none made here: a baseline one with its SOF0 relabelled SOF2
-// reads as damaged to both), a cut JPEG; a done context stops it.
+// from the standard decoders, errors included: a PNG, a cut JPEG
+// (image/jpeg's error); a done context stops it, the limits refuse what
+// is past them; a file is read as DecodeFileLimited reads it.
 func TestDecodeForWhole(t *testing.T) {
 	tf := unitTransform(32, FitStretch)
 	b := photo(t, 400, 300)

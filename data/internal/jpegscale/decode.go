@@ -6,17 +6,20 @@
 // planes) shrinks by the square of the scale. The entropy-coded data is
 // still read whole.
 //
-// It takes what cameras, phones and shops mostly write: sequential
-// Huffman-coded 8-bit frames (SOF0, SOF1), grey or YCbCr with the chroma
-// at one sample per MCU (4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1, 4:1:0), all
-// components in one scan, with or without restart markers. Anything else
-// (progressive or arithmetic coding, 12 bits, CMYK, Adobe's colour
-// transforms, one scan per component) is ErrUnsupported, for the caller
-// to decode some other way; so is a JPEG this package finds damaged, so
-// that the caller's decoder says what it makes of it.
+// It takes what cameras, phones, shops and the web mostly write:
+// Huffman-coded 8-bit frames, sequential (SOF0, SOF1, all components in
+// one scan) or progressive (SOF2, progressive.go), grey or YCbCr with
+// the chroma at one sample per MCU (4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1,
+// 4:1:0), with or without restart markers. Anything else (arithmetic
+// coding, 12 bits, CMYK, Adobe's colour transforms, a sequential frame in
+// one scan per component) is ErrUnsupported, for the caller to decode
+// some other way; so is a JPEG this package finds damaged, so that the
+// caller's decoder says what it makes of it.
 //
 // Scale 1 (the full 8-point inverse DCT) is there for the tests, which
-// check the entropy decoding against image/jpeg's to the rounding.
+// check the entropy decoding against image/jpeg's to the rounding. (One
+// kind of file decodes here and not there: image/jpeg refuses
+// progressive scans with restart markers.)
 package jpegscale
 
 import (
@@ -60,6 +63,7 @@ type decoder struct {
 	check      func() error
 	maxPixels  int64
 	hmax, vmax int
+	prog       progressive // a progressive frame's state (progressive.go)
 }
 
 // Decode decodes the JPEG in b at scale 1/d (d = 1, 2, 4 or 8): an
@@ -77,7 +81,8 @@ func Decode(b []byte, d int, maxPixels int64, check func() error) (image.Image, 
 	return dec.decode()
 }
 
-// decode walks the markers up to the first scan and decodes it.
+// decode walks the markers: up to the scan of a sequential frame, which
+// it decodes; through every scan of a progressive one, up to EOI.
 func (d *decoder) decode() (image.Image, error) {
 	b := d.b
 	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
@@ -100,6 +105,8 @@ func (d *decoder) decode() (image.Image, error) {
 		switch {
 		case m == 0x01 || m >= 0xD0 && m <= 0xD7:
 			continue // no length
+		case m == 0xD9 && d.prog.on && d.prog.scans > 0:
+			return d.reconstruct()
 		case m == 0xD8 || m == 0xD9:
 			return nil, unsupported("marker %#x before the scan", m)
 		}
@@ -116,6 +123,9 @@ func (d *decoder) decode() (image.Image, error) {
 		switch m {
 		case 0xC0, 0xC1:
 			err = d.parseFrame(seg)
+		case 0xC2:
+			d.prog.on = true
+			err = d.parseFrame(seg)
 		case 0xC4:
 			err = d.parseHuffman(seg)
 		case 0xDB:
@@ -130,12 +140,20 @@ func (d *decoder) decode() (image.Image, error) {
 				return nil, unsupported("Adobe APP14 (colour transform)")
 			}
 		case 0xDA:
+			if d.prog.on {
+				n, err := d.progressiveScan(seg, b[i:])
+				if err != nil {
+					return nil, err
+				}
+				i += n
+				continue
+			}
 			if err := d.parseScan(seg); err != nil {
 				return nil, err
 			}
 			return d.scan(b[i:])
-		case 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xCC, 0xDC:
-			return nil, unsupported("marker %#x (progressive, lossless, arithmetic or hierarchical)", m)
+		case 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xCC, 0xDC:
+			return nil, unsupported("marker %#x (lossless, arithmetic or hierarchical)", m)
 		}
 		if err != nil {
 			return nil, err
@@ -273,20 +291,10 @@ func (d *decoder) parseScan(s []byte) error {
 // the planes and returns the image.
 func (d *decoder) scan(b []byte) (image.Image, error) {
 	n := d.scale
-	var mcusX, mcusY int
-	if len(d.comps) == 1 {
-		mcusX, mcusY = (d.w+7)/8, (d.h+7)/8
-	} else {
-		mcusX, mcusY = (d.w+8*d.hmax-1)/(8*d.hmax), (d.h+8*d.vmax-1)/(8*d.vmax)
-	}
-	for c := range d.comps {
-		cp := &d.comps[c]
-		cp.stride = mcusX * cp.h * n
-		cp.pix = make([]byte, cp.stride*mcusY*cp.v*n)
-	}
+	mcusX, mcusY := d.mcus()
+	d.planes()
 	r := bitReader{b: b}
 	var blk [64]float32
-	idct := idctTables[n]
 	mcus := mcusX * mcusY
 	left := d.restart
 	next := 0 // the expected restart marker
@@ -320,19 +328,7 @@ func (d *decoder) scan(b []byte) (image.Image, error) {
 						return nil, err
 					}
 					x, y := (mx*cp.h+bx)*n, (my*cp.v+by)*n
-					dst := cp.pix[y*cp.stride+x:]
-					if !hasAC {
-						// A flat block: its mean everywhere.
-						v := pixel(blk[0] / 8)
-						for i := range n {
-							row := dst[i*cp.stride : i*cp.stride+n]
-							for j := range row {
-								row[j] = v
-							}
-						}
-						continue
-					}
-					idct(&blk, dst, cp.stride)
+					put(&blk, hasAC, n, cp.pix[y*cp.stride+x:], cp.stride)
 				}
 			}
 		}
@@ -340,14 +336,55 @@ func (d *decoder) scan(b []byte) (image.Image, error) {
 			return nil, unsupported("the data ends inside MCU %d of %d", m, mcus)
 		}
 	}
-	w, h := Size(d.w, d.h, 8/n)
+	return d.image(), nil
+}
+
+// mcus is the frame's MCUs across and down (a lone component's are its
+// blocks).
+func (d *decoder) mcus() (x, y int) {
+	if len(d.comps) == 1 {
+		return (d.w + 7) / 8, (d.h + 7) / 8
+	}
+	return (d.w + 8*d.hmax - 1) / (8 * d.hmax), (d.h + 8*d.vmax - 1) / (8 * d.vmax)
+}
+
+// planes allocates each component's plane at the output scale, padded to
+// whole MCUs.
+func (d *decoder) planes() {
+	mcusX, mcusY := d.mcus()
+	for c := range d.comps {
+		cp := &d.comps[c]
+		cp.stride = mcusX * cp.h * d.scale
+		cp.pix = make([]byte, cp.stride*mcusY*cp.v*d.scale)
+	}
+}
+
+// image is the decoded planes as an image of Size(w, h, 8/scale).
+func (d *decoder) image() image.Image {
+	w, h := Size(d.w, d.h, 8/d.scale)
 	if len(d.comps) == 1 {
 		c := d.comps[0]
-		return &image.Gray{Pix: c.pix, Stride: c.stride, Rect: image.Rect(0, 0, w, h)}, nil
+		return &image.Gray{Pix: c.pix, Stride: c.stride, Rect: image.Rect(0, 0, w, h)}
 	}
 	y, cb, cr := d.comps[0], d.comps[1], d.comps[2]
 	return &image.YCbCr{Y: y.pix, Cb: cb.pix, Cr: cr.pix, YStride: y.stride, CStride: cb.stride,
-		SubsampleRatio: ratio(y.h, y.v), Rect: image.Rect(0, 0, w, h)}, nil
+		SubsampleRatio: ratio(y.h, y.v), Rect: image.Rect(0, 0, w, h)}
+}
+
+// put writes one block's n×n pixels from its coefficients blk (at u·8+v,
+// dequantised) to dst: its mean everywhere when hasAC is false.
+func put(blk *[64]float32, hasAC bool, n int, dst []byte, stride int) {
+	if !hasAC {
+		v := pixel(blk[0] / 8)
+		for i := range n {
+			row := dst[i*stride : i*stride+n]
+			for j := range row {
+				row[j] = v
+			}
+		}
+		return
+	}
+	idctTables[n](blk, dst, stride)
 }
 
 // zigzag[k] is the row-major index of the k-th coefficient in zigzag
@@ -427,7 +464,7 @@ func (r *bitReader) block(blk *[64]float32, cp *component, q *[64]uint16, dc, ac
 
 // idctTables[n] is the n-point inverse DCT of a block's n×n lowest
 // frequencies into n×n pixels, for n = 1, 2, 4 and 8.
-var idctTables = map[int]func(blk *[64]float32, dst []byte, stride int){
+var idctTables = [9]func(blk *[64]float32, dst []byte, stride int){
 	1: func(blk *[64]float32, dst []byte, _ int) { dst[0] = pixel(blk[0] / 8) },
 	2: idctN(2),
 	4: idct4,

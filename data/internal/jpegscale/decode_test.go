@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -16,10 +17,14 @@ import (
 // 67×45 picture (sizes that leave partial MCUs on both axes): every
 // subsampling it offers, grey, restart intervals of a row and of 3 and 2
 // MCUs, optimised Huffman tables, 16-bit quantisation tables (quality
-// 3, an extended-sequential frame), and two that this package refuses:
-// progressive and arithmetic coding.
+// 3, an extended-sequential frame); progressive ones (cjpeg's scans:
+// the DC terms and the AC bands in successive passes of bits) in 4:2:0,
+// 4:4:4, 4:2:2 and grey, and 4:2:2 again with restarts every 2 MCUs
+// (prog-restart, which image/jpeg refuses: TestProgressiveRestarts); and
+// one that this package refuses: arithmetic coding.
 var supported = []string{"s420", "s422", "s444", "s440", "s411", "s410", "grey", "restart-rows",
-	"restart-3blocks", "grey-restart", "optimized", "q16bit"}
+	"restart-3blocks", "grey-restart", "optimized", "q16bit",
+	"progressive", "prog-grey", "prog-444", "prog-422"}
 
 func read(t testing.TB, name string) []byte {
 	b, err := os.ReadFile(filepath.Join("testdata", name+".jpg"))
@@ -188,14 +193,12 @@ func TestIDCTKeepsTheMean(t *testing.T) {
 	}
 }
 
-// TestRefused: progressive and arithmetic coding are ErrUnsupported, as
-// are data that are not a JPEG and a frame of more than maxPixels; a
-// scale other than 1, 2, 4 or 8 is an error of its own.
+// TestRefused: arithmetic coding is ErrUnsupported, as are data that are
+// not a JPEG and a frame of more than maxPixels; a scale other than 1,
+// 2, 4 or 8 is an error of its own.
 func TestRefused(t *testing.T) {
-	for _, name := range []string{"progressive", "arithmetic"} {
-		if _, err := Decode(read(t, name), 2, 1<<20, nil); !errors.Is(err, ErrUnsupported) {
-			t.Errorf("%s: %v, want ErrUnsupported", name, err)
-		}
+	if _, err := Decode(read(t, "arithmetic"), 2, 1<<20, nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("arithmetic coding: %v, want ErrUnsupported", err)
 	}
 	if _, err := Decode([]byte("GIF89a"), 2, 1<<20, nil); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("a GIF: %v", err)
@@ -211,12 +214,13 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// TestDamaged: a file cut anywhere inside its scan is refused, never
-// half decoded (cut at the very end, it misses only EOI, and decodes);
+// TestDamaged: a file cut anywhere inside its scans is refused, never
+// half decoded (cut at the very end, a sequential one misses only EOI,
+// and decodes);
 // bytes changed, dropped or added anywhere give an image or an error,
 // never a panic (FuzzDecode goes on from here, with testdata/fuzz).
 func TestDamaged(t *testing.T) {
-	for _, name := range []string{"s420", "restart-3blocks", "grey-restart"} {
+	for _, name := range []string{"s420", "restart-3blocks", "grey-restart", "progressive", "prog-restart"} {
 		b := read(t, name)
 		sos := bytes.Index(b, []byte{0xFF, 0xDA})
 		for cut := sos + 20; cut < len(b)-2; cut++ {
@@ -224,7 +228,9 @@ func TestDamaged(t *testing.T) {
 				t.Fatalf("%s cut at %d of %d: decoded (%v)", name, cut, len(b), img.Bounds())
 			}
 		}
-		if _, err := Decode(b[:len(b)-2], 4, 1<<20, nil); err != nil {
+		// A progressive file's last scans may be missing: without EOI it
+		// is refused, as image/jpeg refuses it.
+		if _, err := Decode(b[:len(b)-2], 4, 1<<20, nil); (err != nil) != strings.HasPrefix(name, "prog") {
 			t.Errorf("%s without EOI: %v", name, err)
 		}
 		x := uint32(1)
@@ -248,6 +254,30 @@ func TestDamaged(t *testing.T) {
 	}
 }
 
+// TestProgressiveRestarts: a progressive file with a restart interval
+// every 2 MCUs decodes to the very pixels of the same picture written
+// without restarts (the same coefficients), at every scale.
+func TestProgressiveRestarts(t *testing.T) {
+	with, without := read(t, "prog-restart"), read(t, "prog-422")
+	if !bytes.Contains(with, []byte{0xFF, 0xDD}) || bytes.Contains(without, []byte{0xFF, 0xDD}) {
+		t.Fatal("the fixtures are not what they were")
+	}
+	for _, d := range []int{1, 2, 4, 8} {
+		a, err := Decode(with, d, 1<<20, nil)
+		if err != nil {
+			t.Fatalf("1/%d: %v", d, err)
+		}
+		b, err := Decode(without, d, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ya, yb := a.(*image.YCbCr), b.(*image.YCbCr)
+		if !bytes.Equal(ya.Y, yb.Y) || !bytes.Equal(ya.Cb, yb.Cb) || !bytes.Equal(ya.Cr, yb.Cr) {
+			t.Errorf("1/%d: the pixels differ", d)
+		}
+	}
+}
+
 // TestCheckStops: an error from check ends the decoding with it.
 func TestCheckStops(t *testing.T) {
 	stop := errors.New("deadline")
@@ -265,7 +295,7 @@ func TestCheckStops(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, name := range append(supported, "progressive") {
+	for _, name := range append(supported, "arithmetic") {
 		f.Add(read(f, name))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

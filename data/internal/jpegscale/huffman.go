@@ -181,6 +181,31 @@ func (r *bitReader) receive(s int) int32 {
 	return v
 }
 
+// bit reads one bit.
+func (r *bitReader) bit() bool {
+	if r.n < 32 {
+		r.fill()
+	}
+	b := r.acc>>63 != 0
+	r.acc <<= 1
+	r.n--
+	return b
+}
+
+// bits reads s bits (s ≤ 16) as an unsigned number.
+func (r *bitReader) bits(s int) uint32 {
+	if s == 0 {
+		return 0
+	}
+	if r.n < 32 {
+		r.fill()
+	}
+	v := uint32(r.acc >> (64 - s))
+	r.acc <<= s
+	r.n -= s
+	return v
+}
+
 // skip drops s bits (s ≤ 16).
 func (r *bitReader) skip(s int) {
 	if r.n < 32 {
