@@ -81,7 +81,7 @@ func DecodeFor(ctx context.Context, b []byte, l DecodeLimits, t Transform, box i
 			case err == nil:
 				return Orient(img, o), scaleBox(box, d), nil
 			case !errors.Is(err, jpegscale.ErrUnsupported):
-				return nil, box, err // ctx's
+				return nil, box, err // ctx's, or a file no decoder should take the time for
 			}
 		}
 	}

@@ -278,6 +278,29 @@ func TestProgressiveRestarts(t *testing.T) {
 	}
 }
 
+// TestTooManyScans: a progressive file whose scans are repeated past
+// maxScans is an error, and not ErrUnsupported (no decoder should take
+// the time).
+func TestTooManyScans(t *testing.T) {
+	b := read(t, "prog-grey")
+	sos := bytes.Index(b, []byte{0xFF, 0xDA})
+	next := sos + 2 + bytes.Index(b[sos+2:], []byte{0xFF, 0xDA})
+	scan := b[sos:next] // the first scan: its header and data
+	var many []byte
+	many = append(many, b[:sos]...)
+	for range maxScans + 1 {
+		many = append(many, scan...)
+	}
+	many = append(many, 0xFF, 0xD9)
+	_, err := Decode(many, 2, 1<<20, nil)
+	if err == nil || errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "scans") {
+		t.Errorf("%d scans: %v", maxScans+1, err)
+	}
+	if _, err := Decode(append(append(b[:sos:sos], scan...), 0xFF, 0xD9), 2, 1<<20, nil); err != nil {
+		t.Errorf("the first scan alone: %v", err)
+	}
+}
+
 // TestCheckStops: an error from check ends the decoding with it.
 func TestCheckStops(t *testing.T) {
 	stop := errors.New("deadline")

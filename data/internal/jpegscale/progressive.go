@@ -1,6 +1,9 @@
 package jpegscale
 
-import "image"
+import (
+	"fmt"
+	"image"
+)
 
 // Progressive JPEGs (SOF2) send each block's coefficients over several
 // scans: the DC terms first (maybe in several passes of bits, from the
@@ -9,6 +12,11 @@ import "image"
 // EOI (64 int16 a block: 5.8 MB for a 1200×1600 4:2:0 photo), then each
 // block's n×n lowest are dequantised and go through the n-point inverse
 // DCT as a sequential frame's do. The scans follow ITU-T T.81, G.1.
+
+// maxScans bounds the scans of a progressive frame: each may visit every
+// block of the image, so a file of many tiny scans would cost time out
+// of all proportion to its size (encoders write about ten).
+const maxScans = 256
 
 // progressive is a progressive frame's state.
 type progressive struct {
@@ -73,6 +81,10 @@ func (d *decoder) progressiveScan(seg, b []byte) (int, error) {
 			cp := &d.comps[c]
 			p.coef[c] = make([]int16, 64*mcusX*cp.h*mcusY*cp.v)
 		}
+	}
+	if p.scans == maxScans {
+		// Not ErrUnsupported: no decoder should spend the time.
+		return 0, fmt.Errorf("jpegscale: more than %d scans (a progressive JPEG has about 10)", maxScans)
 	}
 	p.scans++
 	for c := range d.comps {
