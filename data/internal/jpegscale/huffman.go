@@ -166,16 +166,8 @@ func (r *bitReader) decode(h *huffman) (byte, error) {
 // receive reads an s-bit coefficient (s ≤ 16) and extends its sign: the
 // codes below 2^(s−1) stand for the negative values.
 func (r *bitReader) receive(s int) int32 {
-	if s == 0 {
-		return 0
-	}
-	if r.n < 32 {
-		r.fill()
-	}
-	v := int32(r.acc >> (64 - s))
-	r.acc <<= s
-	r.n -= s
-	if v < 1<<(s-1) {
+	v := int32(r.bits(s))
+	if s > 0 && v < 1<<(s-1) {
 		v += -1<<s + 1
 	}
 	return v
@@ -207,13 +199,7 @@ func (r *bitReader) bits(s int) uint32 {
 }
 
 // skip drops s bits (s ≤ 16).
-func (r *bitReader) skip(s int) {
-	if r.n < 32 {
-		r.fill()
-	}
-	r.acc <<= s
-	r.n -= s
-}
+func (r *bitReader) skip(s int) { r.bits(s) }
 
 // restart moves past the marker RSTn, n = want, that ends a restart
 // interval: the bits left of the last byte are padding.
