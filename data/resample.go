@@ -96,7 +96,7 @@ func (a *axis) fold(luma *axis, min, f int) {
 type plane struct {
 	pix          []byte
 	stride, step int
-	h, v         axis
+	h, v         *axis // its filters across and down
 }
 
 // rows filters the output rows [y0, y1) of p into out (rows of len(p.h.n)
@@ -133,7 +133,7 @@ func (p *plane) rows(y0, y1 int, out, tmp []float32) []float32 {
 
 // horizontal filters one source row (row[x*step] is sample x) into out.
 func (p *plane) horizontal(row []byte, out []float32) {
-	h, step := &p.h, p.step
+	h, step := p.h, p.step
 	for x := range out {
 		s, n := h.start[x], h.n[x]
 		ws := h.w[h.off[x] : h.off[x]+n]
@@ -160,24 +160,23 @@ func (sc *scratch) shrink(img image.Image, src, out image.Rectangle, dst []float
 	sh := &sc.shrunk
 	ow, oh := out.Dx(), out.Dy()
 	ycc, isYCC := img.(*image.YCbCr)
+	luma, chroma := &sh.axes[0], &sh.axes[1]
 	if isYCC {
 		hx, hy := chromaFactors(ycc.SubsampleRatio)
 		b := ycc.Rect
-		sh.planes[0] = plane{pix: ycc.Y, stride: ycc.YStride, step: 1}
-		sh.planes[0].h.set(ow, float64(src.Min.X-b.Min.X), float64(src.Max.X-b.Min.X), src.Min.X-b.Min.X, src.Max.X-b.Min.X)
-		sh.planes[0].v.set(oh, float64(src.Min.Y-b.Min.Y), float64(src.Max.Y-b.Min.Y), src.Min.Y-b.Min.Y, src.Max.Y-b.Min.Y)
+		luma[0].set(ow, float64(src.Min.X-b.Min.X), float64(src.Max.X-b.Min.X), src.Min.X-b.Min.X, src.Max.X-b.Min.X)
+		luma[1].set(oh, float64(src.Min.Y-b.Min.Y), float64(src.Max.Y-b.Min.Y), src.Min.Y-b.Min.Y, src.Max.Y-b.Min.Y)
 		// Chroma sample j covers the luma samples x with ⌊x/h⌋ = j +
 		// ⌊b.Min/h⌋ (as the conversion to RGBA reads it): its weight is
-		// theirs summed.
-		for i, pix := range [][]byte{ycc.Cb, ycc.Cr} {
-			p := &sh.planes[1+i]
-			*p = plane{pix: pix, stride: ycc.CStride, step: 1, h: p.h, v: p.v}
-			p.h.fold(&sh.planes[0].h, b.Min.X, hx)
-			p.v.fold(&sh.planes[0].v, b.Min.Y, hy)
-		}
+		// theirs summed. Cb and Cr share the filter.
+		chroma[0].fold(&luma[0], b.Min.X, hx)
+		chroma[1].fold(&luma[1], b.Min.Y, hy)
+		sh.planes[0] = plane{pix: ycc.Y, stride: ycc.YStride, step: 1, h: &luma[0], v: &luma[1]}
+		sh.planes[1] = plane{pix: ycc.Cb, stride: ycc.CStride, step: 1, h: &chroma[0], v: &chroma[1]}
+		sh.planes[2] = plane{pix: ycc.Cr, stride: ycc.CStride, step: 1, h: &chroma[0], v: &chroma[1]}
 	} else {
 		// RGBA (alpha premultiplied, as draw keeps it; other images'
-		// crops converted): its R, G and B planes.
+		// crops converted): its R, G and B planes, under one filter.
 		rgba, ok := img.(*image.RGBA)
 		at := src.Min
 		if !ok {
@@ -185,15 +184,11 @@ func (sc *scratch) shrink(img image.Image, src, out image.Rectangle, dst []float
 			draw.Draw(sc.crop, sc.crop.Rect, img, src.Min, draw.Src)
 			rgba, at = sc.crop, image.Point{}
 		}
+		luma[0].set(ow, 0, float64(src.Dx()), 0, src.Dx())
+		luma[1].set(oh, 0, float64(src.Dy()), 0, src.Dy())
 		o := rgba.PixOffset(at.X, at.Y)
 		for c := range 3 {
-			p := &sh.planes[c]
-			*p = plane{pix: rgba.Pix[o+c:], stride: rgba.Stride, step: 4, h: p.h, v: p.v}
-		}
-		sh.planes[0].h.set(ow, 0, float64(src.Dx()), 0, src.Dx())
-		sh.planes[0].v.set(oh, 0, float64(src.Dy()), 0, src.Dy())
-		for c := 1; c < 3; c++ {
-			sh.planes[c].h, sh.planes[c].v = copyAxis(sh.planes[c].h, &sh.planes[0].h), copyAxis(sh.planes[c].v, &sh.planes[0].v)
+			sh.planes[c] = plane{pix: rgba.Pix[o+c:], stride: rgba.Stride, step: 4, h: &luma[0], v: &luma[1]}
 		}
 	}
 	for c := range sh.out {
@@ -256,17 +251,9 @@ func (sc *scratch) shrinkStore(y0, y1 int, out image.Rectangle, dst []float32, S
 // shrinkScratch is what shrink keeps between images.
 type shrinkScratch struct {
 	planes [3]plane
+	axes   [2][2]axis // the filters across and down: luma (or RGB), chroma
 	out    [3][]float32
 	tmp    []float32
-}
-
-// copyAxis returns from's filter in dst's slices.
-func copyAxis(dst axis, from *axis) axis {
-	dst.start = append(dst.start[:0], from.start...)
-	dst.n = append(dst.n[:0], from.n...)
-	dst.off = append(dst.off[:0], from.off...)
-	dst.w = append(dst.w[:0], from.w...)
-	return dst
 }
 
 // chromaFactors are the luma samples per chroma sample across and down.
