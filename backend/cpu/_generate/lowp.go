@@ -71,6 +71,7 @@ func pairBF16() []byte {
 	w.p("\tJZ   done")
 	w.p("")
 	w.p("loop:")
+	prefetchNextPanel(w.p, 128, "(SI)", "(SI)(DX*1)")
 	for h := 0; h < 2; h++ {
 		// even row's half h in Z0, odd row's in Z1
 		w.p("\tVMOVUPS %d(SI), Z0", h*64)
@@ -126,6 +127,7 @@ func quadU8() []byte {
 	w.p("")
 	w.p("loop:")
 	rows := []string{"0(SI)", "0(SI)(DX*1)", "0(SI)(DX*2)", "0(SI)(R8*1)"}
+	prefetchNextPanel(w.p, 128, "(SI)", "(SI)(DX*1)", "(SI)(DX*2)", "(SI)(R8*1)")
 	for h := 0; h < 2; h++ {
 		for r := 0; r < 4; r++ {
 			z := fmt.Sprintf("Z%d", r)
