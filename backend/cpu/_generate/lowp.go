@@ -24,6 +24,24 @@ func evex512(op byte, pp int, dst, src1, src2 int) string {
 	return evex(op, pp, dst, src1, src2, 512)
 }
 
+// evex512Bcst is evex512 with src2 a 32-bit value in memory at off(SI),
+// broadcast to every lane (EVEX.b): op dst, src1, off(SI){1to16}. The
+// displacement is a disp8 scaled by 4 where it fits, else a disp32.
+func evex512Bcst(op byte, pp int, dst, src1, off int) string {
+	inv := func(b int) int { return b ^ 1 }
+	p0 := inv(dst>>3&1)<<7 | 1<<6 | 1<<5 | inv(dst>>4&1)<<4 | 2 // X, B: no index, base SI
+	p1 := 0<<7 | (^src1&15)<<3 | 1<<2 | pp
+	p2 := 0<<7 | 2<<5 | 1<<4 | inv(src1>>4&1)<<3 // 512 bits, broadcast, no mask
+	const si = 6
+	b := fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x", p0, p1, p2, op)
+	if off%4 == 0 && off/4 >= -128 && off/4 <= 127 {
+		return b + fmt.Sprintf("; BYTE $0x%02x; BYTE $0x%02x", 0x40|(dst&7)<<3|si, byte(int8(off/4)))
+	}
+	u := uint32(int32(off))
+	return b + fmt.Sprintf("; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x",
+		0x80|(dst&7)<<3|si, u&0xff, u>>8&0xff, u>>16&0xff, u>>24)
+}
+
 // evex is evex512 for vectors of bits 512 or 256 (ZMM or YMM registers).
 func evex(op byte, pp int, dst, src1, src2, bits int) string {
 	inv := func(b int) int { return b ^ 1 }
