@@ -188,10 +188,11 @@ const (
 
 // scratch holds one worker's reusable buffers.
 type scratch struct {
-	rgba    *image.RGBA   // the S x S output
-	crop    *image.RGBA   // a YCbCr crop converted to RGBA
-	shrunk  shrinkScratch // shrink's buffers
-	threads int           // goroutines for the row bands of one image (≤ 1: the caller's)
+	rgba    *image.RGBA     // the S x S output
+	crop    *image.RGBA     // a YCbCr crop converted to RGBA
+	shrunk  shrinkScratch   // shrink's buffers
+	bil     bilinearScratch // the direct bilinear path's two axes
+	threads int             // goroutines for the row bands of one image (≤ 1: the caller's)
 }
 
 // bands runs f on the rows [y0, y1) of r cut into up to threads bands of
@@ -400,6 +401,18 @@ func (t *Transform) apply(dst []float32, img image.Image, box image.Rectangle, r
 				draw.Draw(sc.crop, sc.crop.Rect, ycc, src.Min, draw.Src)
 			}
 			from, src = sc.crop, sc.crop.Rect
+		}
+		if rgba, ok := bilinearFits(from, src, out); ok && interp == draw.ApproxBiLinear && directBilinear {
+			sc.bil.x.set(out.Dx(), src.Min.X, src.Dx())
+			sc.bil.y.set(out.Dy(), src.Min.Y, src.Dy())
+			rows := func(y0, y1 int) { bilinearRows(&sc.bil, rgba, out, dst, S, C, flip, y0, y1) }
+			if sc.threads > 1 {
+				bands(out, sc.threads, rows)
+			} else {
+				rows(out.Min.Y, out.Max.Y)
+			}
+			finish(dst, C, S, out, flip, t.Mean, t.Std, float32(bf), float32(cf), float32(sf))
+			return status
 		}
 		rs := resample{interp: interp, rgba: sc.rgba, from: from, src: src, out: out, dst: dst, size: S, channels: C, flip: flip}
 		// The kernel interpolator (large reductions) would resample every
