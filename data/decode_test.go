@@ -160,3 +160,131 @@ func TestJPEGFrameCost(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeJPEGIsImageJPEGs: JPEGs decode to image/jpeg's very samples
+// (jpegscale at full scale for those it takes, image/jpeg for the rest),
+// EXIF orientation applied; a progressive file with restart markers,
+// which image/jpeg refuses, decodes too; and a file jpegscale refuses
+// (components named R, G, B: image/jpeg's RGB) comes from image/jpeg.
+func TestDecodeJPEGIsImageJPEGs(t *testing.T) {
+	dir := filepath.Join("internal", "jpegscale", "testdata")
+	files := map[string][]byte{"photo": photoRotated(t, 6)}
+	for _, name := range []string{"s420", "s422", "s444", "s440", "s411", "s410", "grey", "restart-rows",
+		"q16bit", "progressive", "prog-grey", "prog-444", "prog-422"} {
+		b, err := os.ReadFile(filepath.Join(dir, name+".jpg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = b
+	}
+	rgb := bytes.Clone(files["s444"])
+	if i := bytes.Index(rgb, []byte{0xFF, 0xE0}); i > 0 { // JFIF's APP0 says YCbCr whatever the names
+		rgb = append(rgb[:i:i], rgb[i+2+int(rgb[i+2])<<8|int(rgb[i+3]):]...)
+	}
+	for _, marker := range [][]byte{{0xFF, 0xC0}, {0xFF, 0xDA}} {
+		i := bytes.Index(rgb, marker)
+		first := i + 10 // SOF: the first component's id
+		if marker[1] == 0xDA {
+			first = i + 5
+		}
+		for c := range 3 {
+			step := 3
+			if marker[1] == 0xDA {
+				step = 2
+			}
+			rgb[first+step*c] = "RGB"[c]
+		}
+	}
+	files["rgb"] = rgb
+	for name, b := range files {
+		want, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: image/jpeg: %v", name, err)
+		}
+		want = Orient(want, JPEGOrientation(b))
+		got, err := DecodeLimited(context.Background(), b, DefaultDecodeLimits)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name == "rgb" {
+			if _, ok := got.(*image.RGBA); !ok {
+				t.Errorf("rgb: %T, want image/jpeg's *image.RGBA", got)
+			}
+		}
+		if !samePixels(got, want) {
+			t.Errorf("%s: %T differs from image/jpeg's %T", name, got, want)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "prog-restart.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(b)); err == nil {
+		t.Fatal("image/jpeg decodes prog-restart now: the case is gone")
+	}
+	if img, err := DecodeLimited(context.Background(), b, DefaultDecodeLimits); err != nil || img.Bounds().Dx() != 67 {
+		t.Errorf("prog-restart: %v", err)
+	}
+}
+
+// photoRotated is photo's JPEG with an EXIF block giving orientation o.
+func photoRotated(t *testing.T, o int) []byte {
+	b := photo(t, 61, 43)
+	exif := []byte{0xFF, 0xE1, 0, 34, 'E', 'x', 'i', 'f', 0, 0,
+		'M', 'M', 0, 42, 0, 0, 0, 8, // TIFF header, IFD at 8
+		0, 1, // one entry
+		0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, byte(o), 0, 0, // orientation, SHORT
+		0, 0, 0, 0} // no next IFD
+	out := append([]byte{0xFF, 0xD8}, exif...)
+	out = append(out, b[2:]...)
+	if JPEGOrientation(out) != o {
+		t.Fatalf("orientation %d, want %d", JPEGOrientation(out), o)
+	}
+	return out
+}
+
+// samePixels reports whether a and b hold the same samples: their planes
+// where both are YCbCr or grey, their colours otherwise.
+func samePixels(a, b image.Image) bool {
+	if a.Bounds() != b.Bounds() {
+		return false
+	}
+	switch a := a.(type) {
+	case *image.YCbCr:
+		b, ok := b.(*image.YCbCr)
+		if !ok || a.SubsampleRatio != b.SubsampleRatio {
+			return false
+		}
+		r := a.Rect
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				if a.Y[a.YOffset(x, y)] != b.Y[b.YOffset(x, y)] ||
+					a.Cb[a.COffset(x, y)] != b.Cb[b.COffset(x, y)] || a.Cr[a.COffset(x, y)] != b.Cr[b.COffset(x, y)] {
+					return false
+				}
+			}
+		}
+		return true
+	case *image.Gray:
+		b, ok := b.(*image.Gray)
+		if !ok {
+			return false
+		}
+		r := a.Rect
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			if !bytes.Equal(a.Pix[a.PixOffset(r.Min.X, y):][:r.Dx()], b.Pix[b.PixOffset(r.Min.X, y):][:r.Dx()]) {
+				return false
+			}
+		}
+		return true
+	}
+	r := a.Bounds()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			if a.At(x, y) != b.At(x, y) {
+				return false
+			}
+		}
+	}
+	return true
+}

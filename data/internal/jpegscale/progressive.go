@@ -3,6 +3,7 @@ package jpegscale
 import (
 	"fmt"
 	"image"
+	"math"
 )
 
 // Progressive JPEGs (SOF2) send each block's coefficients over several
@@ -17,6 +18,11 @@ import (
 // block of the image, so a file of many tiny scans would cost time out
 // of all proportion to its size (encoders write about ten).
 const maxScans = 256
+
+// errWide refuses a coefficient that 16 bits do not hold. image/jpeg
+// keeps 32, so it decodes the file (to its own values): a valid file's
+// coefficients take 16 bits at most.
+var errWide = unsupported("a coefficient of more than 16 bits")
 
 // progressive is a progressive frame's state.
 type progressive struct {
@@ -188,7 +194,11 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 				return unsupported("DC difference of %d bits", s)
 			}
 			cp.pred += r.receive(int(s))
-			blk[0] = int16(cp.pred << p.al)
+			v := cp.pred << p.al
+			if v != int32(int16(v)) {
+				return errWide
+			}
+			blk[0] = int16(v)
 		} else if r.bit() {
 			blk[0] |= 1 << p.al
 		}
@@ -222,19 +232,26 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 			if k > 63 {
 				return unsupported("a coefficient past the 64th")
 			}
-			blk[zigzag[k]] = int16(r.receive(size) << p.al)
+			v := r.receive(size) << p.al
+			if v != int32(int16(v)) {
+				return errWide
+			}
+			blk[zigzag[k]] = int16(v)
 		}
 		return nil
 	}
 	// A later pass: a bit more of each coefficient already seen, and
 	// new ones of ±1 (at this pass's bit).
 	plus, minus := int16(1)<<p.al, int16(-1)<<p.al
+	wide := false
 	refine := func(c *int16) {
 		if r.bit() && *c&plus == 0 {
 			if *c >= 0 {
-				*c += plus
-			} else {
+				*c += plus // sets a clear bit: stays positive
+			} else if *c >= math.MinInt16-minus {
 				*c += minus
+			} else {
+				wide = true
 			}
 		}
 	}
@@ -291,6 +308,9 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 		}
 		p.eobrun--
 	}
+	if wide {
+		return errWide
+	}
 	return nil
 }
 
@@ -300,16 +320,16 @@ func (d *decoder) reconstruct() (image.Image, error) {
 	n := d.scale
 	d.planes()
 	mcusX, mcusY := d.mcus()
-	var blk [64]float32
+	var blk [64]int32
 	for c := range d.comps {
 		cp := &d.comps[c]
 		q := d.quant[cp.tq]
 		if q == nil {
 			return nil, unsupported("component %d: quantisation table %d missing", cp.id, cp.tq)
 		}
-		var qn [64]float32 // in row-major order
+		var qn [64]int32 // in row-major order
 		for k, z := range zigzag {
-			qn[z] = float32(q[k])
+			qn[z] = int32(q[k])
 		}
 		across, down := mcusX*cp.h, mcusY*cp.v
 		coef := d.prog.coef[c]
@@ -324,8 +344,8 @@ func (d *decoder) reconstruct() (image.Image, error) {
 				hasAC := false
 				for u := range n {
 					for v := range n {
-						f := float32(cb[u*8+v]) * qn[u*8+v]
-						blk[u*8+v] = f
+						f := int32(cb[u*8+v]) * qn[u*8+v]
+						blk[v*8+u] = f
 						hasAC = hasAC || f != 0 && u+v > 0
 					}
 				}
