@@ -69,6 +69,34 @@ func TestBilinearMatchesDraw(t *testing.T) {
 	}
 }
 
+// TestBilinearScratchReused: a worker's scratch, reused for another
+// picture of the same size and for another crop, gives what a fresh one
+// gives (the rows it keeps are the call's own).
+func TestBilinearScratchReused(t *testing.T) {
+	r := rng.New(8)
+	a := blocks(&r, image.Point{}, 300, 400)
+	b := blocks(&r, image.Point{}, 300, 400)
+	tf := RGBTransform(224)
+	for _, threads := range []int{1, 2} {
+		sc := &scratch{threads: threads}
+		// The second box starts at the rows where the first ends.
+		for i, c := range []struct {
+			img image.Image
+			box image.Rectangle
+		}{{a, image.Rect(0, 0, 300, 200)}, {b, image.Rect(0, 198, 300, 398)}, {b, image.Rectangle{}}, {a, image.Rect(3, 5, 290, 380)}} {
+			got, want := make([]float32, tf.Len()), make([]float32, tf.Len())
+			rg := rng.New(1)
+			tf.apply(got, c.img, c.box, &rg, sc)
+			tf.ApplyOn(want, c.img, c.box, 1, nil, threads)
+			for j := range got {
+				if got[j] != want[j] {
+					t.Fatalf("threads %d, picture %d: value %d is %v with a used scratch, %v with a fresh one", threads, i, j, got[j], want[j])
+				}
+			}
+		}
+	}
+}
+
 // TestBilinearFits: the direct path takes only what draw's RGBA fast path
 // takes, and leaves equal sizes to draw's copy.
 func TestBilinearFits(t *testing.T) {

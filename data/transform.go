@@ -198,9 +198,14 @@ type scratch struct {
 // bands runs f on the rows [y0, y1) of r cut into up to threads bands of
 // at least 16 rows, on as many goroutines.
 func bands(r image.Rectangle, threads int, f func(y0, y1 int)) {
+	numberedBands(r, threads, func(_, y0, y1 int) { f(y0, y1) })
+}
+
+// numberedBands is bands, telling f which band (0, 1, …) it has.
+func numberedBands(r image.Rectangle, threads int, f func(band, y0, y1 int)) {
 	n := max(1, min(threads, r.Dy()/16))
 	parallel.For(n, n, func(_, i int) {
-		f(r.Min.Y+i*r.Dy()/n, r.Min.Y+(i+1)*r.Dy()/n)
+		f(i, r.Min.Y+i*r.Dy()/n, r.Min.Y+(i+1)*r.Dy()/n)
 	})
 }
 
@@ -405,11 +410,12 @@ func (t *Transform) apply(dst []float32, img image.Image, box image.Rectangle, r
 		if rgba, ok := bilinearFits(from, src, out); ok && interp == draw.ApproxBiLinear && directBilinear {
 			sc.bil.x.set(out.Dx(), src.Min.X, src.Dx())
 			sc.bil.y.set(out.Dy(), src.Min.Y, src.Dy())
-			rows := func(y0, y1 int) { bilinearRows(&sc.bil, rgba, out, dst, S, C, flip, y0, y1) }
+			sc.bil.reserve(max(1, sc.threads))
+			rows := func(band, y0, y1 int) { bilinearRows(&sc.bil, band, rgba, out, dst, S, C, flip, y0, y1) }
 			if sc.threads > 1 {
-				bands(out, sc.threads, rows)
+				numberedBands(out, sc.threads, rows)
 			} else {
-				rows(out.Min.Y, out.Max.Y)
+				rows(0, out.Min.Y, out.Max.Y)
 			}
 			finish(dst, C, S, out, flip, t.Mean, t.Std, float32(bf), float32(cf), float32(sf))
 			return status
