@@ -21,7 +21,7 @@ fmt-check:
 # race detector; then the packages with assembly kernels with the pure-Go
 # kernels (forced at run time, and compiled without assembly).
 RACE_PKGS = ./backend/... ./retrieval/ ./data/... ./model/ ./serve/
-ASM_PKGS = ./backend/... ./data/internal/jpegscale/
+ASM_PKGS = ./backend/... ./data/internal/jpegscale/ ./data/internal/ycbcr/
 test: fmt-check vet
 	$(GO) test ./...
 	$(GO) test -race -short $(RACE_PKGS)

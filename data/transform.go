@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/dmlgo/dmlgo/data/internal/rng"
+	"github.com/dmlgo/dmlgo/data/internal/ycbcr"
 	"github.com/dmlgo/dmlgo/internal/parallel"
 	"golang.org/x/image/draw"
 )
@@ -211,11 +212,11 @@ func numberedBands(r image.Rectangle, threads int, f func(band, y0, y1 int)) {
 
 // convertBands converts the YCbCr pixels from at into crop, in bands of
 // rows on up to threads goroutines (each pixel on its own: bit for bit
-// one draw.Draw).
+// one draw.Draw; data/internal/ycbcr: in AVX2 where the CPU has it).
 func convertBands(crop *image.RGBA, ycc *image.YCbCr, at image.Point, threads int) {
 	bands(crop.Rect, threads, func(y0, y1 int) {
 		band := image.Rect(0, y0, crop.Rect.Dx(), y1)
-		draw.Draw(crop, band, ycc, at.Add(band.Min), draw.Src)
+		ycbcr.Draw(crop, band, ycc, at.Add(band.Min))
 	})
 }
 
@@ -403,7 +404,7 @@ func (t *Transform) apply(dst []float32, img image.Image, box image.Rectangle, r
 			if sc.threads > 1 {
 				convertBands(sc.crop, ycc, src.Min, sc.threads)
 			} else {
-				draw.Draw(sc.crop, sc.crop.Rect, ycc, src.Min, draw.Src)
+				ycbcr.Draw(sc.crop, sc.crop.Rect, ycc, src.Min)
 			}
 			from, src = sc.crop, sc.crop.Rect
 		}
