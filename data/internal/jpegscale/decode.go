@@ -521,24 +521,29 @@ var idct4c = func() (c [4][4]float32) {
 }()
 
 // idct4 is idctN(4) written out for the sizes (the scale photos take
-// most: a half).
+// most: a half). Each product is rounded to float32 before it is added
+// (no fused multiply-add, whatever the compiler may do), so that
+// idct4Asm, where the CPU has one, gives the same bytes.
 func idct4(blk *[64]int32, dst []byte, stride int) {
 	var t [4][4]float32
 	for u := range 4 {
 		f0, f1, f2, f3 := float32(blk[u]), float32(blk[8+u]), float32(blk[16+u]), float32(blk[24+u])
 		for x := range 4 {
 			c := &idct4c[x]
-			t[u][x] = c[0]*f0 + c[1]*f1 + c[2]*f2 + c[3]*f3
+			t[u][x] = float32(c[0]*f0) + float32(c[1]*f1) + float32(c[2]*f2) + float32(c[3]*f3)
 		}
 	}
 	for y := range 4 {
 		c := &idct4c[y]
 		out := dst[y*stride : y*stride+4]
 		for x := range 4 {
-			out[x] = pixel(c[0]*t[0][x] + c[1]*t[1][x] + c[2]*t[2][x] + c[3]*t[3][x])
+			out[x] = pixel(float32(c[0]*t[0][x]) + float32(c[1]*t[1][x]) + float32(c[2]*t[2][x]) + float32(c[3]*t[3][x]))
 		}
 	}
 }
+
+// idct4Asm is the assembly idct4 where the CPU has one (nil elsewhere).
+var idct4Asm func(blk *[64]int32, dst []byte, stride int)
 
 // idctN returns the n-point inverse DCT. With F the 8-point DCT of a
 // block as JPEG defines it, the n×n output is

@@ -287,3 +287,29 @@ func greyJPEG(t *testing.T, w, h int, q *[64]uint16, blocks [][64]int32) []byte 
 	out.Write([]byte{0xFF, 0xD9})
 	return out.Bytes()
 }
+
+// TestIDCT4Kernels: the assembly 4-point inverse DCT (the half scale)
+// writes idct4's bytes for every kind of block, at any stride, and
+// nothing around the 4×4 it owns.
+func TestIDCT4Kernels(t *testing.T) {
+	if idct4Asm == nil {
+		t.Skip("no assembly kernel on this machine")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 4000 {
+		blk := randomBlock(r, i%4)
+		if i%4 == 2 {
+			for j := range blk {
+				blk[j] >>= r.IntN(24) // large, but not all beyond the clamp
+			}
+		}
+		stride := 4 + r.IntN(40)
+		want := bytes.Repeat([]byte{0xA5}, 6*stride+8)
+		got := bytes.Clone(want)
+		idct4(&blk, want[stride+2:], stride)
+		idct4Asm(&blk, got[stride+2:], stride)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("block %d (kind %d, stride %d): the kernels differ\nasm %v\ngo  %v", i, i%4, stride, got, want)
+		}
+	}
+}
