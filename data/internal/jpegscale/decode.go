@@ -414,6 +414,17 @@ var zigzag = [64]uint8{
 	58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 }
 
+// keptAt[n][k] is whether the output scale n uses the k-th coefficient
+// in zigzag order (its frequencies below n).
+var keptAt = func() (t [9][64]bool) {
+	for n := 1; n <= 8; n++ {
+		for k, z := range zigzag {
+			t[n][k] = int(z>>3) < n && int(z&7) < n
+		}
+	}
+	return t
+}()
+
 // zigzagT[k] is zigzag[k]'s place in a block kept by columns: F(u, v)
 // at v·8+u.
 var zigzagT = func() (t [64]uint8) {
@@ -444,6 +455,7 @@ func (r *bitReader) block(blk *[64]int32, cp *component, q *[64]uint16, dc, ac *
 	}
 	cp.pred += r.receive(int(s))
 	blk[0] = cp.pred * int32(q[0])
+	kept := &keptAt[n]
 	for k := 1; k < 64; {
 		if r.n < 32 {
 			r.fill()
@@ -457,8 +469,8 @@ func (r *bitReader) block(blk *[64]int32, cp *component, q *[64]uint16, dc, ac *
 			if k > 63 {
 				return false, unsupported("a coefficient past the 64th")
 			}
-			if z := zigzag[k]; n == 8 || int(z>>3) < n && int(z&7) < n {
-				blk[zigzagT[k]] = (f >> 16) * int32(q[k])
+			if kept[k&63] {
+				blk[zigzagT[k&63]] = (f >> 16) * int32(q[k&63])
 				hasAC = true
 			}
 			k++
@@ -485,9 +497,8 @@ func (r *bitReader) block(blk *[64]int32, cp *component, q *[64]uint16, dc, ac *
 		if k > 63 {
 			return false, unsupported("a coefficient past the 64th")
 		}
-		z := zigzag[k]
-		if int(z>>3) < n && int(z&7) < n {
-			blk[zigzagT[k]] = r.receive(size) * int32(q[k])
+		if kept[k&63] {
+			blk[zigzagT[k&63]] = r.receive(size) * int32(q[k&63])
 			hasAC = true
 		} else {
 			r.skip(size)
