@@ -1,5 +1,7 @@
 package jpegscale
 
+import "encoding/binary"
+
 // lookBits is how many bits the Huffman tables resolve in one lookup;
 // longer codes (rare: JPEG's usual tables put every frequent symbol
 // within 9 bits) take the canonical search. 10 rather than 9 resolves
@@ -112,6 +114,18 @@ type bitReader struct {
 
 // fill tops acc up to at least 57 bits.
 func (r *bitReader) fill() {
+	if !r.stop && r.pos+8 <= len(r.b) {
+		// As many whole bytes as acc has room for, at once, where the
+		// next eight hold no 0xFF (no stuffing, no marker).
+		w := binary.BigEndian.Uint64(r.b[r.pos:])
+		if v := ^w; (v-0x0101010101010101)&^v&0x8080808080808080 == 0 {
+			k := (64 - r.n) >> 3
+			r.acc |= w >> (64 - 8*k) << (64 - 8*k - r.n)
+			r.pos += k
+			r.n += 8 * k
+			return
+		}
+	}
 	for r.n <= 56 {
 		var c byte
 		switch {
