@@ -243,16 +243,24 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 	// A later pass: a bit more of each coefficient already seen, and
 	// new ones of ±1 (at this pass's bit).
 	plus, minus := int16(1)<<p.al, int16(-1)<<p.al
-	wide := false
+	wide, again := false, false
 	refine := func(c *int16) {
-		if r.bit() && *c&plus == 0 {
-			if *c >= 0 {
-				*c += plus // sets a clear bit: stays positive
-			} else if *c >= math.MinInt16-minus {
-				*c += minus
-			} else {
-				wide = true
-			}
+		if !r.bit() {
+			return
+		}
+		switch {
+		case *c&plus != 0:
+			// The bit is set already: the scan does not follow the one
+			// before it (its Ah is not that scan's Al). Decoders part
+			// ways here (libjpeg leaves the coefficient, image/jpeg adds
+			// the bit again); the file is left to image/jpeg.
+			again = true
+		case *c >= 0:
+			*c += plus // sets a clear bit: stays positive
+		case *c >= math.MinInt16-minus:
+			*c += minus
+		default:
+			wide = true
 		}
 	}
 	k := p.ss
@@ -308,8 +316,11 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 		}
 		p.eobrun--
 	}
-	if wide {
+	switch {
+	case wide:
 		return errWide
+	case again:
+		return unsupported("a refinement of a bit already set")
 	}
 	return nil
 }
