@@ -24,6 +24,9 @@ const maxScans = 256
 // coefficients take 16 bits at most.
 var errWide = unsupported("a coefficient of more than 16 bits")
 
+// errPastBand refuses a coefficient past the scan's band.
+var errPastBand = unsupported("a coefficient past the band")
+
 // progressive is a progressive frame's state.
 type progressive struct {
 	on     bool
@@ -212,6 +215,25 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 			return nil
 		}
 		for k := p.ss; k <= p.se; k++ {
+			if r.n < 32 {
+				r.fill()
+			}
+			if f := ac.fast[r.acc>>(64-lookBits)]; f != 0 {
+				// Code and value in one lookup, as in a sequential scan.
+				l := int(f & 0xFF)
+				r.acc <<= l
+				r.n -= l
+				k += int(f>>8) & 15
+				if k > p.se {
+					return errPastBand
+				}
+				v := f >> 16 << p.al
+				if v != int32(int16(v)) {
+					return errWide
+				}
+				blk[zigzag[k]] = int16(v)
+				continue
+			}
 			rs, err := r.decode(ac)
 			if err != nil {
 				return err
@@ -229,8 +251,9 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 				continue
 			}
 			k += run
-			if k > 63 {
-				return unsupported("a coefficient past the 64th")
+			if k > p.se {
+				// image/jpeg ends the block there, before the value.
+				return errPastBand
 			}
 			v := r.receive(size) << p.al
 			if v != int32(int16(v)) {
