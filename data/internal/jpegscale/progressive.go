@@ -180,6 +180,11 @@ func (d *decoder) progressiveData(r *bitReader) error {
 			return unsupported("the data end inside unit %d of %d", u, units)
 		}
 	}
+	if p.eobrun > 0 {
+		// A run of ends of bands longer than the blocks left: image/jpeg
+		// carries it into the next scan, where it skips blocks.
+		return unsupported("a run of %d ends of bands past the scan's end", p.eobrun)
+	}
 	return nil
 }
 
