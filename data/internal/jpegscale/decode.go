@@ -155,7 +155,15 @@ func (d *decoder) decode() (image.Image, error) {
 			if err := d.parseScan(seg); err != nil {
 				return nil, err
 			}
-			return d.scan(b[i:])
+			img, n, err := d.scan(b[i:])
+			if err != nil {
+				return nil, err
+			}
+			if laterScan(b[i+n:]) {
+				// image/jpeg decodes it too, over the first one's blocks.
+				return nil, unsupported("a sequential frame of more than one scan")
+			}
+			return img, nil
 		case 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xCC, 0xDC:
 			return nil, unsupported("marker %#x (lossless, arithmetic or hierarchical)", m)
 		}
@@ -291,9 +299,37 @@ func (d *decoder) parseScan(s []byte) error {
 	return nil
 }
 
+// laterScan reports whether another scan (SOS) follows the entropy-coded
+// data at the start of b, before EOI or the end.
+func laterScan(b []byte) bool {
+	i := 0
+	for {
+		// The data end at the next marker that is not a restart.
+		for i+1 < len(b) && !(b[i] == 0xFF && b[i+1] != 0 && b[i+1] != 0xFF && (b[i+1] < 0xD0 || b[i+1] > 0xD7)) {
+			i++
+		}
+		if i+1 >= len(b) {
+			return false
+		}
+		switch m := b[i+1]; {
+		case m == 0xDA:
+			return true
+		case m == 0xD9:
+			return false
+		case m == 0x01:
+			i += 2
+			continue
+		}
+		if i+4 > len(b) {
+			return false
+		}
+		i += 2 + (int(b[i+2])<<8 | int(b[i+3])) // a segment: skipped
+	}
+}
+
 // scan decodes the entropy-coded data in b (from just after SOS) into
-// the planes and returns the image.
-func (d *decoder) scan(b []byte) (image.Image, error) {
+// the planes and returns the image and how many bytes of b it read.
+func (d *decoder) scan(b []byte) (image.Image, int, error) {
 	n := d.scale
 	mcusX, mcusY := d.mcus()
 	d.planes()
@@ -305,13 +341,13 @@ func (d *decoder) scan(b []byte) (image.Image, error) {
 	for m := range mcus {
 		if m%mcusX == 0 && d.check != nil {
 			if err := d.check(); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		}
 		if d.restart > 0 {
 			if left == 0 {
 				if err := r.restart(next); err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				next = (next + 1) % 8
 				left = d.restart
@@ -329,7 +365,7 @@ func (d *decoder) scan(b []byte) (image.Image, error) {
 				for bx := range cp.h {
 					hasAC, err := r.block(&blk, cp, q, dc, ac, n)
 					if err != nil {
-						return nil, err
+						return nil, 0, err
 					}
 					x, y := (mx*cp.h+bx)*n, (my*cp.v+by)*n
 					put(&blk, hasAC, n, cp.pix[y*cp.stride+x:], cp.stride)
@@ -337,10 +373,10 @@ func (d *decoder) scan(b []byte) (image.Image, error) {
 			}
 		}
 		if r.overrun() {
-			return nil, unsupported("the data ends inside MCU %d of %d", m, mcus)
+			return nil, 0, unsupported("the data ends inside MCU %d of %d", m, mcus)
 		}
 	}
-	return d.image(), nil
+	return d.image(), r.pos, nil
 }
 
 // mcus is the frame's MCUs across and down (a lone component's are its
