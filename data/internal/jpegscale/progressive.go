@@ -34,7 +34,8 @@ type progressive struct {
 	coef   [3][]int16 // each component's blocks, 64 coefficients each (row-major), in its padded grid
 	eobrun int        // blocks left in the current run of ends of block
 	// the scan being decoded
-	comps          []int // indices into decoder.comps, in frame order
+	comps          []int   // indices into decoder.comps, in frame order
+	scanned        [3]bool // whether a scan has carried the component
 	ss, se, ah, al int
 }
 
@@ -67,6 +68,7 @@ func (d *decoder) progressiveScan(seg, b []byte) (int, error) {
 			return 0, unsupported("scan component %d: table %#x", id, t)
 		}
 		p.comps = append(p.comps, k)
+		p.scanned[k] = true
 	}
 	a := seg[1+2*ns:]
 	p.ss, p.se, p.ah, p.al = int(a[0]), int(a[1]), int(a[2]>>4), int(a[2]&15)
@@ -356,6 +358,13 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 // reconstruct turns every block's coefficients into its pixels, at the
 // output scale, and returns the image.
 func (d *decoder) reconstruct() (image.Image, error) {
+	for c := range d.comps {
+		if !d.prog.scanned[c] {
+			// image/jpeg leaves its plane black (zeros, not the 128 of
+			// zero coefficients).
+			return nil, unsupported("component %d in no scan", d.comps[c].id)
+		}
+	}
 	n := d.scale
 	d.planes()
 	mcusX, mcusY := d.mcus()
