@@ -496,17 +496,13 @@ func (r *bitReader) block(blk *[64]int32, cp *component, q *[64]uint16, dc, ac *
 		if r.n < 32 {
 			r.fill()
 		}
-		if f := ac.fast[r.acc>>(64-lookBits)]; f != 0 {
-			// Code and value in one lookup.
-			l := int(f & 0xFF)
-			r.acc <<= l
-			r.n -= l
-			k += int(f>>8) & 15
+		if run, v, ok := r.fastAC(ac); ok {
+			k += run
 			if k > 63 {
 				return false, unsupported("a coefficient past the 64th")
 			}
 			if kept[k&63] {
-				blk[zigzagT[k&63]] = (f >> 16) * int32(q[k&63])
+				blk[zigzagT[k&63]] = v * int32(q[k&63])
 				hasAC = true
 			}
 			k++

@@ -179,6 +179,21 @@ func (r *bitReader) decode(h *huffman) (byte, error) {
 	return 0, unsupported("bad Huffman code")
 }
 
+// fastAC reads the next AC coefficient through h's fast table where its
+// code and value fit in lookBits bits (acc holding at least that many):
+// the zeros before it and its value; ok is false, with nothing read,
+// where they do not.
+func (r *bitReader) fastAC(h *huffman) (run int, v int32, ok bool) {
+	f := h.fast[r.acc>>(64-lookBits)]
+	if f == 0 {
+		return 0, 0, false
+	}
+	l := int(f & 0xFF)
+	r.acc <<= l
+	r.n -= l
+	return int(f>>8) & 15, f >> 16, true
+}
+
 // receive reads an s-bit coefficient (s ≤ 16) and extends its sign: the
 // codes below 2^(s−1) stand for the negative values.
 func (r *bitReader) receive(s int) int32 {

@@ -225,16 +225,12 @@ func (d *decoder) progressiveBlock(r *bitReader, cp *component, blk *[64]int16) 
 			if r.n < 32 {
 				r.fill()
 			}
-			if f := ac.fast[r.acc>>(64-lookBits)]; f != 0 {
-				// Code and value in one lookup, as in a sequential scan.
-				l := int(f & 0xFF)
-				r.acc <<= l
-				r.n -= l
-				k += int(f>>8) & 15
+			if run, v, ok := r.fastAC(ac); ok {
+				k += run
 				if k > p.se {
 					return errPastBand
 				}
-				v := f >> 16 << p.al
+				v <<= p.al
 				if v != int32(int16(v)) {
 					return errWide
 				}
