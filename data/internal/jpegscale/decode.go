@@ -107,8 +107,8 @@ func (d *decoder) decode() (image.Image, error) {
 		m := b[i]
 		i++
 		switch {
-		case m == 0x01 || m >= 0xD0 && m <= 0xD7:
-			continue // no length
+		case m == 0x00 || m == 0x01 || m >= 0xD0 && m <= 0xD7:
+			continue // no length (0xFF00 outside a scan: junk, as image/jpeg takes it)
 		case m == 0xD9 && d.prog.on && d.prog.scans > 0:
 			return d.reconstruct()
 		case m == 0xD8 || m == 0xD9:
