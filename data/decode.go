@@ -224,7 +224,7 @@ func DecodeLimited(ctx context.Context, b []byte, l DecodeLimits) (image.Image, 
 // through the standard library's decoders.
 func decodeChecked(ctx context.Context, b []byte, c Cost) (image.Image, error) {
 	if c.Format == "jpeg" {
-		img, ok, err := decodeJPEG(ctx, b, c, 1)
+		img, ok, err := decodeJPEG(ctx, b, c, 1, JPEGOrientation(b))
 		if ok || err != nil {
 			return img, err
 		}

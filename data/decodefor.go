@@ -73,7 +73,7 @@ func DecodeFor(ctx context.Context, b []byte, l DecodeLimits, t Transform, box i
 			w, h = h, w
 		}
 		if d := t.JPEGScale(w, h, box); d > 1 {
-			img, ok, err := decodeJPEG(ctx, b, c, d)
+			img, ok, err := decodeJPEG(ctx, b, c, d, o)
 			if err != nil {
 				return nil, box, err
 			}
@@ -87,11 +87,11 @@ func DecodeFor(ctx context.Context, b []byte, l DecodeLimits, t Transform, box i
 }
 
 // decodeJPEG decodes the JPEG b, whose cost c was checked, through
-// jpegscale at scale 1/d, with its EXIF orientation applied. ok is false,
+// jpegscale at scale 1/d, with its EXIF orientation o applied. ok is false,
 // with no error, for a file jpegscale does not take: the caller decodes
 // it some other way. The errors are ctx's, and that of a file no decoder
 // should take the time for.
-func decodeJPEG(ctx context.Context, b []byte, c Cost, d int) (img image.Image, ok bool, err error) {
+func decodeJPEG(ctx context.Context, b []byte, c Cost, d, o int) (img image.Image, ok bool, err error) {
 	var check func() error
 	if ctx.Done() != nil {
 		check = ctx.Err
@@ -99,7 +99,7 @@ func decodeJPEG(ctx context.Context, b []byte, c Cost, d int) (img image.Image, 
 	img, err = jpegscale.Decode(b, d, int64(c.Width)*int64(c.Height), check)
 	switch {
 	case err == nil:
-		return Orient(img, JPEGOrientation(b)), true, nil
+		return Orient(img, o), true, nil
 	case errors.Is(err, jpegscale.ErrUnsupported):
 		return nil, false, nil
 	}
