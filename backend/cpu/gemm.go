@@ -318,6 +318,10 @@ func gemmDispatch(zero, transA, transB bool, m, n, k int, alpha float32, a []flo
 	case q != nil:
 		panic("cpu: a quantised B needs int8-packed filters")
 	}
+	if gemmRowsTakes(kern, transB, m, n, k, pa, cb, q) {
+		gemmRows(zero, transA, m, n, k, alpha, a, lda, b, ldb, c, ldc, threads)
+		return
+	}
 	threads = max(1, min(threads, 2*m*n*k/minParallelFlops))
 	if pa != nil && (pa.mr != kern.mr || pa.m != m || pa.k != k || pa.kc != kern.kc()) {
 		pa = nil

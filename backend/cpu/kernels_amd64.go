@@ -643,3 +643,17 @@ func copyRowsVec(src []float32, lds, w, kb int, dst []float32) bool {
 	}
 	return true
 }
+
+// dotRowsReady reports whether dotRows has its kernel: the AVX-512 level.
+func dotRowsReady() bool { return ActiveLevel() == AVX512 }
+
+// dotRows is dotRowsAVX512 (see there), its slices checked first: it
+// panics, before touching memory, when a value it would read or write
+// lies outside them.
+func dotRows(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32, ldc, n int, alpha float32, set bool) {
+	if kb < 16 || kb%16 != 0 || m < 1 || m > 4 || n < 1 || n > 16 ||
+		(m-1)*lda+kb > len(a) || 15*ldb+kb > len(b) || (m-1)*ldc+n > len(c) {
+		panic("cpu: dotRows: slices too short")
+	}
+	dotRowsAVX512(kb, a, lda, m, b, ldb, c, ldc, n, alpha, set)
+}

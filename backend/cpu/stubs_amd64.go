@@ -575,3 +575,24 @@ func copyRows16AVX2(src []float32, lds, kb int, dst []float32)
 
 //go:noescape
 func copyRows8AVX2(src []float32, lds, kb int, dst []float32)
+
+// dotRowsAVX512 is, for kb a positive multiple of 16, 1 ≤ m ≤ 4 and
+// 1 ≤ n ≤ 16 (AVX-512 F; all 16 rows of b read, kb values each; the
+// stores masked to the n columns):
+//
+//	for i := range m {
+//		for j := range n {
+//			var acc float32
+//			for l := range kb {
+//				acc = fma(a[i*lda+l], b[j*ldb+l], acc)
+//			}
+//			if set {
+//				c[i*ldc+j] = fma(alpha, acc, 0)
+//			} else {
+//				c[i*ldc+j] = fma(alpha, acc, c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+//go:noescape
+func dotRowsAVX512(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32, ldc, n int, alpha float32, set bool)

@@ -79,3 +79,9 @@ func prefetchLines(p *float32, lines int) {}
 func wgInputPairVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kd int, hi bool) bool {
 	return false
 }
+
+func dotRowsReady() bool { return false }
+
+func dotRows(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32, ldc, n int, alpha float32, set bool) {
+	panic("cpu: dotRows without assembly")
+}

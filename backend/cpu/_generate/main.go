@@ -46,6 +46,7 @@ func main() {
 		"winograd_amd64.s":       winograd(),
 		"lanes_amd64.s":          lanes(),
 		"copyrows_amd64.s":       copyRowsFile(),
+		"dotrows_amd64.s":        dotRows(),
 	}
 	for _, op := range elementwiseOps {
 		files[op.file] = elementwiseFile(op)
