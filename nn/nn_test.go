@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dmlgo/dmlgo/autograd"
+	"github.com/dmlgo/dmlgo/backend"
 	"github.com/dmlgo/dmlgo/backend/cpu"
 	"github.com/dmlgo/dmlgo/safetensors"
 	"github.com/dmlgo/dmlgo/tensor"
@@ -54,15 +55,25 @@ func mustF32(t *testing.T, f *safetensors.File, name string) ([]float32, []int) 
 
 // TestResNet18MatchesPyTorch loads torchvision's ResNet-18 weights and
 // reproduces PyTorch's eval-mode features and logits, with the direct
-// convolutions and with every 3×3 one through Winograd's transforms.
+// convolutions, with every 3×3 one through Winograd's F(2×2, 3×3), and,
+// the weights frozen, with every 3×3 one through F(4×4, 3×3) (as
+// inference runs those on planes of 28×28 and more).
 func TestResNet18MatchesPyTorch(t *testing.T) {
 	weights := fixturePath(t, "resnet18_seed7.safetensors")
 	io, err := safetensors.ReadFile(fixturePath(t, "resnet18_seed7_io.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []cpu.WinogradMode{cpu.WinogradNever, cpu.WinogradAlways} {
-		restore := cpu.SetWinograd(mode)
+	for _, mode := range []string{"never", "always", "F(4×4, 3×3) always"} {
+		var restore func()
+		switch mode {
+		case "never":
+			restore = cpu.SetWinograd(cpu.WinogradNever)
+		case "always":
+			restore = cpu.SetWinograd(cpu.WinogradAlways)
+		default:
+			restore = cpu.SetWinograd4(cpu.WinogradAlways)
+		}
 		defer restore()
 		b := cpu.New(0)
 		m, err := NewResNet(b, ResNetConfig{Arch: "resnet18", Out: 1000, Seed: 1})
@@ -73,6 +84,11 @@ func TestResNet18MatchesPyTorch(t *testing.T) {
 			t.Fatal(err)
 		}
 		SetTraining(m, false)
+		if mode != "never" && mode != "always" {
+			for _, p := range Params(m) {
+				backend.Freeze(b, p.V.Value)
+			}
+		}
 		in, shape := mustF32(t, io, "input")
 		wantF, _ := mustF32(t, io, "features")
 		wantL, _ := mustF32(t, io, "logits")
@@ -90,7 +106,7 @@ func TestResNet18MatchesPyTorch(t *testing.T) {
 		if e := relErr(logits, wantL); e > 1e-5 {
 			t.Errorf("logits: relative error %.3g > 1e-5", e)
 		}
-		t.Logf("%s, Winograd %v: features rel. error %.2g, logits %.2g", b.Describe(), mode, relErr(feats, wantF), relErr(logits, wantL))
+		t.Logf("%s, Winograd %s: features rel. error %.2g, logits %.2g", b.Describe(), mode, relErr(feats, wantF), relErr(logits, wantL))
 		restore()
 	}
 }

@@ -794,12 +794,20 @@ func (b *Backend) forwardLoop(p backend.Conv2dParams, w []float32, epi *convEpil
 	return convLoop{run: (*convLoop).im2colForward, p: p, w: w, filt: filt, epi: epi}, taken{filt: fp}
 }
 
-// implicitLoop is forwardLoop on the implicit path: Winograd's where
-// b.winograd takes p, the lanes path where b.lanes does, else the direct
+// implicitLoop is forwardLoop on the implicit path: Winograd's
+// F(4×4, 3×3) where b.winograd4 takes p, F(2×2, 3×3) where b.winograd
+// does, the lanes path where b.lanes does, else the direct
 // sums from the phase planes.
 func (b *Backend) implicitLoop(p backend.Conv2dParams, w []float32, epi *convEpilogue) (k convLoop, t taken) {
+	if b.winograd4(p, w) {
+		f, pooled := b.winogradFilters(4, p.K, p.C, w)
+		if pooled {
+			t.wg = f
+		}
+		return convLoop{run: (*convLoop).winogradForward, p: p, geo: wg4Phased(p), w: w, wg: f, epi: epi}, t
+	}
 	if b.winograd(p, w) {
-		f, pooled := b.winogradFilters(p.K, p.C, w)
+		f, pooled := b.winogradFilters(2, p.K, p.C, w)
 		if pooled {
 			t.wg = f
 		}
@@ -1175,6 +1183,9 @@ func (g phased) fill(x, dst []float32) {
 	for c := 0; c < g.ch; c++ {
 		src := x[c*g.h*g.w : (c+1)*g.h*g.w]
 		clear(dst[c*chs : (c+1)*chs]) // while it is in cache
+		if g.sw == 4 && g.splitChannel4(src, dst[c*chs:]) {
+			continue
+		}
 		if pairs {
 			g.splitChannel(src, dst[c*chs:], ev.off, od.off, od.n, ev.n > od.n)
 			continue
@@ -1203,6 +1214,31 @@ func (g phased) fill(x, dst []float32) {
 			}
 		}
 	}
+}
+
+// splitChannel4 is fill's column stride 4 for one channel (src, h×w) into
+// its phase planes at dst, the rows of each row phase in one call of
+// split4RowsVec; false, having done nothing, without its kernel.
+func (g phased) splitChannel4(src, dst []float32) bool {
+	pl := g.plane()
+	for a := 0; a < g.sh; a++ {
+		y0 := ((a-g.ph)%g.sh + g.sh) % g.sh
+		if y0 >= g.h {
+			continue
+		}
+		rows := (g.h - y0 + g.sh - 1) / g.sh
+		base := a*g.sw*pl + (y0+g.ph)/g.sh*g.wpe
+		// Column x = 4k + m is padded column 4k + m + pw: phase
+		// (m + pw) mod 4, index k + (m + pw)/4.
+		var d [4][]float32
+		for m := range d {
+			d[m] = dst[base+(m+g.pw)%4*pl+(m+g.pw)/4:]
+		}
+		if !split4RowsVec(src[y0*g.w:], g.sh*g.w, g.w, rows, &d, g.wpe) {
+			return false
+		}
+	}
+	return true
 }
 
 // splitChannel is fill's column stride 2 for one channel (src, h×w) into

@@ -316,13 +316,16 @@ func TestPhasedFill(t *testing.T) {
 		var shapes []shape
 		for _, hw := range [][2]int{{1, 1}, {1, 2}, {2, 1}, {7, 7}, {14, 14}, {9, 33}, {56, 56}, {5, 40}} {
 			for _, pad := range [][2]int{{0, 0}, {1, 1}, {3, 3}, {2, 1}} {
-				for _, st := range [][2]int{{1, 1}, {2, 2}, {2, 1}, {1, 2}, {3, 2}, {3, 3}} {
+				for _, st := range [][2]int{{1, 1}, {2, 2}, {2, 1}, {1, 2}, {3, 2}, {3, 3}, {4, 4}, {1, 4}, {3, 4}} {
 					shapes = append(shapes, shape{1 + r.IntN(3), hw[0], hw[1], pad[0], pad[1], st[0], st[1]})
 				}
 			}
 		}
 		for _, s := range shapes {
 			g := newPhased(s.ch, s.h, s.w, s.ph, s.pw, s.sh, s.sw)
+			if s.sw == 4 && r.IntN(2) == 0 {
+				g.hpe, g.wpe = g.hpe+1, g.wpe+1 // as wg4Phased may make them
+			}
 			x := randSlice(r, s.ch*s.h*s.w)
 			dst := make([]float32, g.size()+7)
 			for i := range dst {

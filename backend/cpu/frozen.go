@@ -78,7 +78,7 @@ type frozenEntry struct {
 	w     weak.Pointer[float32] // the first value
 	n     int                   // number of values
 	packs map[packKey][]packedA
-	wg    map[packKey]*wgFilters // Winograd's transformed filters
+	wg    map[packKey]*wgFilters // Winograd's transformed filters (groups: the output tile)
 	lanes *[]float32             // the lanes path's filter (lanesPack)
 	// lanesBF16 is the lanes path's filter in bfloat16 (lanesPackBF16).
 	lanesBF16 *[]float32
@@ -197,25 +197,26 @@ func (b *Backend) frozenWeights(w []float32) bool {
 	return b.frozen.lookup(w) != nil
 }
 
-// winogradFilters returns w's K×C filters (3×3) transformed and packed
-// for the kernel that runs (wgFilters.set): the frozen tensor's, made once
-// (for the bfloat16 kernel when that is the precision set),
-// when w is a frozen tensor's whole data; otherwise made now into a
-// pooled one, which the caller returns to wgFilterPool (pooled).
-func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled bool) {
+// winogradFilters returns w's K×C filters (3×3) transformed for
+// F(out×out, 3×3) and packed for the kernel that runs (wgFilters.set):
+// the frozen tensor's, made once (for the bfloat16 kernel when that is
+// the precision set and out is 2), when w is a frozen tensor's whole
+// data; otherwise made now into a pooled one, which the caller returns to
+// wgFilterPool (pooled).
+func (b *Backend) winogradFilters(out, K, C int, w []float32) (f *wgFilters, pooled bool) {
 	kern := activeKernel()
 	if len(w) > 0 && b.frozen.n.Load() > 0 {
 		b.frozen.mu.Lock()
 		e := b.frozen.lookup(w)
 		if e != nil && e.n == K*C*9 {
-			if Precision(b.precision.Load()) == BF16 && bf16Ready() {
+			if Precision(b.precision.Load()) == BF16 && bf16Ready() && out == 2 {
 				kern = bf16Kernel
 			}
-			key := packKey{1, K, C, kern.mr, kern.kc(), kern.bf16, false}
+			key := packKey{out, K, C, kern.mr, kern.kc(), kern.bf16, false}
 			f, ok := e.wg[key]
 			if !ok {
 				f = &wgFilters{}
-				f.set(kern, K, C, w, b.Threads())
+				f.set(kern, out, K, C, w, b.Threads())
 				e.wg[key] = f
 			}
 			b.frozen.mu.Unlock()
@@ -224,6 +225,6 @@ func (b *Backend) winogradFilters(K, C int, w []float32) (f *wgFilters, pooled b
 		b.frozen.mu.Unlock()
 	}
 	f = wgFilterPool.get()
-	f.set(kern, K, C, w, b.Threads())
+	f.set(kern, out, K, C, w, b.Threads())
 	return f, true
 }

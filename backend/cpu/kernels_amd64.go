@@ -657,3 +657,59 @@ func dotRows(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32,
 	}
 	dotRowsAVX512(kb, a, lda, m, b, ldb, c, ldc, n, alpha, set)
 }
+
+// wg4InputVec runs wg4InputGo at the AVX-512 level and reports whether
+// it did.
+func wg4InputVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int) bool {
+	if ActiveLevel() != AVX512 {
+		return false
+	}
+	if chunks <= 0 {
+		return true
+	}
+	if len(src) < 15*pl+16*chunks+wpe+1 || len(dst) < wg4InputSpan(chunks, xs, kb) {
+		panic("cpu: wg4Input: slices too short")
+	}
+	wg4InputAVX512(src, wpe, pl, chunks, dst, xs, kb)
+	return true
+}
+
+// wg4OutputVec runs wg4OutputGo at the AVX-512 level and reports whether
+// it did.
+func wg4OutputVec(m []float32, ms, n int, y *[4][]float32, q int) bool {
+	if ActiveLevel() != AVX512 {
+		return false
+	}
+	if n <= 0 {
+		return true
+	}
+	if len(m) < 35*ms+(n+15)/16*16 || q > 4*n {
+		panic("cpu: wg4Output: slices too short")
+	}
+	for _, row := range y {
+		if row != nil && len(row) < q {
+			panic("cpu: wg4Output: slices too short")
+		}
+	}
+	wg4OutputAVX512(m, ms, n, y[0], y[1], y[2], y[3], q)
+	return true
+}
+
+// split4RowsVec runs phased.fill's column stride 4 for rows of w values
+// (lds apart) at the AVX-512 level and reports whether it did: for each
+// row r and m < 4, d[m][r·ldd + k] = src[r·lds + 4k + m] for 4k + m < w.
+func split4RowsVec(src []float32, lds, w, rows int, d *[4][]float32, ldd int) bool {
+	if ActiveLevel() != AVX512 || w <= 0 || rows <= 0 {
+		return false
+	}
+	if lds < 0 || ldd < 0 || len(src) < (rows-1)*lds+w {
+		panic("cpu: split4Rows: slices too short")
+	}
+	for m, dm := range d {
+		if n := (w - m + 3) / 4; n > 0 && len(dm) < (rows-1)*ldd+n {
+			panic("cpu: split4Rows: slices too short")
+		}
+	}
+	split4RowsAVX512(src, lds, w, rows, d[0], d[1], d[2], d[3], ldd)
+	return true
+}

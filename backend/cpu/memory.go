@@ -33,6 +33,7 @@ func init() {
 	initLevel()
 	initBlocking()
 	initWinograd()
+	initWinograd4()
 	initLanes()
 	backend.Register("cpu", func() (backend.Backend, error) { return New(0), nil })
 }
@@ -78,7 +79,7 @@ func (b *Backend) Describe() string {
 	if b.Threads() != 1 {
 		s += "s"
 	}
-	for _, note := range []string{levelNote, wgNote, lanesNote} {
+	for _, note := range []string{levelNote, wgNote, wg4Note, lanesNote} {
 		if note != "" {
 			s += " (" + note + ")"
 		}

@@ -596,3 +596,29 @@ func copyRows8AVX2(src []float32, lds, kb int, dst []float32)
 //
 //go:noescape
 func dotRowsAVX512(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32, ldc, n int, alpha float32, set bool)
+
+// wg4InputAVX512 is wg4InputGo for panels 32 wide (AVX-512 F): it reads
+// 15·pl + 16·chunks + wpe + 1 values of src and writes wg4InputSpan
+// values of dst.
+//
+//go:noescape
+func wg4InputAVX512(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int)
+
+// wg4OutputAVX512 is wg4OutputGo with rows y0…y3 (empty: none), for n ≥
+// 1 (AVX-512 F): it reads 16 tiles at a time of each M_ξ (35·ms + n
+// rounded up to 16 values of m) and writes the q columns of each row.
+//
+//go:noescape
+func wg4OutputAVX512(m []float32, ms, n int, y0, y1, y2, y3 []float32, q int)
+
+// split4RowsAVX512 is, for w ≥ 1 and rows ≥ 1 (AVX-512 F; loads and
+// stores masked to the row's values):
+//
+//	for r := range rows {
+//		for x := range w {
+//			d_{x%4}[r*ldd+x/4] = src[r*lds+x]
+//		}
+//	}
+//
+//go:noescape
+func split4RowsAVX512(src []float32, lds, w, rows int, d0, d1, d2, d3 []float32, ldd int)

@@ -85,3 +85,9 @@ func dotRowsReady() bool { return false }
 func dotRows(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32, ldc, n int, alpha float32, set bool) {
 	panic("cpu: dotRows without assembly")
 }
+
+func wg4InputVec(src []float32, wpe, pl, chunks int, dst []float32, xs, kb int) bool { return false }
+
+func wg4OutputVec(m []float32, ms, n int, y *[4][]float32, q int) bool { return false }
+
+func split4RowsVec(src []float32, lds, w, rows int, d *[4][]float32, ldd int) bool { return false }

@@ -182,35 +182,46 @@ func wgGrad(dy0, dy1 []float32, q, n int, e []float32, es int) {
 }
 
 // wgFilters is a convolution's filter transformed (U_ξ, K×C each) and
-// packed for the GEMMs' kernel.
+// packed for the GEMMs' kernel, for F(2×2, 3×3) (out = 2: 16 matrices) or
+// F(4×4, 3×3) (out = 4: 36, winograd4.go).
 type wgFilters struct {
 	kern gemmKernel
-	pa   [16]packedA
-	all  []float32     // the 16 matrices' buffers
-	bufs [16][]float32 // the matrices (pa[ξ].buf for float32)
+	out  int
+	pa   []packedA
+	all  []float32   // the matrices' buffers
+	bufs [][]float32 // the matrices (pa[ξ].buf for float32)
 }
 
 var wgFilterPool freeList[wgFilters]
 
-// set transforms the K×C filters of w (K, C, 3, 3) and packs them for
-// kern, on up to threads goroutines. For float32 the transform goes
-// straight into the packed layout (see packedA): U_ξ[k][c] to row k%MR of
-// panel k/MR, column c of its kc block. For bfloat16 it makes plain K×C
-// matrices, which packedA.pack rounds into pairs.
-func (f *wgFilters) set(kern gemmKernel, K, C int, w []float32, threads int) {
-	f.kern = kern
+// set transforms the K×C filters of w (K, C, 3, 3) for F(out×out, 3×3)
+// and packs them for kern, on up to threads goroutines. For float32 the
+// transform goes straight into the packed layout (see packedA): U_ξ[k][c]
+// to row k%MR of panel k/MR, column c of its kc block. For bfloat16 (out
+// = 2 only) it makes plain K×C matrices, which packedA.pack rounds into
+// pairs.
+func (f *wgFilters) set(kern gemmKernel, out, K, C int, w []float32, threads int) {
+	if kern.bf16 && out != 2 {
+		panic("cpu: wgFilters: F(4×4, 3×3) is float32 only")
+	}
+	f.kern, f.out = kern, out
+	np := (out + 2) * (out + 2)
+	if cap(f.pa) < np {
+		f.pa, f.bufs = make([]packedA, np), make([][]float32, np)
+	}
+	f.pa, f.bufs = f.pa[:np], f.bufs[:np]
 	mr, kc := kern.mr, kern.kc()
 	if kern.bf16 {
 		mr, kc = 1, C
 	}
 	mpad := (K + mr - 1) / mr * mr
-	// The 16 buffers in one, a cache line more than a matrix apart: at a
+	// The buffers in one, a cache line more than a matrix apart: at a
 	// power of two apart, the 16 values of a filter would fall in one set
 	// of the L1 cache (3.5× slower).
 	size := mpad * C
 	stride := size + 16
-	f.all = grow(f.all, 16*stride)
-	bufs := &f.bufs
+	f.all = grow(f.all, np*stride)
+	bufs := f.bufs
 	for x := range f.pa {
 		bufs[x] = f.all[x*stride : x*stride+size : x*stride+size]
 		if mpad > K {
@@ -222,7 +233,7 @@ func (f *wgFilters) set(kern gemmKernel, K, C int, w []float32, threads int) {
 			pa.buf = bufs[x]
 		}
 	}
-	splitWith(&wgFilterSets, (K+mr-1)/mr, threads, wgFilterSet{bufs: bufs, w: w, k: K, c: C, mr: mr, kc: kc})
+	splitWith(&wgFilterSets, (K+mr-1)/mr, threads, wgFilterSet{bufs: bufs, w: w, out: out, k: K, c: C, mr: mr, kc: kc})
 	if kern.bf16 {
 		for x := range f.pa {
 			f.pa[x] = packedA{} // its buffer is its own, not one of f.all's
@@ -233,9 +244,9 @@ func (f *wgFilters) set(kern gemmKernel, K, C int, w []float32, threads int) {
 
 // wgFilterSet is wgFilters.set's transform of the rows of panels [lo, hi).
 type wgFilterSet struct {
-	bufs         *[16][]float32
-	w            []float32
-	k, c, mr, kc int
+	bufs              [][]float32
+	w                 []float32
+	out, k, c, mr, kc int
 }
 
 var wgFilterSets freeList[wgFilterSet]
@@ -248,14 +259,18 @@ func (s *wgFilterSet) chunk(lo, hi int) {
 		for k := lo * mr; k < min(K, hi*mr); k++ {
 			o := pc*mpad + k/mr*mr*kb + k%mr
 			for c := pc; c < pc+kb; c, o = c+1, o+mr {
-				wgFilter(s.w[(k*C+c)*9:(k*C+c)*9+9], s.bufs, o)
+				if s.out == 4 {
+					wg4Filter(s.w[(k*C+c)*9:(k*C+c)*9+9], s.bufs, o)
+				} else {
+					wgFilter(s.w[(k*C+c)*9:(k*C+c)*9+9], s.bufs, o)
+				}
 			}
 		}
 	}
 }
 
 // wgFilter writes G·g·Gᵀ of one 3×3 filter g to bufs[ξ][o].
-func wgFilter(g []float32, bufs *[16][]float32, o int) {
+func wgFilter(g []float32, bufs [][]float32, o int) {
 	g = g[:9]
 	// G·g, a column at a time: rows t0…t3 of 3
 	col := func(g0, g1, g2 float32) (t0, t1, t2, t3 float32) {
@@ -399,26 +414,27 @@ func wgShape(p backend.Conv2dParams) bool {
 }
 
 // wgBlockWidth is how many of the npad columns the GEMMs of one output
-// transform take, a multiple of 32: M for K output channels, 16·K values
-// a column, within wgBlockValues.
-func wgBlockWidth(k, npad int) int {
-	return min(npad, max(32, wgBlockValues/(16*k)/32*32))
+// transform take, a multiple of 32: M for K output channels, np·K values
+// a column (np positions: 16 or 36), within wgBlockValues.
+func wgBlockWidth(np, k, npad int) int {
+	return min(npad, max(32, wgBlockValues/(np*k)/32*32))
 }
 
 var wgBlockValues = 128 << 10
 
-// wgGeometry is the tiling of one image: th rows of tw tiles, n = th·Wpe
-// columns of the GEMMs (npad rounded up to 32), in blocks of nbw.
+// wgGeometry is the tiling of one image into tiles of out×out outputs:
+// th rows of tw tiles, n = th·Wpe columns of the GEMMs (npad rounded up
+// to 32), in blocks of nbw.
 type wgGeometry struct {
-	th, tw, n, npad, nbw int
+	out, th, tw, n, npad, nbw int
 }
 
-func (k *convLoop) wgGeometry() wgGeometry {
+func (k *convLoop) wgGeometry(out int) wgGeometry {
 	p := k.p
-	th, tw := (p.P()+1)/2, (p.Q()+1)/2
+	th, tw := (p.P()+out-1)/out, (p.Q()+out-1)/out
 	n := th * k.geo.wpe
 	npad := (n + 31) / 32 * 32
-	return wgGeometry{th: th, tw: tw, n: n, npad: npad, nbw: wgBlockWidth(p.K, npad)}
+	return wgGeometry{out: out, th: th, tw: tw, n: n, npad: npad, nbw: wgBlockWidth((out+2)*(out+2), p.K, npad)}
 }
 
 // wgPlanes sizes st.pad for one image's phase planes and clears what the
@@ -437,7 +453,7 @@ func (k *convLoop) wgPlanes(st *convScratch, npad int) {
 // transform, then the epilogue.
 func (k *convLoop) winogradForward(lo, hi int) {
 	p, geo := k.p, k.geo
-	wg := k.wgGeometry()
+	wg := k.wgGeometry(k.wg.out)
 	st := convScratchPool.get()
 	defer convScratchPool.put(st)
 	k.wgPlanes(st, wg.npad)
@@ -467,8 +483,8 @@ type wgBlockRun struct {
 var wgBlockRuns freeList[wgBlockRun]
 
 // chunk runs, per block of columns: per block of kc input channels their
-// transform and the 16 GEMMs adding into M, then the output transform of
-// M's tiles.
+// transform and the GEMMs (16 or 36) adding into M, then the output
+// transform of M's tiles.
 func (r *wgBlockRun) chunk(lo, hi int) {
 	k, wg, pad := r.k, r.wg, r.pad
 	p, geo := k.p, k.geo
@@ -485,10 +501,11 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 	// multiple of 4 KiB (64·128 values, say) a tile's 16 values would fall
 	// in one set of the L1 cache. For bfloat16, each channel's transform
 	// goes straight into one half of the kernel's pairs.
+	np := len(k.wg.pa)
 	kd := kern.depth(min(kc, p.C))
-	st.wv = grow(st.wv, 16*(kd*nbw+16))
+	st.wv = grow(st.wv, np*(kd*nbw+16))
 	ms := p.K*nbw + 16 // M_ξ is K×nbw
-	st.wm = grow(st.wm, 16*ms)
+	st.wm = grow(st.wm, np*ms)
 	pq := P * Q
 	y := k.y[r.img*p.K*pq : (r.img+1)*p.K*pq]
 	for b := lo; b < hi; b++ {
@@ -503,12 +520,16 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 				for c := pc; c < pc+kb; c++ {
 					wgInputPair(pad[c*chs+j0:], wpe, pl, chunks, st.wv[(c-pc)/2*32:], xs, kd, (c-pc)%2 == 1)
 				}
+			} else if wg.out == 4 {
+				for c := pc; c < pc+kb; c++ {
+					wg4Input(pad[c*chs+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
+				}
 			} else {
 				for c := pc; c < pc+kb; c++ {
 					wgInput(pad[c*chs+j0:], wpe, pl, chunks, st.wv[(c-pc)*kern.nr:], xs, kb, kern.nr)
 				}
 			}
-			for x := range 16 {
+			for x := range np {
 				vb := st.wv[x*xs : (x+1)*xs]
 				for ic := 0; ic < p.K; ic += mc {
 					mb := min(mc, p.K-ic)
@@ -523,6 +544,10 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 		// read last a layer or more ago): each channel's are asked for
 		// while the one before is transformed, so the transform's stores
 		// do not wait on them (1.06–1.09× a Winograd layer at batch 32).
+		if wg.out == 4 {
+			r.output4(st.wm, y, j0, nb, ms)
+			continue
+		}
 		output, _ := wgRowKernels()
 		ty0, ty1 := j0/wpe, min((j0+nb-1)/wpe, wg.th-1)
 		ylo, yhi := 2*ty0*Q, min(P, 2*ty1+2)*Q
@@ -607,7 +632,7 @@ func (f *wgGradFilter) chunk(lo, hi int) {
 func (k *convLoop) winogradBackwardFilter(acc []float32, lo, hi int) {
 	p, geo := k.p, k.geo
 	P, Q := p.P(), p.Q()
-	wg := k.wgGeometry()
+	wg := k.wgGeometry(2)
 	th, n, npad := wg.th, wg.n, wg.npad
 	wpe, pl := geo.wpe, geo.plane()
 	m := max(1, min(hi-lo, 256/npad)) // images per GEMM

@@ -44,6 +44,7 @@ func main() {
 		"packoff_avx512_amd64.s": packOffAVX512(),
 		"packoff_avx2_amd64.s":   packOffAVX2(),
 		"winograd_amd64.s":       winograd(),
+		"winograd4_amd64.s":      winograd4(),
 		"lanes_amd64.s":          lanes(),
 		"copyrows_amd64.s":       copyRowsFile(),
 		"dotrows_amd64.s":        dotRows(),
