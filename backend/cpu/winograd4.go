@@ -38,8 +38,9 @@ func wg4Phased(p backend.Conv2dParams) phased {
 // winograd4 reports whether a forward convolution (p normalised, filter w)
 // takes F(4×4, 3×3): Winograd's shape at the AVX-512 level, w a frozen
 // tensor's (its transform made once), GEMMs in float32 (the precision
-// set, or a low one without its kernels here), and planes of at least
-// 28×28. Under DMLGO_WINOGRAD4=always, every forward
+// set, or a low one without its kernels here), planes of at least 28×28
+// and, as for F(2×2, 3×3), at least 4M multiply-adds an image (so that
+// resnet-s keeps the direct sums the demo's figures were made with). Under DMLGO_WINOGRAD4=always, every forward
 // convolution of the shape at the AVX-512 level (tests); under never,
 // none.
 func (b *Backend) winograd4(p backend.Conv2dParams, w []float32) bool {
@@ -52,7 +53,7 @@ func (b *Backend) winograd4(p backend.Conv2dParams, w []float32) bool {
 	case WinogradAlways:
 		return true
 	}
-	if WinogradMode(wgMode.Load()) != WinogradAuto || p.P() < wg4MinPlane || p.Q() < wg4MinPlane {
+	if WinogradMode(wgMode.Load()) != WinogradAuto || p.P() < wg4MinPlane || p.Q() < wg4MinPlane || p.K*p.C*p.P()*p.Q() < 1<<22 {
 		return false
 	}
 	// The GEMMs in float32: the precision set, or a low one this CPU

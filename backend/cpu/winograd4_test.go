@@ -172,9 +172,10 @@ func TestWinograd4Transforms(t *testing.T) {
 }
 
 // TestWinograd4Choice: in auto mode F(4×4, 3×3) takes frozen float32
-// weights on planes of 28×28 and more at the AVX-512 level, and nothing
+// weights on planes of 28×28 and more, of 4M multiply-adds and more, at
+// the AVX-512 level, and nothing
 // else: not weights in training, not the low precisions (where this CPU
-// has their kernels), not 14×14, not
+// has their kernels), not 14×14, not resnet-s's small layers, not
 // strides or other filters, and not while DMLGO_WINOGRAD forces F(2×2,
 // 3×3) on or off.
 func TestWinograd4Choice(t *testing.T) {
@@ -188,7 +189,9 @@ func TestWinograd4Choice(t *testing.T) {
 	w := tensor.FromSlice(make([]float32, 64*64*9), 64, 64, 3, 3)
 	loose := make([]float32, 64*64*9)
 	b := New(2)
-	b.FreezeWeights(w)
+	small := tensor.FromSlice(make([]float32, 16*16*9), 16, 16, 3, 3)
+	w128 := tensor.FromSlice(make([]float32, 128*128*9), 128, 128, 3, 3)
+	b.FreezeWeights(w, small, w128)
 	for _, c := range []struct {
 		name string
 		p    backend.Conv2dParams
@@ -197,8 +200,10 @@ func TestWinograd4Choice(t *testing.T) {
 		want bool
 	}{
 		{"frozen 56×56", conv(56, 3, 1), w.HostData(), "fp32", true},
-		{"frozen 28×28", conv(28, 3, 1), w.HostData(), "fp32", true},
+		{"frozen 28×28, 128 channels", backend.Conv2dParams{N: 1, C: 128, H: 28, W: 28, K: 128, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}.Normalized(), w128.HostData(), "fp32", true},
+		{"frozen 28×28, 64 channels", conv(28, 3, 1), w.HostData(), "fp32", false},
 		{"frozen 14×14", conv(14, 3, 1), w.HostData(), "fp32", false},
+		{"frozen 32×32, 16 channels (resnet-s)", backend.Conv2dParams{N: 1, C: 16, H: 32, W: 32, K: 16, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}.Normalized(), small.HostData(), "fp32", false},
 		{"not frozen", conv(56, 3, 1), loose, "fp32", false},
 		{"stride 2", conv(56, 3, 2), w.HostData(), "fp32", false},
 		{"bf16", conv(56, 3, 1), w.HostData(), "bf16", !bf16Ready()},
