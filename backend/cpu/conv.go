@@ -1216,18 +1216,29 @@ func (g phased) fill(x, dst []float32) {
 	}
 }
 
+// rowPhase is where the image rows of row phase a go: rows y0, y0+sh, …
+// (rows of them) are the phase's rows from (y0+ph)/sh on, which start at
+// base in a channel's planes (column phase 0); ok is false when no image
+// row falls in the phase.
+func (g phased) rowPhase(a int) (y0, rows, base int, ok bool) {
+	y0 = ((a-g.ph)%g.sh + g.sh) % g.sh
+	if y0 >= g.h {
+		return 0, 0, 0, false
+	}
+	rows = (g.h - y0 + g.sh - 1) / g.sh
+	return y0, rows, a*g.sw*g.plane() + (y0+g.ph)/g.sh*g.wpe, true
+}
+
 // splitChannel4 is fill's column stride 4 for one channel (src, h×w) into
 // its phase planes at dst, the rows of each row phase in one call of
 // split4RowsVec; false, having done nothing, without its kernel.
 func (g phased) splitChannel4(src, dst []float32) bool {
 	pl := g.plane()
 	for a := 0; a < g.sh; a++ {
-		y0 := ((a-g.ph)%g.sh + g.sh) % g.sh
-		if y0 >= g.h {
+		y0, rows, base, ok := g.rowPhase(a)
+		if !ok {
 			continue
 		}
-		rows := (g.h - y0 + g.sh - 1) / g.sh
-		base := a*g.sw*pl + (y0+g.ph)/g.sh*g.wpe
 		// Column x = 4k + m is padded column 4k + m + pw: phase
 		// (m + pw) mod 4, index k + (m + pw)/4.
 		var d [4][]float32
@@ -1247,16 +1258,11 @@ func (g phased) splitChannel4(src, dst []float32) bool {
 // last, the even column left over at the end. The rows of each row phase
 // go in one call of splitRowsVec.
 func (g phased) splitChannel(src, dst []float32, evOff, odOff, n int, last bool) {
-	pl := g.plane()
 	for a := 0; a < g.sh; a++ {
-		// Rows y0, y0+sh, … of the image are the phase's rows from
-		// (y0+ph)/sh on.
-		y0 := ((a-g.ph)%g.sh + g.sh) % g.sh
-		if y0 >= g.h {
+		y0, rows, base, ok := g.rowPhase(a)
+		if !ok {
 			continue
 		}
-		rows := (g.h - y0 + g.sh - 1) / g.sh
-		base := a*g.sw*pl + (y0+g.ph)/g.sh*g.wpe
 		de, do, r := dst[base+evOff:], dst[base+odOff:], src[y0*g.w:]
 		lds := g.sh * g.w
 		if !splitRowsVec(r, lds, n, rows, de, do, g.wpe) {

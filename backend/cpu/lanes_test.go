@@ -173,25 +173,15 @@ func TestLanesConv(t *testing.T) {
 				t.Fatalf("conv %d: not a shape of the lanes path", ci)
 			}
 			P, Q := np.P(), np.Q()
-			x := randSlice(r, p.N*p.C*p.H*p.W)
-			w := randSlice(r, p.K*p.C*9)
-			res := randSlice(r, p.N*p.K*P*Q)
-			gamma, beta := randSlice(r, p.K), randSlice(r, p.K)
-			mean, vr := randSlice(r, p.K), randSlice(r, p.K)
-			for i, v := range vr {
-				vr[i] = 0.2 + v*v
-			}
-			want, bound := make([]float32, len(res)), make([]float32, len(res))
-			refConvForward(np, x, w, want)
-			refConvForward(np, absSlice(x), absSlice(w), bound)
+			refs := newConvRefs(r, np)
+			x, w, res, want, bound, wantF := refs.x, refs.w, refs.res, refs.want, refs.bound, refs.wantF
+			gamma, beta, mean, vr := refs.gamma, refs.beta, refs.mean, refs.vr
 			// The fused output's tolerance adds the rounding of the
 			// epilogue's terms to the sum's, scaled by batch norm's.
-			wantF := make([]float32, len(want))
 			boundF := make([]float32, len(want))
-			for i, v := range want {
+			for i := range want {
 				c := i / (P * Q) % p.K
 				s := float64(gamma[c]) / math.Sqrt(float64(vr[c])+1e-5)
-				wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
 				boundF[i] = float32(math.Abs(s)*(float64(bound[i])+math.Abs(float64(mean[c]))) + math.Abs(float64(beta[c])) + math.Abs(float64(res[i])))
 			}
 			checkUnits := func(what string, got, want, bound []float32, units float32) {

@@ -537,36 +537,48 @@ func (r *wgBlockRun) chunk(lo, hi int) {
 				}
 			}
 		}
-		// The output transform of the block's tiles, rows ty0 to ty1 of
-		// them, row by row: M_ξ's rows hold the tiles read, n values from
-		// each start (below ms). Their rows of y, [ylo, yhi) of each
-		// channel's plane, are seldom in cache (y is the layer's output,
-		// read last a layer or more ago): each channel's are asked for
-		// while the one before is transformed, so the transform's stores
-		// do not wait on them (1.06–1.09× a Winograd layer at batch 32).
-		if wg.out == 4 {
-			r.output4(st.wm, y, j0, nb, ms)
-			continue
+		r.output(st.wm, y, j0, nb, ms)
+	}
+}
+
+// output is the output transform of columns [j0, j0+nb) of the block just
+// done, M_ξ in wm (ms apart), into y (the image's output), a channel at a
+// time and in each the tiles' rows ty0 to ty1, row by row: M_ξ's rows
+// hold the tiles read, n values from each start (below ms). Their rows of
+// y, [ylo, yhi) of each channel's plane, are seldom in cache (y is the
+// layer's output, read last a layer or more ago): each channel's are
+// asked for while the one before is transformed, so the transform's
+// stores do not wait on them (1.06–1.09× a Winograd layer at batch 32).
+func (r *wgBlockRun) output(wm, y []float32, j0, nb, ms int) {
+	k, wg := r.k, r.wg
+	p, wpe, out := k.p, k.geo.wpe, wg.out
+	P, Q := p.P(), p.Q()
+	pq := P * Q
+	output2, _ := wgRowKernels()
+	ty0, ty1 := j0/wpe, min((j0+nb-1)/wpe, wg.th-1)
+	ylo, yhi := out*ty0*Q, min(P, out*ty1+out)*Q
+	for c := range p.K {
+		if c+1 < p.K {
+			prefetch(y[(c+1)*pq+ylo : (c+1)*pq+yhi])
 		}
-		output, _ := wgRowKernels()
-		ty0, ty1 := j0/wpe, min((j0+nb-1)/wpe, wg.th-1)
-		ylo, yhi := 2*ty0*Q, min(P, 2*ty1+2)*Q
-		for c := range p.K {
-			if c+1 < p.K {
-				prefetch(y[(c+1)*pq+ylo : (c+1)*pq+yhi])
+		yc := y[c*pq : (c+1)*pq]
+		for ty := ty0; ty <= ty1; ty++ {
+			tx0, tx1 := max(0, j0-ty*wpe), min(wg.tw, j0+nb-ty*wpe)
+			if tx1 <= tx0 {
+				continue
 			}
-			yc := y[c*pq : (c+1)*pq]
-			for ty := ty0; ty <= ty1; ty++ {
-				tx0, tx1 := max(0, j0-ty*wpe), min(wg.tw, j0+nb-ty*wpe)
-				if tx1 <= tx0 {
-					continue
+			q := min(Q-out*tx0, out*(tx1-tx0))
+			var rows [4][]float32 // nil past the plane
+			for i := range out {
+				if out*ty+i < P {
+					rows[i] = yc[(out*ty+i)*Q+out*tx0:][:q]
 				}
-				q := min(Q-2*tx0, 2*(tx1-tx0))
-				var y1 []float32
-				if 2*ty+1 < P {
-					y1 = yc[(2*ty+1)*Q+2*tx0:][:q]
-				}
-				output(st.wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, yc[2*ty*Q+2*tx0:][:q], y1, q)
+			}
+			m := wm[c*wg.nbw+ty*wpe+tx0-j0:]
+			if out == 4 {
+				wg4Output(m, ms, tx1-tx0, &rows, q)
+			} else {
+				output2(m, ms, tx1-tx0, rows[0], rows[1], q)
 			}
 		}
 	}

@@ -212,35 +212,3 @@ func wg4Output(m []float32, ms, n int, y *[4][]float32, q int) {
 	}
 }
 
-// output4 is the output transform of F(4×4, 3×3) for columns [j0, j0+nb)
-// of the block just done, M_ξ in st.wm (ms apart), into y (the image's
-// output), a channel at a time as chunk does for F(2×2, 3×3).
-func (r *wgBlockRun) output4(wm, y []float32, j0, nb, ms int) {
-	k, wg := r.k, r.wg
-	p, wpe := k.p, k.geo.wpe
-	P, Q := p.P(), p.Q()
-	nbw := wg.nbw
-	pq := P * Q
-	ty0, ty1 := j0/wpe, min((j0+nb-1)/wpe, wg.th-1)
-	ylo, yhi := 4*ty0*Q, min(P, 4*ty1+4)*Q
-	for c := range p.K {
-		if c+1 < p.K {
-			prefetch(y[(c+1)*pq+ylo : (c+1)*pq+yhi])
-		}
-		yc := y[c*pq : (c+1)*pq]
-		for ty := ty0; ty <= ty1; ty++ {
-			tx0, tx1 := max(0, j0-ty*wpe), min(wg.tw, j0+nb-ty*wpe)
-			if tx1 <= tx0 {
-				continue
-			}
-			q := min(Q-4*tx0, 4*(tx1-tx0))
-			var rows [4][]float32
-			for i := range rows {
-				if 4*ty+i < P {
-					rows[i] = yc[(4*ty+i)*Q+4*tx0:][:q]
-				}
-			}
-			wg4Output(wm[c*nbw+ty*wpe+tx0-j0:], ms, tx1-tx0, &rows, q)
-		}
-	}
-}

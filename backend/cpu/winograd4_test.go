@@ -38,34 +38,9 @@ func TestWinograd4Conv(t *testing.T) {
 		p.R, p.S, p.StrideH, p.StrideW, p.PadH, p.PadW = 3, 3, 1, 1, 1, 1
 		np := p.Normalized()
 		P, Q := np.P(), np.Q()
-		x := randSlice(r, p.N*p.C*p.H*p.W)
-		w := randSlice(r, p.K*p.C*9)
-		res := randSlice(r, p.N*p.K*P*Q)
-		gamma, beta := randSlice(r, p.K), randSlice(r, p.K)
-		mean, vr := randSlice(r, p.K), randSlice(r, p.K)
-		for i, v := range vr {
-			vr[i] = 0.2 + v*v
-		}
-		abs := func(s []float32) []float32 {
-			a := make([]float32, len(s))
-			for i, v := range s {
-				a[i] = float32(math.Abs(float64(v)))
-			}
-			return a
-		}
-		want, bound := make([]float32, len(res)), make([]float32, len(res))
-		refConvForward(np, x, w, want)
-		refConvForward(np, abs(x), abs(w), bound)
-		wantF := make([]float32, len(want))
-		for i, v := range want {
-			c := i / (P * Q) % p.K
-			s := float64(gamma[c]) / math.Sqrt(float64(vr[c])+1e-5)
-			wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
-		}
-		scale := func(i int) float32 {
-			c := i / (P * Q) % p.K
-			return float32(math.Abs(float64(gamma[c]))/math.Sqrt(float64(vr[c])+1e-5)) + 1
-		}
+		c := newConvRefs(r, np)
+		x, w, res, want, bound, wantF, scale := c.x, c.w, c.res, c.want, c.bound, c.wantF, c.scale
+		gamma, beta, mean, vr := c.gamma, c.beta, c.mean, c.vr
 		one := func(int) float32 { return 1 }
 		check := func(what string, got, want []float32, scale func(i int) float32) {
 			t.Helper()

@@ -186,26 +186,11 @@ func TestWinogradConv(t *testing.T) {
 			p.R, p.S, p.StrideH, p.StrideW, p.PadH, p.PadW = 3, 3, 1, 1, 1, 1
 			np := p.Normalized()
 			P, Q := np.P(), np.Q()
-			x := randSlice(r, p.N*p.C*p.H*p.W)
-			w := randSlice(r, p.K*p.C*9)
+			c := newConvRefs(r, np)
+			x, w, res, want, bound := c.x, c.w, c.res, c.want, c.bound
+			gamma, beta, mean, vr := c.gamma, c.beta, c.mean, c.vr
 			dy := randSlice(r, p.N*p.K*P*Q)
-			res := randSlice(r, p.N*p.K*P*Q)
-			gamma, beta := randSlice(r, p.K), randSlice(r, p.K)
-			mean, vr := randSlice(r, p.K), randSlice(r, p.K)
-			for i, v := range vr {
-				vr[i] = 0.2 + v*v
-			}
-			abs := func(s []float32) []float32 {
-				a := make([]float32, len(s))
-				for i, v := range s {
-					a[i] = float32(math.Abs(float64(v)))
-				}
-				return a
-			}
-			// The direct sums and, for the tolerance, the sums of |terms|.
-			want, bound := make([]float32, len(dy)), make([]float32, len(dy))
-			refConvForward(np, x, w, want)
-			refConvForward(np, abs(x), abs(w), bound)
+			abs := absSlice
 			wantDw, boundDw := make([]float32, len(w)), make([]float32, len(w))
 			refConvBackwardFilter(np, x, dy, wantDw)
 			refConvBackwardFilter(np, abs(x), abs(dy), boundDw)
@@ -259,16 +244,7 @@ func TestWinogradConv(t *testing.T) {
 					vec := func(v []float32) *tensor.Tensor { return tensor.FromSlice(v, len(v)) }
 					f := tensor.Full(float32(math.NaN()), p.N, p.K, P, Q)
 					b.ConvBNActForward(p, 1e-5, xt, wt, vec(gamma), vec(beta), vec(mean), vec(vr), tensor.FromSlice(res, p.N, p.K, P, Q), f, true)
-					wantF := make([]float32, len(want))
-					scale := func(i int) float32 {
-						c := i / (P * Q) % p.K
-						return float32(math.Abs(float64(gamma[c]))/math.Sqrt(float64(vr[c])+1e-5)) + 1
-					}
-					for i, v := range want {
-						c := i / (P * Q) % p.K
-						s := float64(gamma[c]) / math.Sqrt(float64(vr[c])+1e-5)
-						wantF[i] = float32(math.Max(0, s*(float64(v)-float64(mean[c]))+float64(beta[c])+float64(res[i])))
-					}
+					wantF, scale := c.wantF, c.scale
 					check("fused", f.HostData(), wantF, bound, scale)
 					if bf16Ready() {
 						// Frozen weights in bfloat16: the GEMMs on the
@@ -286,6 +262,40 @@ func TestWinogradConv(t *testing.T) {
 			}
 		}
 	})
+}
+
+// convRefs is a 3×3 convolution's random operands (x, w, the residual
+// and batch norm's parameters) and what the direct sums make of them: the
+// forward output, the sums of |terms| (for the tolerances), and batch
+// norm's map of the output plus the residual through a ReLU (wantF),
+// whose error scale(i) scales.
+type convRefs struct {
+	x, w, res, gamma, beta, mean, vr []float32
+	want, bound, wantF               []float32
+	scale                            func(i int) float32
+}
+
+func newConvRefs(r *rand.Rand, p backend.Conv2dParams) convRefs {
+	PQ := p.P() * p.Q()
+	c := convRefs{x: randSlice(r, p.N*p.C*p.H*p.W), w: randSlice(r, p.K*p.C*9), res: randSlice(r, p.N*p.K*PQ),
+		gamma: randSlice(r, p.K), beta: randSlice(r, p.K), mean: randSlice(r, p.K), vr: randSlice(r, p.K)}
+	for i, v := range c.vr {
+		c.vr[i] = 0.2 + v*v
+	}
+	c.want, c.bound = make([]float32, len(c.res)), make([]float32, len(c.res))
+	refConvForward(p, c.x, c.w, c.want)
+	refConvForward(p, absSlice(c.x), absSlice(c.w), c.bound)
+	gain := func(i int) float64 {
+		k := i / PQ % p.K
+		return float64(c.gamma[k]) / math.Sqrt(float64(c.vr[k])+1e-5)
+	}
+	c.wantF = make([]float32, len(c.want))
+	for i, v := range c.want {
+		k := i / PQ % p.K
+		c.wantF[i] = float32(math.Max(0, gain(i)*(float64(v)-float64(c.mean[k]))+float64(c.beta[k])+float64(c.res[i])))
+	}
+	c.scale = func(i int) float32 { return float32(math.Abs(gain(i))) + 1 }
+	return c
 }
 
 // TestWinogradEnv checks the mode chosen at init against DMLGO_WINOGRAD

@@ -20,28 +20,22 @@ func dotRows() []byte {
 	w.header()
 	w.p("")
 	widths := []int{8, 4, 2, 1}
-	for s, wd := range widths {
-		for h, name := range []string{"Lo", "Hi"} {
-			idx := make([]int, 16)
-			for j := range idx {
-				switch {
-				case h == 0 && j&wd == 0:
-					idx[j] = j
-				case h == 0:
-					idx[j] = 16 + j - wd
-				case j&wd == 0:
-					idx[j] = j + wd
-				default:
-					idx[j] = 16 + j
-				}
+	for _, wd := range widths {
+		// lane j of the round's two results: row i's j, else row
+		// i+w's j−w; row i's j+w, else row i+w's j (16 + lane: the
+		// second vector's)
+		indexTable(w.p, fmt.Sprintf("dotRowsLo%d", wd), func(j int) int {
+			if j&wd == 0 {
+				return j
 			}
-			sym := fmt.Sprintf("dotRows%s%d<>", name, wd)
-			for j := 0; j < 16; j += 2 {
-				w.p("DATA %s+%d(SB)/8, $0x%08x%08x", sym, 4*j, idx[j+1], idx[j])
+			return 16 + j - wd
+		})
+		indexTable(w.p, fmt.Sprintf("dotRowsHi%d", wd), func(j int) int {
+			if j&wd == 0 {
+				return j + wd
 			}
-			w.p("GLOBL %s(SB), RODATA|NOPTR, $64", sym)
-			_ = s
-		}
+			return 16 + j
+		})
 	}
 	w.p(`
 // func dotRowsAVX512(kb int, a []float32, lda, m int, b []float32, ldb int, c []float32, ldc, n int, alpha float32, set bool)

@@ -20,15 +20,8 @@ func winograd4() []byte {
 		p("GLOBL %s<>(SB), RODATA|NOPTR, $4", c.name)
 	}
 	// The interleaving of the low and high halves of a pair of vectors.
-	for _, t := range []struct {
-		name string
-		at   func(i int) int
-	}{{"wg4Lo", func(i int) int { return i/2 + 16*(i%2) }}, {"wg4Hi", func(i int) int { return 8 + i/2 + 16*(i%2) }}} {
-		for i := 0; i < 8; i++ {
-			p("DATA %s<>+%d(SB)/8, $0x%08x%08x", t.name, 8*i, t.at(2*i+1), t.at(2*i))
-		}
-		p("GLOBL %s<>(SB), RODATA|NOPTR, $64", t.name)
-	}
+	indexTable(p, "wg4Lo", func(i int) int { return i/2 + 16*(i%2) })
+	indexTable(p, "wg4Hi", func(i int) int { return 8 + i/2 + 16*(i%2) })
 	// in is wg4In of the six vectors d into t (six others), with the
 	// spare vectors s0, s1 and the constants 4 and 5 in four and five.
 	in := func(d, t [6]string, s0, s1, four, five string) {
@@ -201,23 +194,15 @@ loop:`)
 		inter(z(28), z(30), u(r, 2), u(r, 3))
 		inter(z(29), z(31), u(r, 4), u(r, 5))
 		for v := range 4 {
-			label := fmt.Sprintf("r%dv%d", r, v)
-			// K1 = (1 << clamp(DX − 16v, 0, 16)) − 1
-			p("\tMOVQ DX, CX")
+			// K1: the columns left past 16v, at most 16
+			p("\tMOVQ DX, DI")
 			if v > 0 {
-				p("\tSUBQ $%d, CX", 16*v)
+				p("\tSUBQ $%d, DI", 16*v)
 			} else {
-				p("\tTESTQ CX, CX")
+				p("\tTESTQ DI, DI")
 			}
 			p("\tJLE  row%d", r+1)
-			p("\tCMPQ CX, $16")
-			p("\tJLE  %s", label)
-			p("\tMOVQ $16, CX")
-			p("%s:", label)
-			p("\tMOVL $1, AX")
-			p("\tSHLL CX, AX")
-			p("\tDECL AX")
-			p("\tKMOVW AX, K1")
+			laneMask(p, "K1", fmt.Sprintf("r%dv%d", r, v))
 			p("\tVMOVUPS %s, K1, %d(%s)", u(r, 2+v), 64*v, rows[r])
 		}
 		p("row%d:", r+1)
@@ -241,15 +226,8 @@ done:
 // split4 writes split4RowsAVX512, phased.fill's column stride 4: each row
 // split into its columns mod 4.
 func split4(p func(string, ...any)) {
-	for _, t := range []struct {
-		name string
-		at   func(i int) int
-	}{{"wg4Even", func(i int) int { return 2 * i }}, {"wg4Odd", func(i int) int { return 2*i + 1 }}} {
-		for i := 0; i < 8; i++ {
-			p("DATA %s<>+%d(SB)/8, $0x%08x%08x", t.name, 8*i, t.at(2*i+1), t.at(2*i))
-		}
-		p("GLOBL %s<>(SB), RODATA|NOPTR, $64", t.name)
-	}
+	indexTable(p, "wg4Even", func(i int) int { return 2 * i })
+	indexTable(p, "wg4Odd", func(i int) int { return 2*i + 1 })
 	p(`
 // func split4RowsAVX512(src []float32, lds, w, rows int, d0, d1, d2, d3 []float32, ldd int)
 //
@@ -291,17 +269,7 @@ group:`)
 		p("\tJGE  %s_pos", label)
 		p("\tXORQ DI, DI")
 		p("%s_pos:", label)
-		p("\tCMPQ DI, $16")
-		p("\tJLE  %s_ok", label)
-		p("\tMOVQ $16, DI")
-		p("%s_ok:", label)
-		p("\tMOVQ CX, AX") // keep CX
-		p("\tMOVQ DI, CX")
-		p("\tMOVL $1, DI")
-		p("\tSHLL CX, DI")
-		p("\tDECL DI")
-		p("\tMOVQ AX, CX")
-		p("\tKMOVW DI, K%d", k)
+		laneMask(p, fmt.Sprintf("K%d", k), label)
 	}
 	for v := range 4 {
 		mask(1+v, 16*v, fmt.Sprintf("ld%d", v))
@@ -319,23 +287,12 @@ group:`)
 	pick("Z31", "Z4", "Z6", "Z10") // 2 mod 4
 	pick("Z30", "Z5", "Z7", "Z9")  // 1 mod 4
 	pick("Z31", "Z5", "Z7", "Z11") // 3 mod 4
-	// class m has min(max((CX − m + 3)/4, 0), 16) values here
+	// class m has min((CX − m + 3)/4, 16) values here (CX ≥ 1)
 	for m := range 4 {
-		label := fmt.Sprintf("st%d", m)
 		p("\tMOVQ CX, DI")
 		p("\tADDQ $%d, DI", 3-m)
 		p("\tSHRQ $2, DI")
-		p("\tCMPQ DI, $16")
-		p("\tJLE  %s_ok", label)
-		p("\tMOVQ $16, DI")
-		p("%s_ok:", label)
-		p("\tMOVQ CX, AX")
-		p("\tMOVQ DI, CX")
-		p("\tMOVL $1, DI")
-		p("\tSHLL CX, DI")
-		p("\tDECL DI")
-		p("\tMOVQ AX, CX")
-		p("\tKMOVW DI, K5")
+		laneMask(p, "K5", fmt.Sprintf("st%d", m))
 		p("\tMOVQ BX, AX")
 		p("\tSHRQ $2, AX")
 		p("\tVMOVUPS Z%d, K5, (R%d)(AX*1)", 8+m, 8+m)
@@ -352,6 +309,30 @@ group:`)
 	JNZ  row
 	VZEROUPPER
 	RET`)
+}
+
+// indexTable writes the 16 lanes' indexes at(i) of a permute, as name<>.
+func indexTable(p func(string, ...any), name string, at func(i int) int) {
+	for i := 0; i < 8; i++ {
+		p("DATA %s<>+%d(SB)/8, $0x%08x%08x", name, 8*i, at(2*i+1), at(2*i))
+	}
+	p("GLOBL %s<>(SB), RODATA|NOPTR, $64", name)
+}
+
+// laneMask sets the mask register k to the min(DI, 16) low lanes (DI ≥ 0;
+// DI and AX clobbered, CX kept), with labels from label.
+func laneMask(p func(string, ...any), k, label string) {
+	p("\tCMPQ DI, $16")
+	p("\tJLE  %s_ok", label)
+	p("\tMOVQ $16, DI")
+	p("%s_ok:", label)
+	p("\tMOVQ CX, AX")
+	p("\tMOVQ DI, CX")
+	p("\tMOVL $1, DI")
+	p("\tSHLL CX, DI")
+	p("\tDECL DI")
+	p("\tMOVQ AX, CX")
+	p("\tKMOVW DI, %s", k)
 }
 
 // out is wg4Out of the six vectors m into y (four others), with the spare
