@@ -211,4 +211,3 @@ func wg4Output(m []float32, ms, n int, y *[4][]float32, q int) {
 		wg4OutputGo(m, ms, n, y, q)
 	}
 }
-
