@@ -17,10 +17,11 @@ import (
 //	Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
 //
 // The larger constants cost accuracy: the results differ from the direct
-// sums by up to about 2⁻¹⁶ of the sum of |terms| (TestWinograd4Conv;
-// F(2×2, 3×3) stays within 2⁻²¹). So it runs on frozen float32 weights
-// only (inference: `retrieve index`, `query`, `serve`), never in training
-// or on the low-precision kernels, and only on planes large enough to pay
+// sums by up to 38 units of rounding (2⁻²⁴) of the sum of |terms|
+// measured, about 2⁻¹⁹ (TestWinograd4Conv allows 2⁻¹⁷; F(2×2, 3×3) stays
+// within 2⁻²¹). So it runs on frozen float32 weights only (inference:
+// `retrieve index`, `query`, `serve`, `eval`), never in training or on
+// the low-precision kernels, and only on layers large enough to pay
 // (Backend.winograd4).
 //
 // The layout is F(2×2, 3×3)'s with phases of 4: the padded input split
@@ -40,7 +41,8 @@ func wg4Phased(p backend.Conv2dParams) phased {
 // tensor's (its transform made once), GEMMs in float32 (the precision
 // set, or a low one without its kernels here), planes of at least 28×28
 // and, as for F(2×2, 3×3), at least 4M multiply-adds an image (so that
-// resnet-s keeps the direct sums the demo's figures were made with). Under DMLGO_WINOGRAD4=always, every forward
+// resnet-s keeps the direct sums the demo's figures were made with), while
+// DMLGO_WINOGRAD is auto. Under DMLGO_WINOGRAD4=always, every forward
 // convolution of the shape at the AVX-512 level (tests); under never,
 // none.
 func (b *Backend) winograd4(p backend.Conv2dParams, w []float32) bool {
