@@ -6,6 +6,7 @@ package retrieval
 // the products.
 
 import (
+	"math"
 	"math/bits"
 
 	"github.com/dmlgo/dmlgo/backend"
@@ -25,8 +26,10 @@ func gathers(allow *Bitset, gn int) bool {
 // searchGathered pushes the scores of the allowed rows of gallery (gn, d)
 // into heaps, one per query (Search's filtered scan).
 func searchGathered(b backend.Backend, queries []float32, q int, gallery []float32, gn, d int, o SearchOptions, heaps []TopK) error {
-	o = o.withDefaults()
-	chunk := 4 * o.GalleryBlock // rows gathered per Scan (Scan blocks them again)
+	// Rows gathered per Scan (Scan blocks them again): four blocks of a
+	// full block of queries, whatever q, so that the copy stays a few MiB.
+	o = o.withDefaults(math.MaxInt)
+	chunk := 4 * o.GalleryBlock
 	rows := make([]int, 0, chunk)
 	buf := make([]float32, 0, chunk*d)
 	flush := func() error {

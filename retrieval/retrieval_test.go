@@ -280,3 +280,42 @@ func TestSearchAllow(t *testing.T) {
 		t.Errorf("Grown without fill: count %d", e.Count())
 	}
 }
+
+// TestSearchOneMatchesBatch: a query searched alone (in gallery blocks of
+// up to 65,536 rows, its scores by the CPU's few-rows kernel) gets the
+// hits, scores bit for bit, it gets among 300 others (blocks of 2048, the
+// blocked GEMM).
+func TestSearchOneMatchesBatch(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 30))
+	const n, d, q, k = 20000, 128, 300, 20
+	g, qs := randUnit(r, n, d), randUnit(r, q, d)
+	b := cpu.New(2)
+	all, err := Search(b, qs, q, g, n, d, k, SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < q; i += 7 {
+		one, err := Search(b, qs[i*d:(i+1)*d], 1, g, n, d, k, SearchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, h := range one[0] {
+			if w := all[i][j]; h != w {
+				t.Fatalf("query %d hit %d: alone %+v, among %d %+v", i, j, h, q, w)
+			}
+		}
+	}
+}
+
+// TestSearchDefaultBlocks: the gallery block a search takes by default
+// grows as its queries get fewer, within 2048 and 65,536 rows, and one
+// that is set is kept.
+func TestSearchDefaultBlocks(t *testing.T) {
+	for _, c := range []struct{ set, q, want int }{
+		{0, 1, 1 << 16}, {0, 32, 1 << 16}, {0, 64, 32768}, {0, 1024, 2048}, {0, 100000, 2048}, {500, 1, 500},
+	} {
+		if got := (SearchOptions{GalleryBlock: c.set}).withDefaults(c.q).GalleryBlock; got != c.want {
+			t.Errorf("GalleryBlock %d, %d queries: block %d, want %d", c.set, c.q, got, c.want)
+		}
+	}
+}

@@ -28,7 +28,10 @@ type Hit struct {
 // SearchOptions tune the blocked search.
 type SearchOptions struct {
 	QueryBlock   int // queries per GEMM (default 1024)
-	GalleryBlock int // gallery rows per GEMM (default 2048)
+	// GalleryBlock is the gallery rows per GEMM: by default 2048, or with
+	// fewer queries as many as keep the scores of a block within
+	// 1024 × 2048, up to 65,536 rows (see Scan).
+	GalleryBlock int
 	Threads      int // goroutines for selection (default GOMAXPROCS)
 	// Allow, when set, holds the rows Search may return (of the gallery's
 	// Len): a query gets its k best allowed rows, fewer only when fewer
@@ -36,7 +39,8 @@ type SearchOptions struct {
 	Allow *Bitset
 }
 
-func (o SearchOptions) withDefaults() SearchOptions {
+// withDefaults fills the options left unset, for q queries.
+func (o SearchOptions) withDefaults(q int) SearchOptions {
 	// Each block of gallery rows is packed once per block of queries:
 	// 1024 queries make that copy a few percent of the GEMM (it was 14%
 	// of exact search at 256), and 2048 rows keep the scores (8 MiB)
@@ -45,7 +49,11 @@ func (o SearchOptions) withDefaults() SearchOptions {
 		o.QueryBlock = 1024
 	}
 	if o.GalleryBlock <= 0 {
-		o.GalleryBlock = 2048
+		// Fewer queries take more rows a block for the same scores: one
+		// query (a service's upload) against 100,000 rows in blocks of
+		// 2048 ran each block's GEMM on one thread and paid each block's
+		// start (163 queries/s; in blocks of 65,536: see BENCHMARKS.md).
+		o.GalleryBlock = min(max(2048, 1024*2048/max(1, min(q, o.QueryBlock))), 1<<16)
 	}
 	if o.Threads <= 0 {
 		o.Threads = runtime.GOMAXPROCS(0)
@@ -61,7 +69,7 @@ func Scan(b backend.Backend, queries []float32, q int, gallery []float32, gn, d 
 	if len(queries) != q*d || len(gallery) != gn*d {
 		return fmt.Errorf("retrieval: queries hold %d values for %d×%d, gallery %d for %d×%d", len(queries), q, d, len(gallery), gn, d)
 	}
-	o = o.withDefaults()
+	o = o.withDefaults(q)
 	scoreBuf := make([]float32, min(q, o.QueryBlock)*min(gn, o.GalleryBlock))
 	// A backend whose tensors are Go memory writes the scores in place.
 	h, host := b.(backend.HostMemory)

@@ -22,7 +22,7 @@ package cpu
 const gemmRowsMaxM = 4
 
 // gemmRowsGrain is the fewest values of B a thread of gemmRows takes.
-const gemmRowsGrain = 1 << 18
+const gemmRowsGrain = 1 << 16
 
 // gemmRowsTakes reports whether gemmRows computes the product: float32
 // at the AVX-512 level, B transposed and nothing packed or quantised, at

@@ -157,7 +157,8 @@ func modelSuite(b backend.Backend, o options, suite string) {
 }
 
 // searchSuite times exact top-50 search of 1,000 queries in a 100,000 × 128
-// gallery (as ../shared/bench/search_anchor.py).
+// gallery (as ../shared/bench/search_anchor.py), then of searchOne of them
+// one at a time (as bench/search_one_anchor.py).
 func searchSuite(b backend.Backend, o options) {
 	const n, d, q, k = 100000, 128, 1000, 50
 	r := rand.New(rand.NewPCG(0, 0))
@@ -185,4 +186,30 @@ func searchSuite(b backend.Backend, o options) {
 			ratio(fmt.Sprintf("search_n%d_d%d_k%d", n, d, k), qps, v)
 		}
 	}
+	// One query at a time, as the service searches for an upload (the
+	// first searchOne queries, each alone).
+	dt = timeIt(2*time.Second, func() {
+		for i := range searchOne {
+			if _, err := retrieval.Search(b, qs[i*d:(i+1)*d], 1, gal, n, d, k, retrieval.SearchOptions{Threads: o.threads}); err != nil {
+				fatalf("%v", err)
+			}
+		}
+	})
+	qps = searchOne / dt.Seconds()
+	emit(fmt.Sprintf("dmlgo_search_one_n%d_d%d_k%d", n, d, k), qps, "queries/s")
+	if o.anchors {
+		a := runAnchor("numpy", []string{"OPENBLAS_NUM_THREADS=" + strconv.Itoa(o.threads)}, searchOneAnchorScript,
+			"--n", strconv.Itoa(n), "--d", strconv.Itoa(d), "--q", strconv.Itoa(searchOne), "--k", strconv.Itoa(k))
+		for name, v := range a {
+			emit(name, v, "queries/s")
+			ratio(fmt.Sprintf("search_one_n%d_d%d_k%d", n, d, k), qps, v)
+		}
+	}
 }
+
+// searchOne is how many queries the search suite times one at a time;
+// searchOneAnchorScript their anchor, relative to the repository root.
+const (
+	searchOne             = 200
+	searchOneAnchorScript = "bench/search_one_anchor.py"
+)
