@@ -27,7 +27,7 @@ type Hit struct {
 
 // SearchOptions tune the blocked search.
 type SearchOptions struct {
-	QueryBlock   int // queries per GEMM (default 1024)
+	QueryBlock int // queries per GEMM (default 1024)
 	// GalleryBlock is the gallery rows per GEMM: by default 2048, or with
 	// fewer queries as many as keep the scores of a block within
 	// 1024 × 2048, up to 65,536 rows (see Scan).
