@@ -18,7 +18,8 @@ package cpu
 // algorithm, a query alone or with others (TestGemmRowsMatchesBlocked).
 
 // gemmRowsMaxM is the most rows of A that take this path: each group of
-// B's rows is gathered once per row of A (from L1 after the first).
+// B's rows is loaded and transposed once for all of them, whose sums stay
+// in registers (four of the kernel's).
 const gemmRowsMaxM = 4
 
 // gemmRowsGrain is the fewest values of B a thread of gemmRows takes.
