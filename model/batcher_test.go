@@ -69,6 +69,9 @@ func TestBatcherMatchesAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a ResNet-50 at 224×224")
 	}
+	// The bfloat16 kernels wherever they can run (auto would run bf16 in
+	// float32 where they are slow).
+	defer cpu.SetBF16(cpu.WinogradAlways)()
 	path := filepath.Join(t.TempDir(), "rn50.ckpt")
 	b := backend.MustSelect("cpu")
 	net, err := NewNet(b, NetConfig{Arch: "resnet50", Dim: 32, InChannels: 3}, 5)

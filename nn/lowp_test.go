@@ -50,6 +50,9 @@ func frozenForward(t *testing.T, b backend.Backend, m *ResNet, precision string,
 // logged (BENCHMARKS.md quotes them); the bounds leave room for other
 // inputs.
 func TestResNetLowPrecisionCosine(t *testing.T) {
+	// The bfloat16 kernels wherever they can run, even where auto would
+	// run bf16 in float32 for speed (cpu.SetBF16).
+	defer cpu.SetBF16(cpu.WinogradAlways)()
 	io, err := safetensors.ReadFile(fixturePath(t, "resnet18_seed7_io.safetensors"))
 	if err != nil {
 		t.Fatal(err)

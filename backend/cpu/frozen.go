@@ -55,6 +55,10 @@ func (b *Backend) EffectivePrecision() string {
 		return fmt.Sprintf("fp32 (%v asked for, but the SIMD level is %v)", p, ActiveLevel())
 	case p == INT8:
 		return "int8 (AVX-512 VNNI)"
+	case WinogradMode(bf16Mode.Load()) == WinogradNever:
+		return "fp32 (bf16 asked for, but DMLGO_BF16=never)"
+	case !bf16Runs():
+		return fmt.Sprintf("fp32 (bf16 asked for, but this CPU's AVX-512 BF16 kernel multiplies at %.2f× the float32 kernel's rate; DMLGO_BF16=always runs it anyway)", bf16Gain())
 	}
 	return "bf16 (AVX-512 BF16)"
 }
@@ -164,7 +168,7 @@ func (b *Backend) packedFilters(groups, m, k int, w []float32) (packs []packedA,
 		if e != nil && e.n == groups*m*k {
 			kern := activeKernel()
 			switch prec := Precision(b.precision.Load()); {
-			case prec == BF16 && bf16Ready():
+			case prec == BF16 && bf16Runs():
 				kern = bf16Kernel
 			case prec == INT8 && i8Ready():
 				kern = i8Kernel
@@ -209,7 +213,7 @@ func (b *Backend) winogradFilters(out, K, C int, w []float32) (f *wgFilters, poo
 		b.frozen.mu.Lock()
 		e := b.frozen.lookup(w)
 		if e != nil && e.n == K*C*9 {
-			if Precision(b.precision.Load()) == BF16 && bf16Ready() && out == 2 {
+			if Precision(b.precision.Load()) == BF16 && bf16Runs() && out == 2 {
 				kern = bf16Kernel
 			}
 			key := packKey{out, K, C, kern.mr, kern.kc(), kern.bf16, false}

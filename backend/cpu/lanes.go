@@ -73,7 +73,7 @@ func (b *Backend) lanes(p backend.Conv2dParams, w []float32) bool {
 	}
 	switch Precision(b.precision.Load()) {
 	case BF16:
-		if bf16Ready() && p.C%2 != 0 {
+		if bf16Runs() && p.C%2 != 0 {
 			return false // the bfloat16 kernels take channels in pairs
 		}
 	case INT8:
@@ -143,7 +143,7 @@ func lanesPackBF16(K, C int, w, dst []float32) {
 // kernels: precision bf16 where they may run, an even number of input
 // channels.
 func (b *Backend) lanesBF16(p backend.Conv2dParams) bool {
-	return Precision(b.precision.Load()) == BF16 && bf16Ready() && p.C%2 == 0
+	return Precision(b.precision.Load()) == BF16 && bf16Runs() && p.C%2 == 0
 }
 
 // pairSpansGo rounds pairs of spans of n values to bfloat16 pairs: span

@@ -1,6 +1,11 @@
 package cpu
 
-import "math"
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // Low-precision inference: bfloat16 products summed in float32, or int8
 // products summed in int32.
@@ -69,13 +74,102 @@ func i8Ready() bool { return i8Kernel.fn != nil && ActiveLevel() == AVX512 }
 func INT8Ready() bool { return i8Ready() }
 
 // BF16Ready reports whether Precision BF16 runs on bfloat16 kernels now
-// (see bf16Ready).
-func BF16Ready() bool { return bf16Ready() }
+// (see bf16Runs).
+func BF16Ready() bool { return bf16Runs() }
 
-// bf16Ready reports whether BF16 convolutions can run on the bfloat16
-// kernel now: the CPU has it and the active level is AVX-512 (a test or
-// DMLGO_SIMD that forces a lower level gets float32).
+// bf16Ready reports whether the bfloat16 kernel can run now: the CPU has
+// it and the active level is AVX-512 (a test or DMLGO_SIMD that forces a
+// lower level gets float32).
 func bf16Ready() bool { return bf16Kernel.fn != nil && ActiveLevel() == AVX512 }
+
+// bf16Runs reports whether Precision BF16 runs on the bfloat16 kernels:
+// they can run, and DMLGO_BF16 (or SetBF16) asks for them (always) or
+// leaves the choice to the CPU (auto, the default): then they run where
+// they multiply at least bf16MinGain times as fast as the float32 kernel.
+//
+// The instruction is not as fast everywhere it exists. Zen 4 runs one
+// VDPBF16PS (32 products) a cycle against one 16-wide float32 FMA, twice
+// the rate; an Emerald Rapids Xeon runs two FMAs a cycle but one
+// VDPBF16PS every other cycle, half the rate (measured: 177 against 89
+// GFLOP/s a core, and ResNet-50 at 0.6× the speed of float32). There
+// Precision BF16 runs in float32, and EffectivePrecision says why.
+func bf16Runs() bool {
+	return bf16Choose(WinogradMode(bf16Mode.Load()), bf16Ready(), bf16Gain)
+}
+
+// bf16Choose is bf16Runs's rule: gain is called only where it decides.
+func bf16Choose(m WinogradMode, ready bool, gain func() float64) bool {
+	switch {
+	case !ready || m == WinogradNever:
+		return false
+	case m == WinogradAlways:
+		return true
+	}
+	return gain() >= bf16MinGain
+}
+
+// bf16MinGain is the kernel speed-up below which Precision BF16 runs in
+// float32 under auto: the packing rounds and the epilogue are the same,
+// so a kernel only a little faster would not pay for the lost digits.
+const bf16MinGain = 1.25
+
+var (
+	bf16Mode atomic.Int32
+	bf16Note string // DMLGO_BF16's effect, for Describe
+
+	bf16GainOnce sync.Once
+	bf16GainVal  float64
+)
+
+// initBF16 sets the mode DMLGO_BF16 asks for.
+func initBF16() { bf16Note = initMode("DMLGO_BF16", "bfloat16 kernels", &bf16Mode) }
+
+// SetBF16 switches the bfloat16 kernels of every CPU backend to mode m
+// (auto, never, always: as DMLGO_BF16) and returns what restores the
+// mode before. Under always, Precision BF16 runs on them wherever they
+// can run, however fast they are.
+func SetBF16(m WinogradMode) (restore func()) {
+	old := bf16Mode.Swap(int32(m))
+	return func() { bf16Mode.Store(old) }
+}
+
+// bf16Gain is how many times as fast as the float32 micro-kernel the
+// bfloat16 one multiplies on this CPU, measured once (about half a
+// millisecond, the first time a BF16 choice is made): both kernels on
+// the same tile in L1, in turn, the fastest of several tries of each, so
+// that another process's load slows both alike.
+func bf16Gain() float64 {
+	bf16GainOnce.Do(func() { bf16GainVal = measureBF16Gain() })
+	return bf16GainVal
+}
+
+func measureBF16Gain() float64 {
+	f32 := kernels[AVX512].fn
+	if bf16Kernel.fn == nil || f32 == nil {
+		return 0
+	}
+	const kc, calls = 256, 32 // kc k steps: kc float32 slots, kc/2 bfloat16 ones
+	a, b, c := make([]float32, 8*kc), make([]float32, 32*kc), make([]float32, 8*32)
+	for i := range a {
+		a[i] = 1.0 / 1024 // a pair of normal bfloat16 values as well
+	}
+	for i := range b {
+		b[i] = 1.0 / 512
+	}
+	run := func(fn microKernel, slots int) time.Duration {
+		t0 := time.Now()
+		for range calls {
+			fn(slots, a, b, c, 32, 1)
+		}
+		return time.Since(t0)
+	}
+	tf, tb := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	for range 9 {
+		tf = min(tf, run(f32, kc))
+		tb = min(tb, run(bf16Kernel.fn, kc/2))
+	}
+	return float64(tf) / float64(max(tb, 1))
+}
 
 // roundBF16 is x rounded to bfloat16 the way VCVTNEPS2BF16 rounds: to
 // nearest, ties to even; denormals become zero of the same sign; a NaN

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/dmlgo/dmlgo/backend"
@@ -356,6 +358,13 @@ func TestConvBF16(t *testing.T) {
 				}
 			}
 			checkFallback(t, name, "bf16", threads, p, x, w)
+			restore := SetBF16(WinogradNever)
+			never := New(threads)
+			if eff, _ := never.SetPrecision("bf16"); eff != "fp32 (bf16 asked for, but DMLGO_BF16=never)" {
+				t.Fatalf("EffectivePrecision under DMLGO_BF16=never: %q", eff)
+			}
+			same("bf16 under DMLGO_BF16=never", frozenConv(t, never, p, x, w))
+			restore()
 			back := New(threads)
 			back.SetPrecision("bf16")
 			back.SetPrecision("fp32")
@@ -729,5 +738,93 @@ func checkFallback(t *testing.T, name, prec string, threads int, p backend.Conv2
 		if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
 			t.Fatalf("%s, %s at avx2: y[%d] = %v, fp32 at avx2 %v", name, prec, i, y[i], ref[i])
 		}
+	}
+}
+
+// TestBF16Choose checks the rule: never and a missing kernel give float32
+// without measuring, always the kernel without measuring, auto the kernel
+// only at a gain of bf16MinGain or more.
+func TestBF16Choose(t *testing.T) {
+	for _, c := range []struct {
+		m     WinogradMode
+		ready bool
+		gain  float64
+		want  bool
+		asked bool // the gain is measured
+	}{
+		{WinogradAuto, true, 2.0, true, true},  // Zen 4
+		{WinogradAuto, true, 0.5, false, true}, // Emerald Rapids
+		{WinogradAuto, true, bf16MinGain, true, true},
+		{WinogradAuto, true, 1.2, false, true},
+		{WinogradAuto, false, 2.0, false, false},
+		{WinogradAlways, true, 0.5, true, false},
+		{WinogradAlways, false, 2.0, false, false},
+		{WinogradNever, true, 2.0, false, false},
+	} {
+		asked := false
+		got := bf16Choose(c.m, c.ready, func() float64 { asked = true; return c.gain })
+		if got != c.want || asked != c.asked {
+			t.Errorf("bf16Choose(%v, ready %v, gain %v) = %v (measured: %v), want %v (%v)", c.m, c.ready, c.gain, got, asked, c.want, c.asked)
+		}
+	}
+}
+
+// TestBF16Auto checks auto on this CPU: the kernels run exactly where the
+// measured gain says, EffectivePrecision says which and why, and where
+// they do not run, Precision BF16 gives the float32 result bit for bit.
+func TestBF16Auto(t *testing.T) {
+	defer SetBF16(WinogradAuto)()
+	b := New(2)
+	eff, err := b.SetPrecision("bf16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bf16Ready() {
+		if BF16Ready() || eff == "bf16 (AVX-512 BF16)" {
+			t.Fatalf("no bfloat16 kernel here, but BF16Ready %v, EffectivePrecision %q", BF16Ready(), eff)
+		}
+		return
+	}
+	gain := bf16Gain()
+	if !(gain > 0.05 && gain < 20) {
+		t.Fatalf("bf16Gain = %v, not a speed ratio", gain)
+	}
+	if gain2 := bf16Gain(); gain2 != gain {
+		t.Fatalf("bf16Gain measured twice: %v, then %v", gain, gain2)
+	}
+	t.Logf("the bfloat16 kernel multiplies at %.2f× the float32 kernel's rate here", gain)
+	runs := gain >= bf16MinGain
+	if BF16Ready() != runs {
+		t.Fatalf("gain %.2f: BF16Ready %v", gain, BF16Ready())
+	}
+	if runs {
+		if eff != "bf16 (AVX-512 BF16)" {
+			t.Fatalf("gain %.2f: EffectivePrecision %q", gain, eff)
+		}
+		return
+	}
+	if !strings.Contains(eff, "fp32 (bf16 asked for, but this CPU's AVX-512 BF16 kernel multiplies at") || !strings.Contains(eff, "DMLGO_BF16=always") {
+		t.Fatalf("gain %.2f: EffectivePrecision %q", gain, eff)
+	}
+	p := backend.Conv2dParams{N: 1, C: 24, H: 14, W: 14, K: 40, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	r := rand.New(rand.NewPCG(5, 8))
+	x, w := randSlice(r, p.N*p.C*p.H*p.W), randSlice(r, p.K*p.C*p.R*p.S)
+	got, want := frozenConv(t, b, p, x, w), frozenConv(t, New(2), p, x, w)
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("bf16 run in float32: y[%d] = %v, fp32 %v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestBF16Env checks the mode chosen at init against DMLGO_BF16.
+func TestBF16Env(t *testing.T) {
+	env := os.Getenv("DMLGO_BF16")
+	want, err := ParseWinograd(env)
+	if err != nil && bf16Note == "" {
+		t.Errorf("DMLGO_BF16=%q: %v, but Describe has no note", env, err)
+	}
+	if bf16EnvMode != want {
+		t.Errorf("DMLGO_BF16=%q: mode %v, want %v", env, bf16EnvMode, want)
 	}
 }

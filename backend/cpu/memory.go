@@ -35,6 +35,7 @@ func init() {
 	initWinograd()
 	initWinograd4()
 	initLanes()
+	initBF16()
 	backend.Register("cpu", func() (backend.Backend, error) { return New(0), nil })
 }
 
@@ -79,7 +80,7 @@ func (b *Backend) Describe() string {
 	if b.Threads() != 1 {
 		s += "s"
 	}
-	for _, note := range []string{levelNote, wgNote, wg4Note, lanesNote} {
+	for _, note := range []string{levelNote, wgNote, wg4Note, lanesNote, bf16Note} {
 		if note != "" {
 			s += " (" + note + ")"
 		}

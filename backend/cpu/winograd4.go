@@ -61,7 +61,7 @@ func (b *Backend) winograd4(p backend.Conv2dParams, w []float32) bool {
 	// The GEMMs in float32: the precision set, or a low one this CPU
 	// has no kernels for.
 	prec := Precision(b.precision.Load())
-	return b.frozenWeights(w) && !(prec == BF16 && bf16Ready()) && !(prec == INT8 && i8Ready())
+	return b.frozenWeights(w) && !(prec == BF16 && bf16Runs()) && !(prec == INT8 && i8Ready())
 }
 
 // wg4MinPlane is the smallest plane F(4×4, 3×3) takes in auto mode.

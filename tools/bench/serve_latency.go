@@ -30,6 +30,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,12 +89,15 @@ func runServeSuite(o options) error {
 		serveArch, serveDim, serveK, o.serveRows, serveW, serveH, len(sb.upload), o.threads)
 	// fp32, then the low precisions the CPU has kernels for
 	// (serve_rn50_bf16_*, serve_rn50_int8_*).
-	ready := map[string]bool{"bf16": cpu.BF16Ready(), "int8": cpu.INT8Ready()}
 	for _, prec := range append([]string{"fp32"}, lowPrecisions...) {
 		prefix := servePrefix
 		if prec != "fp32" {
-			if o.device == "cuda" || !ready[prec] {
-				fmt.Printf("# serve: no %s figures: this CPU or device has no bfloat16 kernels\n", prec)
+			if o.device == "cuda" {
+				fmt.Printf("# serve: no %s figures: the CUDA backend runs fp32 only\n", prec)
+				continue
+			}
+			if eff, err := cpu.New(0).SetPrecision(prec); err != nil || strings.HasPrefix(eff, "fp32") {
+				fmt.Printf("# serve: no %s figures: %s %v\n", prec, eff, err)
 				continue
 			}
 			prefix += "_" + prec
