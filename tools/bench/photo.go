@@ -149,7 +149,7 @@ func photoOurs(f *photoFigures, b backend.Backend, arch string, part photoPart, 
 		if prec, err := backend.SetPrecision(b, p); err == nil && !strings.HasPrefix(prec, "fp32") {
 			f.add(tag+"_"+p, photoModel(b, arch, batch, false, steps, p))
 		} else {
-			fmt.Printf("# no %s figures: %s %v\n", p, prec, err)
+			fmt.Printf("# no %s figures: %s\n", p, whyNot(prec, err))
 		}
 	}
 	backend.SetPrecision(b, "fp32")
@@ -289,6 +289,15 @@ func median(vs []float64) float64 {
 		return s[m]
 	}
 	return (s[m-1] + s[m]) / 2
+}
+
+// whyNot is why a precision has no figures: the error setting it, else
+// what runs instead.
+func whyNot(effective string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "runs " + effective
 }
 
 // lowPrecisions are the precisions the photo and serve suites time

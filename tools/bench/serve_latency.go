@@ -97,7 +97,7 @@ func runServeSuite(o options) error {
 				continue
 			}
 			if eff, err := cpu.New(0).SetPrecision(prec); err != nil || strings.HasPrefix(eff, "fp32") {
-				fmt.Printf("# serve: no %s figures: %s %v\n", prec, eff, err)
+				fmt.Printf("# serve: no %s figures: %s\n", prec, whyNot(eff, err))
 				continue
 			}
 			prefix += "_" + prec
