@@ -21,9 +21,9 @@ import (
 
 // SetPrecision sets the arithmetic of frozen convolutions ("fp32", "bf16"
 // or "int8"; see lowp.go) and returns what will run, with the reason when
-// it is not what was asked: BF16 needs AVX-512 BF16, INT8 AVX-512 VNNI,
-// and both the AVX-512 level. Training (unfrozen weights) is always
-// float32.
+// it is not what was asked: BF16 needs AVX-512 BF16 that beats float32
+// here (bf16Runs), INT8 AVX-512 VNNI, and both the AVX-512 level.
+// Training (unfrozen weights) is always float32.
 func (b *Backend) SetPrecision(name string) (string, error) {
 	var p Precision
 	switch name {

@@ -20,9 +20,9 @@ import (
 //
 // with a zero in the upper half when k is odd. Everything else (blocking,
 // threads, the epilogue) is the float32 GEMM's; only packing and the
-// kernel change. The kernel needs AVX-512 BF16; without it, or below the
-// AVX-512 level, Precision BF16 runs in float32 (EffectivePrecision says
-// so).
+// kernel change. The kernel needs AVX-512 BF16; without it, below the
+// AVX-512 level, or where it multiplies no faster than float32 (bf16Runs),
+// Precision BF16 runs in float32 (EffectivePrecision says so).
 //
 // At Precision INT8 each filter row m (an output channel) is scaled to
 // signed bytes once, w_q = round(w/s_w[m]) with s_w[m] = max|w[m,:]|/127,

@@ -170,7 +170,7 @@ func (f *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.opts.Threads, "threads", 0, "CPU threads, 0 to 1024 (0: all cores)")
 	fs.IntVar(&f.opts.Batch, "batch", 64, "images per forward pass, 1 to 65536")
 	fs.IntVar(&f.opts.Workers, "workers", 0, "image decoding goroutines, 0 to 1024 (0: one per core)")
-	fs.StringVar(&f.opts.Precision, "precision", "fp32", "arithmetic of the convolutions: fp32; bf16 (bfloat16 products, float32 sums; needs AVX-512 BF16); int8 (int8 filters, uint8 activations scaled per image; needs AVX-512 VNNI); without the instructions it runs fp32 and says so")
+	fs.StringVar(&f.opts.Precision, "precision", "fp32", "arithmetic of the convolutions: fp32; bf16 (bfloat16 products, float32 sums; needs AVX-512 BF16 faster than fp32 on this CPU, see DMLGO_BF16); int8 (int8 filters, uint8 activations scaled per image; needs AVX-512 VNNI); without the instructions it runs fp32 and says so")
 }
 
 func (f *modelFlags) check() error {
