@@ -828,3 +828,53 @@ func TestBF16Env(t *testing.T) {
 		t.Errorf("DMLGO_BF16=%q: mode %v, want %v", env, bf16EnvMode, want)
 	}
 }
+
+// TestBF16NeverPaths: with the bfloat16 kernels turned off (as auto turns
+// them off where they are slow), Precision BF16 is float32 bit for bit on
+// each path a 3×3 convolution can take: the lanes kernels (with an odd
+// number of input channels, which the bfloat16 lanes kernels refuse), both
+// Winograds and the direct sums.
+func TestBF16NeverPaths(t *testing.T) {
+	defer needBF16(t)()
+	defer SetBF16(WinogradNever)()
+	conv := func(c, k, hw int) backend.Conv2dParams {
+		return backend.Conv2dParams{N: 1, C: c, H: hw, W: hw, K: k, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	}
+	r := rand.New(rand.NewPCG(11, 4))
+	for _, c := range []struct {
+		name           string
+		p              backend.Conv2dParams
+		lanes, wg, wg4 WinogradMode
+		took           func(b *Backend, p backend.Conv2dParams, w []float32) bool
+	}{
+		// auto: the choices that ask whether the bfloat16 kernels run
+		{"lanes, 33 channels", conv(33, 64, 14), WinogradAuto, WinogradAuto, WinogradAuto, (*Backend).lanes},
+		{"F(2×2, 3×3)", conv(32, 48, 16), WinogradNever, WinogradAlways, WinogradNever, (*Backend).winograd},
+		{"F(4×4, 3×3)", conv(96, 96, 28), WinogradNever, WinogradAuto, WinogradAuto, (*Backend).winograd4},
+		{"direct", conv(32, 48, 16), WinogradNever, WinogradNever, WinogradNever, nil},
+	} {
+		func() {
+			defer SetLanes(c.lanes)()
+			defer SetWinograd(c.wg)()
+			defer SetWinograd4(c.wg4)()
+			x, w := randSlice(r, c.p.C*c.p.H*c.p.W), randSlice(r, c.p.K*c.p.C*9)
+			low := New(2)
+			if eff, _ := low.SetPrecision("bf16"); !strings.HasPrefix(eff, "fp32 (") {
+				t.Fatalf("%s: EffectivePrecision %q", c.name, eff)
+			}
+			got, want := frozenConv(t, low, c.p, x, w), frozenConv(t, New(2), c.p, x, w)
+			if c.took != nil {
+				wt := tensor.FromSlice(w, c.p.K, c.p.C, 3, 3)
+				low.FreezeWeights(wt)
+				if !c.took(low, c.p.Normalized(), wt.HostData()) {
+					t.Fatalf("%s: the path was not taken", c.name)
+				}
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s: y[%d] = %v, fp32 %v", c.name, i, got[i], want[i])
+				}
+			}
+		}()
+	}
+}
