@@ -91,28 +91,9 @@ const wg4Units = 128
 func TestWinograd4Transforms(t *testing.T) {
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(83, uint64(l)))
-		for _, c := range []struct{ wpe, hpe, chunks, kb int }{
+		checkInputTransform(t, r, 15, 36, wg4InputGo, wg4Input, []wgInputCase{
 			{5, 5, 1, 1}, {8, 8, 4, 3}, {15, 15, 14, 7}, {9, 4, 3, 5}, {16, 16, 15, 2},
-		} {
-			pl := c.hpe * c.wpe
-			src := randSlice(r, 15*pl+16*c.chunks+c.wpe+1)
-			npad := (16*c.chunks + 31) / 32 * 32
-			xs := c.kb*npad + 3 // the ξ blocks need not be adjacent
-			for row := 0; row < c.kb; row++ {
-				want := make([]float32, 36*xs+64)
-				got := make([]float32, len(want))
-				for i := range got {
-					got[i], want[i] = sentinel, sentinel
-				}
-				wg4InputGo(src, c.wpe, pl, c.chunks, want[row*32:], xs, c.kb, 32)
-				wg4Input(src, c.wpe, pl, c.chunks, got[row*32:], xs, c.kb, 32)
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("input %+v row %d: [%d] = %v, want %v", c, row, i, got[i], want[i])
-					}
-				}
-			}
-		}
+		})
 		for _, n := range []int{1, 3, 7, 14, 15, 16, 17, 33, 40} {
 			for _, q := range []int{4*n - 3, 4*n - 1, 4 * n} {
 				for rows := 1; rows <= 4; rows++ {

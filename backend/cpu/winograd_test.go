@@ -11,34 +11,47 @@ import (
 	"github.com/dmlgo/dmlgo/tensor"
 )
 
+// wgInputCase is a plane of hpe rows of wpe columns, chunks of 16 tiles,
+// kb rows of panels.
+type wgInputCase struct{ wpe, hpe, chunks, kb int }
+
+// checkInputTransform checks an input transform (fn) against its Go loop
+// (ref) bit for bit with sentinels around every place it writes, for each
+// case and panel row: a transform that reads planes beyond the first
+// (3 for F(2×2, 3×3), 15 for F(4×4, 3×3)) and writes np positions.
+func checkInputTransform(t *testing.T, r *rand.Rand, planes, np int, ref, fn func(src []float32, wpe, pl, chunks int, dst []float32, xs, kb, nr int), cases []wgInputCase) {
+	t.Helper()
+	for _, c := range cases {
+		pl := c.hpe * c.wpe
+		src := randSlice(r, planes*pl+16*c.chunks+c.wpe+1)
+		npad := (16*c.chunks + 31) / 32 * 32
+		xs := c.kb*npad + 3 // the ξ blocks need not be adjacent
+		for row := 0; row < c.kb; row++ {
+			want := make([]float32, np*xs+64)
+			got := make([]float32, len(want))
+			for i := range got {
+				got[i], want[i] = sentinel, sentinel
+			}
+			ref(src, c.wpe, pl, c.chunks, want[row*32:], xs, c.kb, 32)
+			fn(src, c.wpe, pl, c.chunks, got[row*32:], xs, c.kb, 32)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("input %+v row %d: [%d] = %v, want %v", c, row, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 // TestWinogradTransforms: each level's input and output transforms give
 // the Go loops' values bit for bit, and write nothing outside their
 // places (sentinels).
 func TestWinogradTransforms(t *testing.T) {
 	forEachLevel(t, func(t *testing.T, l Level) {
 		r := rand.New(rand.NewPCG(71, uint64(l)))
-		for _, c := range []struct{ wpe, hpe, chunks, kb int }{
+		checkInputTransform(t, r, 3, 16, wgInputGo, wgInput, []wgInputCase{
 			{5, 5, 2, 1}, {8, 8, 4, 3}, {15, 15, 14, 7}, {29, 29, 54, 2}, {9, 4, 3, 5},
-		} {
-			pl := c.hpe * c.wpe
-			src := randSlice(r, 3*pl+16*c.chunks+c.wpe+1)
-			npad := (16*c.chunks + 31) / 32 * 32
-			xs := c.kb*npad + 3 // the ξ blocks need not be adjacent
-			for row := 0; row < c.kb; row++ {
-				want := make([]float32, 16*xs+64)
-				got := make([]float32, len(want))
-				for i := range got {
-					got[i], want[i] = sentinel, sentinel
-				}
-				wgInputGo(src, c.wpe, pl, c.chunks, want[row*32:], xs, c.kb, 32)
-				wgInput(src, c.wpe, pl, c.chunks, got[row*32:], xs, c.kb, 32)
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("input %+v row %d: [%d] = %v, want %v", c, row, i, got[i], want[i])
-					}
-				}
-			}
-		}
+		})
 		for _, n := range []int{1, 3, 15, 16, 17, 28, 33} {
 			for _, q := range []int{2*n - 1, 2 * n} {
 				for _, two := range []bool{false, true} {
